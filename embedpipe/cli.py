@@ -1,0 +1,151 @@
+"""The ``embedpipe`` command line: thin click commands over the library API.
+
+Each command parses options, builds a config, calls the library, and turns an EmbedpipeError into
+one ``Error: ...`` line with exit code 1 (no traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+
+import click
+
+from . import __version__
+from .errors import EmbedpipeError
+from .pooling import POOLINGS
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub unless the user opts in
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def user_errors(fn):
+    """Turn library errors into click's one-line error and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EmbedpipeError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="embedpipe")
+@click.option("-q", "--quiet", is_flag=True, help="Only print results and errors.")
+def main(quiet: bool) -> None:
+    """Sentence embeddings for large parquet corpora: encode with ONNX encoders in Ray actors,
+    index and search with FAISS, and measure which pooling and head work best on your data.
+
+    Models are never downloaded unless you name a hub model and unset HF_HUB_OFFLINE.
+    """
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+    for noisy in ("ray", "ray.data", "optimum", "transformers", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+model_option = click.option("--model", "model", default=None, metavar="NAME_OR_DIR",
+                            help="Hugging Face model id or local directory [default: bundled all-MiniLM-L6-v2].")
+optimize_option = click.option("--optimize", type=click.Choice(["O1", "O2", "O3"]), default=None,
+                               help="onnxruntime graph optimization level applied at export.")
+quantize_option = click.option("--quantize", type=click.Choice(["int8"]), default=None,
+                               help="Dynamic int8 quantization for this CPU (avx512_vnni / avx2 / arm64).")
+
+
+@main.command()
+@model_option
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write the export here [default: the export cache, $EMBEDPIPE_CACHE or ~/.cache/embedpipe].")
+@optimize_option
+@quantize_option
+@user_errors
+def export(model, out, optimize, quantize):
+    """Export a model to ONNX with optimum (once; `encode` reuses the cached export).
+
+    The graph outputs token hidden states, so one export serves every pooling; BERT's pooler
+    weights are saved beside it for --pooling pooler.
+    """
+    from .models import ensure_exported, resolve_model
+
+    exported = ensure_exported(resolve_model(model), optimize=optimize, quantize=quantize, out=out)
+    click.echo(f"{exported.onnx_path}")
+
+
+@main.command()
+@click.argument("corpus")
+@click.option("--pooling", type=click.Choice(list(POOLINGS)), default="mean", show_default=True,
+              help="How token vectors become one vector per text.")
+@model_option
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--id-column", default="id", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Vector directory [default: CORPUS_STEM.POOLING.vectors in the working directory].")
+@click.option("--max-length", type=click.IntRange(min=2), default=None,
+              help="Truncate texts to this many tokens [default: the model's limit].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Texts per onnxruntime call (also capped by a token budget).")
+@click.option("--normalize/--no-normalize", default=True, show_default=True,
+              help="L2-normalize vectors (cosine similarity = inner product).")
+@optimize_option
+@quantize_option
+@click.option("--runner", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
+              help="ray: an actor pool on Ray Data; local: in this process, no Ray.")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="Join this Ray cluster [default: start an embedded local Ray on 127.0.0.1].")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Encoder actors [default: one per --threads CPUs of the cluster].")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="onnxruntime threads per worker [default: all cores for local; 1-4 per Ray actor].")
+@click.option("--empty-text", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+              help="Null or blank texts: stop before encoding anything, or leave those rows out "
+                   "(counted in the manifest as skipped_rows).")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Vector dtype on disk.")
+@click.option("--rows-per-shard", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory (only once the new one is complete).")
+@user_errors
+def encode(corpus, pooling, model, text_column, id_column, out, max_length, batch_size, normalize, optimize,
+           quantize, runner, ray_address, workers, threads, empty_text, dtype, rows_per_shard, overwrite):
+    """Encode the texts of CORPUS (a parquet file, a directory of them, or a pyarrow/fsspec URL)
+    into a vector directory: parquet shards of (id, vector) and a manifest.json written last.
+
+    \b
+    Poolings:
+      cls            first token ([CLS])
+      mean           mean of the tokens (masked)
+      max            per-dimension max of the tokens
+      mean_sqrt_len  sum of the tokens / sqrt(length)
+      weightedmean   position-weighted mean (later tokens weigh more)
+      lasttoken      last real token
+      pooler         BERT's pooler: tanh(dense([CLS])), weights from the checkpoint
+    """
+    from .encode import EncodeJob, encode_corpus
+    from .encoder import EncoderSpec
+
+    spec = EncoderSpec(model=model, pooling=pooling, normalize=normalize, max_length=max_length,
+                       optimize=optimize, quantize=quantize)
+    job = EncodeJob(corpus=corpus, out=out, spec=spec, text_column=text_column, id_column=id_column,
+                    runner=runner, ray_address=ray_address, workers=workers, threads=threads,
+                    batch_size=batch_size, empty_text=empty_text, dtype=dtype, rows_per_shard=rows_per_shard,
+                    overwrite=overwrite)
+    result = encode_corpus(job)
+    manifest = result.manifest
+    click.echo(json.dumps({"out": str(result.out), "rows": manifest["rows"], "dim": manifest["dim"],
+                           "skipped_rows": manifest["skipped_rows"], "seconds": manifest["seconds"],
+                           "rows_per_second": manifest["rows_per_second"]}))
+
+
+def _add_optional_commands() -> None:
+    try:
+        from .cli_retrieval import evaluate_cmd, index_cmd, search_cmd
+    except ImportError:
+        return
+    for command in (index_cmd, search_cmd, evaluate_cmd):
+        main.add_command(command)
+
+
+_add_optional_commands()

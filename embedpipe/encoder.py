@@ -1,0 +1,153 @@
+"""Texts -> pooled vectors with an exported ONNX model run by onnxruntime.
+
+    >>> enc = TextEncoder.load(EncoderSpec(pooling="cls"))
+    >>> enc.encode(["a cat", "a dog"]).shape
+    (2, 384)
+
+Within each call texts are sorted by token length and packed into batches under a token budget,
+so short texts are not padded to the longest one; the output keeps the input order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .errors import EmbedpipeError
+from .models import ExportedModel, check_export_options, ensure_exported, load_export, resolve_model
+from .pooling import NEEDS_POOLER_WEIGHTS, check_pooling, l2_normalize, pool
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Everything that decides what vector a text gets (recorded in every manifest)."""
+
+    model: str | None = None        # HF id or local dir; None = bundled all-MiniLM-L6-v2
+    pooling: str = "mean"           # a name in pooling.POOLINGS
+    normalize: bool = True          # L2-normalize vectors (cosine = inner product)
+    max_length: int | None = None   # tokens per text; None = the model's own limit
+    optimize: str | None = None     # ORT graph optimization level O1/O2/O3
+    quantize: str | None = None     # "int8": dynamic int8 quantization for this CPU
+
+    def check(self) -> "EncoderSpec":
+        check_pooling(self.pooling)
+        check_export_options(self.optimize, self.quantize)
+        if self.max_length is not None and self.max_length < 2:
+            raise EmbedpipeError(f"--max-length must be at least 2, got {self.max_length}")
+        return self
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How texts are packed into onnxruntime calls."""
+
+    batch_size: int = 128          # at most this many texts per call
+    token_budget: int = 16_384     # at most this many (padded) tokens per call
+    threads: int = 1               # onnxruntime intra-op threads (= the CPUs this worker owns)
+
+
+def prepare(spec: EncoderSpec) -> tuple[ExportedModel, int]:
+    """Resolve and export (or find the cached export of) the spec's model -> (export, max_length)."""
+    spec.check()
+    exported = ensure_exported(resolve_model(spec.model), optimize=spec.optimize, quantize=spec.quantize)
+    if spec.pooling in NEEDS_POOLER_WEIGHTS and not exported.info.get("has_pooler"):
+        raise EmbedpipeError(f"pooling 'pooler' needs a model with a pooler layer; {exported.info['model_name']} has none")
+    return exported, spec.max_length or exported.default_max_length
+
+
+class TextEncoder:
+    """One onnxruntime session plus the model's fast tokenizer; encodes lists of texts."""
+
+    def __init__(self, export_dir: str | os.PathLike, pooling: str, normalize: bool, max_length: int,
+                 plan: BatchPlan = BatchPlan()):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer  # the fast tokenizer itself; importing transformers costs seconds
+
+        self.exported = load_export(export_dir)
+        self.pooling, self.normalize, self.max_length, self.plan = check_pooling(pooling), normalize, max_length, plan
+        self.pool_weights = self.exported.pooler_weights() if pooling in NEEDS_POOLER_WEIGHTS else {}
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = plan.threads  # onnxruntime would otherwise take every core of the host
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(self.exported.onnx_path), options,
+                                            providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.tokenizer = Tokenizer.from_file(str(self.exported.path / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length)
+        self.pad_id = int(self.exported.info.get("pad_token_id") or 0)
+
+    @classmethod
+    def load(cls, spec: EncoderSpec, plan: BatchPlan = BatchPlan()) -> "TextEncoder":
+        exported, max_length = prepare(spec)
+        return cls(exported.path, spec.pooling, spec.normalize, max_length, plan)
+
+    @classmethod
+    def from_manifest(cls, manifest: dict, threads: int | None = None) -> "TextEncoder":
+        """The encoder that made a vector directory, to encode queries exactly the same way."""
+        encoder = manifest.get("encoder")
+        if not isinstance(encoder, dict):
+            raise EmbedpipeError("the manifest has no 'encoder' section; was it written by embedpipe encode?")
+        spec = EncoderSpec(**{k: encoder.get(k) for k in ("model", "pooling", "normalize", "max_length",
+                                                            "optimize", "quantize")})
+        model = resolve_model(spec.model)
+        expected = manifest.get("model", {}).get("content_hash")
+        if expected and model.content_hash != expected:
+            raise EmbedpipeError(f"model {spec.model or 'default'} has changed since these vectors were made "
+                                 f"(content hash {model.content_hash[:12]} != {expected[:12]})")
+        return cls.load(spec, BatchPlan(threads=threads or min(4, os.cpu_count() or 1)))
+
+    @property
+    def dim(self) -> int:
+        return self.exported.dim
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids with the model's special tokens, truncated to ``max_length``."""
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=True)]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> (n, dim) float32, in input order. Empty or null texts are an error."""
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            raise EmbedpipeError(f"{len(bad)} text(s) are empty or not strings (first at position {bad[0]})")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not len(texts):
+            return out
+        ids = self.tokenize(texts)
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(-lengths, kind="stable")
+        for rows in self._batches(order, lengths):
+            out[rows] = self._run([ids[i] for i in rows])
+        return out
+
+    def _batches(self, order: np.ndarray, lengths: np.ndarray):
+        """Longest first: each batch holds as many rows as fit the row and token budgets."""
+        start = 0
+        while start < len(order):
+            longest = int(lengths[order[start]])
+            rows = max(1, min(self.plan.batch_size, self.plan.token_budget // max(longest, 1)))
+            yield order[start:start + rows]
+            start += rows
+
+    def _run(self, token_ids: list[list[int]]) -> np.ndarray:
+        width = max(len(x) for x in token_ids)
+        input_ids = np.full((len(token_ids), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(token_ids), width), dtype=np.int64)
+        for row, ids in enumerate(token_ids):
+            input_ids[row, :len(ids)] = ids
+            mask[row, :len(ids)] = 1
+        feeds = {"input_ids": input_ids, "attention_mask": mask}
+        if "token_type_ids" in self.input_names:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        hidden = self.session.run(["last_hidden_state"], feeds)[0].astype(np.float32, copy=False)
+        vectors = pool(self.pooling, hidden, mask, **self.pool_weights)
+        return l2_normalize(vectors) if self.normalize else vectors
+
+
+def spec_record(spec: EncoderSpec, max_length: int) -> dict:
+    """The manifest's 'encoder' section: the spec with the max_length actually used."""
+    return {**asdict(spec), "max_length": max_length}

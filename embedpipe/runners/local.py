@@ -1,0 +1,19 @@
+"""In-process runner: one encoder, corpus windows in order.
+
+    >>> for table in run_local(corpus, config, window=8192): ...
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pyarrow as pa
+
+from ..corpus import Corpus
+from ..mapper import CorpusBatchEncoder, MapperConfig
+
+
+def run_local(corpus: Corpus, config: MapperConfig, *, window: int, **_ray_options) -> Iterator[pa.Table]:
+    mapper = CorpusBatchEncoder(config)
+    for batch in corpus.iter_batches(window):
+        yield mapper(batch)
