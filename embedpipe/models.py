@@ -29,7 +29,7 @@ from .vectors import publish_dir, write_json_atomic
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 OPTIMIZE_LEVELS = ("O1", "O2", "O3")
 QUANTIZE_MODES = ("int8",)
-EXPORT_FORMAT = 2  # bump when the layout of an export directory changes
+EXPORT_FORMAT = 3  # bump when the layout of an export directory changes
 _SKIP_IN_HASH = {"README.md", ".gitattributes"}
 log = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ def _quantize(directory: Path, onnx_file: str) -> str:
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    config = getattr(AutoQuantizationConfig, cpu_isa())(is_static=False, per_channel=False)
+    config = getattr(AutoQuantizationConfig, cpu_isa())(is_static=False, per_channel=True)
     quantizer = ORTQuantizer.from_pretrained(directory, file_name=onnx_file)
     quantizer.quantize(quantization_config=config, save_dir=directory)
     return onnx_file.replace(".onnx", "_quantized.onnx")

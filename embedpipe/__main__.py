@@ -1,0 +1,5 @@
+"""``python -m embedpipe`` runs the CLI."""
+
+from .cli import main
+
+main()
