@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-import os
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,24 +30,13 @@ class EncodeJob:
     runner: str = "ray"                  # "ray" (actor pool) or "local" (this process)
     ray_address: str | None = None       # join this cluster; None = embedded local Ray
     workers: int | None = None           # encoder actors; None = one per `threads` CPUs
-    threads: int | None = None           # onnxruntime threads per worker; None = chosen from the CPUs
+    threads: int | None = None           # onnxruntime threads per worker; None = local: all cores, Ray: 1-4
     batch_size: int = 128                # texts per onnxruntime call (a token budget caps it too)
     window: int = 8192                   # rows sorted by length together, per mapper call
     empty_text: str = "error"            # null/blank text: "error" stops before encoding, "skip" drops rows
     dtype: str = "float32"               # vector dtype on disk: float32 or float16
     rows_per_shard: int = 100_000
     overwrite: bool = False
-
-
-def default_threads(runner: str, workers: int | None) -> int:
-    """Local: every core. Ray: cores shared among the workers asked for, else 1 per actor on small
-    machines and up to 4 on large ones (past 4, more actors beat more threads per session)."""
-    cpus = os.cpu_count() or 1
-    if runner == "local":
-        return cpus
-    if workers:
-        return max(1, cpus // workers)
-    return max(1, min(4, cpus // 4))
 
 
 @dataclass(frozen=True)
@@ -75,9 +62,8 @@ def encode_corpus(job: EncodeJob) -> EncodeResult:
             raise EmbedpipeError(f"{bad} row(s) have a null or blank text (ids: {', '.join(map(repr, examples))}"
                                  f"{', ...' if bad > len(examples) else ''}); fix them or pass --empty-text skip")
     exported, max_length = prepare(spec)
-    threads = job.threads or default_threads(job.runner, job.workers)
     config = MapperConfig(str(exported.path), spec.pooling, spec.normalize, max_length,
-                          BatchPlan(batch_size=job.batch_size, threads=threads),
+                          BatchPlan(batch_size=job.batch_size, threads=job.threads),
                           job.text_column, job.id_column, job.empty_text)
     started = datetime.now(timezone.utc)
     with VectorWriter(out, exported.dim, dtype=job.dtype, rows_per_shard=job.rows_per_shard,
@@ -104,7 +90,8 @@ def encode_corpus(job: EncodeJob) -> EncodeResult:
             "empty_text": job.empty_text,
             "skipped_rows": corpus.rows - encoded,
             "runner": job.runner,
-            "threads_per_worker": threads,
+            "workers": job.workers,
+            "threads": job.threads,
             "seconds": round(seconds, 3),
             "rows_per_second": round(corpus.rows / max(seconds, 1e-9), 1),
         })

@@ -46,7 +46,7 @@ class BatchPlan:
 
     batch_size: int = 128          # at most this many texts per call
     token_budget: int = 16_384     # at most this many (padded) tokens per call
-    threads: int = 1               # onnxruntime intra-op threads (= the CPUs this worker owns)
+    threads: int | None = None     # onnxruntime intra-op threads (= the CPUs this worker owns); None = all
 
 
 def prepare(spec: EncoderSpec) -> tuple[ExportedModel, int]:
@@ -70,7 +70,7 @@ class TextEncoder:
         self.pooling, self.normalize, self.max_length, self.plan = check_pooling(pooling), normalize, max_length, plan
         self.pool_weights = self.exported.pooler_weights() if pooling in NEEDS_POOLER_WEIGHTS else {}
         options = ort.SessionOptions()
-        options.intra_op_num_threads = plan.threads  # onnxruntime would otherwise take every core of the host
+        options.intra_op_num_threads = plan.threads or os.cpu_count() or 1  # else onnxruntime takes every core of the host
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(self.exported.onnx_path), options,

@@ -19,7 +19,7 @@ class Progress:
 
     def __init__(self, total: int | None, desc: str, unit: str = "rows", every_s: float = 10.0):
         self.total, self.desc, self.unit, self.every_s = total, desc, unit, every_s
-        self.done = 0
+        self.done = self.logged = 0
         self.started = self.last_line = time.monotonic()
         self.bar = None
 
@@ -32,8 +32,11 @@ class Progress:
         if self.bar is not None:
             self.bar.update(n)
         elif time.monotonic() - self.last_line >= self.every_s:
-            self.last_line = time.monotonic()
-            log.info(self.line())
+            self._log()
+
+    def _log(self) -> None:
+        self.last_line, self.logged = time.monotonic(), self.done
+        log.info(self.line())
 
     def line(self) -> str:
         """'rows encoded: 2,048/10,000 rows (20%), 205 rows/s, ETA 39s, 10s elapsed'"""
@@ -60,8 +63,8 @@ class Progress:
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.close()
-        elif exc[0] is None:
-            log.info(self.line())
+        elif exc[0] is None and self.logged != self.done:
+            self._log()
 
 
 def _duration(seconds: float) -> str:

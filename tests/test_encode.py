@@ -132,3 +132,17 @@ def test_int8_and_optimized_exports_stay_close_to_fp32(tiny_model_dir):
     for options in ({"quantize": "int8"}, {"optimize": "O2"}):
         vectors = TextEncoder.load(EncoderSpec(model=str(tiny_model_dir), **options)).encode(TEXTS)
         assert ((vectors * reference).sum(1)).min() > 0.9, options
+
+
+@pytest.mark.parametrize("cpus, workers, threads, expected", [
+    (2, None, None, (2, 1, 0.5)),     # this 2-core machine: two single-thread actors
+    (16, None, None, (4, 4, 3.75)),   # larger nodes: 4 threads per session
+    (2, None, 2, (1, 2, 1.0)),        # one 2-thread actor still leaves a CPU for Ray Data's listing
+    (8, 2, None, (2, 4, 3.5)),
+])
+def test_actor_layout_always_leaves_a_cpu_for_ray_data(cpus, workers, threads, expected):
+    from embedpipe.runners.ray_runner import actor_layout
+
+    layout = actor_layout(cpus, workers, threads)
+    assert (layout.workers, layout.threads, layout.actor_cpus) == expected
+    assert layout.workers * layout.actor_cpus <= cpus - 1

@@ -1,7 +1,7 @@
 """Ray runner: Ray Data reads the corpus and maps an actor pool of encoders over it.
 
-Each actor holds one onnxruntime session with ``plan.threads`` intra-op threads and asks Ray for
-that many CPUs, so actors never oversubscribe a node. Without an address an embedded local Ray
+Each actor holds one onnxruntime session with ``threads`` intra-op threads and asks Ray for about
+that many CPUs (see ``actor_layout``), so actors never oversubscribe a node. Without an address an embedded local Ray
 bound to 127.0.0.1 is started (and stopped afterwards); with one, embedpipe joins that cluster.
 
     >>> for table in run_on_ray(corpus, config, window=8192, workers=None, address=None): ...
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import pyarrow as pa
@@ -21,7 +23,7 @@ from ..errors import EmbedpipeError
 from ..mapper import CorpusBatchEncoder, MapperConfig
 
 log = logging.getLogger(__name__)
-READ_TASK_CPUS = 0  # reading parquet is light; a CPU per read task would starve the actors of small nodes
+READ_TASK_CPUS = 0.1  # reading parquet is light next to encoding
 
 
 @contextmanager
@@ -32,12 +34,14 @@ def ray_session(address: str | None):
     if ray.is_initialized():
         yield ray
         return
-    quiet = dict(log_to_driver=False, logging_level=logging.WARNING, include_dashboard=False)
+    # Ray's own warnings (token auth, progress bars) are noise for a CLI user; errors still show.
+    quiet = dict(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
     try:
         if address:
             ray.init(address=address, **quiet)
         else:
-            ray.init(address="local", num_cpus=os.cpu_count(), _node_ip_address="127.0.0.1", **quiet)
+            # At least 2 logical CPUs, so a 1-core machine can run the file listing beside an actor.
+            ray.init(address="local", num_cpus=max(2, os.cpu_count() or 1), _node_ip_address="127.0.0.1", **quiet)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "an embedded local Ray"
         raise EmbedpipeError(f"cannot start or join {where}: {str(e).splitlines()[0]}") from None
@@ -47,9 +51,25 @@ def ray_session(address: str | None):
         ray.shutdown()
 
 
-def default_workers(cluster_cpus: float, threads: int) -> int:
-    """One actor per ``threads`` CPUs the cluster has."""
-    return max(1, int(cluster_cpus // threads))
+@dataclass(frozen=True)
+class ActorLayout:
+    workers: int        # actors, each one onnxruntime session
+    threads: int        # intra-op threads per session
+    actor_cpus: float   # CPUs each actor asks Ray for
+
+
+def actor_layout(cluster_cpus: float, workers: int | None, threads: int | None) -> ActorLayout:
+    """Size the actor pool. Ray Data schedules its file listing as a 1-CPU task, so the actors
+    together leave one CPU of the cluster unclaimed; otherwise the pool waits forever for it.
+
+    >>> actor_layout(2, None, None)
+    ActorLayout(workers=2, threads=1, actor_cpus=0.5)
+    """
+    if threads is None:
+        threads = max(1, min(4, int(cluster_cpus // workers) if workers else int(cluster_cpus // 4)))
+    workers = workers or max(1, int(cluster_cpus // threads))
+    spare = max(cluster_cpus - 1, 0.1 * workers)
+    return ActorLayout(workers, threads, round(min(threads, spare / workers), 3))
 
 
 def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: int | None = None,
@@ -59,18 +79,22 @@ def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: in
         context.execution_options.preserve_order = True  # output rows in corpus order
         context.enable_progress_bars = False              # embedpipe shows its own
         context.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        # A corpus smaller than one block per actor simply leaves actors idle; nothing to warn about.
+        warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
+        # Blocks of about one window: a corpus read as one large block would go to a single actor.
+        context.target_max_block_size = int(min(max(corpus.bytes_per_row() * window, 64 << 10), 128 << 20))
         cpus = ray.cluster_resources().get("CPU", 1)
-        workers = workers or default_workers(cpus, config.plan.threads)
+        layout = actor_layout(cpus, workers, config.plan.threads)
+        config = replace(config, plan=replace(config.plan, threads=layout.threads))
         log.info("encoding on Ray: %d actor(s) x %d thread(s), %g CPUs in the cluster",
-                 workers, config.plan.threads, cpus)
+                 layout.workers, layout.threads, cpus)
         dataset = ray.data.read_parquet(corpus.files, filesystem=corpus.filesystem,
                                         columns=[corpus.id_column, corpus.text_column],
                                         num_cpus=READ_TASK_CPUS)
-        # An autoscaling pool: a fixed pool that claims every CPU of the cluster never starts on Ray Data.
-        pool = ray.data.ActorPoolStrategy(min_size=1, max_size=workers)
         vectors = dataset.map_batches(CorpusBatchEncoder, fn_constructor_args=(config,), batch_size=window,
-                                      batch_format="pyarrow", compute=pool, num_cpus=config.plan.threads)
+                                      batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=layout.workers),
+                                      num_cpus=layout.actor_cpus)
         try:
             yield from vectors.iter_batches(batch_size=None, batch_format="pyarrow")
         except Exception as e:
