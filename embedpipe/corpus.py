@@ -60,10 +60,13 @@ class Corpus:
     def iter_batches(self, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """Record batches of (id, text) columns, in file then row order; memory stays one batch."""
         for path in self.files:
-            with self.filesystem.open_input_file(path) as f:
-                for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows,
-                                                            columns=[self.id_column, self.text_column]):
-                    yield batch
+            try:
+                with self.filesystem.open_input_file(path) as f:
+                    for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows,
+                                                                columns=[self.id_column, self.text_column]):
+                        yield batch
+            except (pa.ArrowException, OSError) as e:
+                raise EmbedpipeError(f"cannot read {path}: corrupt parquet data ({_first_line(e)})") from None
 
     def find_bad_rows(self, batch_rows: int = 65_536, examples: int = 3) -> tuple[int, list]:
         """Count rows whose text is null or blank; return (count, a few of their ids)."""
@@ -75,6 +78,10 @@ class Corpus:
                 count += n
                 found.extend(batch.column(0).filter(bad).to_pylist()[: examples - len(found)])
         return count, found
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def blank_text_mask(texts: pa.Array) -> pa.Array:
@@ -135,7 +142,7 @@ def _read_footer(filesystem: pafs.FileSystem, file: str) -> tuple[pa.Schema, int
             parquet = pq.ParquetFile(f)
             return parquet.schema_arrow, parquet.metadata.num_rows
     except (pa.ArrowInvalid, OSError) as e:
-        raise EmbedpipeError(f"{file} is not a readable parquet file ({str(e).splitlines()[0]})") from None
+        raise EmbedpipeError(f"{file} is not a readable parquet file ({_first_line(e)})") from None
 
 
 def _check_columns(schema: pa.Schema, file: str, text_column: str, id_column: str) -> None:

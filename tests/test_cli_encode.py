@@ -129,3 +129,28 @@ def test_pooler_on_a_model_without_one(corpus, tmp_path):
     result = run("encode", corpus, "--runner", "local", "--model", model, "--pooling", "pooler",
                  "--out", tmp_path / "out")
     assert_one_line_error(result, "needs a model with a pooler layer")
+
+
+def corrupt_parquet(path):
+    """A parquet file whose footer reads fine but whose data pages are garbage."""
+    pq.write_table(pa.table({"id": list(range(2000)), "text": [f"text number {i} " * 5 for i in range(2000)]}),
+                   path, compression="zstd")
+    data = bytearray(path.read_bytes())
+    for i in range(4, len(data) // 2):
+        data[i] ^= 0x5A
+    path.write_bytes(data)
+    return path
+
+
+def test_corrupt_data_pages(base_args, tmp_path):
+    corpus = corrupt_parquet(tmp_path / "c.parquet")
+    assert_one_line_error(run("encode", corpus, *base_args), "corrupt parquet data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.parquet"]
+
+
+@pytest.mark.slow
+def test_corrupt_data_pages_on_ray(tiny_model_dir, tmp_path, ray_cluster):
+    corpus = corrupt_parquet(tmp_path / "c.parquet")
+    result = run("encode", corpus, "--model", tiny_model_dir, "--out", tmp_path / "out", "--empty-text", "skip")
+    assert_one_line_error(result, "encoding failed on Ray")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.parquet"]

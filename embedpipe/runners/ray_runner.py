@@ -79,7 +79,7 @@ def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: in
         context.execution_options.preserve_order = True  # output rows in corpus order
         context.enable_progress_bars = False              # embedpipe shows its own
         context.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # failures reach the user as one line
         # A corpus smaller than one block per actor simply leaves actors idle; nothing to warn about.
         warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
         # Blocks of about one window: a corpus read as one large block would go to a single actor.
@@ -97,19 +97,19 @@ def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: in
                                       num_cpus=layout.actor_cpus)
         try:
             yield from vectors.iter_batches(batch_size=None, batch_format="pyarrow")
-        except Exception as e:
-            cause = _embedpipe_cause(e)
-            if cause is not None:
-                raise cause from None
-            raise
+        except ray.exceptions.RayError as e:
+            raise _user_error(e) from None
 
 
-def _embedpipe_cause(error: BaseException) -> EmbedpipeError | None:
-    """The EmbedpipeError an actor raised, dug out of Ray's wrappers (they keep it as ``cause``)."""
-    seen = set()
+def _user_error(error: BaseException) -> EmbedpipeError:
+    """One line for what went wrong inside Ray: the EmbedpipeError an actor raised, else the root
+    cause's type and first line (Ray wraps both in task errors, keeping the original as ``cause``)."""
+    seen, root = set(), error
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if type(error) is EmbedpipeError:
             return error
+        root = error
         error = getattr(error, "cause", None) or error.__cause__
-    return None
+    lines = str(root).strip().splitlines()
+    return EmbedpipeError(f"encoding failed on Ray: {type(root).__name__}: {lines[-1] if lines else ''}")
