@@ -112,4 +112,4 @@ def _user_error(error: BaseException) -> EmbedpipeError:
         root = error
         error = getattr(error, "cause", None) or error.__cause__
     lines = str(root).strip().splitlines()
-    return EmbedpipeError(f"encoding failed on Ray: {type(root).__name__}: {lines[-1] if lines else ''}")
+    return EmbedpipeError(f"encoding failed on Ray: {type(root).__name__}: {lines[0] if lines else type(root).__name__}")
