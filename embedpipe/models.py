@@ -72,7 +72,8 @@ def resolve_model(name_or_dir: str | os.PathLike | None) -> ResolvedModel:
 
 
 def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.sep in name and name.count("/") != 1 or name.endswith(os.sep)
+    """Hub ids are ``name`` or ``org/name``; anything else with a slash is meant as a directory."""
+    return name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1
 
 
 def _download(repo_id: str) -> Path:
@@ -80,7 +81,7 @@ def _download(repo_id: str) -> Path:
 
     try:
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model",
-                                                               "1_Pooling/*"]))
+                                                               "pytorch_model.bin", "1_Pooling/*"]))
     except Exception as e:  # the hub raises many types: offline, missing repo, auth
         raise EmbedpipeError(f"cannot get model {repo_id!r}: not a local directory, and the Hugging Face Hub "
                              f"did not provide it ({type(e).__name__})") from None

@@ -154,3 +154,8 @@ def test_corrupt_data_pages_on_ray(tiny_model_dir, tmp_path, ray_cluster):
     result = run("encode", corpus, "--model", tiny_model_dir, "--out", tmp_path / "out", "--empty-text", "skip")
     assert_one_line_error(result, "encoding failed on Ray")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.parquet"]
+
+
+def test_hub_model_while_offline(corpus, tmp_path):
+    result = run("encode", corpus, "--runner", "local", "--model", "no-such-org/no-such-model", "--out", tmp_path / "o")
+    assert_one_line_error(result, "cannot get model 'no-such-org/no-such-model'")
