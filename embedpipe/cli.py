@@ -14,6 +14,7 @@ import os
 import click
 
 from . import __version__
+from .cli_retrieval import evaluate_cmd, index_cmd, search_cmd
 from .errors import EmbedpipeError
 from .pooling import POOLINGS
 
@@ -139,13 +140,5 @@ def encode(corpus, pooling, model, text_column, id_column, out, max_length, batc
                            "rows_per_second": manifest["rows_per_second"]}))
 
 
-def _add_optional_commands() -> None:
-    try:
-        from .cli_retrieval import evaluate_cmd, index_cmd, search_cmd
-    except ImportError:
-        return
-    for command in (index_cmd, search_cmd, evaluate_cmd):
-        main.add_command(command)
-
-
-_add_optional_commands()
+for command in (index_cmd, search_cmd, evaluate_cmd):
+    main.add_command(command)

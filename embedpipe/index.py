@@ -1,0 +1,386 @@
+"""Vector directory -> FAISS index directory, and loading one back for search.
+
+    INDEX_DIR/index.faiss    the FAISS index; row i of the index is row i of ids.parquet
+    INDEX_DIR/ids.parquet    id: the corpus id of every row
+    INDEX_DIR/index.json     factory, metric, n, dim, build seconds, memory, search parameters,
+                             measured recall@10 vs exact search, and the encoder manifest
+
+    >>> info = build_index("corpus.vectors", "corpus.index", IndexConfig(factory="auto"))
+    >>> info["factory"], info["search_params"], info["recall_at_10"]
+    ('HNSW32', 'efSearch=48', 0.962)
+    >>> scores, rows = open_index("corpus.index").search(query_vectors, k=10)
+
+Building streams the shards twice: once to pick a training sample and the tuning queries, once to
+add vectors in chunks (while exact search of the tuning queries runs over the same chunks), so
+memory stays near the index's own size. The tuning queries are held out: not trained on, and added
+to the index only after tuning, so they are searched as unseen points like real queries (a point
+already in an HNSW graph is reached through its own links, which would flatter recall). Files are
+written in a staging directory that replaces INDEX_DIR only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import __version__
+from .errors import EmbedpipeError
+from .index_choice import choose_factory, parse_size, training_rows
+from .progress import Progress
+from .tuning import ExactTopK, Tuning, apply_search_params, faiss_metric, tune_search_params
+from .vectors import VectorSet, check_output_dir, open_vectors, publish_dir, write_json_atomic
+
+log = logging.getLogger("embedpipe.index")
+
+INDEX_FILE, IDS_FILE, INFO_FILE = "index.faiss", "ids.parquet", "index.json"
+FORMAT_VERSION = 1
+RECALL_K = 10
+OPQ_ITERATIONS = 10
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    factory: str = "auto"            # "auto" (chosen under max_memory) or any FAISS factory string
+    metric: str = "ip"               # "ip": inner product (cosine for normalized vectors); "l2"
+    max_memory: int | str = "4GB"    # what the index may take in memory; guides the auto choice
+    target_recall: float = 0.95      # recall@10 vs exact search that nprobe / efSearch are tuned to
+    tuning_queries: int = 1000       # how many tuning queries (held-out corpus vectors by default)
+    tuning_vectors: str | None = None  # vector dir of sample *queries* to tune on instead, for when
+                                       # queries look unlike documents (short questions vs passages)
+    add_batch_rows: int = 65_536     # vectors read and added per step
+    seed: int = 0                    # for the training and tuning samples
+
+    def check(self) -> "IndexConfig":
+        faiss_metric(self.metric)
+        parse_size(self.max_memory)
+        if not 0.0 < self.target_recall <= 1.0:
+            raise EmbedpipeError(f"--target-recall must be in (0, 1], got {self.target_recall}")
+        if self.tuning_queries < 1 or self.add_batch_rows < 1:
+            raise EmbedpipeError("tuning_queries and add_batch_rows must be positive")
+        return self
+
+
+def make_index(factory: str, dim: int, metric: str) -> faiss.Index:
+    """An empty FAISS index, or an EmbedpipeError naming the factory string FAISS cannot parse."""
+    try:
+        return faiss.index_factory(dim, factory, faiss_metric(metric))
+    except RuntimeError as e:
+        reason = str(e).strip().splitlines()[-1].split(": ", 1)[-1] if str(e).strip() else "rejected"
+        raise EmbedpipeError(f"FAISS cannot build index {factory!r} for dimension {dim}: {reason}") from None
+
+
+def metric_warnings(manifest: dict, metric: str) -> list[str]:
+    """Tell the user when the metric does not fit how the vectors were (not) normalized."""
+    normalized = manifest.get("normalize")
+    if normalized is None:
+        return ["the vector manifest does not say whether vectors are normalized; "
+                f"--metric {metric} is used as given"]
+    if metric == "ip" and not normalized:
+        return ["the vectors are not normalized, so inner-product scores are not cosine similarities "
+                "and long vectors win; re-encode with normalization for cosine, or pass --metric l2"]
+    if metric == "l2" and normalized:
+        return ["the vectors are normalized: --metric l2 ranks exactly like cosine, "
+                "but --metric ip would report the cosine similarity itself as the score"]
+    return []
+
+
+def shorten_opq_training(index: faiss.Index, iterations: int = OPQ_ITERATIONS) -> None:
+    """Fewer OPQ rotation iterations than FAISS's 50: most of the gain comes early, and 50 cost
+    minutes per 30k training vectors on 2 cores. Applied to auto-chosen factories only."""
+    if isinstance(index, faiss.IndexPreTransform):
+        for i in range(index.chain.size()):
+            transform = faiss.downcast_VectorTransform(index.chain.at(i))
+            if isinstance(transform, faiss.OPQMatrix):
+                transform.niter = iterations
+
+
+def is_exact(index: faiss.Index) -> bool:
+    return isinstance(faiss.downcast_index(index), faiss.IndexFlat)
+
+
+def _nlist(index: faiss.Index) -> int | None:
+    try:
+        return faiss.extract_index_ivf(index).nlist
+    except RuntimeError:
+        return None
+
+
+def gather_rows(vectors: VectorSet, rows: np.ndarray, batch_rows: int) -> tuple[list, np.ndarray]:
+    """(ids, vectors) at the given row positions, in the order given, in one streaming pass."""
+    order = np.argsort(rows)
+    sorted_rows = rows[order]
+    out = np.empty((len(rows), vectors.dim), dtype=np.float32)
+    ids: list = [None] * len(rows)
+    start = 0
+    for batch_ids, batch in vectors.iter_batches(batch_rows):
+        lo, hi = np.searchsorted(sorted_rows, [start, start + len(batch)])
+        local = sorted_rows[lo:hi] - start
+        out[order[lo:hi]] = batch[local]
+        for position, doc_id in zip(order[lo:hi], batch_ids.take(pa.array(local)).to_pylist()):
+            ids[position] = doc_id
+        start += len(batch)
+    if start != vectors.rows:
+        raise EmbedpipeError(f"{vectors.path} holds {start} vectors, its manifest says {vectors.rows}")
+    return ids, out
+
+
+@dataclass
+class _Samples:
+    query_rows: np.ndarray       # held-out tuning queries: row positions in the vector directory
+    query_ids: list
+    queries: np.ndarray
+    train: np.ndarray | None     # training vectors, never overlapping the queries
+
+
+def _draw_samples(vectors: VectorSet, index: faiss.Index, config: IndexConfig) -> _Samples:
+    n, rng = vectors.rows, np.random.default_rng(config.seed)
+    external = _tuning_vectors(config, vectors.dim, rng) if config.tuning_vectors else None
+    n_queries = 0 if external is not None else min(config.tuning_queries, max(n // 10, 1))
+    n_train = 0 if index.is_trained else min(training_rows(n, _nlist(index)), n - n_queries)
+    rows = rng.choice(n, size=n_queries + n_train, replace=False)
+    ids, picked = gather_rows(vectors, rows, config.add_batch_rows)
+    queries = external if external is not None else picked[:n_queries]
+    log.info("tuning on %d %s, training on %d vectors", len(queries),
+             "query vectors" if external is not None else "held-out corpus vectors", n_train)
+    return _Samples(rows[:n_queries], ids[:n_queries], queries, picked[n_queries:] if n_train else None)
+
+
+def _tuning_vectors(config: IndexConfig, dim: int, rng: np.random.Generator) -> np.ndarray:
+    tuning = open_vectors(config.tuning_vectors)
+    if tuning.dim != dim:
+        raise EmbedpipeError(f"tuning vectors {tuning.path} have dimension {tuning.dim}, the corpus {dim}")
+    _, queries = tuning.read_all()
+    if len(queries) > config.tuning_queries:
+        queries = queries[np.sort(rng.choice(len(queries), config.tuning_queries, replace=False))]
+    if not len(queries):
+        raise EmbedpipeError(f"tuning vectors {tuning.path} hold no vectors")
+    return queries
+
+
+def _train(index: faiss.Index, factory: str, train: np.ndarray) -> None:
+    started = time.monotonic()
+    log.info("training %s on %d vectors", factory, len(train))
+    try:
+        index.train(train)
+    except RuntimeError as e:
+        reason = str(e).strip().splitlines()[-1].split(": ", 1)[-1]
+        raise EmbedpipeError(f"training {factory} on {len(train)} vectors failed: {reason}") from None
+    log.info("trained in %.1fs", time.monotonic() - started)
+
+
+def _add_all(index: faiss.Index, vectors: VectorSet, exact: ExactTopK | None, batch_rows: int,
+             held_out: np.ndarray) -> pa.Array:
+    """Add every vector except the held-out rows in chunks, feeding the same chunks to exact
+    search; returns the ids in the order they were added (= the index's row labels)."""
+    held_out = np.sort(held_out)
+    ids, start, added = [], 0, 0
+    with Progress(vectors.rows, "vectors added") as progress:
+        for batch_ids, batch in vectors.iter_batches(batch_rows):
+            keep = ~np.isin(np.arange(start, start + len(batch)), held_out)
+            if not keep.all():
+                batch_ids, batch = batch_ids.filter(pa.array(keep)), batch[keep]
+            index.add(batch)
+            if exact is not None:
+                exact.add(batch, added)
+            ids.append(batch_ids)
+            start += len(keep)
+            added += len(batch)
+            progress.update(len(keep))
+    if start != vectors.rows:
+        raise EmbedpipeError(f"{vectors.path} holds {start} vectors, its manifest says {vectors.rows}")
+    return _concat_ids(ids, vectors)
+
+
+def _concat_ids(ids: list[pa.Array], vectors: VectorSet) -> pa.Array:
+    try:
+        return pa.concat_arrays(ids)
+    except pa.ArrowInvalid as e:
+        raise EmbedpipeError(f"{vectors.path}: the id column has different types in different shards ({e})") from None
+
+
+def build_index(vectors_dir: str | os.PathLike, out: str | os.PathLike, config: IndexConfig = IndexConfig(),
+                *, overwrite: bool = False) -> dict:
+    """Build, tune and write INDEX_DIR from a vector directory; returns what index.json holds."""
+    started = time.monotonic()
+    config.check()
+    vectors = open_vectors(vectors_dir)
+    out = check_output_dir(out, overwrite, INFO_FILE)
+    n, dim = vectors.rows, vectors.dim
+    if n == 0:
+        raise EmbedpipeError(f"{vectors.path} holds no vectors; there is nothing to index")
+    warnings = metric_warnings(vectors.manifest, config.metric)
+    for warning in warnings:
+        log.warning("warning: %s", warning)
+    max_memory = parse_size(config.max_memory)
+    factory = choose_factory(n, dim, max_memory) if config.factory == "auto" else config.factory
+    log.info("index for %d vectors of dimension %d: %s (metric %s)", n, dim, factory, config.metric)
+    index = make_index(factory, dim, config.metric)
+    if config.factory == "auto":
+        shorten_opq_training(index)
+
+    samples = None if is_exact(index) else _draw_samples(vectors, index, config)
+    if samples is not None and samples.train is not None:
+        _train(index, factory, samples.train)
+    exact = ExactTopK(samples.queries, RECALL_K, config.metric) if samples is not None else None
+    held_out = samples.query_rows if samples is not None else np.empty(0, dtype=np.int64)
+    ids = _add_all(index, vectors, exact, config.add_batch_rows, held_out)
+
+    if samples is None:
+        tuning = Tuning("", 1.0, True)
+    else:
+        tuning = tune_search_params(index, samples.queries, exact.result()[1], config.target_recall, RECALL_K)
+        log.info("search parameters %r give recall@10 %.4f vs exact search", tuning.params, tuning.recall)
+        if len(samples.query_rows):  # the held-out rows join the index last; ids.parquet follows
+            index.add(samples.queries)
+            ids = _concat_ids([ids, pa.array(samples.query_ids, ids.type)], vectors)
+        if not tuning.reached:
+            warnings.append(f"{factory} reaches recall@10 {tuning.recall:.3f} at most, below the target "
+                            f"{config.target_recall}; allow more memory or choose a factory with less compression")
+            log.warning("warning: %s", warnings[-1])
+
+    staging = out.with_name(f".{out.name}.staging-{uuid.uuid4().hex[:8]}")
+    staging.mkdir(parents=True)
+    try:
+        faiss.write_index(index, str(staging / INDEX_FILE))
+        pq.write_table(pa.table({"id": ids}), staging / IDS_FILE)
+        index_bytes = (staging / INDEX_FILE).stat().st_size
+        info = {
+            "format_version": FORMAT_VERSION,
+            "embedpipe_version": __version__,
+            "factory": factory,
+            "factory_requested": config.factory,
+            "metric": config.metric,
+            "n": n,
+            "dim": dim,
+            "build_seconds": round(time.monotonic() - started, 3),
+            "memory_bytes": index_bytes,  # the serialized index, which is what search holds in memory
+            "max_memory": max_memory,
+            "search_params": tuning.params,
+            "recall_at_10": tuning.recall,
+            "target_recall": config.target_recall,
+            "recall_reached": tuning.reached,
+            "tuning": {"queries": 0 if samples is None else len(samples.queries),
+                       "on": None if samples is None else (config.tuning_vectors or "held-out corpus vectors"),
+                       "training_vectors": 0 if samples is None or samples.train is None else len(samples.train),
+                       "trials": tuning.trials},
+            "warnings": warnings,
+            "vectors": str(vectors.path.resolve()),
+            "manifest": vectors.manifest,
+        }
+        write_json_atomic(staging / INFO_FILE, info)
+        publish_dir(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("wrote %s (%s, %d bytes, %.1fs)", out, factory, index_bytes, info["build_seconds"])
+    return info
+
+
+@dataclass
+class LoadedIndex:
+    """An index directory in memory: the FAISS index with its search parameters set, ids and info."""
+
+    path: Path
+    index: faiss.Index
+    ids: pa.Array
+    info: dict
+    _id_list: list | None = field(default=None, repr=False)
+
+    @property
+    def dim(self) -> int:
+        return self.index.d
+
+    @property
+    def metric(self) -> str:
+        return self.info["metric"]
+
+    def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows), each (n_queries, k); higher score = better (negated squared L2 for l2).
+
+        Rows are -1 where the index returned fewer than k hits.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise EmbedpipeError(f"query vectors have shape {queries.shape}; the index {self.path} holds "
+                                 f"vectors of dimension {self.dim}")
+        if k < 1:
+            raise EmbedpipeError(f"k must be at least 1, got {k}")
+        distances, rows = self.index.search(queries, min(k, self.index.ntotal))
+        return (distances if self.metric == "ip" else -distances), rows
+
+    def ids_of(self, rows: np.ndarray) -> list:
+        """Corpus ids of one result row (skipping -1)."""
+        if self._id_list is None:
+            self._id_list = self.ids.to_pylist()
+        return [self._id_list[r] for r in rows if r >= 0]
+
+
+def _read_info(path: Path) -> dict:
+    info_path = path / INFO_FILE
+    if not info_path.exists():
+        raise EmbedpipeError(f"{path} is not an embedpipe index directory (no {INFO_FILE}); "
+                             "build one with `embedpipe index`")
+    try:
+        info = json.loads(info_path.read_text())
+        int(info["n"]), int(info["dim"]), faiss_metric(info["metric"]), info["factory"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise EmbedpipeError(f"{info_path} is not a valid embedpipe index description ({e})") from None
+    return info
+
+
+def _read_faiss(path: Path, info: dict) -> faiss.Index:
+    index_path = path / INDEX_FILE
+    if not index_path.exists():
+        raise EmbedpipeError(f"{path}: {INDEX_FILE} is missing")
+    size, expected = index_path.stat().st_size, info.get("memory_bytes")
+    if expected is not None and size != expected:
+        raise EmbedpipeError(f"{index_path} has {size} bytes, {INFO_FILE} says {expected}: "
+                             "truncated or replaced; rebuild it with `embedpipe index`")
+    try:
+        index = faiss.read_index(str(index_path))
+    except RuntimeError:
+        raise EmbedpipeError(f"{index_path} cannot be read by FAISS (truncated or corrupt); "
+                             "rebuild it with `embedpipe index`") from None
+    if index.d != int(info["dim"]):
+        raise EmbedpipeError(f"{index_path} holds vectors of dimension {index.d}, {INFO_FILE} says {info['dim']}")
+    if index.ntotal != int(info["n"]):
+        raise EmbedpipeError(f"{index_path} holds {index.ntotal} vectors, {INFO_FILE} says {info['n']}")
+    return index
+
+
+def _read_ids(path: Path, n: int) -> pa.Array:
+    ids_path = path / IDS_FILE
+    try:
+        table = pq.read_table(ids_path)
+    except (OSError, pa.ArrowException) as e:
+        raise EmbedpipeError(f"cannot read {ids_path}: {e}") from None
+    if "id" not in table.column_names or table.num_rows != n:
+        raise EmbedpipeError(f"{ids_path} must hold one 'id' per indexed vector ({n}); "
+                             f"it has columns {table.column_names} and {table.num_rows} rows")
+    return table.column("id").combine_chunks()
+
+
+def open_index(path: str | os.PathLike) -> LoadedIndex:
+    """Load INDEX_DIR, checking index.json, index.faiss and ids.parquet against each other."""
+    path = Path(path)
+    if not path.is_dir():
+        raise EmbedpipeError(f"index directory {path} does not exist")
+    info = _read_info(path)
+    index = _read_faiss(path, info)
+    ids = _read_ids(path, int(info["n"]))
+    try:
+        apply_search_params(index, info.get("search_params", ""))
+    except RuntimeError:
+        raise EmbedpipeError(f"{path / INFO_FILE}: search parameters {info.get('search_params')!r} "
+                             f"do not apply to a {info['factory']} index") from None
+    return LoadedIndex(path, index, ids, info)
