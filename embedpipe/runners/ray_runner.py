@@ -82,10 +82,12 @@ def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: in
         logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # failures reach the user as one line
         # A corpus smaller than one block per actor simply leaves actors idle; nothing to warn about.
         warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
-        # Blocks of about one window: a corpus read as one large block would go to a single actor.
-        context.target_max_block_size = int(min(max(corpus.bytes_per_row() * window, 64 << 10), 128 << 20))
         cpus = ray.cluster_resources().get("CPU", 1)
         layout = actor_layout(cpus, workers, config.plan.threads)
+        # Blocks (and batches) of about one window, smaller when the corpus is small, so that every
+        # actor gets a share: a corpus read as one large block would go to a single actor.
+        window = max(1, min(window, -(-corpus.rows // layout.workers)))
+        context.target_max_block_size = int(min(max(corpus.bytes_per_row() * window, 16 << 10), 128 << 20))
         config = replace(config, plan=replace(config.plan, threads=layout.threads))
         log.info("encoding on Ray: %d actor(s) x %d thread(s), %g CPUs in the cluster",
                  layout.workers, layout.threads, cpus)
