@@ -11,7 +11,7 @@ so short texts are not padded to the longest one; the output keeps the input ord
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
