@@ -6,7 +6,6 @@ one ``Error: ...`` line with exit code 1 (no traceback).
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -14,25 +13,12 @@ import os
 import click
 
 from . import __version__
+from .cli_common import user_errors
 from .cli_retrieval import evaluate_cmd, index_cmd, search_cmd
-from .errors import EmbedpipeError
 from .pooling import POOLINGS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub unless the user opts in
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def user_errors(fn):
-    """Turn library errors into click's one-line error and exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except EmbedpipeError as e:
-            raise click.ClickException(str(e)) from None
-
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -8,26 +8,15 @@
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
-from typing import Iterator
 
 import click
 
+from .cli_common import user_errors
 from .errors import EmbedpipeError
 from .index import IndexConfig, build_index, open_index
 from .retrieval import corpus_texts, evaluate, search_file, search_texts
 
 METRIC_LABELS = {"ndcg": "nDCG", "recall": "Recall", "mrr": "MRR"}
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Library errors become click's one-line 'Error: ...' with exit code 1 (progress and warnings
-    are log records: the `embedpipe` group configures logging; -q hides progress)."""
-    try:
-        yield
-    except EmbedpipeError as e:
-        raise click.ClickException(str(e)) from None
 
 
 def _megabytes(n: int) -> str:
@@ -49,12 +38,12 @@ def _megabytes(n: int) -> str:
                    "instead of held-out corpus vectors: better when queries look unlike the documents.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print index.json instead of a summary.")
+@user_errors
 def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, tuning_queries, overwrite, as_json):
     """Build a FAISS index over the vectors in VECTORS_DIR (an `embedpipe encode` output)."""
     config = IndexConfig(factory=factory, metric=metric, max_memory=max_memory, target_recall=target_recall,
                          tuning_vectors=tuning_queries)
-    with _user_errors():
-        info = build_index(vectors_dir, out, config, overwrite=overwrite)
+    info = build_index(vectors_dir, out, config, overwrite=overwrite)
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
@@ -73,24 +62,24 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, tuni
 @click.option("--queries", type=click.Path(), help="Queries parquet (id, text): search them all, write --out.")
 @click.option("--out", type=click.Path(), help="Results parquet for --queries: query_id, rank, doc_id, score.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@user_errors
 def search_cmd(index_dir, query, k, as_json, corpus, queries, out, overwrite):
     """Search INDEX_DIR for QUERY (or every query of --queries) with the corpus's own encoder."""
     if (query is None) == (queries is None):
         raise click.UsageError("give either a QUERY text or --queries FILE (with --out)")
     if queries is not None and out is None:
         raise click.UsageError("--queries needs --out RESULTS.parquet")
-    with _user_errors():
-        if queries is not None:
-            summary = search_file(index_dir, queries, out, k, overwrite=overwrite)
-            click.echo(json.dumps(summary) if as_json else f"wrote {summary['queries']} x {k} hits to {out}")
-            return
-        if not query.strip():
-            raise EmbedpipeError("the query text is empty")
-        hits = search_texts(open_index(index_dir), [query], k)[0]
-        if corpus:
-            texts = corpus_texts(corpus, {str(h.id) for h in hits})
-            for hit in hits:
-                hit.text = texts.get(str(hit.id), "")
+    if queries is not None:
+        summary = search_file(index_dir, queries, out, k, overwrite=overwrite)
+        click.echo(json.dumps(summary) if as_json else f"wrote {summary['queries']} x {k} hits to {out}")
+        return
+    if not query.strip():
+        raise EmbedpipeError("the query text is empty")
+    hits = search_texts(open_index(index_dir), [query], k)[0]
+    if corpus:
+        texts = corpus_texts(corpus, {str(h.id) for h in hits})
+        for hit in hits:
+            hit.text = texts.get(str(hit.id), "")
     if as_json:
         click.echo(json.dumps({"query": query, "k": k, "hits": [h.as_dict() for h in hits]}, default=str))
         return
@@ -116,11 +105,11 @@ def _k_values(text: str) -> list[int]:
 @click.option("--exact/--no-exact", default=True, show_default=True,
               help="Also evaluate exact search over the same vectors (needs the vector directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
 def evaluate_cmd(index_dir, queries, qrels, k_text, exact, as_json):
     """nDCG@10 (main score), Recall@k and MRR@k of INDEX_DIR on BEIR-style queries and qrels."""
     k_values = _k_values(k_text)
-    with _user_errors():
-        report = evaluate(index_dir, queries, qrels, k_values, exact=exact)
+    report = evaluate(index_dir, queries, qrels, k_values, exact=exact)
     if as_json:
         click.echo(json.dumps(report))
         return
