@@ -34,8 +34,8 @@ def _megabytes(n: int) -> str:
 @click.option("--target-recall", type=float, default=0.95, show_default=True,
               help="Recall@10 vs exact search that nprobe / efSearch are tuned to reach.")
 @click.option("--tuning-queries", type=click.Path(),
-              help="Vector directory of sample queries (`embedpipe encode` of a queries file) to tune on, "
-                   "instead of held-out corpus vectors: better when queries look unlike the documents.")
+              help="Sample queries to tune on instead of held-out corpus vectors: a queries parquet (id, text), "
+                   "encoded like the corpus, or a vector directory. Better when queries look unlike the documents.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print index.json instead of a summary.")
 @user_errors

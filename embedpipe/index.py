@@ -56,8 +56,8 @@ class IndexConfig:
     max_memory: int | str = "4GB"    # what the index may take in memory; guides the auto choice
     target_recall: float = 0.95      # recall@10 vs exact search that nprobe / efSearch are tuned to
     tuning_queries: int = 1000       # how many tuning queries (held-out corpus vectors by default)
-    tuning_vectors: str | None = None  # vector dir of sample *queries* to tune on instead, for when
-                                       # queries look unlike documents (short questions vs passages)
+    tuning_vectors: str | None = None  # sample *queries* to tune on instead (a vector dir, or a queries
+                                       # parquet id,text): for queries unlike documents (keywords vs passages)
     add_batch_rows: int = 65_536     # vectors read and added per step
     seed: int = 0                    # for the training and tuning samples
 
@@ -145,7 +145,7 @@ class _Samples:
 
 def _draw_samples(vectors: VectorSet, index: faiss.Index, config: IndexConfig) -> _Samples:
     n, rng = vectors.rows, np.random.default_rng(config.seed)
-    external = _tuning_vectors(config, vectors.dim, rng) if config.tuning_vectors else None
+    external = _tuning_vectors(config, vectors, rng) if config.tuning_vectors else None
     n_queries = 0 if external is not None else min(config.tuning_queries, max(n // 10, 1))
     n_train = 0 if index.is_trained else min(training_rows(n, _nlist(index)), n - n_queries)
     rows = rng.choice(n, size=n_queries + n_train, replace=False)
@@ -156,10 +156,22 @@ def _draw_samples(vectors: VectorSet, index: faiss.Index, config: IndexConfig) -
     return _Samples(rows[:n_queries], ids[:n_queries], queries, picked[n_queries:] if n_train else None)
 
 
-def _tuning_vectors(config: IndexConfig, dim: int, rng: np.random.Generator) -> np.ndarray:
-    tuning = open_vectors(config.tuning_vectors)
-    if tuning.dim != dim:
-        raise EmbedpipeError(f"tuning vectors {tuning.path} have dimension {tuning.dim}, the corpus {dim}")
+def _tuning_vectors(config: IndexConfig, vectors: VectorSet, rng: np.random.Generator) -> np.ndarray:
+    """Sample query vectors to tune on: a vector directory, or a queries parquet (id, text) that is
+    encoded here exactly as the corpus was (model, pooling, normalization from its manifest)."""
+    path = Path(config.tuning_vectors)
+    if path.is_file():
+        from .encoder import TextEncoder
+        from .retrieval import read_queries
+
+        _, texts = read_queries(path)
+        if len(texts) > config.tuning_queries:
+            texts = [texts[i] for i in np.sort(rng.choice(len(texts), config.tuning_queries, replace=False))]
+        log.info("encoding %d tuning queries from %s", len(texts), path)
+        return TextEncoder.from_manifest(vectors.manifest).encode(texts)
+    tuning = open_vectors(path)
+    if tuning.dim != vectors.dim:
+        raise EmbedpipeError(f"tuning vectors {tuning.path} have dimension {tuning.dim}, the corpus {vectors.dim}")
     _, queries = tuning.read_all()
     if len(queries) > config.tuning_queries:
         queries = queries[np.sort(rng.choice(len(queries), config.tuning_queries, replace=False))]

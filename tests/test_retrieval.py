@@ -274,3 +274,19 @@ def test_bad_cutoffs(flat_index, good_files):
 def test_library_errors_are_embedpipe_errors(flat_index):
     with pytest.raises(EmbedpipeError, match="k must be at least 1"):
         open_index(flat_index).search(np.zeros((1, open_index(flat_index).dim), np.float32), 0)
+
+
+def test_index_tunes_on_a_queries_parquet_encoded_like_the_corpus(encoded, tmp_path):
+    _, vectors, texts = encoded
+    queries = write_queries(tmp_path / "q.parquet", [f"q{i}" for i in range(20)], texts[:20])
+    info = build_index(vectors, tmp_path / "i", IndexConfig(factory="HNSW8", tuning_vectors=str(queries)))
+    assert info["tuning"]["on"] == str(queries) and info["tuning"]["queries"] == 20
+    assert info["recall_at_10"] >= 0.95
+
+
+def test_tuning_queries_parquet_with_an_empty_text(encoded, tmp_path):
+    _, vectors, texts = encoded
+    queries = write_queries(tmp_path / "q.parquet", ["a", "b"], [texts[0], " "])
+    with pytest.raises(EmbedpipeError, match=r"1 query text\(s\) in .* are empty"):
+        build_index(vectors, tmp_path / "i", IndexConfig(factory="HNSW8", tuning_vectors=str(queries)))
+    assert not (tmp_path / "i").exists()
