@@ -81,8 +81,9 @@ def export(model, out, optimize, quantize):
 @quantize_option
 @click.option("--runner", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
               help="ray: an actor pool on Ray Data; local: in this process, no Ray.")
-@click.option("--ray-address", default=None, metavar="ADDR",
-              help="Join this Ray cluster [default: start an embedded local Ray on 127.0.0.1].")
+@click.option("--ray-address", default=None, metavar="ADDR", envvar="RAY_ADDRESS",
+              help="Join this Ray cluster (also read from $RAY_ADDRESS, as `ray job submit` sets it) "
+                   "[default: start an embedded local Ray on 127.0.0.1].")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Encoder actors [default: one per --threads CPUs of the cluster].")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
