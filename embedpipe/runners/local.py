@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import replace
 from typing import Iterator
 
 import pyarrow as pa
@@ -16,8 +14,6 @@ from ..mapper import CorpusBatchEncoder, MapperConfig
 
 
 def run_local(corpus: Corpus, config: MapperConfig, *, window: int, **_ray_options) -> Iterator[pa.Table]:
-    if config.plan.threads is None:
-        config = replace(config, plan=replace(config.plan, threads=os.cpu_count() or 1))
     mapper = CorpusBatchEncoder(config)
     for batch in corpus.iter_batches(window):
         yield mapper(batch)
