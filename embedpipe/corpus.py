@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .errors import EmbedpipeError
+from .errors import EmbedpipeError, first_line
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Corpus:
                                                                 columns=[self.id_column, self.text_column]):
                         yield batch
             except (pa.ArrowException, OSError) as e:
-                raise EmbedpipeError(f"cannot read {path}: corrupt parquet data ({_first_line(e)})") from None
+                raise EmbedpipeError(f"cannot read {path}: corrupt parquet data ({first_line(e)})") from None
 
     def find_bad_rows(self, batch_rows: int = 65_536, examples: int = 3) -> tuple[int, list]:
         """Count rows whose text is null or blank; return (count, a few of their ids)."""
@@ -78,10 +78,6 @@ class Corpus:
                 count += n
                 found.extend(batch.column(0).filter(bad).to_pylist()[: examples - len(found)])
         return count, found
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def blank_text_mask(texts: pa.Array) -> pa.Array:
@@ -142,7 +138,7 @@ def _read_footer(filesystem: pafs.FileSystem, file: str) -> tuple[pa.Schema, int
             parquet = pq.ParquetFile(f)
             return parquet.schema_arrow, parquet.metadata.num_rows
     except (pa.ArrowInvalid, OSError) as e:
-        raise EmbedpipeError(f"{file} is not a readable parquet file ({_first_line(e)})") from None
+        raise EmbedpipeError(f"{file} is not a readable parquet file ({first_line(e)})") from None
 
 
 def _check_columns(schema: pa.Schema, file: str, text_column: str, id_column: str) -> None:

@@ -7,3 +7,8 @@ class EmbedpipeError(Exception):
     Library code raises this (never prints and returns None); the CLI shows
     ``Error: <message>`` and exits non-zero, without a traceback.
     """
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -71,12 +71,18 @@ class IndexConfig:
         return self
 
 
+def _faiss_reason(error: RuntimeError) -> str:
+    """FAISS errors end with 'Error in <function> at <file>: <reason>'; keep the reason."""
+    text = str(error).strip()
+    return text.splitlines()[-1].split(": ", 1)[-1] if text else "rejected"
+
+
 def make_index(factory: str, dim: int, metric: str) -> faiss.Index:
     """An empty FAISS index, or an EmbedpipeError naming the factory string FAISS cannot parse."""
     try:
         return faiss.index_factory(dim, factory, faiss_metric(metric))
     except RuntimeError as e:
-        reason = str(e).strip().splitlines()[-1].split(": ", 1)[-1] if str(e).strip() else "rejected"
+        reason = _faiss_reason(e)
         raise EmbedpipeError(f"FAISS cannot build index {factory!r} for dimension {dim}: {reason}") from None
 
 
@@ -186,7 +192,7 @@ def _train(index: faiss.Index, factory: str, train: np.ndarray) -> None:
     try:
         index.train(train)
     except RuntimeError as e:
-        reason = str(e).strip().splitlines()[-1].split(": ", 1)[-1]
+        reason = _faiss_reason(e)
         raise EmbedpipeError(f"training {factory} on {len(train)} vectors failed: {reason}") from None
     log.info("trained in %.1fs", time.monotonic() - started)
 

@@ -1,8 +1,9 @@
 """Ray runner: Ray Data reads the corpus and maps an actor pool of encoders over it.
 
 Each actor holds one onnxruntime session with ``threads`` intra-op threads and asks Ray for about
-that many CPUs (see ``actor_layout``), so actors never oversubscribe a node. Without an address an embedded local Ray
-bound to 127.0.0.1 is started (and stopped afterwards); with one, embedpipe joins that cluster.
+that many CPUs (see ``actor_layout``), so actors never oversubscribe a node. Without an address an
+embedded local Ray bound to 127.0.0.1 is started (and stopped afterwards); with one, embedpipe
+joins that cluster.
 
     >>> for table in run_on_ray(corpus, config, window=8192, workers=None, address=None): ...
 """
@@ -19,7 +20,7 @@ from typing import Iterator
 import pyarrow as pa
 
 from ..corpus import Corpus
-from ..errors import EmbedpipeError
+from ..errors import EmbedpipeError, first_line
 from ..mapper import CorpusBatchEncoder, MapperConfig
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def ray_session(address: str | None):
             ray.init(address="local", num_cpus=max(2, os.cpu_count() or 1), _node_ip_address="127.0.0.1", **quiet)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "an embedded local Ray"
-        raise EmbedpipeError(f"cannot start or join {where}: {str(e).splitlines()[0]}") from None
+        raise EmbedpipeError(f"cannot start or join {where}: {first_line(e)}") from None
     try:
         yield ray
     finally:
@@ -113,5 +114,4 @@ def _user_error(error: BaseException) -> EmbedpipeError:
             return error
         root = error
         error = getattr(error, "cause", None) or error.__cause__
-    lines = str(root).strip().splitlines()
-    return EmbedpipeError(f"encoding failed on Ray: {type(root).__name__}: {lines[0] if lines else type(root).__name__}")
+    return EmbedpipeError(f"encoding failed on Ray: {type(root).__name__}: {first_line(root)}")
