@@ -31,8 +31,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import vectors
 from .errors import EmbedpipeError
-from .vectors import (MANIFEST, _rename, complete_manifest, file_sha256, publish_dir, shard_entry, shard_number,
+from .vectors import (MANIFEST, complete_manifest, file_sha256, publish_dir, shard_entry, shard_number,
                       write_json_atomic)
 
 RUN_FILE = "run.json"
@@ -139,7 +140,7 @@ def finish(state: RunState, fields: dict, dim: int, dtype: str, new_shards: list
         publish_dir(state.staging, state.out)
     else:
         for shard in state.reused + new_shards:
-            _rename(state.staging / shard["file"], state.out / shard["file"])
+            vectors.rename_into_place(state.staging / shard["file"], state.out / shard["file"])
         write_json_atomic(state.out / MANIFEST, manifest)
         shutil.rmtree(state.staging)
     return manifest

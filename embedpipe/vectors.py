@@ -66,12 +66,12 @@ def write_json_atomic(path: Path, data: dict) -> None:
             f.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        _rename(tmp, path)
+        rename_into_place(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _rename(src: Path, dst: Path) -> None:
+def rename_into_place(src: Path, dst: Path) -> None:
     """The one step that makes a finished file visible (a test injects faults here)."""
     os.replace(src, dst)
 
@@ -95,7 +95,7 @@ def write_shard(table: pa.Table, directory: Path, name: str, truncated_rows: int
         pq.write_table(table.replace_schema_metadata(metadata), tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        _rename(tmp, directory / name)
+        rename_into_place(tmp, directory / name)
     finally:
         tmp.unlink(missing_ok=True)
     return shard_entry(directory / name)
@@ -114,13 +114,13 @@ def publish_dir(staging: Path, out: Path) -> None:
         old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
         os.replace(out, old)
         try:
-            _rename(staging, out)
+            rename_into_place(staging, out)
         except BaseException:
             os.replace(old, out)  # put the earlier result back
             raise
         shutil.rmtree(old, ignore_errors=True)
     else:
-        _rename(staging, out)
+        rename_into_place(staging, out)
 
 
 def check_output_dir(out: str | os.PathLike, overwrite: bool, marker: str) -> Path:
