@@ -90,6 +90,7 @@ def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: in
         context.execution_options.preserve_order = True  # output rows in corpus order
         context.enable_progress_bars = False              # embedpipe shows its own
         context.print_on_execution_start = False
+        context.raise_original_map_exception = True       # an EmbedpipeError (a bad row) reaches the user as is
         logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # failures reach the user as one line
         # A corpus smaller than one block per actor simply leaves actors idle; nothing to warn about.
         warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
@@ -121,11 +122,16 @@ def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: in
 def _user_error(error: BaseException) -> EmbedpipeError:
     """One line for what went wrong inside Ray: the EmbedpipeError an actor raised, else the root
     cause's type and first line (Ray wraps both in task errors, keeping the original as ``cause``)."""
-    seen, root = set(), error
+    seen, root, top = set(), error, error
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if type(error) is EmbedpipeError:
             return error
         root = error
         error = getattr(error, "cause", None) or error.__cause__
+    # Ray Data may wrap it in a UserCodeException that keeps only the remote traceback's text.
+    marker = f"{EmbedpipeError.__module__}.{EmbedpipeError.__name__}: "
+    for line in str(top).splitlines():
+        if line.startswith(marker):
+            return EmbedpipeError(line[len(marker):])
     return EmbedpipeError(f"encoding failed on Ray: {type(root).__name__}: {first_line(root)}")
