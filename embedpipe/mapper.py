@@ -48,7 +48,7 @@ class CorpusBatchEncoder:
         except EmbedpipeError:
             raise
         except Exception as e:  # onnxruntime's own types: a corrupt graph, external data outside the export
-            raise EmbedpipeError(f"onnxruntime cannot load the model in {config.export_dir}: {first_line(e)}") from None
+            raise EmbedpipeError(f"cannot load the encoder in {config.export_dir}: {first_line(e)}") from None
 
     def __call__(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
         if isinstance(batch, pa.RecordBatch):
