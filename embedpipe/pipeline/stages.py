@@ -167,16 +167,20 @@ def evaluate_status(spec: Spec, upstream_runs: bool) -> Status:
         return Status("run", str(e))
     if report.get("inputs") != inputs:
         return Status("run", "the index, queries or qrels changed")
-    return Status("skip", f"nDCG@10 {report['index'].get('ndcg_at_10', float('nan')):.4f}, for this index and these files")
+    return Status("skip", f"{_headline(report)}, for this index and these files")
 
 
 def evaluate_run(spec: Spec, status: Status) -> str:
     from ..retrieval import run_evaluate
 
-    report = run_evaluate(spec.evaluate)
-    k = max(report["k_values"])
-    return (f"{report['queries']} queries: nDCG@10 {report['index']['ndcg_at_10']:.4f}, "
-            f"Recall@{k} {report['index'][f'recall_at_{k}']:.4f}")
+    return _headline(run_evaluate(spec.evaluate))
+
+
+def _headline(report: dict) -> str:
+    """'100 queries: nDCG@10 0.7353, Recall@10 0.8400' at the main cut-off (10 when asked, else the largest)."""
+    k = 10 if 10 in report["k_values"] else max(report["k_values"])
+    metrics = report["index"]
+    return f"{report['queries']} queries: nDCG@{k} {metrics[f'ndcg_at_{k}']:.4f}, Recall@{k} {metrics[f'recall_at_{k}']:.4f}"
 
 
 # --- classify -------------------------------------------------------------------------------------------

@@ -77,10 +77,10 @@ def _client(address: str):
 def submit_pipeline(job: SubmitJob, echo: Callable[[str], None] = print) -> tuple[str, str | None]:
     """Submit; ``echo`` the job id; with ``wait``, stream the job's logs to ``echo`` and return its
     final status (None without ``wait``)."""
+    command, env = entrypoint(job), runtime_env(job)
     client = _client(job.address)
-    command = entrypoint(job)
     try:
-        submission_id = client.submit_job(entrypoint=command, runtime_env=runtime_env(job),
+        submission_id = client.submit_job(entrypoint=command, runtime_env=env,
                                           submission_id=job.submission_id,
                                           metadata={"embedpipe_spec": Path(job.spec).name})
     except RuntimeError as e:
