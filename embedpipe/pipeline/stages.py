@@ -8,14 +8,12 @@ What each stage trusts to tell it is up to date (all written last and atomically
     encode    manifest.json: the corpus fingerprint (files, sizes, rows) and the encoder config
     index     index.json: the IndexConfig and the sha256 of the vector manifest it was built from
     evaluate  the report: its config and the sha256 of index.json, queries and qrels
-    classify  report.json, plus a record beside it (.embedpipe-pipeline/classify.json) of the job
-              config and input checksums it was made from
+    classify  report.json: the job config and the content fingerprints of its input files
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -23,13 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EmbedpipeError
-from ..vectors import MANIFEST, file_sha256, write_json_atomic
-from .spec import Spec, is_url
+from ..vectors import MANIFEST, file_sha256
+from .spec import Spec
 
 log = logging.getLogger("embedpipe.pipeline")
-
-RECORDS = ".embedpipe-pipeline"   # under output_dir: records of stages whose outputs do not carry one
-
 
 @dataclass(frozen=True)
 class Status:
@@ -185,51 +180,28 @@ def _headline(report: dict) -> str:
 
 # --- classify -------------------------------------------------------------------------------------------
 
-def _file_fingerprint(path: str | None) -> str | None:
-    if path is None or is_url(path):
-        return path
-    if not Path(path).is_file():
-        return None
-    return file_sha256(path)
-
-
-def classify_key(spec: Spec) -> str:
-    job = spec.classify
-    config = _plain({k: v for k, v in dataclasses.asdict(job).items() if k != "overwrite"})
-    inputs = {"train": _file_fingerprint(job.train), "test": _file_fingerprint(job.test)}
-    return hashlib.sha256(json.dumps({"config": config, "inputs": inputs}, sort_keys=True).encode()).hexdigest()
-
-
-def _classify_record_path(spec: Spec) -> Path:
-    return spec.output_dir / RECORDS / "classify.json"
-
-
 def classify_status(spec: Spec) -> Status:
-    report = Path(spec.classify.out) / "report.json"
-    record = _read_json(_classify_record_path(spec))
-    if not report.exists():
+    from ..classify.job import REPORT, report_is_current
+
+    job = spec.classify
+    if not (job.out_dir() / REPORT).exists():
         return Status("run", "no report yet")
-    if record is None or record.get("report_sha256") != file_sha256(report):
-        return Status("run", "the report was not made by this pipeline")
-    if record.get("key") != classify_key(spec):
+    if not report_is_current(job):
         return Status("run", "the job config or its data changed")
     return Status("skip", "report complete for this config and data")
 
 
 def classify_run(spec: Spec, status: Status) -> str:
     from ..classify import run_classify
+    from ..classify.job import REPORT
 
     job = spec.classify
-    report = Path(job.out) / "report.json"
-    if report.exists():
-        job = dataclasses.replace(job, overwrite=True)  # a stale report of ours
-    key = classify_key(spec)
-    result = run_classify(job)
-    path = _classify_record_path(spec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {"key": key, "report_sha256": file_sha256(report), "out": str(job.out)})
-    best = result.get("best") if isinstance(result, dict) else None
-    return f"report in {job.out}" + (f" (best: {best})" if best else "")
+    if (job.out_dir() / REPORT).exists():
+        job = dataclasses.replace(job, overwrite=True)  # a stale report of ours: replaced once the new one is complete
+    report = run_classify(job)
+    best = report["best"]
+    return (f"best {best['method']} {best['pooling']}/{best['head']}: accuracy {best['accuracy']:.4f} "
+            f"(report in {job.out_dir()})")
 
 
 STATUS = {"encode": lambda spec, up: encode_status(spec), "index": index_status, "evaluate": evaluate_status,
