@@ -120,3 +120,29 @@ def test_a_changed_encoder_config_is_refused_without_overwrite(project):
     assert result.exit_code == 0, result.output
     assert summary["stages"] == {"encode": "ran", "index": "ran", "evaluate": "ran"}
     assert open_vectors(project / "out" / "vectors").manifest["pooling"] == "cls"
+
+
+def test_classify_stage_runs_and_is_skipped_when_its_report_is_current(project, tiny_model_dir):
+    labels = [["animal", "thing", "place"][i % 3] for i in range(N_DOCS)]
+    write_corpus(project / "labeled.parquet", phrases(N_DOCS, offset=5), ids=list(range(N_DOCS)), label=labels)
+    with open(project / "spec.yaml", "a") as f:
+        f.write(textwrap.dedent(f"""
+            classify:
+              train: labeled.parquet
+              model: {tiny_model_dir}
+              poolings: mean
+              heads: [linear]
+              seeds: 1
+        """))
+    result, summary = run(project)
+    assert result.exit_code == 0, result.output
+    assert summary["stages"]["classify"] == "ran"
+    report = json.loads((project / "out" / "classify" / "report.json").read_text())
+    assert report["config"]["poolings"] == ["mean"] and report["dataset"]["n_classes"] == 3
+    assert (project / "out" / "classify" / "accuracy.png").exists()
+    result, summary = run(project)
+    assert summary["stages"] == {"encode": "skipped", "index": "skipped", "evaluate": "skipped", "classify": "skipped"}
+    result, summary = run(project, "--set", "classify.poolings=[cls]")
+    assert result.exit_code == 0, result.output
+    assert summary["stages"] == {"encode": "skipped", "index": "skipped", "evaluate": "skipped", "classify": "ran"}
+    assert json.loads((project / "out" / "classify" / "report.json").read_text())["config"]["poolings"] == ["cls"]

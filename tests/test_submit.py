@@ -24,6 +24,8 @@ from embedpipe.vectors import open_vectors
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # The job runs `python -m embedpipe` / `embedpipe` from PATH, as on a cluster node whose image has them.
+# One pooling and a linear probe: the demo's classify stage at a test's cost.
+QUICK_CLASSIFY = ["--set", "classify.poolings=[mean]", "--set", "classify.heads=[linear]", "--set", "classify.seeds=1"]
 ENV = {**RAY_ENV, "PATH": f"{BIN}{os.pathsep}{RAY_ENV.get('PATH', '')}"}
 
 
@@ -62,7 +64,7 @@ def test_embedpipe_submit_runs_the_demo_spec_as_a_ray_job(job_server, export_cac
     out = tmp_path / "demo"
     result = subprocess.run(
         [str(BIN / "embedpipe"), "submit", "pipelines/demo.yaml", "--address", job_server, "--output-dir", str(out),
-         "--env", f"EMBEDPIPE_CACHE={export_cache}", "--wait"],
+         "--env", f"EMBEDPIPE_CACHE={export_cache}", "--wait", *QUICK_CLASSIFY],
         cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert result.stdout.startswith("submitted raysubmit_")
@@ -72,6 +74,8 @@ def test_embedpipe_submit_runs_the_demo_spec_as_a_ray_job(job_server, export_cac
     assert open_index(out / "sample.index").index.ntotal == 300
     report = json.loads((out / "evaluation.json").read_text())
     assert report["queries"] == 100 and report["index"]["ndcg_at_10"] > 0.5
+    classify = json.loads((out / "classify" / "report.json").read_text())
+    assert classify["dataset"]["n_classes"] == 10 and classify["best"]["accuracy"] > 0.3
 
 
 @pytest.mark.slow
@@ -84,13 +88,15 @@ def test_ray_job_submit_runs_embedpipe_run(job_server, tiny_model_dir, export_ca
         [str(BIN / "ray"), "job", "submit", "--address", job_server, "--working-dir", ".",
          "--runtime-env-json", runtime_env, "--",
          "embedpipe", "run", "pipelines/demo.yaml", "--output-dir", str(out),
-         "--set", f"encode.model={tiny_model_dir}", "--set", "encode.runner=local", "--set", "evaluate.k_values=[1]"],
+         "--set", f"encode.model={tiny_model_dir}", "--set", "encode.runner=local", "--set", "evaluate.k_values=[1]",
+         "--set", f"classify.model={tiny_model_dir}", *QUICK_CLASSIFY],
         cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "succeeded" in result.stdout.lower()
     manifest = open_vectors(out / "sample.mean.vectors").manifest
     assert manifest["rows"] == 300 and manifest["model"]["path"] == str(Path(tiny_model_dir).resolve())
     assert json.loads((out / "evaluation.json").read_text())["k_values"] == [1]
+    assert (out / "classify" / "report.json").exists()
 
 
 def test_submit_refuses_a_spec_outside_the_working_dir_and_a_bad_address(tmp_path):
