@@ -44,6 +44,8 @@ def run_cmd(spec, output_dir, overrides, dry_run):
         for number, step in enumerate(make_plan(loaded), 1):
             action = {"skip": "up to date", "run": "run", "append": "append"}[step.status.action]
             click.echo(f"{number}. {step.stage:<9} {action:<11} {step.status.why}")
+            for path in step.missing:
+                click.echo(f"   missing here: {path}")
         return
     summary = {}
 

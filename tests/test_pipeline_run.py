@@ -146,3 +146,16 @@ def test_classify_stage_runs_and_is_skipped_when_its_report_is_current(project, 
     assert result.exit_code == 0, result.output
     assert summary["stages"] == {"encode": "skipped", "index": "skipped", "evaluate": "skipped", "classify": "ran"}
     assert json.loads((project / "out" / "classify" / "report.json").read_text())["config"]["poolings"] == ["cls"]
+
+
+def test_a_second_run_on_the_same_output_dir_is_refused_while_one_runs(project):
+    import fcntl
+
+    (project / "out").mkdir()
+    with open(project / "out" / ".embedpipe-run.lock", "a") as held:      # a run in progress holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result, _ = run(project)
+    assert result.exit_code == 1
+    assert "Error: another embedpipe run is working in" in result.output
+    assert sorted(p.name for p in (project / "out").iterdir()) == [".embedpipe-run.lock"]   # nothing written
+    assert run(project)[0].exit_code == 0                                # released: the run goes ahead

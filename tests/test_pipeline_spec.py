@@ -115,6 +115,8 @@ def test_urls_pass_through_and_absolute_outputs_may_leave_output_dir(tmp_path):
     ("index:\n  vectors: v\n  target_recall: 2\n",
      "spec.yaml:1: index: --target-recall must be in (0, 1]"),
     ("ray:\n  workers: 2\n", "no stage to run"),
+    ("encode:\n  corpus: c.parquet\n  out: null\n",
+     "spec.yaml:3: encode.out must be a path (under output_dir unless absolute)"),
     ("- encode\n", "spec.yaml:1: a pipeline spec is a mapping of sections"),
 ])
 def test_bad_specs_name_the_key_and_the_line(tmp_path, text, message):
@@ -152,3 +154,12 @@ def test_the_shipped_specs_pass_a_dry_run(tmp_path):
         assert result.exit_code == 0, (spec, result.output)
         assert "1. encode" in result.output
         assert not (tmp_path / spec.stem).exists()      # a dry run writes nothing
+
+
+def test_dry_run_names_inputs_missing_here_but_not_what_an_earlier_stage_writes(tmp_path):
+    path = write_spec(tmp_path, GOOD)
+    result = CliRunner().invoke(main, ["run", str(path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    missing = [line.split("missing here: ")[1] for line in result.output.splitlines() if "missing here" in line]
+    assert missing == [f"encode.corpus {tmp_path / 'data' / 'corpus.parquet'}", f"evaluate.queries {tmp_path / 'q.parquet'}",
+                       f"evaluate.qrels {tmp_path / 'qrels.parquet'}"]

@@ -271,6 +271,11 @@ def _schema(section: Section) -> dict[str, tuple[Any, Any, str]]:
     return keys
 
 
+def _schema_default(section: Section, key: str):
+    default = _schema(section)[key][1]
+    return None if default is _NO else default
+
+
 def _check_section(section: Section, section_value: Value, given: dict[str, Value] | None) -> dict[str, tuple[Any, Value | None, str]]:
     """{key: (value, the Value it came from or None for a default, place)} with every type checked."""
     if given is None:
@@ -371,7 +376,9 @@ def load_spec(path: str | Path, *, output_dir: str | None = None, overrides: lis
                 value = _input_path(value, base)
             elif value is not None and key in section.maybe_paths:
                 value = _maybe_path(value, base)
-            elif value is not None and key in section.outputs:
+            elif key in section.outputs and (value is not None or _schema_default(section, key) is not None):
+                if not isinstance(value, str) or not value:
+                    raise EmbedpipeError(f"{where}: {name}.{key} must be a path (under output_dir unless absolute)")
                 value = _output_path(value, out_dir, where, f"{name}.{key}")
             values[key] = (value, place, where)
         resolved[name] = values
