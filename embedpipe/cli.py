@@ -13,7 +13,9 @@ import os
 import click
 
 from . import __version__
+from .cli_classify import classify_cmd, predict_cmd
 from .cli_common import user_errors
+from .cli_pipeline import run_cmd, submit_cmd
 from .cli_retrieval import evaluate_cmd, index_cmd, search_cmd
 from .pooling import POOLINGS
 
@@ -146,5 +148,5 @@ def encode(corpus, pooling, model, text_column, id_column, out, max_length, batc
                            "rows_per_second": manifest["rows_per_second"]}))
 
 
-for command in (index_cmd, search_cmd, evaluate_cmd):
+for command in (index_cmd, search_cmd, evaluate_cmd, classify_cmd, predict_cmd, run_cmd, submit_cmd):
     main.add_command(command)

@@ -1,0 +1,79 @@
+"""Frozen pooled vectors for labeled rows, through the same encoder path as ``embedpipe encode``,
+cached on disk so another head (or another run) costs no re-encoding.
+
+    >>> vectors, seconds = FeatureCache().vectors(EncoderSpec(pooling="cls"), split.train)
+    >>> vectors.shape            # (rows, dim) float32
+
+The cache key is the model's content hash, the export options, pooling, max_length, normalize, the
+file's content fingerprint, the text column and the chosen rows; entries are .npz files (no pickle)
+under ``$EMBEDPIPE_CACHE/features``, written to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from ..encoder import EncoderSpec, TextEncoder, prepare
+from ..models import cache_root
+from ..progress import Progress
+from .data import Part
+
+log = logging.getLogger("embedpipe.classify")
+CHUNK = 4096  # texts per encode call: one progress step, sorted by length inside
+
+
+class FeatureCache:
+    """Encodes rows once per (model, pooling, max_length, normalize, file, rows); later calls load."""
+
+    def __init__(self, root: str | os.PathLike | None = None, threads: int | None = None):
+        self.root = Path(root) if root is not None else cache_root() / "features"
+        self.threads = threads
+        self._encoders: dict[EncoderSpec, TextEncoder] = {}
+
+    def key(self, spec: EncoderSpec, part: Part) -> str:
+        exported, max_length = prepare(spec)
+        record = {"model": exported.info["content_hash"], "onnx": exported.info["onnx_file"],
+                  "optimize": spec.optimize, "quantize": spec.quantize, "pooling": spec.pooling,
+                  "max_length": max_length, "normalize": spec.normalize,
+                  "file": part.source.fingerprint, "rows": part.rows_key()}
+        return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:32]
+
+    def vectors(self, spec: EncoderSpec, part: Part, what: str = "texts") -> tuple[np.ndarray, float]:
+        """(rows, dim) float32 vectors for ``part`` and the seconds encoding them took (then or now)."""
+        path = self.root / f"{self.key(spec, part)}.npz"
+        if path.exists():
+            with np.load(path, allow_pickle=False) as data:
+                vectors, seconds = data["vectors"], float(data["seconds"])
+            if len(vectors) == len(part.rows):
+                log.info("%s: %d %s vectors from the feature cache", spec.pooling, len(vectors), what)
+                return vectors, seconds
+        vectors, seconds = self.encode(spec, part.texts, f"{spec.pooling} {what} encoded")
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.npz")
+        np.savez(tmp, vectors=vectors, seconds=np.float64(seconds))
+        os.replace(tmp, path)
+        return vectors, seconds
+
+    def encoder(self, spec: EncoderSpec) -> TextEncoder:
+        if spec not in self._encoders:
+            from ..encoder import BatchPlan
+
+            self._encoders[spec] = TextEncoder.load(spec, BatchPlan(threads=self.threads))
+        return self._encoders[spec]
+
+    def encode(self, spec: EncoderSpec, texts: list[str], desc: str) -> tuple[np.ndarray, float]:
+        encoder = self.encoder(spec)
+        out = np.empty((len(texts), encoder.dim), dtype=np.float32)
+        with Progress(len(texts), desc) as progress:
+            for start in range(0, len(texts), CHUNK):
+                out[start:start + CHUNK] = encoder.encode(texts[start:start + CHUNK])
+                progress.update(min(CHUNK, len(texts) - start))
+            seconds = progress.seconds
+        return out, seconds

@@ -1,0 +1,271 @@
+"""ClassifyJob + run_classify: probes on frozen pooled vectors against full fine-tuning, as a report.
+
+    >>> report = run_classify(ClassifyJob(train="train.parquet", test="test.parquet", out="report_dir",
+    ...                                   poolings=("cls", "mean"), heads=("linear", "mlp")))
+    >>> [(r["method"], r["pooling"], r["head"], round(r["accuracy"], 3)) for r in report["results"]]
+
+The report directory (report.json, report.md, accuracy.png) is written in a staging directory and
+renamed into place, so an earlier report survives a failed run. report.json records the job's
+config and the content fingerprints of the input files (see ``report_is_current``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..encoder import EncoderSpec, prepare, spec_record
+from ..errors import EmbedpipeError
+from ..pooling import check_pooling
+from ..vectors import check_output_dir, publish_dir
+from .data import Splits, load_splits
+from .features import FeatureCache
+from .finetune import FINETUNE_POOLINGS, FinetuneOptions, finetune
+from .probes import HEADS, MTEB_SEED, MlpOptions, mteb_samples, train_and_score
+from .report import write_report_files
+
+log = logging.getLogger("embedpipe.classify")
+REPORT = "report.json"
+# Fields that do not change the results: a report made with other values is still current.
+NOT_IN_RESULT = ("out", "overwrite", "save_model", "threads")
+
+
+@dataclass
+class ClassifyJob:
+    train: str = ""                          # labeled parquet file (text + label columns)
+    test: str | None = None                  # test parquet; None = hold out test_fraction of train
+    test_fraction: float = 0.2               # share of train held out (stratified) when test is None
+    label_column: str = "label"              # column with the class labels (strings, ints or bools)
+    text_column: str = "text"                # column with the texts
+    poolings: tuple[str, ...] = ("cls", "mean")        # frozen-vector poolings to probe (pooling.POOLINGS)
+    heads: tuple[str, ...] = ("linear", "mlp")         # probe heads: linear (logistic regression), mlp
+    finetune: bool = False                   # also fine-tune the encoder, for each of poolings in cls/mean
+    epochs: int = 3                          # fine-tuning epochs
+    learning_rate: float = 5e-5              # fine-tuning AdamW peak learning rate
+    finetune_batch_size: int = 32            # fine-tuning texts per step
+    finetune_seeds: int = 1                  # fine-tuning runs per pooling (each a full training)
+    train_limit: int | None = None           # cap on training rows (stratified sample); None = all
+    seeds: int = 3                           # probe repeats (mlp inits / MTEB experiments), mean ± std
+    samples_per_label: int | None = None     # MTEB mode: each repeat trains on K rows per label
+    mlp_epochs: int = 30                     # epochs of the mlp head on frozen vectors
+    model: str | None = None                 # HF id or local dir; None = bundled all-MiniLM-L6-v2
+    max_length: int | None = None            # tokens per text; None = the model's limit
+    normalize: bool = True                   # L2-normalize frozen vectors (as `encode` does)
+    split_seed: int = 0                      # seed of the held-out split and the train_limit sample
+    threads: int | None = None               # onnxruntime / torch threads; None = all cores
+    out: str | None = None                   # report directory; None = TRAIN_STEM.classify
+    save_model: str | None = None            # save the best probe here (safetensors + json)
+    overwrite: bool = False                  # replace an existing report / saved model directory
+
+    def check(self) -> "ClassifyJob":
+        if not self.train:
+            raise EmbedpipeError("no training file given")
+        if not self.poolings:
+            raise EmbedpipeError("give at least one pooling")
+        for pooling in self.poolings:
+            check_pooling(pooling)
+        for head in self.heads:
+            if head not in HEADS:
+                raise EmbedpipeError(f"unknown head {head!r}; choose from: {', '.join(HEADS)}")
+        if not self.heads and not self.finetune:
+            raise EmbedpipeError("nothing to do: no probe head and no --finetune")
+        if self.finetune and not set(self.poolings) & set(FINETUNE_POOLINGS):
+            raise EmbedpipeError(f"--finetune needs pooling {' or '.join(FINETUNE_POOLINGS)} among the poolings")
+        for name in ("epochs", "seeds", "finetune_seeds", "mlp_epochs", "finetune_batch_size"):
+            if getattr(self, name) < 1:
+                raise EmbedpipeError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.samples_per_label is not None and self.samples_per_label < 1:
+            raise EmbedpipeError(f"--samples-per-label must be at least 1, got {self.samples_per_label}")
+        return self
+
+    def out_dir(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        name = str(self.train).rstrip("/").rsplit("/", 1)[-1]
+        return Path((name[:-len(".parquet")] if name.endswith(".parquet") else name) + ".classify")
+
+    def config(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+
+def _summary(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(statistics.pstdev(values)) if len(values) > 1 else 0.0
+
+
+def _result(method: str, pooling: str, head: str, runs: list, test_rows: int, predict_seconds: float,
+            **extra) -> dict:
+    accuracy, accuracy_std = _summary([r.accuracy for r in runs])
+    f1, f1_std = _summary([r.macro_f1 for r in runs])
+    return {"method": method, "pooling": pooling, "head": head, "accuracy": accuracy, "macro_f1": f1,
+            "accuracy_std": accuracy_std, "macro_f1_std": f1_std, "runs": len(runs),
+            "accuracies": [r.accuracy for r in runs],
+            "train_seconds": float(np.mean([r.train_seconds for r in runs])),
+            "predict_texts_per_s": test_rows / max(predict_seconds, 1e-9), **extra}
+
+
+def _probe_results(job: ClassifyJob, splits: Splits, cache: FeatureCache) -> tuple[list, dict]:
+    results, heads = [], {}
+    n_classes = len(splits.classes)
+    mlp_options = MlpOptions(epochs=job.mlp_epochs)
+    for pooling in job.poolings:
+        spec = _spec(job, pooling)
+        x_train, train_encode_s = cache.vectors(spec, splits.train, "training texts")
+        x_test, test_encode_s = cache.vectors(spec, splits.test, "test texts")
+        if job.samples_per_label:
+            picks = mteb_samples(splits.train.y, job.samples_per_label, job.seeds)
+        for head in job.heads:
+            runs = []
+            if job.samples_per_label:   # MTEB: same sampled rows for every head; MTEB's LogisticRegression
+                for seed, rows in enumerate(picks):
+                    runs.append(train_and_score(head, x_train[rows], splits.train.y[rows], x_test, splits.test.y,
+                                                n_classes, MTEB_SEED if head == "linear" else seed, mlp_options,
+                                                max_iter=100))
+            elif head == "linear":      # lbfgs is deterministic: one run says it all
+                runs.append(train_and_score(head, x_train, splits.train.y, x_test, splits.test.y, n_classes, 0))
+            else:
+                for seed in range(job.seeds):
+                    runs.append(train_and_score(head, x_train, splits.train.y, x_test, splits.test.y, n_classes,
+                                                seed, mlp_options))
+            predict_s = test_encode_s + float(np.mean([r.predict_seconds for r in runs]))
+            result = _result("probe", pooling, head, runs, len(splits.test.rows), predict_s,
+                             train_rows=runs[0].train_rows, encode_seconds=train_encode_s + test_encode_s,
+                             samples_per_label=job.samples_per_label)
+            log.info("probe %s/%s: accuracy %.4f ± %.4f", pooling, head, result["accuracy"], result["accuracy_std"])
+            results.append(result)
+            heads[(pooling, head)] = runs[0].head
+    return results, heads
+
+
+def _spec(job: ClassifyJob, pooling: str) -> EncoderSpec:
+    return EncoderSpec(model=job.model, pooling=pooling, normalize=job.normalize, max_length=job.max_length)
+
+
+def _finetune_results(job: ClassifyJob, splits: Splits) -> list[dict]:
+    exported, max_length = prepare(_spec(job, "mean"))
+    options = FinetuneOptions(epochs=job.epochs, batch_size=job.finetune_batch_size, lr=job.learning_rate,
+                              threads=job.threads)
+    results = []
+    for pooling in [p for p in job.poolings if p in FINETUNE_POOLINGS]:
+        runs = [finetune(exported.info["model_path"], pooling, splits, options, max_length=max_length, seed=seed)
+                for seed in range(job.finetune_seeds)]
+        results.append(_result("finetune", pooling, "finetune", runs, len(splits.test.rows),
+                               float(np.mean([r.predict_seconds for r in runs])), train_rows=len(splits.train.rows),
+                               epochs=job.epochs, learning_rate=job.learning_rate,
+                               pooler_from_checkpoint=runs[0].pooler_from_checkpoint,
+                               history=runs[0].history))
+    return results
+
+
+def run_classify(job: ClassifyJob) -> dict:
+    """Run every probe (and fine-tuning), publish the report directory, return the report dict."""
+    job.check()
+    out = check_output_dir(job.out_dir(), job.overwrite, REPORT)
+    if job.save_model:
+        check_output_dir(job.save_model, job.overwrite, "classifier.json")
+    started, created = time.perf_counter(), datetime.now(timezone.utc)
+    splits = load_splits(job.train, test=job.test, test_fraction=job.test_fraction, label_column=job.label_column,
+                         text_column=job.text_column, train_limit=job.train_limit, seed=job.split_seed)
+    for pooling in job.poolings:
+        prepare(_spec(job, pooling))   # fail on a bad model / pooler-less model before any work
+    exported, max_length = prepare(_spec(job, job.poolings[0]))
+    model_record = {"name": exported.info["model_name"], "path": exported.info["model_path"],
+                    "content_hash": exported.info["content_hash"], "max_length": max_length,
+                    "normalize": job.normalize}
+    cache = FeatureCache(threads=job.threads)
+    results, heads = _probe_results(job, splits, cache) if job.heads else ([], {})
+    if job.finetune:
+        results += _finetune_results(job, splits)
+    best = max(results, key=lambda r: r["accuracy"])
+    probes = [r for r in results if r["method"] == "probe"]
+    report = {
+        "embedpipe_version": __version__,
+        "created_at": created.isoformat(timespec="seconds"),
+        "config": job.config(),
+        "inputs": {"train": {"path": str(job.train), "fingerprint": splits.train.source.fingerprint},
+                   "test": ({"path": str(job.test), "fingerprint": splits.test.source.fingerprint}
+                            if job.test else None)},
+        "dataset": {"train_path": str(job.train), "classes": splits.classes, "n_classes": len(splits.classes),
+                    "train_rows": int(len(splits.train.rows)), "test_rows": int(len(splits.test.rows)),
+                    "test_source": (f"test file {job.test}" if job.test else
+                                    f"{job.test_fraction:.0%} of the training file held out, stratified")},
+        "model": model_record,
+        "results": results,
+        "best": {k: best[k] for k in ("method", "pooling", "head", "accuracy")},
+        "notes": _notes(job),
+        "saved_model": None,
+        "seconds": 0.0,
+    }
+    if job.save_model and probes:
+        best_probe = max(probes, key=lambda r: r["accuracy"])
+        from .saved import save_classifier
+
+        spec = _spec(job, best_probe["pooling"])
+        save_classifier(job.save_model, heads[(best_probe["pooling"], best_probe["head"])], splits.classes,
+                        spec_record(spec, max_length), model_record,
+                        extra={"pooling": spec.pooling, "head": best_probe["head"],
+                               "test_accuracy": best_probe["accuracy"], "trained_on": report["inputs"]},
+                        overwrite=job.overwrite)
+        report["saved_model"] = {"path": str(job.save_model), "pooling": best_probe["pooling"],
+                                 "head": best_probe["head"]}
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    _publish(out, report)
+    return report
+
+
+def _notes(job: ClassifyJob) -> list[str]:
+    notes = []
+    if "linear" in job.heads:
+        notes.append("linear: scikit-learn LogisticRegression (lbfgs, C=1); deterministic, so one run"
+                     if not job.samples_per_label else
+                     f"MTEB mode: {job.seeds} experiments of {job.samples_per_label} training rows per label, "
+                     "sampled as MTEB does; LogisticRegression(max_iter=100, random_state=42)")
+    if "mlp" in job.heads:
+        notes.append(f"mlp: Linear(dim,dim)+ReLU+dropout 0.2+Linear (DistilBERT's head), AdamW 1e-3, "
+                     f"{job.mlp_epochs} epochs, seeds 0..{job.seeds - 1}")
+    if job.finetune:
+        notes.append(f"fine-tuning: whole encoder, AdamW lr {job.learning_rate}, {job.epochs} epoch(s), batch "
+                     f"{job.finetune_batch_size}, 10% linear warmup; the accuracy is the last epoch's")
+    return notes
+
+
+def _publish(out: Path, report: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.staging-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    try:
+        write_report_files(staging, report)
+        publish_dir(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def report_is_current(job: ClassifyJob) -> bool:
+    """True when ``job.out`` holds a report made from the same inputs (by content) and config."""
+    from .data import fingerprint
+
+    path = job.out_dir() / REPORT
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    mine = {k: v for k, v in job.config().items() if k not in NOT_IN_RESULT}
+    theirs = {k: v for k, v in report.get("config", {}).items() if k not in NOT_IN_RESULT}
+    if mine != theirs:
+        return False
+    inputs = report.get("inputs", {})
+    try:
+        if inputs.get("train", {}).get("fingerprint") != fingerprint(job.train):
+            return False
+        return not job.test or (inputs.get("test") or {}).get("fingerprint") == fingerprint(job.test)
+    except EmbedpipeError:
+        return False

@@ -1,0 +1,144 @@
+"""Heads trained on frozen vectors: ``linear`` (logistic regression) and ``mlp`` (DistilBERT's head).
+
+    >>> head = fit_linear(X_train, y_train, seed=0)
+    >>> head_logits(head, X_test).argmax(1)           # class indices
+
+A head is plain data: ``Head(kind, weights)`` with numpy arrays named like the layers they stand
+for, so it is applied in numpy and saved without pickle (see saved.py).
+
+- ``linear``: scikit-learn LogisticRegression (lbfgs, L2, C=1) on the vectors.
+- ``mlp``: DistilBertForSequenceClassification's head on the vectors: ``pre_classifier``
+  Linear(dim, dim) -> ReLU -> dropout -> ``classifier`` Linear(dim, classes), trained in torch
+  with AdamW on cross-entropy.
+- MTEB mode (``samples_per_label``): each experiment trains on K rows per label picked the way
+  MTEB's AbsTaskClassification does (one index list, reshuffled by ``RandomState(42)`` before each
+  experiment, the first K rows of each label kept) with MTEB's LogisticRegression(max_iter=100,
+  random_state=42); the score is the mean over experiments.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+HEADS = ("linear", "mlp")
+MTEB_SEED = 42
+
+
+@dataclass
+class Head:
+    kind: str                        # "linear" or "mlp"
+    weights: dict[str, np.ndarray]   # linear: weight (C,D), bias (C,); mlp: pre_classifier.*, classifier.*
+
+
+@dataclass(frozen=True)
+class MlpOptions:
+    epochs: int = 30          # passes over the training vectors
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    dropout: float = 0.2      # DistilBERT's seq_classif_dropout
+
+
+def head_logits(head: Head, x: np.ndarray) -> np.ndarray:
+    """(n, dim) vectors -> (n, classes) scores, in numpy."""
+    w = head.weights
+    if head.kind == "linear":
+        return x @ w["weight"].T + w["bias"]
+    hidden = np.maximum(x @ w["pre_classifier.weight"].T + w["pre_classifier.bias"], 0)
+    return hidden @ w["classifier.weight"].T + w["classifier.bias"]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def fit_linear(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0, max_iter: int = 1000) -> Head:
+    """Multinomial logistic regression; weights laid out for all ``n_classes`` even if some are absent."""
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(max_iter=max_iter, random_state=seed)
+    clf.fit(x, y)
+    weight = np.zeros((n_classes, x.shape[1]), dtype=np.float32)
+    bias = np.full(n_classes, -1e4, dtype=np.float32)   # a class never seen in training is never predicted
+    if len(clf.classes_) == 2:  # sklearn keeps one row for two classes: logit(class 1) - logit(class 0)
+        coef, intercept = np.vstack([-clf.coef_ / 2, clf.coef_ / 2]), np.array([-clf.intercept_[0] / 2,
+                                                                                clf.intercept_[0] / 2])
+    else:
+        coef, intercept = clf.coef_, clf.intercept_
+    weight[clf.classes_] = coef
+    bias[clf.classes_] = intercept
+    return Head("linear", {"weight": weight, "bias": bias})
+
+
+def fit_mlp(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0, options: MlpOptions = MlpOptions()) -> Head:
+    """DistilBERT's pre_classifier + ReLU + dropout + classifier, trained on frozen vectors."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    dim = x.shape[1]
+    model = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(options.dropout), nn.Linear(dim, n_classes))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    xs, ys = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y.astype(np.int64))
+    generator = torch.Generator().manual_seed(seed)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    for _ in range(options.epochs):
+        for batch in torch.randperm(len(xs), generator=generator).split(options.batch_size):
+            optimizer.zero_grad()
+            loss_fn(model(xs[batch]), ys[batch]).backward()
+            optimizer.step()
+    first, last = model[0], model[3]
+    return Head("mlp", {"pre_classifier.weight": first.weight.detach().numpy().copy(),
+                        "pre_classifier.bias": first.bias.detach().numpy().copy(),
+                        "classifier.weight": last.weight.detach().numpy().copy(),
+                        "classifier.bias": last.bias.detach().numpy().copy()})
+
+
+def mteb_samples(y: np.ndarray, samples_per_label: int, experiments: int) -> list[np.ndarray]:
+    """Row numbers for each experiment, sampled as MTEB's classification tasks do."""
+    idxs = list(range(len(y)))
+    picks = []
+    for _ in range(experiments):
+        np.random.RandomState(MTEB_SEED).shuffle(idxs)
+        counter: dict[int, int] = defaultdict(int)
+        chosen = []
+        for i in idxs:
+            if counter[y[i]] < samples_per_label:
+                chosen.append(i)
+                counter[y[i]] += 1
+        picks.append(np.array(chosen, dtype=np.int64))
+    return picks
+
+
+@dataclass
+class ProbeRun:
+    head: Head
+    accuracy: float
+    macro_f1: float
+    train_seconds: float
+    predict_seconds: float
+    train_rows: int
+
+
+def train_and_score(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                    n_classes: int, seed: int, mlp: MlpOptions = MlpOptions(), max_iter: int = 1000) -> ProbeRun:
+    """Fit one head and score it on the test vectors (accuracy, macro-F1)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    started = time.perf_counter()
+    if kind == "linear":
+        head = fit_linear(x_train, y_train, n_classes, seed, max_iter=max_iter)
+    else:
+        head = fit_mlp(x_train, y_train, n_classes, seed, mlp)
+    trained = time.perf_counter()
+    predicted = head_logits(head, x_test).argmax(axis=1)
+    done = time.perf_counter()
+    return ProbeRun(head, float(accuracy_score(y_test, predicted)),
+                    float(f1_score(y_test, predicted, average="macro")),
+                    trained - started, done - trained, len(y_train))

@@ -1,0 +1,231 @@
+"""`embedpipe classify` / `predict` end to end on a small labeled set made here, with the tiny
+random BERT exported for real and run by onnxruntime (probes) and torch (fine-tuning)."""
+
+import json
+import random
+import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from embedpipe.classify import ClassifyJob, report_is_current, run_classify
+from embedpipe.classify.data import load_splits
+from embedpipe.classify.features import FeatureCache
+from embedpipe.classify.probes import mteb_samples
+from embedpipe.cli import main
+from embedpipe.encoder import EncoderSpec
+
+# Three classes with disjoint vocabularies (all in the tiny model's WordPiece vocab): well separated.
+VOCAB = {"animal": "cat dog bird fish".split(), "sky": "sun moon star fire".split(),
+         "place": "house road river city".split()}
+FILLER = "the a of and in".split()
+
+
+def labeled_rows(n_per_class: int, seed: int) -> dict:
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for label, words in VOCAB.items():
+        for _ in range(n_per_class):
+            picked = [rng.choice(words) for _ in range(rng.randint(3, 6))] + rng.sample(FILLER, 2)
+            rng.shuffle(picked)
+            texts.append(" ".join(picked))
+            labels.append(label)
+    return {"id": [f"r{seed}-{i}" for i in range(len(texts))], "text": texts, "label": labels}
+
+
+def write(path, columns: dict):
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("labeled")
+    return write(root / "train.parquet", labeled_rows(20, 0)), write(root / "test.parquet", labeled_rows(10, 1))
+
+
+@pytest.fixture(scope="module")
+def full_report(data, tiny_model_dir, tmp_path_factory):
+    """Every pooling the tiny BERT has x both heads, plus a 1-epoch fine-tune of cls and mean."""
+    out = tmp_path_factory.mktemp("reports") / "report"
+    train, test = data
+    result = CliRunner().invoke(main, ["classify", str(train), "--test", str(test), "--model", str(tiny_model_dir),
+                                       "--pooling", "cls,mean,max,pooler", "--head", "linear,mlp", "--finetune",
+                                       "--epochs", "1", "--lr", "1e-3", "--seeds", "2", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.output)
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def test_every_method_runs_and_the_three_report_files_agree(full_report):
+    out, printed = full_report
+    report = json.loads((out / "report.json").read_text())
+    assert printed == report
+    methods = {(r["method"], r["pooling"], r["head"]) for r in report["results"]}
+    assert methods == {("probe", p, h) for p in ("cls", "mean", "max", "pooler") for h in ("linear", "mlp")} | {
+        ("finetune", "cls", "finetune"), ("finetune", "mean", "finetune")}
+    table = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| probe")
+             or line.startswith("| finetune")]
+    assert len(table) == len(report["results"])
+    for line, result in zip(table, report["results"]):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[:3] == [result["method"], result["pooling"], result["head"]]
+        assert float(cells[3]) == pytest.approx(result["accuracy"], abs=5e-5)
+        assert float(cells[5]) == pytest.approx(result["macro_f1"], abs=5e-5)
+        assert int(cells[6]) == result["runs"]
+    assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for result in report["results"]:
+        assert 0 <= result["accuracy"] <= 1 and result["train_seconds"] >= 0 and result["predict_texts_per_s"] > 0
+    mlp = next(r for r in report["results"] if r["head"] == "mlp")
+    assert mlp["runs"] == 2 and len(mlp["accuracies"]) == 2
+    tuned = [r for r in report["results"] if r["method"] == "finetune"]
+    assert all(len(r["history"]) == 1 for r in tuned)
+    assert next(r for r in tuned if r["pooling"] == "cls")["pooler_from_checkpoint"] is True
+    assert report["dataset"]["n_classes"] == 3 and report["dataset"]["train_rows"] == 60
+    assert report["dataset"]["test_rows"] == 30
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]   # no staging left behind
+
+
+def test_a_probe_on_well_separated_classes_is_accurate(full_report):
+    _, report = full_report
+    linear_mean = next(r for r in report["results"] if (r["pooling"], r["head"]) == ("mean", "linear"))
+    assert linear_mean["accuracy"] >= 0.9, linear_mean
+    assert report["best"]["accuracy"] >= 0.9
+
+
+def test_report_records_config_and_input_fingerprints(full_report, data, tiny_model_dir, tmp_path):
+    out, report = full_report
+    train, test = data
+    assert report["config"]["poolings"] == ["cls", "mean", "max", "pooler"] and report["config"]["epochs"] == 1
+    assert len(report["inputs"]["train"]["fingerprint"]) == 64 and report["inputs"]["test"]["path"] == str(test)
+    job = ClassifyJob(**{k: tuple(v) if isinstance(v, list) else v for k, v in report["config"].items()})
+    assert report_is_current(job)
+    assert not report_is_current(ClassifyJob(**{**vars(job), "seeds": 5}))
+    changed = tmp_path / "train.parquet"
+    write(changed, labeled_rows(20, 7))
+    assert not report_is_current(ClassifyJob(**{**vars(job), "train": str(changed)}))
+
+
+def test_a_second_run_reuses_the_cached_vectors(data, tiny_model_dir):
+    splits = load_splits(str(data[0]), test=str(data[1]), test_fraction=0.2, label_column="label",
+                         text_column="text", train_limit=None, seed=0)
+    spec = EncoderSpec(model=str(tiny_model_dir), pooling="max")
+    first, _ = FeatureCache().vectors(spec, splits.train)
+    again = FeatureCache()
+    second, _ = again.vectors(spec, splits.train)
+    assert not again._encoders                    # nothing was encoded: no encoder was even loaded
+    np.testing.assert_array_equal(first, second)
+    other = FeatureCache()
+    other.vectors(EncoderSpec(model=str(tiny_model_dir), pooling="max", normalize=False), splits.train)
+    assert other._encoders                        # another setting is another cache entry
+
+
+def test_save_model_then_predict(data, tiny_model_dir, tmp_path):
+    train, test = data
+    result = run("classify", train, "--test", test, "--model", tiny_model_dir, "--pooling", "mean", "--head",
+                 "linear", "--out", tmp_path / "r", "--save-model", tmp_path / "clf")
+    assert result.exit_code == 0, result.output
+    assert "| probe | mean | linear |" in result.output
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    saved = json.loads((tmp_path / "clf" / "classifier.json").read_text())
+    assert saved["pooling"] == "mean" and saved["head"] == "linear" and sorted(saved["classes"]) == saved["classes"]
+    assert (tmp_path / "clf" / "head.safetensors").exists()
+    result = run("predict", tmp_path / "clf", test, "--out", tmp_path / "preds.parquet", "--json")
+    assert result.exit_code == 0, result.output
+    preds = pq.read_table(tmp_path / "preds.parquet").to_pydict()
+    truth = pq.read_table(test).to_pydict()
+    assert preds["id"] == truth["id"]
+    accuracy = np.mean([p == t for p, t in zip(preds["label"], truth["label"])])
+    assert accuracy == pytest.approx(report["results"][0]["accuracy"])
+    assert all(0 < s <= 1 for s in preds["score"])
+    again = run("predict", tmp_path / "clf", test, "--out", tmp_path / "preds.parquet")
+    assert_one_line_error(again, "already exists")
+
+
+def test_held_out_split_and_train_limit_keep_every_class(data):
+    splits = load_splits(str(data[0]), test=None, test_fraction=0.25, label_column="label", text_column="text",
+                         train_limit=None, seed=0)
+    assert len(splits.test.rows) == 15 and len(splits.train.rows) == 45
+    assert not set(splits.test.rows) & set(splits.train.rows)
+    assert np.bincount(splits.test.y).tolist() == [5, 5, 5]
+    limited = load_splits(str(data[0]), test=str(data[1]), test_fraction=0.2, label_column="label",
+                          text_column="text", train_limit=9, seed=0)
+    assert np.bincount(limited.train.y).tolist() == [3, 3, 3]
+
+
+def test_mteb_sampling_takes_k_per_label_and_differs_between_experiments():
+    y = np.repeat(np.arange(3), 10)
+    picks = mteb_samples(y, 4, 3)
+    for rows in picks:
+        assert np.bincount(y[rows]).tolist() == [4, 4, 4]
+    assert len({tuple(sorted(rows)) for rows in picks}) == 3
+    assert [r.tolist() for r in mteb_samples(y, 4, 3)] == [r.tolist() for r in picks]   # reproducible
+
+
+def test_mteb_mode_runs_one_experiment_per_seed(data, tiny_model_dir, tmp_path):
+    report = run_classify(ClassifyJob(train=str(data[0]), test=str(data[1]), model=str(tiny_model_dir),
+                                      poolings=("mean",), heads=("linear",), samples_per_label=4, seeds=3,
+                                      out=str(tmp_path / "r")))
+    result = report["results"][0]
+    assert result["runs"] == 3 and result["train_rows"] == 12 and result["samples_per_label"] == 4
+
+
+BAD_INPUTS = {
+    "no label column": ({"id": [1, 2], "text": ["a cat", "a dog"]}, None, [], "no label column 'label'"),
+    "null labels": ({"id": [1, 2, 3], "text": ["a", "b", "c"], "label": ["x", None, "y"]}, None, [],
+                    "null label"),
+    "single class": ({"id": [1, 2], "text": ["a cat", "a dog"], "label": ["x", "x"]}, None, [],
+                     "at least two classes"),
+    "unseen test labels": ({"id": [1, 2], "text": ["a cat", "a dog"], "label": ["x", "y"]},
+                           {"id": [3], "text": ["a bird"], "label": ["z"]}, [], "never occur in training"),
+    "fewer rows than classes": ({"id": [1, 2, 3], "text": ["a", "b", "c"], "label": ["x", "y", "z"]},
+                                {"id": [3], "text": ["a bird"], "label": ["z"]}, ["--train-limit", "2"],
+                                "fewer rows than the 3 classes"),
+    "one row of a class, no test file": ({"id": [1, 2, 3], "text": ["a", "b", "c"], "label": ["x", "x", "y"]},
+                                         None, [], "single row"),
+    "blank text": ({"id": [1, 2], "text": ["a cat", " "], "label": ["x", "y"]}, None, [], "null or blank text"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_keeps_the_old_report(case, tiny_model_dir, tmp_path):
+    train_cols, test_cols, extra, message = BAD_INPUTS[case]
+    train = write(tmp_path / "train.parquet", train_cols)
+    args = ["classify", train, "--model", tiny_model_dir, "--out", tmp_path / "report", "--overwrite", *extra]
+    if test_cols is not None:
+        args += ["--test", write(tmp_path / "test.parquet", test_cols)]
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "report.json").write_text('{"old": true}')
+    assert_one_line_error(run(*args), message)
+    assert json.loads((tmp_path / "report" / "report.json").read_text()) == {"old": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["report", "train.parquet"] + (["test.parquet"] if test_cols is not None else []))
+
+
+def test_other_usage_errors(data, tiny_model_dir, tmp_path):
+    train, _ = data
+    assert_one_line_error(run("classify", tmp_path / "nope.parquet"), "does not exist")
+    assert_one_line_error(run("classify", train, "--label-column", "kind", "--out", tmp_path / "r"),
+                          "no label column 'kind'", "columns: id, text, label")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "report.json").write_text("{}")
+    assert_one_line_error(run("classify", train, "--out", tmp_path / "taken"), "--overwrite")
+    assert_one_line_error(run("predict", tmp_path, train, "--out", tmp_path / "p.parquet"),
+                          "not a saved embedpipe classifier")
+    bad = run("classify", train, "--pooling", "cls,median")
+    assert bad.exit_code == 2 and "median" in bad.output and re.search(r"mean, max", bad.output)
