@@ -99,8 +99,9 @@ def test_existing_result_survives_until_the_new_one_is_complete(tiny_model_dir, 
     out = tmp_path / "v"
     encode_corpus(job(tiny_model_dir, corpus, out))
     before = (out / "manifest.json").read_text()
-    with pytest.raises(EmbedpipeError, match="already holds a result; pass --overwrite"):
-        encode_corpus(job(tiny_model_dir, corpus, out))
+    assert encode_corpus(job(tiny_model_dir, corpus, out)).up_to_date   # same corpus and config: a no-op
+    with pytest.raises(EmbedpipeError, match="encoded with another config .*pooling mean -> max.*--overwrite"):
+        encode_corpus(job(tiny_model_dir, corpus, out, spec=EncoderSpec(model=str(tiny_model_dir), pooling="max")))
     broken = write_corpus(tmp_path / "broken.parquet", ["fine", None])
     with pytest.raises(EmbedpipeError):
         encode_corpus(job(tiny_model_dir, broken, out, overwrite=True, empty_text="error"))
