@@ -47,6 +47,7 @@ def test_dockerfile_builds_on_the_ray_image_for_python_311_and_copies_files_that
     assert {"pyproject.toml", "embedpipe", "pipelines"} <= copied
     assert any(line.startswith("RUN pip install .") for line in lines)
     assert any("embedpipe export" in line for line in lines)             # the bundled model, exported at build
+    assert 'ENTRYPOINT ["embedpipe"]' in lines                            # docker run IMAGE encode ...
 
 
 def test_the_dockerfile_dry_run_passes_here(tmp_path, monkeypatch):

@@ -4,28 +4,22 @@ the index answers queries for them. Tiny random BERT, real onnxruntime / FAISS /
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import textwrap
 
-import pytest
 from click.testing import CliRunner
 from conftest import WORDS, write_corpus
 
 from embedpipe.cli import main
-from embedpipe.encode import EncodeResult
 from embedpipe.index import open_index
 from embedpipe.retrieval import search_texts
 from embedpipe.vectors import open_vectors
-
-INCREMENTAL = "up_to_date" in {f.name for f in dataclasses.fields(EncodeResult)}
 
 
 def texts(start: int, n: int) -> list[str]:
     return [" ".join(WORDS[(i * 11 + j * 5) % len(WORDS)] for j in range(6)) + f" number {i}" for i in range(start, start + n)]
 
 
-@pytest.mark.skipif(not INCREMENTAL, reason="needs encode_corpus's incremental mode (the reliability branch)")
 def test_a_grown_corpus_encodes_only_new_rows_and_the_index_finds_them(tmp_path, tiny_model_dir):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
