@@ -166,6 +166,7 @@ def test_corrupt_data_pages_on_ray(tiny_model_dir, tmp_path, ray_cluster):
     corpus = corrupt_text_pages(tmp_path / "c.parquet")
     result = run("encode", corpus, "--model", tiny_model_dir, "--out", tmp_path / "out", "--empty-text", "skip")
     assert_one_line_error(result, "encoding failed on Ray")
+    assert "kept dying" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.parquet"]
 
 

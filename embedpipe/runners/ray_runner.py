@@ -32,6 +32,7 @@ BATCHES_PER_ACTOR = 4  # each actor gets at least this many batches, so the last
 # number of times: a row that kills every actor it meets fails the job instead of looping forever.
 # Exceptions the encoder raises (bad rows) are never retried: they fail the job at once.
 ACTOR_RETRIES = dict(max_restarts=3, max_task_retries=3)
+ACTOR_DEATHS = {"ActorDiedError", "ActorUnavailableError", "WorkerCrashedError", "OutOfMemoryError", "SystemException"}
 
 
 @contextmanager
@@ -132,13 +133,17 @@ def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: in
 def _user_error(error: BaseException) -> EmbedpipeError:
     """One line for what went wrong inside Ray: the EmbedpipeError an actor raised, else the root
     cause's type and first line (Ray wraps both in task errors, keeping the original as ``cause``)."""
-    seen, root, top = set(), error, error
+    seen, root, top, names = set(), error, error, set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if type(error) is EmbedpipeError:
             return error
         root = error
+        names.update(cls.__name__ for cls in type(error).__mro__)
         error = getattr(error, "cause", None) or error.__cause__
+    if names & ACTOR_DEATHS:
+        return EmbedpipeError(f"encoding failed on Ray: encoder actors kept dying (killed, out of memory, or crashing "
+                              f"on some input); gave up after {ACTOR_RETRIES['max_restarts']} restarts of each")
     # Ray Data may wrap it in a UserCodeException that keeps only the remote traceback's text.
     marker = f"{EmbedpipeError.__module__}.{EmbedpipeError.__name__}: "
     for line in str(top).splitlines():

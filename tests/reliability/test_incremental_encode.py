@@ -104,3 +104,14 @@ def test_a_published_shard_that_changed_is_refused_before_extending(tiny_model_d
     result = cli("encode", path, "--model", tiny_model_dir, "--runner", "local", "--out", out)
     one_line_error(result, "part-00001.parquet does not match its checksum", "--overwrite")
     assert manifest(out)["rows"] == 30 and not list(tmp_path.glob(".v.partial"))
+
+
+def test_two_runs_never_write_one_output_at_once(tiny_model_dir, tmp_path):
+    from embedpipe.resume import RunLock
+
+    corpus, out = write_rows(tmp_path / "c.parquet", 0, 20), tmp_path / "v"
+    with RunLock(out):                                      # another run holds the output
+        result = cli("encode", corpus, "--model", tiny_model_dir, "--runner", "local", "--out", out)
+        one_line_error(result, f"another embedpipe run is writing {out}")
+    assert not out.exists()
+    assert cli("encode", corpus, "--model", tiny_model_dir, "--runner", "local", "--out", out).exit_code == 0

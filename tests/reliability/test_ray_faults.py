@@ -60,3 +60,29 @@ def test_a_row_that_always_fails_fails_the_job_naming_its_id(tiny_model_dir, tmp
                  "--empty-text", "skip", "--rows-per-shard", "10")
     one_line_error(result, "row(s) hold text that is not valid UTF-8 (ids: 'doc-2'", "fix or drop them")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.parquet"]     # nothing published, nothing staged
+
+
+def test_actors_that_keep_dying_fail_the_job_instead_of_retrying_forever(tiny_model_dir, tmp_path, ray_cluster):
+    corpus = write_rows(tmp_path / "c.parquet", 0, 2000)
+    stop, killed = threading.Event(), []
+
+    def kill_every_encoder_actor():
+        deadline = time.monotonic() + 120    # with unbounded restarts the job would then finish: a failure, not a hang
+        while not stop.is_set() and time.monotonic() < deadline:
+            for pid in encoder_actor_pids(ray_cluster):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_every_encoder_actor)
+    killer.start()
+    try:
+        result = cli("encode", corpus, "--model", tiny_model_dir, "--out", tmp_path / "v", "--workers", "2")
+    finally:
+        stop.set()
+        killer.join()
+    one_line_error(result, "encoding failed on Ray: encoder actors kept dying", "gave up after 3 restarts")
+    assert len(killed) >= 2 and not (tmp_path / "v").exists()
