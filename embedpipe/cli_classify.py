@@ -45,6 +45,8 @@ def _names(allowed, option: str):
               help="Fine-tuning texts per step.")
 @click.option("--train-limit", type=click.IntRange(min=1), default=None,
               help="Use at most this many training rows (a stratified sample) for every method.")
+@click.option("--finetune-train-limit", type=click.IntRange(min=1), default=None,
+              help="Fine-tune on at most this many of the training rows (a stratified sample); probes use all.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Repeats of each probe (mlp initialisations, or MTEB experiments); reports mean ± std.")
 @click.option("--finetune-seeds", type=click.IntRange(min=1), default=1, show_default=True,

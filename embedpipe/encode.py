@@ -89,12 +89,7 @@ def encode_corpus(job: EncodeJob) -> EncodeResult:
             if base.get("source", {}).get("fingerprint") == corpus.fingerprint():
                 log.info("%s is already complete for this corpus and config: nothing to do", out)
                 return EncodeResult(out, base, up_to_date=True)
-        corpus_hashes = corpus.check_unique_ids()
-        if job.empty_text == "error":
-            bad, examples = corpus.find_bad_rows()
-            if bad:
-                raise EmbedpipeError(f"{bad} row(s) have a null or blank text (ids: {', '.join(map(repr, examples))}"
-                                     f"{', ...' if bad > len(examples) else ''}); fix them or pass --empty-text skip")
+        corpus_hashes = _check_corpus(corpus, job.empty_text)
         state = open_staging(out, key, base)
         writer = ShardWriter(state.staging, exported.dim, dtype=job.dtype, rows_per_shard=job.rows_per_shard,
                              first_shard=state.next_shard)
@@ -123,28 +118,9 @@ def encode_corpus(job: EncodeJob) -> EncodeResult:
                         "skipped_rows": corpus.rows - already - encoded, "truncated_rows": truncated,
                         "removed_ids": len(known) - already, "started_at": started.isoformat(timespec="seconds"),
                         "seconds": round(seconds, 3)}
-            fields = {
-                "embedpipe_version": __version__,
-                "created_at": (base or {}).get("created_at", started.isoformat(timespec="seconds")),
-                "encoder": spec_record(spec, max_length),
-                "model": {"name": exported.info["model_name"], "path": exported.info["model_path"],
-                          "content_hash": exported.info["content_hash"], "onnx_file": exported.info["onnx_file"]},
-                "pooling": spec.pooling,
-                "normalize": spec.normalize,
-                "max_length": max_length,
-                "source": {"path": corpus.location, "fingerprint": corpus.fingerprint(), "rows": corpus.rows,
-                           "text_column": job.text_column, "id_column": job.id_column},
-                "empty_text": job.empty_text,
-                "skipped_rows": last_run["skipped_rows"],
-                "truncated_rows": sum(s.get("truncated_rows", 0) for s in
-                                      (base["shards"] if base else []) + state.reused + writer.shards),
-                "last_run": last_run,
-                "runner": job.runner,
-                "workers": job.workers,
-                "threads": job.threads,
-                "seconds": round(seconds, 3),
-                "rows_per_second": round(encoded / max(seconds, 1e-9), 1),
-            }
+            shards = (base["shards"] if base else []) + state.reused + writer.shards
+            fields = _manifest_fields(job, spec, max_length, exported.info, corpus, last_run, shards,
+                                      created=(base or {}).get("created_at", last_run["started_at"]))
             manifest = finish(state, fields, exported.dim, job.dtype, writer.shards)
         except BaseException:
             abandon(state, len(writer.shards))
@@ -153,6 +129,43 @@ def encode_corpus(job: EncodeJob) -> EncodeResult:
              out, f"{encoded:,}", f"{len(known):,}", last_run["reused_shards"], f"{last_run['skipped_rows']:,}",
              f"{truncated:,}", max_length)
     return EncodeResult(out, manifest)
+
+
+def _check_corpus(corpus: Corpus, empty_text: str) -> np.ndarray:
+    """Whole-corpus checks before anything is encoded; returns the sorted hashes of its ids."""
+    hashes = corpus.check_unique_ids()
+    if empty_text == "error":
+        bad, examples = corpus.find_bad_rows()
+        if bad:
+            raise EmbedpipeError(f"{bad} row(s) have a null or blank text (ids: {', '.join(map(repr, examples))}"
+                                 f"{', ...' if bad > len(examples) else ''}); fix them or pass --empty-text skip")
+    return hashes
+
+
+def _manifest_fields(job: EncodeJob, spec: EncoderSpec, max_length: int, export_info: dict, corpus: Corpus,
+                     last_run: dict, shards: list[dict], created: str) -> dict:
+    """What the manifest records besides dim, dtype, rows and shards (vectors.complete_manifest)."""
+    return {
+        "embedpipe_version": __version__,
+        "created_at": created,
+        "encoder": spec_record(spec, max_length),
+        "model": {"name": export_info["model_name"], "path": export_info["model_path"],
+                  "content_hash": export_info["content_hash"], "onnx_file": export_info["onnx_file"]},
+        "pooling": spec.pooling,
+        "normalize": spec.normalize,
+        "max_length": max_length,
+        "source": {"path": corpus.location, "fingerprint": corpus.fingerprint(), "rows": corpus.rows,
+                   "text_column": job.text_column, "id_column": job.id_column},
+        "empty_text": job.empty_text,
+        "skipped_rows": last_run["skipped_rows"],
+        "truncated_rows": sum(s.get("truncated_rows", 0) for s in shards),
+        "last_run": last_run,
+        "runner": job.runner,
+        "workers": job.workers,
+        "threads": job.threads,
+        "seconds": last_run["seconds"],
+        "rows_per_second": round(last_run["encoded_rows"] / max(last_run["seconds"], 1e-9), 1),
+    }
 
 
 def run_key(encoder: dict, model_hash: str, dtype: str, text_column: str, id_column: str) -> dict:

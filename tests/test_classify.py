@@ -54,7 +54,7 @@ def full_report(data, tiny_model_dir, tmp_path_factory):
     train, test = data
     result = CliRunner().invoke(main, ["classify", str(train), "--test", str(test), "--model", str(tiny_model_dir),
                                        "--pooling", "cls,mean,max,pooler", "--head", "linear,mlp", "--finetune",
-                                       "--epochs", "1", "--lr", "1e-3", "--seeds", "2", "--out", str(out), "--json"])
+                                       "--epochs", "1", "--lr", "1e-3", "--seeds", "2", "--finetune-train-limit", "30", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     return out, json.loads(result.output)
 
@@ -94,7 +94,7 @@ def test_every_method_runs_and_the_three_report_files_agree(full_report):
     mlp = next(r for r in report["results"] if r["head"] == "mlp")
     assert mlp["runs"] == 2 and len(mlp["accuracies"]) == 2
     tuned = [r for r in report["results"] if r["method"] == "finetune"]
-    assert all(len(r["history"]) == 1 for r in tuned)
+    assert all(len(r["history"]) == 1 and r["train_rows"] == 30 for r in tuned)
     assert next(r for r in tuned if r["pooling"] == "cls")["pooler_from_checkpoint"] is True
     assert report["dataset"]["n_classes"] == 3 and report["dataset"]["train_rows"] == 60
     assert report["dataset"]["test_rows"] == 30
@@ -133,6 +133,12 @@ def test_a_second_run_reuses_the_cached_vectors(data, tiny_model_dir):
     other = FeatureCache()
     other.vectors(EncoderSpec(model=str(tiny_model_dir), pooling="max", normalize=False), splits.train)
     assert other._encoders                        # another setting is another cache entry
+    subset = load_splits(str(data[0]), test=str(data[1]), test_fraction=0.2, label_column="label",
+                         text_column="text", train_limit=12, seed=0)
+    sliced = FeatureCache()
+    part, _ = sliced.vectors(spec, subset.train)  # rows of a fully cached file: sliced, not encoded
+    assert not sliced._encoders
+    np.testing.assert_array_equal(part, first[subset.train.rows])
 
 
 def test_save_model_then_predict(data, tiny_model_dir, tmp_path):

@@ -175,12 +175,24 @@ def load_splits(train: str, *, test: str | None, test_fraction: float, label_col
     if len(train_rows) < len(classes):
         raise EmbedpipeError(f"{train}: {len(train_rows)} training rows for {len(classes)} classes; "
                              "a classifier needs at least one row per class")
-    if train_limit is not None and train_limit < len(train_rows):
-        if train_limit < len(classes):
-            raise EmbedpipeError(f"--train-limit {train_limit} is fewer rows than the {len(classes)} classes")
-        train_rows = train_rows[_stratified_pick(y_all[train_rows], train_limit, seed)]
-    missing = sorted(set(range(len(classes))) - set(y_all[train_rows].tolist()))
+    splits = Splits(Part(source, train_rows, y_all[train_rows]), test_part, classes)
+    return limit_train(splits, train_limit, seed) if train_limit is not None else _check_classes(splits)
+
+
+def limit_train(splits: Splits, limit: int, seed: int, option: str = "--train-limit") -> Splits:
+    """The same splits with at most ``limit`` training rows, a stratified sample (every class kept)."""
+    train = splits.train
+    if limit < len(train.rows):
+        if limit < len(splits.classes):
+            raise EmbedpipeError(f"{option} {limit} is fewer rows than the {len(splits.classes)} classes")
+        picked = _stratified_pick(train.y, limit, seed)
+        train = Part(train.source, train.rows[picked], train.y[picked])
+    return _check_classes(Splits(train, splits.test, splits.classes))
+
+
+def _check_classes(splits: Splits) -> Splits:
+    missing = sorted(set(range(len(splits.classes))) - set(splits.train.y.tolist()))
     if missing:
-        raise EmbedpipeError(f"class {classes[missing[0]]!r} has no training rows left "
+        raise EmbedpipeError(f"class {splits.classes[missing[0]]!r} has no training rows left "
                              f"(after the test split or --train-limit)")
-    return Splits(Part(source, train_rows, y_all[train_rows]), test_part, classes)
+    return splits

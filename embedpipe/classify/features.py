@@ -37,23 +37,30 @@ class FeatureCache:
         self.threads = threads
         self._encoders: dict[EncoderSpec, TextEncoder] = {}
 
-    def key(self, spec: EncoderSpec, part: Part) -> str:
+    def key(self, spec: EncoderSpec, part: Part, rows: str | None = None) -> str:
         exported, max_length = prepare(spec)
         record = {"model": exported.info["content_hash"], "onnx": exported.info["onnx_file"],
                   "optimize": spec.optimize, "quantize": spec.quantize, "pooling": spec.pooling,
                   "max_length": max_length, "normalize": spec.normalize,
-                  "file": part.source.fingerprint, "rows": part.rows_key()}
+                  "file": part.source.fingerprint, "rows": rows or part.rows_key()}
         return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:32]
 
     def vectors(self, spec: EncoderSpec, part: Part, what: str = "texts") -> tuple[np.ndarray, float]:
-        """(rows, dim) float32 vectors for ``part`` and the seconds encoding them took (then or now)."""
+        """(rows, dim) float32 vectors for ``part`` and the seconds encoding them took (then or now).
+
+        Rows of a file whose every row is cached already are sliced from that entry.
+        """
         path = self.root / f"{self.key(spec, part)}.npz"
-        if path.exists():
-            with np.load(path, allow_pickle=False) as data:
-                vectors, seconds = data["vectors"], float(data["seconds"])
-            if len(vectors) == len(part.rows):
-                log.info("%s: %d %s vectors from the feature cache", spec.pooling, len(vectors), what)
-                return vectors, seconds
+        whole = self.root / f"{self.key(spec, part, 'all')}.npz"
+        for candidate, expected in ((path, len(part.rows)), (whole, len(part.source.texts))):
+            if candidate.exists():
+                with np.load(candidate, allow_pickle=False) as data:
+                    vectors, seconds = data["vectors"], float(data["seconds"])
+                if len(vectors) == expected:
+                    log.info("%s: %d %s vectors from the feature cache", spec.pooling, len(part.rows), what)
+                    if candidate == path:
+                        return vectors, seconds
+                    return vectors[part.rows], seconds * len(part.rows) / max(expected, 1)
         vectors, seconds = self.encode(spec, part.texts, f"{spec.pooling} {what} encoded")
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.npz")

@@ -28,7 +28,7 @@ from ..encoder import EncoderSpec, prepare, spec_record
 from ..errors import EmbedpipeError
 from ..pooling import check_pooling
 from ..vectors import check_output_dir, publish_dir
-from .data import Splits, load_splits
+from .data import Splits, limit_train, load_splits
 from .features import FeatureCache
 from .finetune import FINETUNE_POOLINGS, FinetuneOptions, finetune
 from .probes import HEADS, MTEB_SEED, MlpOptions, mteb_samples, train_and_score
@@ -54,6 +54,7 @@ class ClassifyJob:
     learning_rate: float = 5e-5              # fine-tuning AdamW peak learning rate
     finetune_batch_size: int = 32            # fine-tuning texts per step
     finetune_seeds: int = 1                  # fine-tuning runs per pooling (each a full training)
+    finetune_train_limit: int | None = None  # fine-tune on at most this many of the training rows; None = all
     train_limit: int | None = None           # cap on training rows (stratified sample); None = all
     seeds: int = 3                           # probe repeats (mlp inits / MTEB experiments), mean ± std
     samples_per_label: int | None = None     # MTEB mode: each repeat trains on K rows per label
@@ -84,6 +85,8 @@ class ClassifyJob:
         for name in ("epochs", "seeds", "finetune_seeds", "mlp_epochs", "finetune_batch_size"):
             if getattr(self, name) < 1:
                 raise EmbedpipeError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.finetune_train_limit is not None and self.finetune_train_limit < 1:
+            raise EmbedpipeError(f"--finetune-train-limit must be positive, got {self.finetune_train_limit}")
         if self.samples_per_label is not None and self.samples_per_label < 1:
             raise EmbedpipeError(f"--samples-per-label must be at least 1, got {self.samples_per_label}")
         return self
@@ -175,6 +178,9 @@ def run_classify(job: ClassifyJob) -> dict:
     started, created = time.perf_counter(), datetime.now(timezone.utc)
     splits = load_splits(job.train, test=job.test, test_fraction=job.test_fraction, label_column=job.label_column,
                          text_column=job.text_column, train_limit=job.train_limit, seed=job.split_seed)
+    finetune_splits = splits
+    if job.finetune and job.finetune_train_limit is not None:
+        finetune_splits = limit_train(splits, job.finetune_train_limit, job.split_seed, "--finetune-train-limit")
     for pooling in job.poolings:
         prepare(_spec(job, pooling))   # fail on a bad model / pooler-less model before any work
     exported, max_length = prepare(_spec(job, job.poolings[0]))
@@ -184,7 +190,7 @@ def run_classify(job: ClassifyJob) -> dict:
     cache = FeatureCache(threads=job.threads)
     results, heads = _probe_results(job, splits, cache) if job.heads else ([], {})
     if job.finetune:
-        results += _finetune_results(job, splits)
+        results += _finetune_results(job, finetune_splits)
     best = max(results, key=lambda r: r["accuracy"])
     probes = [r for r in results if r["method"] == "probe"]
     report = {
@@ -234,7 +240,9 @@ def _notes(job: ClassifyJob) -> list[str]:
                      f"{job.mlp_epochs} epochs, seeds 0..{job.seeds - 1}")
     if job.finetune:
         notes.append(f"fine-tuning: whole encoder, AdamW lr {job.learning_rate}, {job.epochs} epoch(s), batch "
-                     f"{job.finetune_batch_size}, 10% linear warmup; the accuracy is the last epoch's")
+                     f"{job.finetune_batch_size}, 10% linear warmup; the accuracy is the last epoch's"
+                     + (f"; on a stratified sample of {job.finetune_train_limit} training rows"
+                        if job.finetune_train_limit else ""))
     return notes
 
 
