@@ -133,14 +133,19 @@ def index_run(spec: Spec, status: Status) -> str:
     from ..index import INFO_FILE, append_index, build_index
 
     stage = spec.index
+    note = ""
     if status.action == "append":
         before = (_read_json(stage.out / INFO_FILE) or {}).get("n", 0)
-        info = append_index(stage.out, stage.vectors)
-        return f"appended {info['n'] - before} vectors: {info['n']} in {info['factory']}"
+        try:
+            info = append_index(stage.out, stage.vectors)
+            return f"appended {info['n'] - before} vectors: {info['n']} in {info['factory']}"
+        except EmbedpipeError as e:  # e.g. ids were dropped from the vectors: the index cannot follow by adding
+            log.warning("index: cannot append (%s); rebuilding it", e)
+            note = " (rebuilt: appending was refused)"
     ours = (stage.out / INFO_FILE).exists()  # replace only an index, never other files
     info = build_index(stage.vectors, stage.out, stage.config, overwrite=ours)
     return (f"{info['factory']} over {info['n']} vectors, recall@10 {info['recall_at_10']:.3f} "
-            f"in {info['build_seconds']:.1f}s")
+            f"in {info['build_seconds']:.1f}s{note}")
 
 
 # --- evaluate -------------------------------------------------------------------------------------------
