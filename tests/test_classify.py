@@ -85,9 +85,10 @@ def test_every_method_runs_and_the_three_report_files_agree(full_report):
     for line, result in zip(table, report["results"]):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[:3] == [result["method"], result["pooling"], result["head"]]
-        assert float(cells[3]) == pytest.approx(result["accuracy"], abs=5e-5)
-        assert float(cells[5]) == pytest.approx(result["macro_f1"], abs=5e-5)
-        assert int(cells[6]) == result["runs"]
+        assert int(cells[3]) == result["train_rows"]
+        assert float(cells[4]) == pytest.approx(result["accuracy"], abs=5e-5)
+        assert float(cells[6]) == pytest.approx(result["macro_f1"], abs=5e-5)
+        assert int(cells[7]) == result["runs"]
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for result in report["results"]:
         assert 0 <= result["accuracy"] <= 1 and result["train_seconds"] >= 0 and result["predict_texts_per_s"] > 0
@@ -146,7 +147,7 @@ def test_save_model_then_predict(data, tiny_model_dir, tmp_path):
     result = run("classify", train, "--test", test, "--model", tiny_model_dir, "--pooling", "mean", "--head",
                  "linear", "--out", tmp_path / "r", "--save-model", tmp_path / "clf")
     assert result.exit_code == 0, result.output
-    assert "| probe | mean | linear |" in result.output
+    assert "| probe | mean | linear | 60 |" in result.output
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     saved = json.loads((tmp_path / "clf" / "classifier.json").read_text())
     assert saved["pooling"] == "mean" and saved["head"] == "linear" and sorted(saved["classes"]) == saved["classes"]

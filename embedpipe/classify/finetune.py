@@ -115,17 +115,18 @@ def _pad(token_ids: list[list[int]], rows, pad_id: int):
     return ids, mask
 
 
-def _predict(model, token_ids: list[list[int]], pad_id: int, batch_size: int = 128) -> np.ndarray:
+def _predict(model, token_ids: list[list[int]], pad_id: int, desc: str, batch_size: int = 128) -> np.ndarray:
     import torch
 
     lengths = np.array([len(t) for t in token_ids])
     order = np.argsort(-lengths, kind="stable")
     out = np.empty(len(token_ids), dtype=np.int64)
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), Progress(len(token_ids), desc) as progress:
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             out[rows] = model(*_pad(token_ids, rows, pad_id)).argmax(dim=1).numpy()
+            progress.update(len(rows))
     return out
 
 
@@ -180,7 +181,7 @@ def finetune(model_path: str, pooling: str, splits: Splits, options: FinetuneOpt
                 progress.update(len(rows))
         run.train_seconds += time.perf_counter() - started
         evaluated = time.perf_counter()
-        predicted = _predict(model, test_ids, pad_id)
+        predicted = _predict(model, test_ids, pad_id, f"fine-tune {pooling} evaluation {epoch}/{options.epochs}")
         run.predict_seconds = time.perf_counter() - evaluated
         run.accuracy = float(accuracy_score(splits.test.y, predicted))
         run.macro_f1 = float(f1_score(splits.test.y, predicted, average="macro"))

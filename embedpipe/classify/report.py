@@ -29,11 +29,11 @@ def markdown(report: dict) -> str:
         f"({data['test_source']}). Model {model['name']}, max_length {model['max_length']}, "
         f"vectors {'L2-normalized' if model['normalize'] else 'not normalized'}.",
         "",
-        "| method | pooling | head | accuracy | ± std | macro-F1 | runs | train s | predict texts/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | pooling | head | train rows | accuracy | ± std | macro-F1 | runs | train s | predict texts/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
-        lines.append(f"| {r['method']} | {r['pooling']} | {r['head']} | {r['accuracy']:.4f} | "
+        lines.append(f"| {r['method']} | {r['pooling']} | {r['head']} | {r['train_rows']} | {r['accuracy']:.4f} | "
                      f"{r['accuracy_std']:.4f} | {r['macro_f1']:.4f} | {r['runs']} | {r['train_seconds']:.1f} | "
                      f"{r['predict_texts_per_s']:.0f} |")
     best = report.get("best")
