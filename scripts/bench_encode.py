@@ -142,16 +142,13 @@ def model_flops(lengths: np.ndarray, config: dict) -> float:
     return float(layers * (dense + attention))
 
 
-def padding_waste(lengths: np.ndarray, batch_size: int, token_budget: int, window: int) -> float:
+def padding_waste(encoder, lengths: np.ndarray, window: int) -> float:
     """Fraction of the tokens onnxruntime computes that are padding, under embedpipe's batching."""
     padded = 0
     for start in range(0, len(lengths), window):
-        ordered = np.sort(lengths[start:start + window])[::-1]
-        at = 0
-        while at < len(ordered):
-            rows = max(1, min(batch_size, token_budget // int(ordered[at])))
-            padded += int(ordered[at]) * len(ordered[at:at + rows])
-            at += rows
+        part = lengths[start:start + window]
+        for rows in encoder._batches(np.argsort(-part, kind="stable"), part):
+            padded += len(rows) * int(part[rows].max())
     return 1 - lengths.sum() / padded
 
 
@@ -272,7 +269,7 @@ def main() -> None:
     parser.add_argument("--queries", help="queries parquet (id, text, doc_id) for nDCG@10 (corpus must hold doc ids)")
     parser.add_argument("--cls-train", help="labeled parquet (text, label) to fit a logistic-regression probe")
     parser.add_argument("--cls-test", help="labeled parquet (text, label) to score it")
-    parser.add_argument("--cls-rows", type=int, default=None, help="use only the first N training rows")
+    parser.add_argument("--cls-rows", type=int, default=None, help="use only the first N rows of each labeled set")
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up timings")
     parser.add_argument("--out", default="bench_out/encode")
     args = parser.parse_args()
@@ -308,7 +305,7 @@ def main() -> None:
         counter = TextEncoder.load(EncoderSpec(), plan)
         lengths = np.array([len(x) for x in counter.tokenize(texts)])
         flops = model_flops(lengths, config)
-        waste = padding_waste(lengths, plan.batch_size, plan.token_budget, 8192)
+        waste = padding_waste(counter, lengths, 8192)
         print(f"{len(texts)} texts, {lengths.mean():.1f} tokens mean (max {lengths.max()}), padding waste "
               f"{waste:.1%}; measuring the matmul peak ...", file=sys.stderr)
         peak = matmul_peak()
@@ -349,7 +346,7 @@ def main() -> None:
     if queries or (args.cls_train and args.cls_test):
         print("quality: nDCG@10 / probe accuracy ...", file=sys.stderr)
         train = read_labeled(args.cls_train, args.cls_rows) if args.cls_train and args.cls_test else None
-        test = read_labeled(args.cls_test, None) if train else None
+        test = read_labeled(args.cls_test, args.cls_rows) if train else None
         for name, make in encoders_for_quality(quality_names, st_model, st_onnx).items():
             encode = make()
             if queries:

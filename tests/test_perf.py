@@ -16,7 +16,7 @@ def tiny_export(tiny_model_dir):
 
 
 @pytest.mark.parametrize("plan", [BatchPlan(batch_size=1), BatchPlan(batch_size=3), BatchPlan(token_budget=40),
-                                  BatchPlan(batch_size=128, token_budget=1)])
+                                  BatchPlan(batch_size=128, token_budget=1), BatchPlan(max_padding=1.0)])
 def test_batching_never_changes_a_vector(tiny_export, plan):
     """Length-sorted token-budget batches give each text the vector it gets alone, in input order."""
     exported, max_length = tiny_export
@@ -27,16 +27,21 @@ def test_batching_never_changes_a_vector(tiny_export, plan):
     np.testing.assert_allclose(batched, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_batches_respect_both_budgets_and_cover_every_row_once(tiny_export):
+@pytest.mark.parametrize("max_padding", [0.0, 0.5, 1.0])
+def test_batches_respect_both_budgets_and_the_padding_bound(tiny_export, max_padding):
     exported, max_length = tiny_export
-    encoder = TextEncoder(exported.path, "mean", True, max_length, BatchPlan(batch_size=4, token_budget=50))
-    lengths = np.array([3, 60, 7, 7, 12, 1, 25, 9, 9, 9, 40, 2])
+    plan = BatchPlan(batch_size=4, token_budget=50, max_padding=max_padding)
+    encoder = TextEncoder(exported.path, "mean", True, max_length, plan)
+    lengths = np.array([3, 60, 7, 7, 12, 1, 25, 9, 9, 9, 40, 2, 9, 9, 8])
     order = np.argsort(-lengths, kind="stable")
     batches = list(encoder._batches(order, lengths))
     assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
     for rows in batches:
         assert len(rows) <= 4
         assert len(rows) == 1 or len(rows) * lengths[rows].max() <= 50
+        assert lengths[rows].min() >= (1 - max_padding) * lengths[rows].max()
+    if max_padding == 0.0:   # the four 9s fill one batch, the fifth 9 the next: no padding at all
+        assert [lengths[rows].tolist() for rows in batches if 9 in lengths[rows]] == [[9, 9, 9, 9], [9]]
 
 
 def test_feeds_pad_right_with_the_pad_id_and_mask_it(tiny_export):
