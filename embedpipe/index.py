@@ -241,7 +241,7 @@ def build_index(vectors_dir: str | os.PathLike, out: str | os.PathLike, config: 
     """Build, tune and write INDEX_DIR from a vector directory; returns what index.json holds."""
     started = time.monotonic()
     config.check()
-    vectors = open_vectors(vectors_dir)
+    vectors = open_vectors(vectors_dir, verify=True)
     out = check_output_dir(out, overwrite, INFO_FILE)
     n, dim = vectors.rows, vectors.dim
     if n == 0:
@@ -365,7 +365,7 @@ def append_index(index_dir: str | os.PathLike, vectors_dir: str | os.PathLike | 
     path = Path(index_dir)
     loaded = open_index(path)
     info = loaded.info
-    vectors = open_vectors(vectors_dir or info.get("vectors") or "")
+    vectors = open_vectors(vectors_dir or info.get("vectors") or "", verify=True)
     if vectors.dim != loaded.dim:
         raise EmbedpipeError(f"{vectors.path} holds vectors of dimension {vectors.dim}, the index {loaded.dim}")
     shards = new_shards(info, vectors.manifest, vectors.path)

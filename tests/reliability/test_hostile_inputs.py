@@ -129,8 +129,6 @@ def test_dimension_mismatches_are_one_clear_line(tmp_path):
     assert not (tmp_path / "idx2").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="index.py reads shards without checking them against the manifest's "
-                                       "sha256 (open_vectors(verify=False)); reported to the pipeline engineer")
 def test_index_refuses_shards_that_no_longer_match_their_checksums(tmp_path):
     vectors, _ = small_index(tmp_path)
     shard = vectors / "part-00001.parquet"
