@@ -43,11 +43,12 @@ class Corpus:
         return name[: -len(".parquet")] if name.endswith(".parquet") else name
 
     def fingerprint(self) -> str:
-        """sha256 over each file's path, size and row count: changes when the corpus does."""
+        """sha256 over each file's path, size, modification time and row count: changes when the
+        corpus does (a file rewritten in place with the same size and rows too), without reading it."""
         digest = hashlib.sha256()
         infos = self.filesystem.get_file_info(self.files)
         for info, rows in zip(infos, self.file_rows):
-            digest.update(f"{info.path}|{info.size}|{rows}\n".encode())
+            digest.update(f"{info.path}|{info.size}|{info.mtime_ns}|{rows}\n".encode())
         return digest.hexdigest()
 
     def bytes_per_row(self) -> float:

@@ -147,3 +147,16 @@ def test_actor_layout_always_leaves_a_cpu_for_ray_data(cpus, workers, threads, e
     layout = actor_layout(cpus, workers, threads)
     assert (layout.workers, layout.threads, layout.actor_cpus) == expected
     assert layout.workers * layout.actor_cpus <= cpus - 1
+
+
+def test_corpus_rewritten_with_the_same_size_and_rows_gets_a_new_fingerprint(tmp_path):
+    import os
+
+    from embedpipe.corpus import open_corpus
+
+    path = write_corpus(tmp_path / "c.parquet", ["abc", "def"])
+    before, size = open_corpus(path).fingerprint(), os.path.getsize(path)
+    write_corpus(path, ["abd", "def"])
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 1_000_000_000))
+    assert os.path.getsize(path) == size
+    assert open_corpus(path).fingerprint() != before
