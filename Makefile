@@ -1,6 +1,7 @@
-# Two commands: `make demo` (set up, then encode + index + search the bundled sample corpus with the
-# bundled all-MiniLM-L6-v2) and `make test` (set up, then the whole test suite). Nothing is
-# downloaded from a model hub; pip takes packages from the registry.
+# Two commands: `make demo` (set up, then run pipelines/demo.yaml over the bundled sample corpus with
+# the bundled all-MiniLM-L6-v2: encode -> index -> evaluate -> classify, then one search; a second
+# `make demo` skips the stages already complete, `make clean` starts over) and `make test` (set up,
+# then the whole test suite). Nothing is downloaded from a model hub; pip takes packages from the registry.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -22,9 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	rm -rf $(DEMO) && mkdir -p $(DEMO)
-	$(BIN)/embedpipe encode $(SAMPLE) --pooling mean --out $(DEMO)/sample.mean.vectors
-	$(BIN)/embedpipe index $(DEMO)/sample.mean.vectors --out $(DEMO)/sample.index
+	$(BIN)/embedpipe run pipelines/demo.yaml --output-dir $(DEMO)
 	$(BIN)/embedpipe search $(DEMO)/sample.index "a large wild cat of the jungle" -k 5 --corpus $(SAMPLE)
 
 test: setup

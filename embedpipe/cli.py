@@ -15,6 +15,7 @@ import click
 from . import __version__
 from .cli_classify import classify_cmd, predict_cmd
 from .cli_common import user_errors
+from .cli_pipeline import run_cmd, submit_cmd
 from .cli_retrieval import evaluate_cmd, index_cmd, search_cmd
 from .pooling import POOLINGS
 
@@ -50,8 +51,11 @@ quantize_option = click.option("--quantize", type=click.Choice(["int8"]), defaul
               help="Write the export here [default: the export cache, $EMBEDPIPE_CACHE or ~/.cache/embedpipe].")
 @optimize_option
 @quantize_option
+@click.option("--trust-remote-code", is_flag=True,
+              help="Allow a model that ships its own Python code (auto_map) to run it while exporting; "
+                   "`encode` then uses the cached export without running any model code.")
 @user_errors
-def export(model, out, optimize, quantize):
+def export(model, out, optimize, quantize, trust_remote_code):
     """Export a model to ONNX with optimum (once; `encode` reuses the cached export).
 
     The graph outputs token hidden states, so one export serves every pooling; BERT's pooler
@@ -59,7 +63,8 @@ def export(model, out, optimize, quantize):
     """
     from .models import ensure_exported, resolve_model
 
-    exported = ensure_exported(resolve_model(model), optimize=optimize, quantize=quantize, out=out)
+    exported = ensure_exported(resolve_model(model), optimize=optimize, quantize=quantize, out=out,
+                               trust_remote_code=trust_remote_code)
     click.echo(f"{exported.onnx_path}")
 
 
@@ -95,12 +100,23 @@ def export(model, out, optimize, quantize):
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Vector dtype on disk.")
 @click.option("--rows-per-shard", type=click.IntRange(min=1), default=100_000, show_default=True)
-@click.option("--overwrite", is_flag=True, help="Replace an existing output directory (only once the new one is complete).")
+@click.option("--overwrite", is_flag=True,
+              help="Rebuild the output from scratch, e.g. for another model or pooling, or after texts changed "
+                   "(the old output stays until the new one is complete).")
+@click.option("--ray-dashboard", is_flag=True,
+              help="Start the embedded local Ray's dashboard (on 127.0.0.1) [default: no dashboard].")
 @user_errors
 def encode(corpus, pooling, model, text_column, id_column, out, max_length, batch_size, normalize, optimize,
-           quantize, runner, ray_address, workers, threads, empty_text, dtype, rows_per_shard, overwrite):
+           quantize, runner, ray_address, workers, threads, empty_text, dtype, rows_per_shard, overwrite,
+           ray_dashboard):
     """Encode the texts of CORPUS (a parquet file, a directory of them, or a pyarrow/fsspec URL)
     into a vector directory: parquet shards of (id, vector) and a manifest.json written last.
+
+    Run it again and it does only what is left: over a complete output of the same config it does
+    nothing; after the corpus grew it encodes only the new ids, adding shards; after a kill it
+    reuses the shards it had finished. Ids must be unique. Ids removed or texts changed under the
+    same id are not re-encoded: --overwrite rebuilds. Another encoder config needs --overwrite.
+    Texts longer than the model's limit are truncated (counted in the manifest as truncated_rows).
 
     \b
     Poolings:
@@ -120,13 +136,17 @@ def encode(corpus, pooling, model, text_column, id_column, out, max_length, batc
     job = EncodeJob(corpus=corpus, out=out, spec=spec, text_column=text_column, id_column=id_column,
                     runner=runner, ray_address=ray_address, workers=workers, threads=threads,
                     batch_size=batch_size, empty_text=empty_text, dtype=dtype, rows_per_shard=rows_per_shard,
-                    overwrite=overwrite)
+                    overwrite=overwrite, ray_dashboard=ray_dashboard)
     result = encode_corpus(job)
     manifest = result.manifest
-    click.echo(json.dumps({"out": str(result.out), "rows": manifest["rows"], "dim": manifest["dim"],
-                           "skipped_rows": manifest["skipped_rows"], "seconds": manifest["seconds"],
+    last_run = manifest.get("last_run", {})
+    click.echo(json.dumps({"out": str(result.out), "up_to_date": result.up_to_date, "rows": manifest["rows"],
+                           "dim": manifest["dim"], "encoded_rows": 0 if result.up_to_date else last_run.get("encoded_rows"),
+                           "reused_rows": manifest["rows"] if result.up_to_date else last_run.get("reused_rows"),
+                           "skipped_rows": manifest["skipped_rows"], "truncated_rows": manifest.get("truncated_rows"),
+                           "seconds": 0 if result.up_to_date else manifest["seconds"],
                            "rows_per_second": manifest["rows_per_second"]}))
 
 
-for command in (index_cmd, search_cmd, evaluate_cmd, classify_cmd, predict_cmd):
+for command in (index_cmd, search_cmd, evaluate_cmd, classify_cmd, predict_cmd, run_cmd, submit_cmd):
     main.add_command(command)

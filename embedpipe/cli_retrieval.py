@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 from .cli_common import user_errors
 from .errors import EmbedpipeError
-from .index import IndexConfig, build_index, open_index
+from .index import INFO_FILE, IndexConfig, append_index, build_index, open_index
 from .retrieval import corpus_texts, evaluate, search_file, search_texts
 
 METRIC_LABELS = {"ndcg": "nDCG", "recall": "Recall", "mrr": "MRR"}
@@ -36,17 +37,31 @@ def _megabytes(n: int) -> str:
 @click.option("--tuning-queries", type=click.Path(),
               help="Sample queries to tune on instead of held-out corpus vectors: a queries parquet (id, text), "
                    "encoded like the corpus, or a vector directory. Better when queries look unlike the documents.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing index directory.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing index directory (a full rebuild).")
+@click.option("--append", is_flag=True,
+              help="Add the vectors of shards the index at --out does not hold yet (after an incremental encode), "
+                   "keeping its trained structure and search parameters; builds it when --out has no index yet.")
 @click.option("--json", "as_json", is_flag=True, help="Print index.json instead of a summary.")
 @user_errors
-def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, tuning_queries, overwrite, as_json):
+def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, tuning_queries, overwrite, append,
+              as_json):
     """Build a FAISS index over the vectors in VECTORS_DIR (an `embedpipe encode` output)."""
+    if append and overwrite:
+        raise click.UsageError("--append extends the index and --overwrite rebuilds it; give one of them")
     config = IndexConfig(factory=factory, metric=metric, max_memory=max_memory, target_recall=target_recall,
                          tuning_vectors=tuning_queries)
-    info = build_index(vectors_dir, out, config, overwrite=overwrite)
+    appended = 0
+    if append and (Path(out) / INFO_FILE).exists():
+        before = json.loads((Path(out) / INFO_FILE).read_text()).get("n", 0)
+        info = append_index(out, vectors_dir)
+        appended = info["n"] - before
+    else:
+        info = build_index(vectors_dir, out, config, overwrite=overwrite)
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
+    if append and "appends" in info:
+        click.echo(f"appended   {appended} vectors")
     click.echo(f"index      {info['factory']} over {info['n']} vectors of dimension {info['dim']} ({info['metric']})")
     click.echo(f"search     {info['search_params'] or '(exact)'}: recall@10 {info['recall_at_10']:.4f} vs exact search")
     click.echo(f"memory     {_megabytes(info['memory_bytes'])}, built in {info['build_seconds']:.1f}s")

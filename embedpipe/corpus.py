@@ -9,9 +9,11 @@ check it, and stream it as record batches.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -41,11 +43,12 @@ class Corpus:
         return name[: -len(".parquet")] if name.endswith(".parquet") else name
 
     def fingerprint(self) -> str:
-        """sha256 over each file's path, size and row count: changes when the corpus does."""
+        """sha256 over each file's path, size, modification time and row count: changes when the
+        corpus does (a file rewritten in place with the same size and rows too), without reading it."""
         digest = hashlib.sha256()
         infos = self.filesystem.get_file_info(self.files)
         for info, rows in zip(infos, self.file_rows):
-            digest.update(f"{info.path}|{info.size}|{rows}\n".encode())
+            digest.update(f"{info.path}|{info.size}|{info.mtime_ns}|{rows}\n".encode())
         return digest.hexdigest()
 
     def bytes_per_row(self) -> float:
@@ -57,27 +60,80 @@ class Corpus:
                    for c in range(group.num_columns) if group.column(c).path_in_schema in names)
         return size / max(metadata.num_rows, 1)
 
-    def iter_batches(self, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        """Record batches of (id, text) columns, in file then row order; memory stays one batch."""
+    def iter_batches(self, batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """Record batches of (id, text) columns, in file then row order; memory stays one batch
+        (pages are read as needed, so a file written as one huge row group streams too)."""
+        columns = columns or [self.id_column, self.text_column]
         for path in self.files:
             try:
                 with self.filesystem.open_input_file(path) as f:
-                    for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows,
-                                                                columns=[self.id_column, self.text_column]):
+                    reader = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
+                    for batch in reader.iter_batches(batch_size=batch_rows, columns=columns):
                         yield batch
             except (pa.ArrowException, OSError) as e:
                 raise EmbedpipeError(f"cannot read {path}: corrupt parquet data ({first_line(e)})") from None
 
     def find_bad_rows(self, batch_rows: int = 65_536, examples: int = 3) -> tuple[int, list]:
-        """Count rows whose text is null or blank; return (count, a few of their ids)."""
+        """Count rows whose text is null or blank; return (count, a few of their ids).
+        Text that is not valid UTF-8 is an error naming its ids."""
         count, found = 0, []
         for batch in self.iter_batches(batch_rows):
+            check_utf8(batch.column(0), batch.column(1))
             bad = blank_text_mask(batch.column(1))
             n = pc.sum(bad).as_py() or 0
             if n:
                 count += n
                 found.extend(batch.column(0).filter(bad).to_pylist()[: examples - len(found)])
         return count, found
+
+    def check_unique_ids(self, batch_rows: int = 262_144, examples: int = 3) -> np.ndarray:
+        """Raise if an id occurs twice (naming some); return the sorted int64 hashes of all ids.
+
+        Memory is 8 bytes per row: ids are hashed batch by batch, the hashes sorted, and only ids
+        whose hashes collide are compared exactly, in a second pass.
+        """
+        hashes = np.concatenate([id_hashes(batch.column(0)) for batch in self.iter_batches(batch_rows, [self.id_column])]
+                                or [np.empty(0, np.int64)])
+        hashes.sort()
+        twice = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+        if len(twice):
+            counts = Counter()
+            for batch in self.iter_batches(batch_rows, [self.id_column]):
+                ids = batch.column(0)
+                suspects = np.isin(id_hashes(ids), twice)
+                counts.update(ids.filter(pa.array(suspects)).to_pylist())
+            repeated = [value for value, n in counts.items() if n > 1]
+            if repeated:
+                shown = ", ".join(map(repr, repeated[:examples]))
+                raise EmbedpipeError(f"{len(repeated)} id(s) occur more than once in {self.location} (e.g. {shown}); "
+                                     f"ids in column {self.id_column!r} must be unique")
+        return hashes
+
+
+def id_hashes(ids: pa.Array) -> np.ndarray:
+    """int64 hash of each id (Python's hash: stable within one process, which is all it is used for)."""
+    return np.fromiter(map(hash, ids.to_pylist()), dtype=np.int64, count=len(ids))
+
+
+def check_utf8(ids: pa.Array, texts: pa.Array, examples: int = 3) -> None:
+    """Raise naming the ids of texts that are not valid UTF-8 (parquet readers do not check)."""
+    try:
+        texts.validate(full=True)
+        return
+    except pa.ArrowInvalid:
+        pass
+    binary = {pa.large_string(): pa.large_binary(), pa.string_view(): pa.binary_view()}.get(texts.type, pa.binary())
+    raw = texts.view(binary)
+    bad = []
+    for i, value in enumerate(raw.to_pylist()):
+        if value is not None:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append(i)
+    shown = ", ".join(repr(ids[i].as_py()) for i in bad[:examples])
+    raise EmbedpipeError(f"{len(bad)} row(s) hold text that is not valid UTF-8 (ids: {shown}"
+                         f"{', ...' if len(bad) > examples else ''}); fix or drop them in the corpus")
 
 
 def blank_text_mask(texts: pa.Array) -> pa.Array:

@@ -2,22 +2,39 @@
 
     >>> result = encode_corpus(EncodeJob("corpus.parquet", spec=EncoderSpec(pooling="cls")))
     >>> result.out, result.manifest["rows"], result.manifest["dim"]
+
+Runs are keyed on ids, so one mechanism serves three cases:
+- a killed run, run again, reuses the shards it finished (kept in ``.OUT.partial``, see resume.py);
+- a corpus that grew since OUT was written: only ids not in OUT are encoded, into new shards, and
+  the manifest is replaced to list them (shards already published are never rewritten);
+- an output already complete for this corpus and config: nothing to do, and the log says so.
+Ids removed from the corpus keep their vectors, and a text changed under the same id keeps its old
+vector: ``overwrite=True`` (``--overwrite``) rebuilds from scratch. A different encoder config over
+an existing output is refused unless ``overwrite``.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
 from . import __version__
-from .corpus import open_corpus
+from .corpus import Corpus, id_hashes, open_corpus
 from .encoder import BatchPlan, EncoderSpec, prepare, spec_record
 from .errors import EmbedpipeError
 from .mapper import EMPTY_TEXT_POLICIES, MapperConfig
 from .progress import Progress
+from .resume import RunLock, abandon, finish, open_staging, read_ids
 from .runners import RUNNERS
-from .vectors import MANIFEST, VectorWriter, check_output_dir, vectors_from_column
+from .vectors import MANIFEST, ShardWriter, vectors_from_column
+
+log = logging.getLogger("embedpipe.encode")
 
 
 @dataclass
@@ -36,17 +53,19 @@ class EncodeJob:
     empty_text: str = "error"            # null/blank text: "error" stops before encoding, "skip" drops rows
     dtype: str = "float32"               # vector dtype on disk: float32 or float16
     rows_per_shard: int = 100_000
-    overwrite: bool = False
+    overwrite: bool = False              # rebuild from scratch (the old output stays until the new one is complete)
+    ray_dashboard: bool = False          # embedded local Ray only: start its dashboard (on 127.0.0.1)
 
 
 @dataclass(frozen=True)
 class EncodeResult:
-    out: Path         # the published vector directory
-    manifest: dict    # what its manifest.json says
+    out: Path                  # the published vector directory
+    manifest: dict             # what its manifest.json says
+    up_to_date: bool = False   # the output was already complete for this corpus and config: nothing ran
 
 
 def encode_corpus(job: EncodeJob) -> EncodeResult:
-    """Encode ``job.corpus`` and publish the vector directory."""
+    """Encode the ids of ``job.corpus`` not yet in ``job.out`` and publish the vector directory."""
     if job.runner not in RUNNERS:
         raise EmbedpipeError(f"unknown runner {job.runner!r}; choose one of: {', '.join(RUNNERS)}")
     if job.empty_text not in EMPTY_TEXT_POLICIES:
@@ -55,44 +74,152 @@ def encode_corpus(job: EncodeJob) -> EncodeResult:
     spec = job.spec.check()
     corpus = open_corpus(job.corpus, text_column=job.text_column, id_column=job.id_column)
     out = Path(job.out or f"{corpus.stem}.{spec.pooling}.vectors")
-    check_output_dir(out, job.overwrite, MANIFEST)
-    if job.empty_text == "error":
+    if out.exists() and not out.is_dir():
+        raise EmbedpipeError(f"output {out} exists and is not a directory")
+    exported, max_length = prepare(spec)
+    key = run_key(spec_record(spec, max_length), exported.info["content_hash"], job.dtype, job.text_column,
+                  job.id_column)
+    with RunLock(out):
+        base = None if job.overwrite else published_manifest(out)
+        if base is not None:
+            changed = differences(run_key_of(base), key)
+            if changed:
+                raise EmbedpipeError(f"output {out} was encoded with another config ({changed}); "
+                                     "pass --overwrite to rebuild it")
+            if base.get("source", {}).get("fingerprint") == corpus.fingerprint():
+                log.info("%s is already complete for this corpus and config: nothing to do", out)
+                return EncodeResult(out, base, up_to_date=True)
+        corpus_hashes = _check_corpus(corpus, job.empty_text)
+        state = open_staging(out, key, base)
+        writer = ShardWriter(state.staging, exported.dim, dtype=job.dtype, rows_per_shard=job.rows_per_shard,
+                             first_shard=state.next_shard)
+        try:
+            known = _known_ids(state, corpus)
+            already = int(np.isin(id_hashes(known), corpus_hashes).sum()) if len(known) else 0
+            _log_reuse(state, out, len(known), already)
+            config = MapperConfig(str(exported.path), spec.pooling, spec.normalize, max_length,
+                                  BatchPlan(batch_size=job.batch_size, threads=job.threads),
+                                  job.text_column, job.id_column, job.empty_text)
+            started = datetime.now(timezone.utc)
+            encoded = truncated = 0
+            with Progress(corpus.rows - already, "rows encoded") as progress:
+                tables = RUNNERS[job.runner](corpus, config, window=job.window, workers=job.workers,
+                                             address=job.ray_address, skip_ids=known, dashboard=job.ray_dashboard)
+                for table in tables:
+                    flags = table.column("truncated").to_numpy(zero_copy_only=False)
+                    writer.write(table.column("id"), vectors_from_column(table.column("vector")), flags)
+                    encoded += table.num_rows
+                    truncated += int(flags.sum())
+                    progress.update(table.num_rows)
+                writer.flush()
+                seconds = progress.seconds
+            last_run = {"encoded_rows": encoded, "reused_rows": len(known),
+                        "reused_shards": len(state.reused) + len(base["shards"] if base else []),
+                        "skipped_rows": corpus.rows - already - encoded, "truncated_rows": truncated,
+                        "removed_ids": len(known) - already, "started_at": started.isoformat(timespec="seconds"),
+                        "seconds": round(seconds, 3)}
+            shards = (base["shards"] if base else []) + state.reused + writer.shards
+            fields = _manifest_fields(job, spec, max_length, exported.info, corpus, last_run, shards,
+                                      created=(base or {}).get("created_at", last_run["started_at"]))
+            manifest = finish(state, fields, exported.dim, job.dtype, writer.shards)
+        except BaseException:
+            abandon(state, len(writer.shards))
+            raise
+    log.info("%s: %s rows encoded, %s reused (%d shard(s)), %s skipped (blank), %s truncated to %d tokens",
+             out, f"{encoded:,}", f"{len(known):,}", last_run["reused_shards"], f"{last_run['skipped_rows']:,}",
+             f"{truncated:,}", max_length)
+    return EncodeResult(out, manifest)
+
+
+def _check_corpus(corpus: Corpus, empty_text: str) -> np.ndarray:
+    """Whole-corpus checks before anything is encoded; returns the sorted hashes of its ids."""
+    hashes = corpus.check_unique_ids()
+    if empty_text == "error":
         bad, examples = corpus.find_bad_rows()
         if bad:
             raise EmbedpipeError(f"{bad} row(s) have a null or blank text (ids: {', '.join(map(repr, examples))}"
                                  f"{', ...' if bad > len(examples) else ''}); fix them or pass --empty-text skip")
-    exported, max_length = prepare(spec)
-    config = MapperConfig(str(exported.path), spec.pooling, spec.normalize, max_length,
-                          BatchPlan(batch_size=job.batch_size, threads=job.threads),
-                          job.text_column, job.id_column, job.empty_text)
-    started = datetime.now(timezone.utc)
-    with VectorWriter(out, exported.dim, dtype=job.dtype, rows_per_shard=job.rows_per_shard,
-                      overwrite=job.overwrite) as writer, Progress(corpus.rows, "rows encoded") as progress:
-        tables = RUNNERS[job.runner](corpus, config, window=job.window, workers=job.workers,
-                                     address=job.ray_address)
-        encoded = 0
-        for table in tables:
-            encoded += table.num_rows
-            writer.write(table.column("id"), vectors_from_column(table.column("vector")))
-            progress.update(table.num_rows)
-        seconds = progress.seconds
-        manifest = writer.publish({
-            "embedpipe_version": __version__,
-            "created_at": started.isoformat(timespec="seconds"),
-            "encoder": spec_record(spec, max_length),
-            "model": {"name": exported.info["model_name"], "path": exported.info["model_path"],
-                      "content_hash": exported.info["content_hash"], "onnx_file": exported.info["onnx_file"]},
-            "pooling": spec.pooling,
-            "normalize": spec.normalize,
-            "max_length": max_length,
-            "source": {"path": corpus.location, "fingerprint": corpus.fingerprint(), "rows": corpus.rows,
-                       "text_column": job.text_column, "id_column": job.id_column},
-            "empty_text": job.empty_text,
-            "skipped_rows": corpus.rows - encoded,
-            "runner": job.runner,
-            "workers": job.workers,
-            "threads": job.threads,
-            "seconds": round(seconds, 3),
-            "rows_per_second": round(corpus.rows / max(seconds, 1e-9), 1),
-        })
-    return EncodeResult(out, manifest)
+    return hashes
+
+
+def _manifest_fields(job: EncodeJob, spec: EncoderSpec, max_length: int, export_info: dict, corpus: Corpus,
+                     last_run: dict, shards: list[dict], created: str) -> dict:
+    """What the manifest records besides dim, dtype, rows and shards (vectors.complete_manifest)."""
+    return {
+        "embedpipe_version": __version__,
+        "created_at": created,
+        "encoder": spec_record(spec, max_length),
+        "model": {"name": export_info["model_name"], "path": export_info["model_path"],
+                  "content_hash": export_info["content_hash"], "onnx_file": export_info["onnx_file"]},
+        "pooling": spec.pooling,
+        "normalize": spec.normalize,
+        "max_length": max_length,
+        "source": {"path": corpus.location, "fingerprint": corpus.fingerprint(), "rows": corpus.rows,
+                   "text_column": job.text_column, "id_column": job.id_column},
+        "empty_text": job.empty_text,
+        "skipped_rows": last_run["skipped_rows"],
+        "truncated_rows": sum(s.get("truncated_rows", 0) for s in shards),
+        "last_run": last_run,
+        "runner": job.runner,
+        "workers": job.workers,
+        "threads": job.threads,
+        "seconds": last_run["seconds"],
+        "rows_per_second": round(last_run["encoded_rows"] / max(last_run["seconds"], 1e-9), 1),
+    }
+
+
+def run_key(encoder: dict, model_hash: str, dtype: str, text_column: str, id_column: str) -> dict:
+    """What decides every vector of an output: two runs may share an output only if these match."""
+    return {**encoder, "model_content_hash": model_hash, "dtype": dtype, "text_column": text_column,
+            "id_column": id_column}
+
+
+def run_key_of(manifest: dict) -> dict:
+    source = manifest.get("source", {})
+    return run_key(manifest.get("encoder") or {}, manifest.get("model", {}).get("content_hash"), manifest.get("dtype"),
+                   source.get("text_column"), source.get("id_column"))
+
+
+def differences(old: dict, new: dict) -> str:
+    """'pooling mean -> cls, dtype float32 -> float16' (empty when the configs match)."""
+    keys = sorted(set(old) | set(new))
+    return ", ".join(f"{k} {old.get(k)!s:.16} -> {new.get(k)!s:.16}" for k in keys if old.get(k) != new.get(k))
+
+
+def published_manifest(out: Path) -> dict | None:
+    """The manifest of a complete output at ``out``; None if there is none yet. A directory with
+    files but no manifest is refused (it is not ours to replace without --overwrite)."""
+    if not out.exists() or not any(out.iterdir()):
+        return None
+    path = out / MANIFEST
+    if not path.exists():
+        raise EmbedpipeError(f"output {out} already holds files; pass --overwrite to replace it")
+    try:
+        manifest = json.loads(path.read_text())
+        manifest["shards"], manifest["source"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise EmbedpipeError(f"{path} is not a valid embedpipe manifest ({e}); pass --overwrite to rebuild") from None
+    return manifest
+
+
+def _known_ids(state, corpus: Corpus) -> pa.Array:
+    """Ids already encoded: in the published output (checksums verified) and in finished staged shards."""
+    chunks = (read_ids(state.out, state.base["shards"], verify=True) if state.base else [])
+    chunks += read_ids(state.staging, state.reused, verify=False)  # hashed just now
+    for chunk in chunks:
+        if chunk.type != corpus.id_type:
+            raise EmbedpipeError(f"ids in {corpus.location} are {corpus.id_type}, the ids already encoded in "
+                                 f"{state.out} are {chunk.type}; pass --overwrite to rebuild")
+    return pa.concat_arrays(chunks) if chunks else pa.array([], corpus.id_type)
+
+
+def _log_reuse(state, out: Path, known: int, already: int) -> None:
+    if state.reused:
+        log.info("resuming: %d shard(s) (%s rows) finished by an interrupted run are reused",
+                 len(state.reused), f"{sum(s['rows'] for s in state.reused):,}")
+    if state.base:
+        log.info("%s holds %s rows in %d shard(s); encoding only ids it lacks", out,
+                 f"{state.base['rows']:,}", len(state.base["shards"]))
+    if known > already:
+        log.warning("%s id(s) in %s are no longer in the corpus; their vectors stay (--overwrite rebuilds)",
+                    f"{known - already:,}", out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from itertools import chain
 from typing import Sequence
 
 import numpy as np
@@ -47,6 +48,7 @@ class BatchPlan:
     batch_size: int = 128          # at most this many texts per call
     token_budget: int = 16_384     # at most this many (padded) tokens per call
     threads: int | None = None     # onnxruntime intra-op threads (= the CPUs this worker owns); None = all
+    max_padding: float = 0.0       # a batch takes no row shorter than (1 - this) x its longest: 0 = no padding
 
 
 def prepare(spec: EncoderSpec) -> tuple[ExportedModel, int]:
@@ -69,11 +71,7 @@ class TextEncoder:
         self.exported = load_export(export_dir)
         self.pooling, self.normalize, self.max_length, self.plan = check_pooling(pooling), normalize, max_length, plan
         self.pool_weights = self.exported.pooler_weights() if pooling in NEEDS_POOLER_WEIGHTS else {}
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = plan.threads or os.cpu_count() or 1  # else onnxruntime takes every core of the host
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(self.exported.onnx_path), options,
+        self.session = ort.InferenceSession(str(self.exported.onnx_path), self.session_options(),
                                             providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_file(str(self.exported.path / "tokenizer.json"))
@@ -101,6 +99,19 @@ class TextEncoder:
                                  f"(content hash {model.content_hash[:12]} != {expected[:12]})")
         return cls.load(spec, BatchPlan(threads=threads or min(4, os.cpu_count() or 1)))
 
+    def session_options(self):
+        """onnxruntime options: ``plan.threads`` intra-op threads (onnxruntime otherwise takes every core
+        of the host, oversubscribing a node shared by actors), one inter-op thread, every graph
+        optimization (fusions happen here, at load, so an export need not be optimized)."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.plan.threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return options
+
     @property
     def dim(self) -> int:
         return self.exported.dim
@@ -117,35 +128,52 @@ class TextEncoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not len(texts):
             return out
-        ids = self.tokenize(texts)
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        flat, starts, lengths = _flatten(self.tokenize(texts))
         order = np.argsort(-lengths, kind="stable")
         for rows in self._batches(order, lengths):
-            out[rows] = self._run([ids[i] for i in rows])
+            out[rows] = self._run(self._pack(flat, starts[rows], lengths[rows]))
         return out
 
+    def feeds(self, token_ids: list[list[int]]) -> dict[str, np.ndarray]:
+        """The onnxruntime inputs for a list of token id lists (right-padded to the longest)."""
+        return self._pack(*_flatten(token_ids))
+
     def _batches(self, order: np.ndarray, lengths: np.ndarray):
-        """Longest first: each batch holds as many rows as fit the row and token budgets."""
+        """Longest first: each batch holds as many rows as fit the row and token budgets, all of one
+        length by default (``plan.max_padding``): short texts differ by a token or two, so a batch
+        of 128 mixed lengths is ~10% padding; one length per batch costs a few more, smaller calls."""
+        ordered = lengths[order]
         start = 0
         while start < len(order):
-            longest = int(lengths[order[start]])
-            rows = max(1, min(self.plan.batch_size, self.plan.token_budget // max(longest, 1)))
-            yield order[start:start + rows]
-            start += rows
+            longest = int(ordered[start])
+            end = start + max(1, min(self.plan.batch_size, self.plan.token_budget // max(longest, 1)))
+            shortest_allowed = longest * (1 - self.plan.max_padding)
+            end = start + max(1, int(np.searchsorted(-ordered[start:end], -shortest_allowed, side="right")))
+            yield order[start:end]
+            start = end
 
-    def _run(self, token_ids: list[list[int]]) -> np.ndarray:
-        width = max(len(x) for x in token_ids)
-        input_ids = np.full((len(token_ids), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(token_ids), width), dtype=np.int64)
-        for row, ids in enumerate(token_ids):
-            input_ids[row, :len(ids)] = ids
-            mask[row, :len(ids)] = 1
-        feeds = {"input_ids": input_ids, "attention_mask": mask}
+    def _pack(self, flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
+        """Rows of a flat token array -> padded (B, longest) input_ids and attention_mask, no Python loop."""
+        columns = np.arange(int(lengths.max()))
+        mask = columns[None, :] < lengths[:, None]
+        positions = np.minimum(starts[:, None] + columns[None, :], len(flat) - 1)
+        input_ids = np.where(mask, flat[positions], self.pad_id)
+        feeds = {"input_ids": input_ids, "attention_mask": mask.astype(np.int64)}
         if "token_type_ids" in self.input_names:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
+        return feeds
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         hidden = self.session.run(["last_hidden_state"], feeds)[0].astype(np.float32, copy=False)
-        vectors = pool(self.pooling, hidden, mask, **self.pool_weights)
+        vectors = pool(self.pooling, hidden, feeds["attention_mask"], **self.pool_weights)
         return l2_normalize(vectors) if self.normalize else vectors
+
+
+def _flatten(token_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token id lists -> (all ids in one int64 array, each row's start, each row's length)."""
+    lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
+    flat = np.fromiter(chain.from_iterable(token_ids), dtype=np.int64, count=int(lengths.sum()))
+    return flat, np.cumsum(lengths) - lengths, lengths
 
 
 def spec_record(spec: EncoderSpec, max_length: int) -> dict:

@@ -16,6 +16,13 @@ memory stays near the index's own size. The tuning queries are held out: not tra
 to the index only after tuning, so they are searched as unseen points like real queries (a point
 already in an HNSW graph is reached through its own links, which would flatter recall). Files are
 written in a staging directory that replaces INDEX_DIR only when complete.
+
+index.json records what the index was built from (the vector manifest, its sha256, the IndexConfig),
+so a pipeline can tell the index is up to date, and ``append_index`` can add exactly the shards the
+index does not hold yet (an incremental encode adds new shards and never rewrites published ones):
+
+    >>> append_index("corpus.index", "corpus.vectors")["appends"][-1]["rows"]
+    1200
 """
 
 from __future__ import annotations
@@ -26,12 +33,14 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import __version__
@@ -39,7 +48,7 @@ from .errors import EmbedpipeError
 from .index_choice import choose_factory, parse_size, training_rows
 from .progress import Progress
 from .tuning import ExactTopK, Tuning, apply_search_params, faiss_metric, tune_search_params
-from .vectors import VectorSet, check_output_dir, open_vectors, publish_dir, write_json_atomic
+from .vectors import MANIFEST, VectorSet, check_output_dir, file_sha256, open_vectors, publish_dir, write_json_atomic
 
 log = logging.getLogger("embedpipe.index")
 
@@ -232,7 +241,7 @@ def build_index(vectors_dir: str | os.PathLike, out: str | os.PathLike, config: 
     """Build, tune and write INDEX_DIR from a vector directory; returns what index.json holds."""
     started = time.monotonic()
     config.check()
-    vectors = open_vectors(vectors_dir)
+    vectors = open_vectors(vectors_dir, verify=True)
     out = check_output_dir(out, overwrite, INFO_FILE)
     n, dim = vectors.rows, vectors.dim
     if n == 0:
@@ -267,13 +276,8 @@ def build_index(vectors_dir: str | os.PathLike, out: str | os.PathLike, config: 
                             f"{config.target_recall}; allow more memory or choose a factory with less compression")
             log.warning("warning: %s", warnings[-1])
 
-    staging = out.with_name(f".{out.name}.staging-{uuid.uuid4().hex[:8]}")
-    staging.mkdir(parents=True)
-    try:
-        faiss.write_index(index, str(staging / INDEX_FILE))
-        pq.write_table(pa.table({"id": ids}), staging / IDS_FILE)
-        index_bytes = (staging / INDEX_FILE).stat().st_size
-        info = {
+    def describe(index_bytes: int) -> dict:
+        return {
             "format_version": FORMAT_VERSION,
             "embedpipe_version": __version__,
             "factory": factory,
@@ -292,15 +296,113 @@ def build_index(vectors_dir: str | os.PathLike, out: str | os.PathLike, config: 
                        "on": None if samples is None else (config.tuning_vectors or "held-out corpus vectors"),
                        "training_vectors": 0 if samples is None or samples.train is None else len(samples.train),
                        "trials": tuning.trials},
+            "recall_measured_at_n": n,
             "warnings": warnings,
-            "vectors": str(vectors.path.resolve()),
-            "manifest": vectors.manifest,
+            "config": json.loads(json.dumps(asdict(config))),
+            **_source(vectors),
         }
+
+    info = _write_index_dir(out, index, ids, describe)
+    log.info("wrote %s (%s, %d bytes, %.1fs)", out, factory, info["memory_bytes"], info["build_seconds"])
+    return info
+
+
+def _source(vectors: VectorSet) -> dict:
+    """What index.json says about the vectors it holds: path, manifest, and the manifest's sha256."""
+    return {"vectors": str(vectors.path.resolve()), "manifest": vectors.manifest,
+            "source_manifest_sha256": file_sha256(vectors.path / MANIFEST)}
+
+
+def _write_index_dir(out: Path, index: faiss.Index, ids: pa.Array, describe) -> dict:
+    """index.faiss, ids.parquet and index.json (``describe(index_bytes)``) in a staging directory
+    that then replaces ``out`` in one rename."""
+    staging = out.with_name(f".{out.name}.staging-{uuid.uuid4().hex[:8]}")
+    staging.mkdir(parents=True)
+    try:
+        faiss.write_index(index, str(staging / INDEX_FILE))
+        pq.write_table(pa.table({"id": ids}), staging / IDS_FILE)
+        info = describe((staging / INDEX_FILE).stat().st_size)
         write_json_atomic(staging / INFO_FILE, info)
         publish_dir(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log.info("wrote %s (%s, %d bytes, %.1fs)", out, factory, index_bytes, info["build_seconds"])
+    return info
+
+
+def shard_key(shard: dict) -> tuple[str, str]:
+    return (shard.get("file") or shard.get("name"), shard.get("sha256"))
+
+
+def encoder_identity(manifest: dict) -> dict:
+    """What must match for vectors to share an index: encoder config, model content, dimension."""
+    return {"encoder": manifest.get("encoder"), "model": (manifest.get("model") or {}).get("content_hash"),
+            "dim": manifest.get("dim")}
+
+
+def new_shards(info: dict, manifest: dict, vectors_dir: Path | str) -> list[dict]:
+    """The shards of ``manifest`` the index does not hold yet; an error when the index cannot be
+    extended from these vectors (other encoder, or shards it holds were rewritten or removed)."""
+    indexed = info.get("manifest") or {}
+    if encoder_identity(indexed) != encoder_identity(manifest):
+        raise EmbedpipeError(f"{vectors_dir} was encoded differently from the vectors in the index "
+                             "(encoder, model or dimension); rebuild the index without --append")
+    present = {shard_key(s) for s in manifest.get("shards", [])}
+    gone = [shard_key(s)[0] for s in indexed.get("shards", []) if shard_key(s) not in present]
+    if gone:
+        raise EmbedpipeError(f"shard(s) the index holds are no longer in {vectors_dir} as they were "
+                             f"({', '.join(gone[:3])}); the vectors were rebuilt, so rebuild the index without --append")
+    held = {shard_key(s) for s in indexed.get("shards", [])}
+    return [s for s in manifest.get("shards", []) if shard_key(s) not in held]
+
+
+def append_index(index_dir: str | os.PathLike, vectors_dir: str | os.PathLike | None = None,
+                 *, batch_rows: int = 65_536) -> dict:
+    """Add to INDEX_DIR the vectors of the shards it does not hold yet (from ``vectors_dir``, by
+    default the directory it was built from). The trained index (IVF centroids, PQ codebooks, HNSW
+    graph) is extended, not retrained; the recall in index.json stays the one measured at build
+    time over ``recall_measured_at_n`` vectors. Returns the new index.json."""
+    started = time.monotonic()
+    path = Path(index_dir)
+    loaded = open_index(path)
+    info = loaded.info
+    vectors = open_vectors(vectors_dir or info.get("vectors") or "", verify=True)
+    if vectors.dim != loaded.dim:
+        raise EmbedpipeError(f"{vectors.path} holds vectors of dimension {vectors.dim}, the index {loaded.dim}")
+    shards = new_shards(info, vectors.manifest, vectors.path)
+    rows = sum(int(s["rows"]) for s in shards)
+    expected = int(info["n"]) + rows
+    if expected != vectors.rows:
+        raise EmbedpipeError(f"the index holds {info['n']} vectors and {vectors.path} adds {rows} in new shards, "
+                             f"but it holds {vectors.rows}; rebuild the index without --append")
+    if not shards:
+        info = {**info, **_source(vectors)}
+        write_json_atomic(path / INFO_FILE, info)
+        log.info("%s already holds every shard of %s: nothing to append", path, vectors.path)
+        return info
+    index, ids = loaded.index, [loaded.ids]
+    added = VectorSet(vectors.path, {**vectors.manifest, "shards": shards, "rows": rows})
+    with Progress(rows, "vectors appended") as progress:
+        for batch_ids, batch in added.iter_batches(batch_rows):
+            clash = pc.is_in(batch_ids, value_set=loaded.ids)
+            if pc.any(clash).as_py():
+                first = batch_ids.filter(clash)[0].as_py()
+                raise EmbedpipeError(f"id {first!r} of a new shard in {vectors.path} is already in the index; "
+                                     "rebuild the index without --append")
+            index.add(batch)
+            ids.append(batch_ids)
+            progress.update(len(batch))
+    ids = _concat_ids(ids, vectors)
+    append = {"rows": rows, "shards": [shard_key(s)[0] for s in shards],
+              "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "seconds": round(time.monotonic() - started, 3)}
+
+    def describe(index_bytes: int) -> dict:
+        return {**info, "n": int(index.ntotal), "memory_bytes": index_bytes, **_source(vectors),
+                "appends": [*info.get("appends", []), append],
+                "recall_measured_at_n": info.get("recall_measured_at_n", info["n"])}
+
+    info = _write_index_dir(path, index, ids, describe)
+    log.info("appended %d vectors from %d new shard(s) to %s: %d in all", rows, len(shards), path, info["n"])
     return info
 
 

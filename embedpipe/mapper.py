@@ -1,24 +1,29 @@
-"""The unit both runners map over a corpus: a batch of (id, text) rows -> a table of (id, vector).
+"""The unit both runners map over a corpus: a batch of (id, text) rows -> a table of (id, vector, truncated).
 
     >>> mapper = CorpusBatchEncoder(MapperConfig(export_dir, "mean", True, 256, BatchPlan(), "text", "id"))
-    >>> mapper(record_batch)   # pa.Table with columns id, vector
+    >>> mapper(record_batch)   # pa.Table with columns id, vector, truncated
 
-Ray builds one instance per actor (one onnxruntime session each); the local runner builds one.
+Rows whose id is in ``skip_ids`` (already encoded by an earlier run) are left out, as are null or
+blank texts under ``empty_text="skip"``. ``truncated`` marks texts longer than ``max_length``
+tokens, which the model sees cut. Ray builds one instance per actor (one onnxruntime session
+each); the local runner builds one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .corpus import blank_text_mask
+from .corpus import blank_text_mask, check_utf8
 from .encoder import BatchPlan, TextEncoder
-from .errors import EmbedpipeError
+from .errors import EmbedpipeError, first_line
 from .vectors import vector_array
 
 EMPTY_TEXT_POLICIES = ("error", "skip")
+SPECIAL_TOKENS_MARGIN = 4  # [CLS], [SEP] and the like: a text of fewer bytes than max_length - this is never cut
 
 
 @dataclass(frozen=True)
@@ -34,16 +39,26 @@ class MapperConfig:
 
 
 class CorpusBatchEncoder:
-    def __init__(self, config: MapperConfig):
+    def __init__(self, config: MapperConfig, skip_ids: pa.Array | None = None):
         self.config = config
-        self.encoder = TextEncoder(config.export_dir, config.pooling, config.normalize, config.max_length,
-                                   config.plan)
+        self.skip_ids = skip_ids if skip_ids is not None and len(skip_ids) else None
+        try:
+            self.encoder = TextEncoder(config.export_dir, config.pooling, config.normalize, config.max_length,
+                                       config.plan)
+        except EmbedpipeError:
+            raise
+        except Exception as e:  # onnxruntime's own types: a corrupt graph, external data outside the export
+            raise EmbedpipeError(f"cannot load the encoder in {config.export_dir}: {first_line(e)}") from None
 
     def __call__(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
         if isinstance(batch, pa.RecordBatch):
             batch = pa.Table.from_batches([batch])
         ids = batch.column(self.config.id_column).combine_chunks()
         texts = batch.column(self.config.text_column).combine_chunks()
+        if self.skip_ids is not None:
+            todo = pc.invert(pc.is_in(ids, value_set=self.skip_ids))
+            ids, texts = ids.filter(todo), texts.filter(todo)
+        check_utf8(ids, texts)
         blank = blank_text_mask(texts)
         if blank.true_count:
             if self.config.empty_text != "skip":
@@ -52,5 +67,17 @@ class CorpusBatchEncoder:
                                      "fix them or pass --empty-text skip")
             keep = pc.invert(blank)
             ids, texts = ids.filter(keep), texts.filter(keep)
-        vectors = self.encoder.encode(texts.to_pylist())
-        return pa.table({"id": ids, "vector": vector_array(vectors)})
+        text_list = texts.to_pylist()
+        vectors = self.encoder.encode(text_list)
+        return pa.table({"id": ids, "vector": vector_array(vectors), "truncated": self._truncated(texts, text_list)})
+
+    def _truncated(self, texts: pa.Array, text_list: list[str]) -> pa.Array:
+        """Which texts have more than max_length tokens. A token covers at least one byte, so only
+        texts of more bytes than max_length are tokenized again to find out."""
+        flags = np.zeros(len(text_list), dtype=bool)
+        lengths = pc.binary_length(texts).to_numpy(zero_copy_only=False)
+        long = np.flatnonzero(lengths > max(self.config.max_length - SPECIAL_TOKENS_MARGIN, 0))
+        if len(long):
+            encodings = self.encoder.tokenizer.encode_batch([text_list[i] for i in long], add_special_tokens=True)
+            flags[long] = [bool(e.overflowing) for e in encodings]
+        return pa.array(flags)

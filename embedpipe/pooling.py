@@ -18,8 +18,13 @@ PoolingName = Literal["cls", "mean", "max", "mean_sqrt_len", "weightedmean", "la
 PoolingFn = Callable[..., np.ndarray]
 
 
-def _weights(mask: np.ndarray) -> np.ndarray:
-    return mask.astype(np.float32)[:, :, None]
+def _weighted_sum(hidden: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """sum_t weights[b,t] * hidden[b,t,:] as one batched matrix product (no (B,T,D) temporary)."""
+    return np.matmul(weights.astype(np.float32)[:, None, :], hidden)[:, 0, :]
+
+
+def _count(weights: np.ndarray) -> np.ndarray:
+    return np.clip(weights.sum(axis=1, keepdims=True, dtype=np.float32), 1e-9, None)
 
 
 def cls_pooling(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -30,8 +35,7 @@ def cls_pooling(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def mean_pooling(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mean over real tokens; the count is clamped so an all-padding row cannot divide by zero."""
-    w = _weights(mask)
-    return (hidden * w).sum(axis=1) / np.clip(w.sum(axis=1), 1e-9, None)
+    return _weighted_sum(hidden, mask) / _count(mask)
 
 
 def max_pooling(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -41,8 +45,7 @@ def max_pooling(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def mean_sqrt_len_pooling(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Sum over real tokens divided by sqrt(number of tokens)."""
-    w = _weights(mask)
-    return (hidden * w).sum(axis=1) / np.sqrt(np.clip(w.sum(axis=1), 1e-9, None))
+    return _weighted_sum(hidden, mask) / np.sqrt(_count(mask))
 
 
 def weightedmean_pooling(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -51,8 +54,7 @@ def weightedmean_pooling(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     Positions are counted among real tokens, so left padding gives the same vector.
     """
     positions = np.cumsum(mask, axis=1) * mask
-    w = positions.astype(np.float32)[:, :, None]
-    return (hidden * w).sum(axis=1) / np.clip(w.sum(axis=1), 1e-9, None)
+    return _weighted_sum(hidden, positions) / _count(positions)
 
 
 def lasttoken_pooling(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:

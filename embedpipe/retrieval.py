@@ -14,10 +14,11 @@ Files follow BEIR: queries ``id, text``; qrels ``query_id, doc_id, relevance``; 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +31,7 @@ from .index import LoadedIndex, is_exact, open_index
 from .metrics import MAIN_SCORE, retrieval_metrics
 from .progress import Progress
 from .tuning import ExactTopK
-from .vectors import open_vectors
+from .vectors import file_sha256, open_vectors, write_json_atomic
 
 log = logging.getLogger("embedpipe.retrieval")
 
@@ -235,3 +236,56 @@ def evaluate(index_dir: str | os.PathLike, queries: str | os.PathLike, qrels: st
     return {**report, "main_score": MAIN_SCORE, "queries": len(evaluated), "k_values": k_values,
             "factory": index.info["factory"], "search_params": index.info.get("search_params", ""),
             "index_dir": str(index.path)}
+
+
+@dataclass
+class EvaluateJob:
+    """An evaluation whose report is a file: what `embedpipe run` does for a spec's `evaluate` section."""
+
+    index: str                     # index directory (an `embedpipe index` output)
+    queries: str                   # queries parquet: id, text
+    qrels: str                     # qrels parquet: query_id, doc_id, relevance
+    k_values: list[int] = field(default_factory=lambda: [10, 100])  # metric cut-offs
+    exact: bool = True             # also evaluate exact search over the same vectors
+    out: str = "evaluation.json"   # the report written (atomically)
+
+    def check(self) -> "EvaluateJob":
+        if not self.k_values or min(self.k_values) < 1:
+            raise EmbedpipeError(f"k_values must be positive cut-offs like [10, 100], got {self.k_values}")
+        return self
+
+
+def evaluation_inputs(job: EvaluateJob) -> dict:
+    """What an evaluation report depends on: the index (its index.json) and the two files, by sha256."""
+    info = Path(job.index) / "index.json"
+    missing = [p for p in (info, Path(job.queries), Path(job.qrels)) if not p.is_file()]
+    if missing:
+        raise EmbedpipeError(f"cannot evaluate: {missing[0]} does not exist")
+    return {"index_json_sha256": file_sha256(info), "queries_sha256": file_sha256(job.queries),
+            "qrels_sha256": file_sha256(job.qrels)}
+
+
+def evaluation_config(job: EvaluateJob) -> dict:
+    return {"index": str(job.index), "queries": str(job.queries), "qrels": str(job.qrels),
+            "k_values": sorted(set(job.k_values)), "exact": job.exact}
+
+
+def run_evaluate(job: EvaluateJob) -> dict:
+    """Evaluate and write the report (metrics + the config and input checksums) to ``job.out``."""
+    job.check()
+    inputs = evaluation_inputs(job)
+    report = evaluate(job.index, job.queries, job.qrels, job.k_values, exact=job.exact)
+    report = {**report, "config": evaluation_config(job), "inputs": inputs}
+    out = Path(job.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, report)
+    return report
+
+
+def read_evaluation(path: str | os.PathLike) -> dict | None:
+    """A report written by run_evaluate, or None when there is none (or it is not one)."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and "inputs" in report and "main_score" in report else None

@@ -33,6 +33,7 @@ from .errors import EmbedpipeError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+TRUNCATED_KEY = "embedpipe.truncated_rows"  # shard footer: rows cut to max_length
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -58,9 +59,53 @@ def vectors_from_column(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
+    """Write ``path`` under a temporary name, flush it to disk, then rename it into place."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        rename_into_place(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def rename_into_place(src: Path, dst: Path) -> None:
+    """The one step that makes a finished file visible (a test injects faults here)."""
+    os.replace(src, dst)
+
+
+def shard_name(number: int) -> str:
+    return f"part-{number:05d}.parquet"
+
+
+def shard_number(name: str) -> int | None:
+    """``part-00012.parquet`` -> 12; anything else -> None."""
+    if name.startswith("part-") and name.endswith(".parquet") and name[5:-8].isdigit():
+        return int(name[5:-8])
+    return None
+
+
+def write_shard(table: pa.Table, directory: Path, name: str, truncated_rows: int = 0) -> dict:
+    """Write one (id, vector) shard: temporary name, fsync, rename. Returns its manifest entry."""
+    tmp = directory / f".{name}.tmp"
+    try:
+        metadata = {TRUNCATED_KEY: str(truncated_rows)}
+        pq.write_table(table.replace_schema_metadata(metadata), tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        rename_into_place(tmp, directory / name)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return shard_entry(directory / name)
+
+
+def shard_entry(path: Path) -> dict:
+    """A finished shard's manifest entry: file, rows, sha256, truncated_rows (from its own footer)."""
+    metadata = pq.read_metadata(path)
+    truncated = int((metadata.metadata or {}).get(TRUNCATED_KEY.encode(), b"0"))
+    return {"file": path.name, "rows": metadata.num_rows, "sha256": file_sha256(path), "truncated_rows": truncated}
 
 
 def publish_dir(staging: Path, out: Path) -> None:
@@ -68,10 +113,14 @@ def publish_dir(staging: Path, out: Path) -> None:
     if out.exists():
         old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
         os.replace(out, old)
-        os.replace(staging, out)
+        try:
+            rename_into_place(staging, out)
+        except BaseException:
+            os.replace(old, out)  # put the earlier result back
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
-        os.replace(staging, out)
+        rename_into_place(staging, out)
 
 
 def check_output_dir(out: str | os.PathLike, overwrite: bool, marker: str) -> Path:
@@ -85,8 +134,65 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool, marker: str) -> Pa
     return out
 
 
+class ShardWriter:
+    """Streams (id, vector) batches into shards of ``rows_per_shard`` rows in ``directory``,
+    numbered from ``first_shard``; each shard appears (atomically) as soon as it is full.
+
+    ``shards`` lists the finished shards' manifest entries. Rows not yet in a full shard are
+    written by ``flush()``; a crash loses only those.
+    """
+
+    def __init__(self, directory: Path, dim: int, *, dtype: str = "float32", rows_per_shard: int = 100_000,
+                 first_shard: int = 0):
+        if dtype not in ("float32", "float16"):
+            raise EmbedpipeError(f"unknown vector dtype {dtype!r}; choose float32 or float16")
+        self.directory, self.dim, self.dtype, self.rows_per_shard = Path(directory), dim, dtype, rows_per_shard
+        self.next_shard = first_shard
+        self.shards: list[dict] = []
+        self.rows = 0
+        self._pending: list[pa.Table] = []
+        self._pending_truncated: list[np.ndarray] = []
+        self._pending_rows = 0
+
+    def write(self, ids: pa.Array | list, vectors: np.ndarray, truncated: np.ndarray | None = None) -> None:
+        """Queue rows; ``truncated`` (bool per row) marks texts cut to the model's max_length."""
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise EmbedpipeError(f"vectors have shape {vectors.shape}, expected (n, {self.dim})")
+        ids = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(ids)
+        if len(ids) != len(vectors):
+            raise EmbedpipeError(f"{len(ids)} ids for {len(vectors)} vectors")
+        table = pa.table({"id": ids, "vector": vector_array(vectors, self.dtype)})
+        self._pending.append(table)
+        self._pending_truncated.append(np.zeros(len(ids), bool) if truncated is None else np.asarray(truncated, bool))
+        self._pending_rows += table.num_rows
+        while self._pending_rows >= self.rows_per_shard:
+            self._write_shard(self.rows_per_shard)
+
+    def flush(self) -> None:
+        if self._pending_rows:
+            self._write_shard(self._pending_rows)
+
+    def _write_shard(self, rows: int) -> None:
+        table = pa.concat_tables(self._pending)
+        truncated = np.concatenate(self._pending_truncated)
+        shard, rest = table.slice(0, rows), table.slice(rows)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_truncated = [truncated[rows:]] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+        entry = write_shard(shard, self.directory, shard_name(self.next_shard), int(truncated[:rows].sum()))
+        self.next_shard += 1
+        self.shards.append(entry)
+        self.rows += shard.num_rows
+
+
+def complete_manifest(manifest: dict, dim: int, dtype: str, shards: list[dict]) -> dict:
+    """The manifest's fixed part around what the caller records."""
+    return {"format_version": FORMAT_VERSION, **manifest, "dim": dim, "dtype": dtype,
+            "rows": sum(s["rows"] for s in shards), "shards": shards}
+
+
 class VectorWriter:
-    """Streams (id, vector) batches into shards of ``rows_per_shard`` rows in a staging directory."""
+    """Streams (id, vector) batches into a hidden staging directory; ``publish`` makes it ``out``."""
 
     def __init__(self, out: str | os.PathLike, dim: int, *, dtype: str = "float32",
                  rows_per_shard: int = 100_000, overwrite: bool = False):
@@ -96,43 +202,25 @@ class VectorWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.staging = self.out.with_name(f".{self.out.name}.staging-{uuid.uuid4().hex[:8]}")
         self.staging.mkdir()
-        self.dim, self.dtype, self.rows_per_shard = dim, dtype, rows_per_shard
-        self.shards: list[dict] = []
-        self.rows = 0
-        self._pending: list[pa.Table] = []
-        self._pending_rows = 0
+        self.dim, self.dtype = dim, dtype
+        self.shards_writer = ShardWriter(self.staging, dim, dtype=dtype, rows_per_shard=rows_per_shard)
         self._published = False
 
-    def write(self, ids: pa.Array | list, vectors: np.ndarray) -> None:
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise EmbedpipeError(f"vectors have shape {vectors.shape}, expected (n, {self.dim})")
-        ids = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(ids)
-        if len(ids) != len(vectors):
-            raise EmbedpipeError(f"{len(ids)} ids for {len(vectors)} vectors")
-        table = pa.table({"id": ids, "vector": vector_array(vectors, self.dtype)})
-        self._pending.append(table)
-        self._pending_rows += table.num_rows
-        while self._pending_rows >= self.rows_per_shard:
-            self._flush(self.rows_per_shard)
+    @property
+    def shards(self) -> list[dict]:
+        return self.shards_writer.shards
 
-    def _flush(self, rows: int) -> None:
-        table = pa.concat_tables(self._pending)
-        shard, rest = table.slice(0, rows), table.slice(rows)
-        self._pending = [rest] if rest.num_rows else []
-        self._pending_rows = rest.num_rows
-        name = f"part-{len(self.shards):05d}.parquet"
-        tmp = self.staging / f".{name}.tmp"
-        pq.write_table(shard, tmp)
-        os.replace(tmp, self.staging / name)
-        self.shards.append({"file": name, "rows": shard.num_rows, "sha256": file_sha256(self.staging / name)})
-        self.rows += shard.num_rows
+    @property
+    def rows(self) -> int:
+        return self.shards_writer.rows
+
+    def write(self, ids: pa.Array | list, vectors: np.ndarray, truncated: np.ndarray | None = None) -> None:
+        self.shards_writer.write(ids, vectors, truncated)
 
     def publish(self, manifest: dict) -> dict:
         """Write the last shard and the manifest, then make the directory visible at ``out``."""
-        if self._pending_rows:
-            self._flush(self._pending_rows)
-        full = {"format_version": FORMAT_VERSION, **manifest, "dim": self.dim, "dtype": self.dtype,
-                "rows": self.rows, "shards": self.shards}
+        self.shards_writer.flush()
+        full = complete_manifest(manifest, self.dim, self.dtype, self.shards)
         write_json_atomic(self.staging / MANIFEST, full)
         publish_dir(self.staging, self.out)
         self._published = True
@@ -221,7 +309,8 @@ def open_vectors(path: str | os.PathLike, *, verify: bool = False) -> VectorSet:
         if not shard_path.exists():
             raise EmbedpipeError(f"{path}: shard {shard['file']} named in the manifest is missing")
         if verify and file_sha256(shard_path) != shard["sha256"]:
-            raise EmbedpipeError(f"{path}: shard {shard['file']} does not match its checksum (corrupt?)")
+            raise EmbedpipeError(f"{path}: shard {shard['file']} does not match its checksum in the manifest "
+                                 "(changed or corrupt since it was written); re-encode with --overwrite")
     if dim <= 0:
         raise EmbedpipeError(f"{manifest_path}: dimension {dim} is not positive")
     return VectorSet(path, manifest)

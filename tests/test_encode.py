@@ -99,8 +99,9 @@ def test_existing_result_survives_until_the_new_one_is_complete(tiny_model_dir, 
     out = tmp_path / "v"
     encode_corpus(job(tiny_model_dir, corpus, out))
     before = (out / "manifest.json").read_text()
-    with pytest.raises(EmbedpipeError, match="already holds a result; pass --overwrite"):
-        encode_corpus(job(tiny_model_dir, corpus, out))
+    assert encode_corpus(job(tiny_model_dir, corpus, out)).up_to_date   # same corpus and config: a no-op
+    with pytest.raises(EmbedpipeError, match="encoded with another config .*pooling mean -> max.*--overwrite"):
+        encode_corpus(job(tiny_model_dir, corpus, out, spec=EncoderSpec(model=str(tiny_model_dir), pooling="max")))
     broken = write_corpus(tmp_path / "broken.parquet", ["fine", None])
     with pytest.raises(EmbedpipeError):
         encode_corpus(job(tiny_model_dir, broken, out, overwrite=True, empty_text="error"))
@@ -146,3 +147,16 @@ def test_actor_layout_always_leaves_a_cpu_for_ray_data(cpus, workers, threads, e
     layout = actor_layout(cpus, workers, threads)
     assert (layout.workers, layout.threads, layout.actor_cpus) == expected
     assert layout.workers * layout.actor_cpus <= cpus - 1
+
+
+def test_corpus_rewritten_with_the_same_size_and_rows_gets_a_new_fingerprint(tmp_path):
+    import os
+
+    from embedpipe.corpus import open_corpus
+
+    path = write_corpus(tmp_path / "c.parquet", ["abc", "def"])
+    before, size = open_corpus(path).fingerprint(), os.path.getsize(path)
+    write_corpus(path, ["abd", "def"])
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 1_000_000_000))
+    assert os.path.getsize(path) == size
+    assert open_corpus(path).fingerprint() != before

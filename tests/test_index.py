@@ -20,7 +20,7 @@ from embedpipe.errors import EmbedpipeError
 from embedpipe.index import IndexConfig, build_index, open_index
 from embedpipe.index_choice import choose_factory, ivf_centroids, parse_size, training_rows
 from embedpipe.tuning import NPROBE_GRID, ExactTopK, recall_at_k
-from embedpipe.vectors import VectorWriter, vector_array
+from embedpipe.vectors import VectorWriter, file_sha256, vector_array
 
 DIM = 24
 
@@ -307,7 +307,10 @@ def test_shards_with_different_dimensions_fail_and_keep_the_old_index(tmp_path):
     before = (tmp_path / "i" / "index.faiss").read_bytes()
     wider = pa.table({"id": [f"x{i}" for i in range(1_000)],
                       "vector": vector_array(clustered_unit_vectors(1_000, dim=DIM + 8))})
-    pq.write_table(wider, vectors / "part-00001.parquet")  # a second shard of another width
+    pq.write_table(wider, vectors / "part-00001.parquet")  # a second shard of another width,
+    manifest = json.loads((vectors / "manifest.json").read_text())  # recorded in the manifest as such
+    manifest["shards"][1]["sha256"] = file_sha256(vectors / "part-00001.parquet")
+    (vectors / "manifest.json").write_text(json.dumps(manifest))
 
     result = invoke("index", str(vectors), "--out", str(tmp_path / "i"), "--overwrite")
     assert_clean_failure(result, "part-00001.parquet", f"dimension {DIM + 8}")

@@ -13,7 +13,8 @@ from ..corpus import Corpus
 from ..mapper import CorpusBatchEncoder, MapperConfig
 
 
-def run_local(corpus: Corpus, config: MapperConfig, *, window: int, **_ray_options) -> Iterator[pa.Table]:
-    mapper = CorpusBatchEncoder(config)
+def run_local(corpus: Corpus, config: MapperConfig, *, window: int, skip_ids: pa.Array | None = None,
+              **_ray_options) -> Iterator[pa.Table]:
+    mapper = CorpusBatchEncoder(config, skip_ids)
     for batch in corpus.iter_batches(window):
         yield mapper(batch)

@@ -25,18 +25,29 @@ from ..mapper import CorpusBatchEncoder, MapperConfig
 
 log = logging.getLogger(__name__)
 READ_TASK_CPUS = 0.1  # reading parquet is light next to encoding
+BATCHES_PER_ACTOR = 4  # each actor gets at least this many batches, so the last ones balance the load
+
+
+# An actor that dies (OOM kill, preemption, a crash) is restarted and its batch retried, a bounded
+# number of times: a row that kills every actor it meets fails the job instead of looping forever.
+# Exceptions the encoder raises (bad rows) are never retried: they fail the job at once.
+ACTOR_RETRIES = dict(max_restarts=3, max_task_retries=3)
+ACTOR_DEATHS = {"ActorDiedError", "ActorUnavailableError", "WorkerCrashedError", "OutOfMemoryError", "SystemException"}
 
 
 @contextmanager
-def ray_session(address: str | None):
-    """Join the cluster at ``address``, or start an embedded local Ray on loopback; yield ``ray``."""
+def ray_session(address: str | None, dashboard: bool = False):
+    """Join the cluster at ``address``, or start an embedded local Ray on loopback (no dashboard
+    unless ``dashboard``, then on 127.0.0.1 too); yield ``ray``."""
     import ray
 
     if ray.is_initialized():
         yield ray
         return
     # Ray's own warnings (token auth, progress bars) are noise for a CLI user; errors still show.
-    quiet = dict(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
+    quiet = dict(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=dashboard)
+    if dashboard:
+        quiet["dashboard_host"] = "127.0.0.1"
     try:
         if address:
             ray.init(address=address, **quiet)
@@ -73,21 +84,32 @@ def actor_layout(cluster_cpus: float, workers: int | None, threads: int | None) 
     return ActorLayout(workers, threads, round(min(threads, spare / workers), 3))
 
 
+def batch_rows(corpus_rows: int, workers: int, window: int) -> int:
+    """Rows per actor call (and per block): a window, but small enough that every actor gets
+    BATCHES_PER_ACTOR of them. With one batch per actor the pool waits on whichever actor drew the
+    largest or slowest one (20k rows in windows of 8192 on 2 actors: one encodes 60% of the rows).
+
+    >>> batch_rows(20_000, 2, 8192), batch_rows(10_000_000, 8, 8192), batch_rows(10, 2, 8192)
+    (2500, 8192, 2)
+    """
+    return max(1, min(window, -(-corpus_rows // (workers * BATCHES_PER_ACTOR))))
+
+
 def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: int | None = None,
-               address: str | None = None) -> Iterator[pa.Table]:
-    with ray_session(address) as ray:
+               address: str | None = None, skip_ids: pa.Array | None = None,
+               dashboard: bool = False) -> Iterator[pa.Table]:
+    with ray_session(address, dashboard) as ray:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # output rows in corpus order
         context.enable_progress_bars = False              # embedpipe shows its own
         context.print_on_execution_start = False
+        context.raise_original_map_exception = True       # an EmbedpipeError (a bad row) reaches the user as is
         logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # failures reach the user as one line
         # A corpus smaller than one block per actor simply leaves actors idle; nothing to warn about.
         warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
         cpus = ray.cluster_resources().get("CPU", 1)
         layout = actor_layout(cpus, workers, config.plan.threads)
-        # Blocks (and batches) of about one window, smaller when the corpus is small, so that every
-        # actor gets a share: a corpus read as one large block would go to a single actor.
-        window = max(1, min(window, -(-corpus.rows // layout.workers)))
+        window = batch_rows(corpus.rows, layout.workers, window)
         context.target_max_block_size = int(min(max(corpus.bytes_per_row() * window, 16 << 10), 128 << 20))
         config = replace(config, plan=replace(config.plan, threads=layout.threads))
         log.info("encoding on Ray: %d actor(s) x %d thread(s), %g CPUs in the cluster",
@@ -95,9 +117,13 @@ def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: in
         dataset = ray.data.read_parquet(corpus.files, filesystem=corpus.filesystem,
                                         columns=[corpus.id_column, corpus.text_column],
                                         num_cpus=READ_TASK_CPUS)
-        vectors = dataset.map_batches(CorpusBatchEncoder, fn_constructor_args=(config,), batch_size=window,
-                                      batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=layout.workers),
-                                      num_cpus=layout.actor_cpus)
+        with warnings.catch_warnings():
+            # Ray 2.60 takes actor retry limits only as extra remote args, and calls those deprecated.
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+            vectors = dataset.map_batches(CorpusBatchEncoder, fn_constructor_args=(config, skip_ids), batch_size=window,
+                                          batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=layout.workers),
+                                          num_cpus=layout.actor_cpus,
+                                          **ACTOR_RETRIES)
         try:
             yield from vectors.iter_batches(batch_size=None, batch_format="pyarrow")
         except ray.exceptions.RayError as e:
@@ -107,11 +133,20 @@ def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: in
 def _user_error(error: BaseException) -> EmbedpipeError:
     """One line for what went wrong inside Ray: the EmbedpipeError an actor raised, else the root
     cause's type and first line (Ray wraps both in task errors, keeping the original as ``cause``)."""
-    seen, root = set(), error
+    seen, root, top, names = set(), error, error, set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if type(error) is EmbedpipeError:
             return error
         root = error
+        names.update(cls.__name__ for cls in type(error).__mro__)
         error = getattr(error, "cause", None) or error.__cause__
+    if names & ACTOR_DEATHS:
+        return EmbedpipeError(f"encoding failed on Ray: encoder actors kept dying (killed, out of memory, or crashing "
+                              f"on some input); gave up after {ACTOR_RETRIES['max_restarts']} restarts of each")
+    # Ray Data may wrap it in a UserCodeException that keeps only the remote traceback's text.
+    marker = f"{EmbedpipeError.__module__}.{EmbedpipeError.__name__}: "
+    for line in str(top).splitlines():
+        if line.startswith(marker):
+            return EmbedpipeError(line[len(marker):])
     return EmbedpipeError(f"encoding failed on Ray: {type(root).__name__}: {first_line(root)}")

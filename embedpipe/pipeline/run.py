@@ -1,0 +1,121 @@
+"""Plan and run a pipeline spec: stages in order, each skipped when its output is already complete.
+
+    >>> plan = make_plan(load_spec("pipelines/demo.yaml"))
+    >>> [(step.stage, step.status.action) for step in plan]
+    [('encode', 'skip'), ('index', 'skip'), ('evaluate', 'run'), ('classify', 'run')]
+    >>> results = run_pipeline(load_spec("pipelines/demo.yaml"))
+
+Every stage publishes its output atomically, so after a failure the finished stages are complete
+and a rerun continues with the first stage that is not.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import EmbedpipeError
+from .spec import Spec, is_url
+from .stages import RUN, STATUS, UPSTREAM, Status
+
+log = logging.getLogger("embedpipe.pipeline")
+
+
+@dataclass(frozen=True)
+class Step:
+    stage: str
+    status: Status
+    missing: tuple[str, ...] = ()   # local input paths that do not exist (yet) and no earlier stage writes
+
+
+def stage_inputs(spec: Spec, stage: str) -> dict[str, str | None]:
+    """{key: path} of the files and directories a stage reads."""
+    if stage == "encode":
+        return {"corpus": spec.encode.corpus}
+    if stage == "index":
+        return {"vectors": str(spec.index.vectors), "tuning_vectors": spec.index.config.tuning_vectors}
+    if stage == "evaluate":
+        return {"index": spec.evaluate.index, "queries": spec.evaluate.queries, "qrels": spec.evaluate.qrels}
+    return {"train": spec.classify.train, "test": spec.classify.test}
+
+
+def stage_outputs(spec: Spec, stage: str) -> set[str]:
+    return {"encode": lambda: {str(spec.encode.out)}, "index": lambda: {str(spec.index.out)},
+            "evaluate": lambda: {str(spec.evaluate.out)}, "classify": lambda: {str(spec.classify.out)}}[stage]()
+
+
+@dataclass(frozen=True)
+class StepResult:
+    stage: str
+    action: str        # "skipped", "ran", "appended"
+    detail: str        # what was done (or why it was skipped)
+    seconds: float
+
+
+def make_plan(spec: Spec) -> list[Step]:
+    """What a run would do now, stage by stage (reads manifests only; runs nothing)."""
+    steps, running, written = [], set(), set()
+    for stage in spec.stages():
+        upstream = any(name in running for name in UPSTREAM[stage])
+        status = STATUS[stage](spec, upstream)
+        if status.runs:
+            running.add(stage)
+        missing = tuple(f"{stage}.{key} {path}" for key, path in stage_inputs(spec, stage).items()
+                        if path and not is_url(path) and path not in written and not Path(path).exists())
+        written |= stage_outputs(spec, stage)
+        steps.append(Step(stage, status, missing))
+    return steps
+
+
+def run_pipeline(spec: Spec, on_step=None) -> list[StepResult]:
+    """Run the stages in order; each one decides whether it is up to date just before it would run.
+
+    ``on_step(result)`` is called after each stage (the CLI prints it)."""
+    spec.output_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(spec.output_dir):
+        return _run_stages(spec, on_step)
+
+
+LOCK = ".embedpipe-run.lock"
+
+
+@contextmanager
+def run_lock(output_dir: Path):
+    """One run at a time per output_dir: a second one is refused at once, not queued (an flock,
+    released by the OS even if the process is killed)."""
+    fd = os.open(output_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EmbedpipeError(f"another embedpipe run is working in {output_dir} (it holds {LOCK}); "
+                                 "wait for it to finish") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _run_stages(spec: Spec, on_step) -> list[StepResult]:
+    results = []
+    for stage in spec.stages():
+        started = time.monotonic()
+        status = STATUS[stage](spec, False)
+        if not status.runs:
+            result = StepResult(stage, "skipped", status.why, 0.0)
+        else:
+            log.info("%s: running (%s)", stage, status.why)
+            try:
+                detail = RUN[stage](spec, status)
+            except EmbedpipeError as e:
+                raise EmbedpipeError(f"stage {stage} failed: {e} (finished stages are kept; rerun to continue)") from None
+            action = "appended" if status.action == "append" else "ran"
+            result = StepResult(stage, action, detail, round(time.monotonic() - started, 3))
+        results.append(result)
+        if on_step is not None:
+            on_step(result)
+    return results

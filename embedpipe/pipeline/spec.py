@@ -1,0 +1,446 @@
+"""A pipeline spec (YAML) -> checked config dataclasses, with errors that name the key and the line.
+
+    >>> spec = load_spec("pipelines/demo.yaml", overrides=["encode.pooling=cls"])
+    >>> spec.encode.spec.pooling, spec.index.out
+    ('cls', PosixPath('/.../demo_out/index'))
+
+Each section maps one-to-one onto a library config dataclass, read by introspection (its fields,
+their type hints and defaults), so a new field in the library is a new key in the spec:
+
+    encode    embedpipe.encode.EncodeJob, with EncoderSpec's fields (model, pooling, normalize,
+              max_length, optimize, quantize) flat in the same section; Ray settings come from `ray`
+    index     embedpipe.index.IndexConfig, plus `vectors` (default: encode's out), `out`, `append`
+    evaluate  embedpipe.retrieval.EvaluateJob (`index` defaults to index's out)
+    classify  embedpipe.classify.ClassifyJob
+    ray       address, workers, cpus_per_actor (RaySettings below)
+    output_dir
+
+Paths: inputs given in the file resolve against the file's directory (from the command line:
+against the working directory); URLs (``s3://...``) pass through. Outputs go under output_dir;
+one that would land outside it must be written as an absolute path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from ..errors import EmbedpipeError
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    address: str | None = None          # Ray cluster to join; None = $RAY_ADDRESS if set, else an embedded local Ray
+    workers: int | None = None          # encoder actors; None = one per cpus_per_actor CPUs of the cluster
+    cpus_per_actor: int | None = None   # CPUs (= onnxruntime threads) per encoder actor; None = 1-4
+
+
+@dataclass(frozen=True)
+class IndexStage:
+    vectors: Path                # the vector directory to index (default: encode's out)
+    out: Path                    # the index directory
+    append: bool                 # when the vectors grew (new shards), add them instead of rebuilding
+    config: Any                  # embedpipe.index.IndexConfig
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: Path                   # the spec file
+    output_dir: Path
+    ray: RaySettings
+    encode: Any = None           # embedpipe.encode.EncodeJob, or None when the section is absent
+    index: IndexStage | None = None
+    evaluate: Any = None         # embedpipe.retrieval.EvaluateJob
+    classify: Any = None         # embedpipe.classify.ClassifyJob
+
+    def stages(self) -> list[str]:
+        return [name for name in STAGES if getattr(self, name) is not None]
+
+
+STAGES = ("encode", "index", "evaluate", "classify")
+
+
+# --- sections: which dataclass, which keys are paths ------------------------------------------------
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    target: Callable[[], type]          # the dataclass (imported lazily)
+    exclude: tuple[str, ...] = ()       # fields the pipeline sets itself
+    nested: Callable[[], type] | None = None  # a dataclass whose fields are flat in this section (EncoderSpec)
+    extra: dict = field(default_factory=dict)  # stage keys that are not dataclass fields: name -> (type, default)
+    inputs: tuple[str, ...] = ()        # path keys read: resolve against the spec's directory
+    outputs: tuple[str, ...] = ()       # path keys written: under output_dir
+    maybe_paths: tuple[str, ...] = ()   # a local directory if one exists there, else a name (model: a hub id)
+    required: tuple[str, ...] = ()      # required although the dataclass has a default
+    defaults: dict = field(default_factory=dict)  # spec defaults that differ from the dataclass's
+
+
+def _encode_job():
+    from ..encode import EncodeJob
+    return EncodeJob
+
+
+def _encoder_spec():
+    from ..encoder import EncoderSpec
+    return EncoderSpec
+
+
+def _index_config():
+    from ..index import IndexConfig
+    return IndexConfig
+
+
+def _evaluate_job():
+    from ..retrieval import EvaluateJob
+    return EvaluateJob
+
+
+def _classify_job():
+    try:
+        from ..classify import ClassifyJob
+    except ImportError:
+        raise EmbedpipeError("this embedpipe has no classify stage yet (embedpipe.classify is missing)") from None
+    return ClassifyJob
+
+
+SECTIONS = {
+    "encode": Section("encode", _encode_job, exclude=("spec", "ray_address", "workers", "threads", "ray_dashboard"),
+                      nested=_encoder_spec, inputs=("corpus",), outputs=("out",), maybe_paths=("model",),
+                      defaults={"out": "vectors"}),
+    "index": Section("index", _index_config, extra={"vectors": (typing.Optional[str], None), "out": (str, "index"),
+                                                     "append": (bool, True)},
+                     inputs=("vectors", "tuning_vectors"), outputs=("out",)),
+    "evaluate": Section("evaluate", _evaluate_job, inputs=("index", "queries", "qrels"), outputs=("out",),
+                        defaults={"index": None}),
+    "classify": Section("classify", _classify_job, inputs=("train", "test"), outputs=("out", "save_model"),
+                        maybe_paths=("model",),
+                        required=("train",), defaults={"out": "classify"}),
+    "ray": Section("ray", lambda: RaySettings),
+}
+TOP_LEVEL = ("output_dir", *SECTIONS)
+
+
+# --- reading YAML with line numbers -------------------------------------------------------------------
+
+@dataclass
+class Value:
+    value: Any
+    where: str          # "spec.yaml:12" or "--set encode.pooling"
+    base: Path          # what a relative path in this value is relative to
+
+
+def _read_yaml(path: Path) -> dict[str, tuple[Value, dict[str, Value] | None]]:
+    """{top-level key: (its Value, {key: Value} when it is a mapping)}."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise EmbedpipeError(f"cannot read pipeline spec {path}: {e.strerror or e}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise EmbedpipeError(f"{path}: the spec is empty")
+        if not isinstance(root, yaml.MappingNode):
+            raise EmbedpipeError(f"{path}:{root.start_mark.line + 1}: a pipeline spec is a mapping of sections "
+                                 f"({', '.join(TOP_LEVEL)})")
+        out = {}
+        for key_node, value_node in root.value:
+            key, where = _key(path, key_node, out)
+            sub = None
+            if isinstance(value_node, yaml.MappingNode):
+                sub = {}
+                for k_node, v_node in value_node.value:
+                    k, w = _key(path, k_node, sub, prefix=f"{key}.")
+                    sub[k] = Value(loader.construct_object(v_node, deep=True), w, path.parent)
+            out[key] = (Value(loader.construct_object(value_node, deep=True), where, path.parent), sub)
+        return out
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise EmbedpipeError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    finally:
+        loader.dispose()
+
+
+def _key(path: Path, node: yaml.Node, seen: dict, prefix: str = "") -> tuple[str, str]:
+    where = f"{path}:{node.start_mark.line + 1}"
+    if not isinstance(node, yaml.ScalarNode):
+        raise EmbedpipeError(f"{where}: keys must be plain names")
+    if node.value in seen:
+        raise EmbedpipeError(f"{where}: {prefix}{node.value} is given twice")
+    return node.value, where
+
+
+def _apply_override(tree: dict, text: str, cwd: Path) -> None:
+    """``section.key=value`` (value parsed as YAML: 3, true, null, [10, 100], text) into the tree."""
+    name, sep, raw = text.partition("=")
+    where = f"--set {name.strip()}"
+    if not sep or not name.strip():
+        raise EmbedpipeError(f"--set {text!r}: expected section.key=value, e.g. encode.pooling=cls")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    parts = name.strip().split(".")
+    if parts[0] not in TOP_LEVEL:
+        raise EmbedpipeError(f"{where}: unknown section {parts[0]!r}; the spec has: {', '.join(TOP_LEVEL)}")
+    if parts[0] == "output_dir" and len(parts) == 1:
+        tree["output_dir"] = (Value(value, where, cwd), None)
+        return
+    if len(parts) != 2 or parts[0] == "output_dir":
+        raise EmbedpipeError(f"--set {text!r}: expected section.key=value, e.g. encode.pooling=cls")
+    section, sub = tree.get(parts[0], (None, None))
+    if section is not None and sub is None and section.value is not None:
+        raise EmbedpipeError(f"{section.where}: {parts[0]} must be a mapping of keys")
+    sub = sub if sub is not None else {}
+    sub[parts[1]] = Value(value, where, cwd)
+    tree[parts[0]] = (section or Value({}, where, cwd), sub)
+
+
+# --- type checks by introspection ---------------------------------------------------------------------
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true/false"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+_NO = object()
+
+
+def _coerce(value, tp):
+    """value as type tp, or _NO. YAML already gives ints, floats, bools, lists; no string parsing here."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            result = _coerce(value, arg)
+            if result is not _NO:
+                return result
+        return _NO
+    if tp is type(None):
+        return None if value is None else _NO
+    if tp is typing.Any:
+        return value
+    if origin in (list, tuple):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]  # one item for a list: `poolings: cls`
+        if not isinstance(value, list):
+            return _NO
+        item = typing.get_args(tp)[0]
+        items = [_coerce(v, item) for v in value]
+        return _NO if any(i is _NO for i in items) else origin(items)
+    if tp is bool:
+        return value if isinstance(value, bool) else _NO
+    if tp is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _NO
+    if tp is float:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _NO
+    if tp is str:
+        return value if isinstance(value, str) else _NO
+    return value if isinstance(value, tp) else _NO
+
+
+def _schema(section: Section) -> dict[str, tuple[Any, Any, str]]:
+    """{key: (type, default, where it goes)}: the dataclass's fields, then nested ones, then extras."""
+    keys = {}
+    targets = [(section.target(), "job")] + ([(section.nested(), "nested")] if section.nested else [])
+    for cls, place in targets:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in section.exclude or not f.init:
+                continue
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = _NO  # required
+            keys[f.name] = (hints[f.name], section.defaults.get(f.name, default), place)
+    for name, (tp, default) in section.extra.items():
+        keys[name] = (tp, section.defaults.get(name, default), "extra")
+    return keys
+
+
+def _schema_default(section: Section, key: str):
+    default = _schema(section)[key][1]
+    return None if default is _NO else default
+
+
+def _check_section(section: Section, section_value: Value, given: dict[str, Value] | None) -> dict[str, tuple[Any, Value | None, str]]:
+    """{key: (value, the Value it came from or None for a default, place)} with every type checked."""
+    if given is None:
+        if section_value.value is not None:
+            raise EmbedpipeError(f"{section_value.where}: {section.name} must be a mapping of keys "
+                                 f"(or empty for all defaults)")
+        given = {}
+    schema = _schema(section)
+    for key, value in given.items():
+        if key not in schema:
+            raise EmbedpipeError(f"{value.where}: unknown key {section.name}.{key}; "
+                                 f"{section.name} takes: {', '.join(schema)}")
+    checked = {}
+    for key, (tp, default, place) in schema.items():
+        if key in given:
+            value = _coerce(given[key].value, tp)
+            if value is _NO:
+                raise EmbedpipeError(f"{given[key].where}: {section.name}.{key} must be {_type_name(tp)}, "
+                                     f"got {given[key].value!r}")
+            checked[key] = (value, given[key], place)
+        elif default is _NO or key in section.required:
+            raise EmbedpipeError(f"{section_value.where}: {section.name}.{key} is required")
+        else:
+            checked[key] = (default, None, place)
+    for key in section.required:
+        if key in given and checked[key][0] in ("", None):
+            raise EmbedpipeError(f"{given[key].where}: {section.name}.{key} is required")
+    return checked
+
+
+# --- paths ----------------------------------------------------------------------------------------------
+
+def is_url(path: str) -> bool:
+    return "://" in path
+
+
+def _input_path(value: str, base: Path) -> str:
+    if is_url(value):
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _maybe_path(value: str, base: Path) -> str:
+    """A model: a directory relative to ``base`` when one is there, else passed on (a hub id)."""
+    path = Path(value).expanduser()
+    if path.is_absolute() or is_url(value):
+        return value
+    return str((base / path).resolve()) if (base / path).exists() else value
+
+
+def _output_path(value: str, output_dir: Path, where: str, key: str) -> Path:
+    if is_url(value):
+        raise EmbedpipeError(f"{where}: {key} is a URL; outputs are local paths (a shared filesystem on a cluster)")
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    resolved = (output_dir / path).resolve()
+    if not resolved.is_relative_to(output_dir):
+        raise EmbedpipeError(f"{where}: {key} {value!r} would land outside output_dir {output_dir}; "
+                             "write it as an absolute path if that is meant")
+    return resolved
+
+
+# --- the whole spec ---------------------------------------------------------------------------------------
+
+def load_spec(path: str | Path, *, output_dir: str | None = None, overrides: list[str] = (),
+              cwd: Path | None = None) -> Spec:
+    """Read, check and resolve a pipeline spec; raises EmbedpipeError naming the key and line."""
+    path, cwd = Path(path), Path(cwd or Path.cwd())
+    if not path.is_file():
+        raise EmbedpipeError(f"pipeline spec {path} does not exist")
+    tree = _read_yaml(path)
+    for text in overrides:
+        _apply_override(tree, text, cwd)
+    if output_dir is not None:
+        tree["output_dir"] = (Value(output_dir, "--output-dir", cwd), None)
+    for key, (value, _) in tree.items():
+        if key not in TOP_LEVEL:
+            raise EmbedpipeError(f"{value.where}: unknown section {key!r}; a spec has: {', '.join(TOP_LEVEL)}")
+    if not any(name in tree for name in STAGES):
+        raise EmbedpipeError(f"{path}: no stage to run; give at least one of: {', '.join(STAGES)}")
+
+    out_value = tree.get("output_dir", (Value(f"{path.stem}.out", str(path), path.parent), None))[0]
+    if not isinstance(out_value.value, str) or not out_value.value or is_url(out_value.value):
+        raise EmbedpipeError(f"{out_value.where}: output_dir must be a local directory path, got {out_value.value!r}")
+    out_dir = Path(_input_path(out_value.value, out_value.base))
+
+    sections = {name: _check_section(SECTIONS[name], *tree[name]) for name in SECTIONS if name in tree}
+    resolved: dict[str, dict] = {}
+    for name, checked in sections.items():
+        section = SECTIONS[name]
+        values = {}
+        for key, (value, origin, place) in checked.items():
+            base = origin.base if origin else path.parent
+            where = origin.where if origin else tree[name][0].where
+            if value is not None and key in section.inputs:
+                value = _input_path(value, base)
+            elif value is not None and key in section.maybe_paths:
+                value = _maybe_path(value, base)
+            elif key in section.outputs and (value is not None or _schema_default(section, key) is not None):
+                if not isinstance(value, str) or not value:
+                    raise EmbedpipeError(f"{where}: {name}.{key} must be a path (under output_dir unless absolute)")
+                value = _output_path(value, out_dir, where, f"{name}.{key}")
+            values[key] = (value, place, where)
+        resolved[name] = values
+
+    ray = RaySettings(**{k: v for k, (v, _, _) in resolved.get("ray", {}).items()})
+    return Spec(path=path.resolve(), output_dir=out_dir, ray=ray,
+                encode=_build_encode(resolved.get("encode"), ray),
+                index=_build_index(resolved.get("index"), resolved.get("encode"), tree),
+                evaluate=_build_evaluate(resolved.get("evaluate"), resolved.get("index"), tree),
+                classify=_build_plain("classify", resolved.get("classify")))
+
+
+def _checked(name: str, where: str, build: Callable):
+    """Run a dataclass's own check(); its error gets the section's location."""
+    try:
+        return build()
+    except EmbedpipeError as e:
+        raise EmbedpipeError(f"{where}: {name}: {e}") from None
+
+
+def _build_encode(values: dict | None, ray: RaySettings):
+    if values is None:
+        return None
+    job_cls, spec_cls = SECTIONS["encode"].target(), SECTIONS["encode"].nested()
+    job = {k: (str(v) if k == "out" else v) for k, (v, place, _) in values.items() if place == "job"}
+    nested = {k: v for k, (v, place, _) in values.items() if place == "nested"}
+    where = values["corpus"][2]
+    spec = _checked("encode", where, lambda: spec_cls(**nested).check())
+    return job_cls(**job, spec=spec, ray_address=ray.address, workers=ray.workers, threads=ray.cpus_per_actor)
+
+
+def _build_index(values: dict | None, encode: dict | None, tree: dict) -> IndexStage | None:
+    if values is None:
+        return None
+    vectors = values["vectors"][0]
+    if vectors is None:
+        if encode is None:
+            raise EmbedpipeError(f"{tree['index'][0].where}: index.vectors is required when there is no encode section")
+        vectors = str(encode["out"][0])
+    config_cls = SECTIONS["index"].target()
+    config = {k: v for k, (v, place, _) in values.items() if place == "job"}
+    config = _checked("index", tree["index"][0].where, lambda: config_cls(**config).check())
+    return IndexStage(vectors=Path(vectors), out=values["out"][0], append=values["append"][0], config=config)
+
+
+def _build_evaluate(values: dict | None, index: dict | None, tree: dict):
+    if values is None:
+        return None
+    fields = {k: v for k, (v, _, _) in values.items()}
+    if fields.get("index") is None:
+        if index is None:
+            raise EmbedpipeError(f"{tree['evaluate'][0].where}: evaluate.index is required when there is no index section")
+        fields["index"] = str(index["out"][0])
+    fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in fields.items()}
+    job_cls = SECTIONS["evaluate"].target()
+    return _checked("evaluate", tree["evaluate"][0].where, lambda: job_cls(**fields).check())
+
+
+def _build_plain(name: str, values: dict | None):
+    if values is None:
+        return None
+    cls = SECTIONS[name].target()
+    fields = {k: (str(v) if isinstance(v, Path) else v) for k, (v, _, _) in values.items()}
+    job = cls(**fields)
+    return _checked(name, next(iter(values.values()))[2], job.check) if hasattr(job, "check") else job

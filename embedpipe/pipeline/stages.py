@@ -1,0 +1,215 @@
+"""The four stages: for each, is its output complete for the same inputs and config, and run it.
+
+    status(spec) -> Status("skip" | "run" | "append", why)   cheap: reads manifests, never encodes
+    run(spec, status) -> one line saying what was done
+
+What each stage trusts to tell it is up to date (all written last and atomically by the stage):
+
+    encode    manifest.json: the corpus fingerprint (files, sizes, rows) and the encoder config
+    index     index.json: the IndexConfig and the sha256 of the vector manifest it was built from
+    evaluate  the report: its config and the sha256 of index.json, queries and qrels
+    classify  report.json: the job config and the content fingerprints of its input files
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import EmbedpipeError
+from ..vectors import MANIFEST, file_sha256
+from .spec import Spec
+
+log = logging.getLogger("embedpipe.pipeline")
+
+@dataclass(frozen=True)
+class Status:
+    action: str      # "skip" (up to date), "run", or "append" (index: add new shards)
+    why: str
+
+    @property
+    def runs(self) -> bool:
+        return self.action != "skip"
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _plain(data) -> dict:
+    """A config as JSON would give it back (tuples become lists), for comparing with a stored one."""
+    return json.loads(json.dumps(data, default=str))
+
+
+def _changes(old: dict, new: dict) -> str:
+    keys = sorted(set(old) | set(new))
+    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
+
+
+# --- encode ---------------------------------------------------------------------------------------------
+
+ENCODER_KEYS = ("model", "pooling", "normalize", "optimize", "quantize")
+
+
+def encode_status(spec: Spec) -> Status:
+    from ..corpus import open_corpus
+
+    job = spec.encode
+    manifest = _read_json(Path(job.out) / MANIFEST)
+    if manifest is None:
+        return Status("run", "no vectors yet")
+    recorded, source = manifest.get("encoder") or {}, manifest.get("source") or {}
+    wanted = {k: getattr(job.spec, k) for k in ENCODER_KEYS}
+    if job.spec.max_length is not None:
+        wanted["max_length"] = job.spec.max_length
+    have = {k: recorded.get(k) for k in wanted}
+    wanted.update(dtype=job.dtype, text_column=job.text_column, id_column=job.id_column)
+    have.update(dtype=manifest.get("dtype"), text_column=source.get("text_column"), id_column=source.get("id_column"))
+    changed = _changes(have, wanted)
+    if changed:
+        return Status("run", f"config changed ({changed}): " +
+                      ("rebuilds (overwrite: true)" if job.overwrite else "refused unless encode.overwrite: true"))
+    corpus = open_corpus(job.corpus, text_column=job.text_column, id_column=job.id_column)
+    if source.get("fingerprint") != corpus.fingerprint():
+        return Status("run", f"the corpus changed ({source.get('rows')} -> {corpus.rows} rows): encodes the ids not yet encoded")
+    return Status("skip", f"{manifest.get('rows')} vectors, complete for this corpus and config")
+
+
+def encode_run(spec: Spec, status: Status) -> str:
+    from ..encode import encode_corpus
+
+    job = spec.encode
+    if job.runner == "ray" and job.ray_address is None and os.environ.get("RAY_ADDRESS"):
+        job = dataclasses.replace(job, ray_address=os.environ["RAY_ADDRESS"])  # as a Ray job: join its cluster
+    manifest = encode_corpus(job).manifest
+    last = manifest.get("last_run") or {}
+    encoded = last.get("encoded_rows", manifest["rows"] - manifest.get("skipped_rows", 0))
+    reused = last.get("reused_rows", 0)
+    return f"{manifest['rows']} vectors ({encoded} encoded, {reused} reused) in {manifest.get('seconds', 0):.1f}s"
+
+
+# --- index ----------------------------------------------------------------------------------------------
+
+def index_status(spec: Spec, upstream_runs: bool) -> Status:
+    from ..index import INFO_FILE, new_shards
+
+    stage = spec.index
+    manifest_path = stage.vectors / MANIFEST
+    if not manifest_path.exists():
+        if upstream_runs:
+            return Status("run", "after encode")
+        return Status("run", f"no vectors at {stage.vectors} (the run will fail unless they appear)")
+    info = _read_json(stage.out / INFO_FILE)
+    if info is None:
+        return Status("run", "no index yet")
+    wanted = _plain(dataclasses.asdict(stage.config))
+    if info.get("config") != wanted:
+        changed = _changes(info.get("config") or {}, wanted) if info.get("config") else "not recorded"
+        return Status("run", f"index config changed ({changed}): rebuilds")
+    if info.get("source_manifest_sha256") == file_sha256(manifest_path) and not upstream_runs:
+        return Status("skip", f"{info.get('n')} vectors, built from these vectors with this config")
+    if upstream_runs:
+        return Status("run", "after encode: appends new shards or rebuilds" if stage.append else "after encode: rebuilds")
+    if stage.append:
+        manifest = _read_json(manifest_path) or {}
+        try:
+            shards = new_shards(info, manifest, stage.vectors)
+        except EmbedpipeError as e:
+            return Status("run", f"rebuilds: {e}")
+        rows = sum(int(s["rows"]) for s in shards)
+        return Status("append", f"adds {rows} vectors from {len(shards)} new shard(s)")
+    return Status("run", "the vectors changed: rebuilds")
+
+
+def index_run(spec: Spec, status: Status) -> str:
+    from ..index import INFO_FILE, append_index, build_index
+
+    stage = spec.index
+    note = ""
+    if status.action == "append":
+        before = (_read_json(stage.out / INFO_FILE) or {}).get("n", 0)
+        try:
+            info = append_index(stage.out, stage.vectors)
+            return f"appended {info['n'] - before} vectors: {info['n']} in {info['factory']}"
+        except EmbedpipeError as e:  # e.g. ids were dropped from the vectors: the index cannot follow by adding
+            log.warning("index: cannot append (%s); rebuilding it", e)
+            note = " (rebuilt: appending was refused)"
+    ours = (stage.out / INFO_FILE).exists()  # replace only an index, never other files
+    info = build_index(stage.vectors, stage.out, stage.config, overwrite=ours)
+    return (f"{info['factory']} over {info['n']} vectors, recall@10 {info['recall_at_10']:.3f} "
+            f"in {info['build_seconds']:.1f}s{note}")
+
+
+# --- evaluate -------------------------------------------------------------------------------------------
+
+def evaluate_status(spec: Spec, upstream_runs: bool) -> Status:
+    from ..retrieval import evaluation_config, evaluation_inputs, read_evaluation
+
+    job = spec.evaluate
+    if upstream_runs:
+        return Status("run", "after index")
+    report = read_evaluation(job.out)
+    if report is None:
+        return Status("run", "no evaluation yet")
+    if report.get("config") != _plain(evaluation_config(job)):
+        return Status("run", f"config changed ({_changes(report.get('config') or {}, _plain(evaluation_config(job)))})")
+    try:
+        inputs = evaluation_inputs(job)
+    except EmbedpipeError as e:
+        return Status("run", str(e))
+    if report.get("inputs") != inputs:
+        return Status("run", "the index, queries or qrels changed")
+    return Status("skip", f"{_headline(report)}, for this index and these files")
+
+
+def evaluate_run(spec: Spec, status: Status) -> str:
+    from ..retrieval import run_evaluate
+
+    return _headline(run_evaluate(spec.evaluate))
+
+
+def _headline(report: dict) -> str:
+    """'100 queries: nDCG@10 0.7353, Recall@10 0.8400' at the main cut-off (10 when asked, else the largest)."""
+    k = 10 if 10 in report["k_values"] else max(report["k_values"])
+    metrics = report["index"]
+    return f"{report['queries']} queries: nDCG@{k} {metrics[f'ndcg_at_{k}']:.4f}, Recall@{k} {metrics[f'recall_at_{k}']:.4f}"
+
+
+# --- classify -------------------------------------------------------------------------------------------
+
+def classify_status(spec: Spec) -> Status:
+    from ..classify.job import REPORT, report_is_current
+
+    job = spec.classify
+    if not (job.out_dir() / REPORT).exists():
+        return Status("run", "no report yet")
+    if not report_is_current(job):
+        return Status("run", "the job config or its data changed")
+    return Status("skip", "report complete for this config and data")
+
+
+def classify_run(spec: Spec, status: Status) -> str:
+    from ..classify import run_classify
+    from ..classify.job import REPORT
+
+    job = spec.classify
+    if (job.out_dir() / REPORT).exists():
+        job = dataclasses.replace(job, overwrite=True)  # a stale report of ours: replaced once the new one is complete
+    report = run_classify(job)
+    best = report["best"]
+    return (f"best {best['method']} {best['pooling']}/{best['head']}: accuracy {best['accuracy']:.4f} "
+            f"(report in {job.out_dir()})")
+
+
+STATUS = {"encode": lambda spec, up: encode_status(spec), "index": index_status, "evaluate": evaluate_status,
+          "classify": lambda spec, up: classify_status(spec)}
+RUN = {"encode": encode_run, "index": index_run, "evaluate": evaluate_run, "classify": classify_run}
+UPSTREAM = {"encode": (), "index": ("encode",), "evaluate": ("encode", "index"), "classify": ()}

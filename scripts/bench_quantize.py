@@ -1,0 +1,196 @@
+"""What each int8 quantization choice costs and gives: speed and cosine to fp32, same texts, same run.
+
+    python scripts/bench_quantize.py --corpus ../shared/data/wordnet_ret_corpus.parquet --rows 3000
+
+Builds every variant from embedpipe's fp32 export of the model (into a temporary directory), then
+times them in this process, round-robin (--repeats rounds, best round kept: other processes on the
+machine slow some rounds down), encoding the same texts with the same tokenizer and batching as
+`embedpipe encode`. Quality is the per-row cosine to the fp32 vectors (min and mean).
+
+Variants:
+  dynamic per-tensor, MatMul+Gather  onnxruntime's quantize_dynamic defaults (per-tensor scales)
+  dynamic per-channel, all MatMul    optimum's AutoQuantizationConfig defaults: also quantizes the two
+                                     activation x activation MatMuls of attention (Q.K^T, softmax.V)
+                                     and the embedding Gather (embedpipe's int8 before issue 7)
+  dynamic per-channel, weight MatMul only the MatMuls with a weight matrix (embedpipe's int8 now)
+  ... keep FFN output dense fp32     plus the 6 FFN down-projections left in fp32 (node exclusion)
+  ... keep last layer fp32           plus every MatMul of the last layer left in fp32
+  static QDQ per-channel (MinMax / Percentile)  activation scales calibrated on --calibration rows
+                                     of the corpus, so no DynamicQuantizeLinear at run time
+  fused graph + dynamic              onnxruntime's BERT fusions (Attention, SkipLayerNorm, BiasGelu)
+                                     first, then dynamic quantization (QAttention)
+Writes results.json and a plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+import pyarrow.parquet as pq
+
+
+def weight_matmuls(model) -> tuple[list[str], list[str]]:
+    """(MatMuls with a weight initializer, MatMuls of two activations) by node name."""
+    weights = {i.name for i in model.graph.initializer}
+    matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
+    return ([n.name for n in matmuls if any(i in weights for i in n.input)],
+            [n.name for n in matmuls if not any(i in weights for i in n.input)])
+
+
+class Calibration:
+    """onnxruntime CalibrationDataReader over pre-tokenized batches."""
+
+    def __init__(self, batches: list[dict]):
+        self.batches = iter(batches)
+
+    def get_next(self):
+        return next(self.batches, None)
+
+    def rewind(self):  # pragma: no cover - onnxruntime API
+        pass
+
+
+def build_variants(src: Path, workdir: Path, calibration: list[dict], isa: str, heads: int, hidden: int) -> dict:
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    model = onnx.load(str(src), load_external_data=False)
+    with_weights, activation_only = weight_matmuls(model)
+    ffn_out = [n for n in with_weights if n.endswith("/output/dense/MatMul") and "attention" not in n]
+    layers = sorted({n.split("/")[2] for n in with_weights if n.startswith("/encoder/layer.")},
+                    key=lambda s: int(s.split(".")[-1]))
+    last_layer = [n for n in with_weights if f"/{layers[-1]}/" in n] if layers else []
+    reduce_range = isa in ("avx2", "avx512")
+    u8s8 = dict(weight_type=QuantType.QInt8, reduce_range=reduce_range)
+    out: dict[str, Path] = {}
+
+    def dynamic(name, **kw):
+        path = workdir / f"{len(out)}.onnx"
+        quantize_dynamic(str(src), str(path), **{**u8s8, **kw})
+        out[name] = path
+
+    dynamic("dynamic per-tensor, MatMul+Gather", per_channel=False, op_types_to_quantize=["MatMul", "Gather"])
+    dynamic("dynamic per-channel, all MatMul+Gather", per_channel=True, op_types_to_quantize=["MatMul", "Gather"],
+            extra_options={"MatMulConstBOnly": False})
+    dynamic("dynamic per-channel, weight MatMul only", per_channel=True, op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=activation_only)
+    dynamic("... keep FFN output dense fp32", per_channel=True, op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=activation_only + ffn_out)
+    dynamic("... keep last layer fp32", per_channel=True, op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=activation_only + last_layer)
+    for method in (CalibrationMethod.MinMax, CalibrationMethod.Percentile):
+        path = workdir / f"{len(out)}.onnx"
+        quantize_static(str(src), str(path), Calibration(calibration), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        reduce_range=reduce_range, op_types_to_quantize=["MatMul"], nodes_to_exclude=activation_only,
+                        calibrate_method=method, extra_options={"CalibMovingAverage": True})
+        out[f"static QDQ per-channel, {method.name}"] = path
+    fused = workdir / "fused.onnx"
+    optimize_model(str(src), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=1).save_model_to_file(str(fused))
+    path = workdir / f"{len(out)}.onnx"
+    quantize_dynamic(str(fused), str(path), per_channel=True, **u8s8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    out["fused graph (fp32)"] = fused
+    out["fused graph + dynamic (QAttention)"] = path
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument("--calibration", type=int, default=512, help="corpus rows (after --rows) to calibrate on")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="bench_out/quantize")
+    args = parser.parse_args()
+
+    import onnxruntime as ort
+
+    from embedpipe.encoder import EncoderSpec, TextEncoder, prepare
+    from embedpipe.models import cpu_isa
+
+    texts = pq.read_table(args.corpus, columns=[args.text_column]).column(0).to_pylist()
+    calibration_texts = texts[args.rows:args.rows + args.calibration] or texts[:args.calibration]
+    texts = texts[:args.rows]
+    exported, max_length = prepare(EncoderSpec())
+    reference = TextEncoder(exported.path, "mean", True, max_length)
+    # Histogram calibrators (Percentile) need every batch of one shape: pad all to the longest text.
+    calibration, ids = [], reference.tokenize(calibration_texts)
+    width = max(map(len, ids))
+    for start in range(0, len(ids), 64):
+        feeds = reference.feeds(ids[start:start + 64])
+        calibration.append({k: np.pad(v, ((0, 0), (0, width - v.shape[1])), constant_values=reference.pad_id
+                                      if k == "input_ids" else 0) for k, v in feeds.items()})
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        config = json.loads((exported.path / "config.json").read_text())
+        print("building variants ...", file=sys.stderr)
+        variants = {"fp32": exported.onnx_path, **build_variants(
+            exported.onnx_path, Path(tmp), calibration, cpu_isa(), config["num_attention_heads"], config["hidden_size"])}
+        encoders = {}
+        for name, path in variants.items():
+            encoder = TextEncoder(exported.path, "mean", True, max_length)
+            encoder.session = ort.InferenceSession(str(path), encoder.session_options(), providers=["CPUExecutionProvider"])
+            encoder.encode(texts[:256])  # warm-up
+            encoders[name] = (encoder, path.stat().st_size)
+        rates = {name: [] for name in encoders}
+        vectors = {}
+        for round_ in range(args.repeats):
+            for name, (encoder, _) in encoders.items():
+                start = time.perf_counter()
+                vectors[name] = encoder.encode(texts)
+                rates[name].append(len(texts) / (time.perf_counter() - start))
+            print(f"round {round_ + 1}/{args.repeats} done", file=sys.stderr)
+    fp32 = vectors["fp32"]
+    for name, (_, size) in encoders.items():
+        cosines = (vectors[name] * fp32).sum(1)
+        results.append({"variant": name, "rows_per_second": max(rates[name]), "rates": rates[name],
+                        "model_mb": size / 1e6, "cosine_min": float(cosines.min()),
+                        "cosine_mean": float(cosines.mean())})
+    for row in results:
+        row["speedup_vs_fp32"] = row["rows_per_second"] / results[0]["rows_per_second"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"corpus": args.corpus, "rows": len(texts), "cpus": os.cpu_count(), "isa": cpu_isa(),
+              "repeats": args.repeats, "results": results}
+    (out / "results.json").write_text(json.dumps(report, indent=2))
+    plot(results, out / "quantize.png")
+    print(f"| variant | rows/s | vs fp32 | model MB | cosine min | cosine mean |\n|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['variant']} | {r['rows_per_second']:.0f} | {r['speedup_vs_fp32']:.2f}x | {r['model_mb']:.0f} "
+              f"| {r['cosine_min']:.4f} | {r['cosine_mean']:.5f} |")
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        ax.scatter(r["speedup_vs_fp32"], 1 - r["cosine_mean"], s=30)
+        ax.annotate(r["variant"], (r["speedup_vs_fp32"], 1 - r["cosine_mean"]), fontsize=7,
+                    xytext=(4, 2), textcoords="offset points")
+    ax.set_yscale("symlog", linthresh=1e-4)
+    ax.set_xlabel("speed vs fp32 (higher is better)")
+    ax.set_ylabel("1 - mean cosine to fp32 (lower is better)")
+    ax.set_title("int8 quantization choices: speed against quality")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

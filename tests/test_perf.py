@@ -1,0 +1,107 @@
+"""Behaviour the fast paths must keep (never timings): batching, truncation, quantization choices."""
+
+import numpy as np
+import pytest
+
+from embedpipe.encoder import BatchPlan, EncoderSpec, TextEncoder, prepare
+from embedpipe.runners.ray_runner import BATCHES_PER_ACTOR, batch_rows
+
+from conftest import TEXTS
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tiny_model_dir):
+    exported, max_length = prepare(EncoderSpec(model=str(tiny_model_dir)))
+    return exported, max_length
+
+
+@pytest.mark.parametrize("plan", [BatchPlan(batch_size=1), BatchPlan(batch_size=3), BatchPlan(token_budget=40),
+                                  BatchPlan(batch_size=128, token_budget=1), BatchPlan(max_padding=1.0)])
+def test_batching_never_changes_a_vector(tiny_export, plan):
+    """Length-sorted token-budget batches give each text the vector it gets alone, in input order."""
+    exported, max_length = tiny_export
+    texts = TEXTS * 3
+    alone = TextEncoder(exported.path, "mean", False, max_length, BatchPlan(batch_size=1))
+    expected = np.stack([alone.encode([t])[0] for t in texts])
+    batched = TextEncoder(exported.path, "mean", False, max_length, plan).encode(texts)
+    np.testing.assert_allclose(batched, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("max_padding", [0.0, 0.5, 1.0])
+def test_batches_respect_both_budgets_and_the_padding_bound(tiny_export, max_padding):
+    exported, max_length = tiny_export
+    plan = BatchPlan(batch_size=4, token_budget=50, max_padding=max_padding)
+    encoder = TextEncoder(exported.path, "mean", True, max_length, plan)
+    lengths = np.array([3, 60, 7, 7, 12, 1, 25, 9, 9, 9, 40, 2, 9, 9, 8])
+    order = np.argsort(-lengths, kind="stable")
+    batches = list(encoder._batches(order, lengths))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    for rows in batches:
+        assert len(rows) <= 4
+        assert len(rows) == 1 or len(rows) * lengths[rows].max() <= 50
+        assert lengths[rows].min() >= (1 - max_padding) * lengths[rows].max()
+    if max_padding == 0.0:   # the four 9s fill one batch, the fifth 9 the next: no padding at all
+        assert [lengths[rows].tolist() for rows in batches if 9 in lengths[rows]] == [[9, 9, 9, 9], [9]]
+
+
+def test_feeds_pad_right_with_the_pad_id_and_mask_it(tiny_export):
+    exported, max_length = tiny_export
+    encoder = TextEncoder(exported.path, "cls", True, max_length)
+    feeds = encoder.feeds([[2, 7, 3], [2, 3], [2, 9, 9, 9, 3]])
+    np.testing.assert_array_equal(feeds["input_ids"], [[2, 7, 3, 0, 0], [2, 3, 0, 0, 0], [2, 9, 9, 9, 3]])
+    np.testing.assert_array_equal(feeds["attention_mask"], [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]])
+    assert feeds["input_ids"].dtype == np.int64
+
+
+def test_truncation_is_explicit_and_padding_off(tiny_export):
+    exported, max_length = tiny_export
+    encoder = TextEncoder(exported.path, "mean", True, 16)
+    long, short = encoder.tokenize(["the cat " * 40, "a cat"])
+    cls, sep = encoder.tokenizer.token_to_id("[CLS]"), encoder.tokenizer.token_to_id("[SEP]")
+    assert len(long) == 16 and long[0] == cls and long[-1] == sep  # cut at max_length, special tokens kept
+    assert short == [cls, encoder.tokenizer.token_to_id("a"), encoder.tokenizer.token_to_id("cat"), sep]  # no padding
+
+
+@pytest.mark.slow
+def test_bundled_minilm_keeps_256_tokens_not_its_tokenizer_json_128(minilm_path):
+    """The bundled tokenizer.json pads and truncates at 128; sentence-transformers uses 256."""
+    from sentence_transformers import SentenceTransformer
+
+    encoder = TextEncoder.load(EncoderSpec())
+    assert encoder.max_length == 256
+    text = "the sun and the moon and the stars " * 40
+    ids = encoder.tokenize([text, "a cat"])
+    assert [len(x) for x in ids] == [256, 4]
+    model = SentenceTransformer(minilm_path, device="cpu")
+    assert len(model.tokenize([text])["input_ids"][0]) == 256
+    expected = model.encode([text, "a cat"])
+    vectors = encoder.encode([text, "a cat"])
+    cosines = (vectors * expected).sum(1) / np.linalg.norm(expected, axis=1)
+    assert cosines.min() >= 0.9999
+
+
+def test_int8_quantizes_weight_matmuls_and_keeps_attention_matmuls_fp32(tiny_model_dir):
+    import onnx
+
+    exported, max_length = prepare(EncoderSpec(model=str(tiny_model_dir), quantize="int8"))
+    fp32, _ = prepare(EncoderSpec(model=str(tiny_model_dir)))
+    nodes = onnx.load(str(exported.onnx_path)).graph.node
+    ops = [n.op_type for n in nodes]
+    fp32_nodes = onnx.load(str(fp32.onnx_path)).graph.node
+    weights = {i.name for i in onnx.load(str(fp32.onnx_path)).graph.initializer}
+    weight_matmuls = sum(1 for n in fp32_nodes if n.op_type == "MatMul" and weights.intersection(n.input))
+    activation_matmuls = sum(1 for n in fp32_nodes if n.op_type == "MatMul" and not weights.intersection(n.input))
+    assert activation_matmuls == 2 * 2        # Q.K^T and softmax.V in each of 2 layers
+    assert ops.count("MatMulInteger") == weight_matmuls
+    assert ops.count("MatMul") == activation_matmuls
+    assert "DequantizeLinear" not in ops      # the embedding Gather stays fp32
+    quantized = TextEncoder(exported.path, "mean", True, max_length).encode(TEXTS)
+    reference = TextEncoder(fp32.path, "mean", True, max_length).encode(TEXTS)
+    assert (quantized * reference).sum(1).mean() >= 0.95
+
+
+def test_ray_batches_give_every_actor_several():
+    assert batch_rows(20_000, 2, 8192) * 2 * BATCHES_PER_ACTOR >= 20_000
+    assert batch_rows(20_000, 2, 8192) <= 20_000 // (2 * BATCHES_PER_ACTOR) + 1
+    assert batch_rows(10_000_000, 4, 8192) == 8192   # large corpora: whole windows
+    assert batch_rows(3, 2, 8192) == 1
