@@ -85,3 +85,23 @@ def write_corpus(path, texts=TEXTS, ids=None, **extra_columns):
 @pytest.fixture
 def corpus(tmp_path):
     return write_corpus(tmp_path / "corpus.parquet")
+
+
+def run_cli(*args):
+    """Invoke the embedpipe CLI in-process (arguments may be paths)."""
+    from click.testing import CliRunner
+
+    from embedpipe.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments: str) -> str:
+    """Exit code 1, exactly one `Error:` line containing every fragment, no traceback; returns the line."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]

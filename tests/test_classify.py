@@ -18,6 +18,9 @@ from embedpipe.classify.probes import mteb_samples
 from embedpipe.cli import main
 from embedpipe.encoder import EncoderSpec
 
+from conftest import assert_one_line_error
+from conftest import run_cli as run
+
 # Three classes with disjoint vocabularies (all in the tiny model's WordPiece vocab): well separated.
 VOCAB = {"animal": "cat dog bird fish".split(), "sky": "sun moon star fire".split(),
          "place": "house road river city".split()}
@@ -57,19 +60,6 @@ def full_report(data, tiny_model_dir, tmp_path_factory):
                                        "--epochs", "1", "--lr", "1e-3", "--seeds", "2", "--finetune-train-limit", "30", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     return out, json.loads(result.output)
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
 
 
 def test_every_method_runs_and_the_three_report_files_agree(full_report):

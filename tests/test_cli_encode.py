@@ -6,25 +6,11 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
-from embedpipe.cli import main
 from embedpipe.pooling import POOLINGS
 
-from conftest import write_corpus
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
+from conftest import assert_one_line_error, write_corpus
+from conftest import run_cli as run
 
 
 @pytest.mark.slow

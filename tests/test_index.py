@@ -14,13 +14,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
 from embedpipe.errors import EmbedpipeError
 from embedpipe.index import IndexConfig, build_index, open_index
 from embedpipe.index_choice import choose_factory, ivf_centroids, parse_size, training_rows
 from embedpipe.tuning import NPROBE_GRID, ExactTopK, recall_at_k
 from embedpipe.vectors import VectorWriter, file_sha256, vector_array
+
+from conftest import assert_one_line_error, run_cli
 
 DIM = 24
 
@@ -51,32 +52,6 @@ def corpus(tmp_path_factory) -> tuple[Path, np.ndarray]:
 def auto_index(corpus, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("indexes") / "auto.index"
     return out, build_index(corpus[0], out, IndexConfig(factory="auto"))
-
-
-def invoke(*args: str):
-    """Run a command through the embedpipe CLI group when it has it, else the command itself."""
-    from embedpipe import cli_retrieval
-
-    try:
-        from embedpipe.cli import main
-        if args[0] in main.commands:
-            return CliRunner().invoke(main, list(args))
-    except ImportError:
-        pass
-    command = {"index": cli_retrieval.index_cmd, "search": cli_retrieval.search_cmd,
-               "evaluate": cli_retrieval.evaluate_cmd}[args[0]]
-    return CliRunner().invoke(command, list(args[1:]))
-
-
-def assert_clean_failure(result, *fragments: str) -> None:
-    """Non-zero exit, an 'Error: ...' line naming the problem, and no traceback."""
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    assert not isinstance(result.exception, EmbedpipeError) or result.exit_code == 1
-    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(error_lines) == 1, result.output
-    for fragment in fragments:
-        assert fragment in error_lines[0], result.output
 
 
 def entries(directory: Path) -> set[str]:
@@ -223,7 +198,7 @@ def test_any_factory_string_is_accepted_and_unreachable_targets_are_reported(cor
 def test_tuning_on_sample_query_vectors(corpus, tmp_path):
     """--tuning-queries: tune on query vectors (not in the index), and keep corpus row order."""
     queries = write_vectors(tmp_path / "q.vectors", clustered_unit_vectors(12_300)[12_000:])
-    result = invoke("index", str(corpus[0]), "--out", str(tmp_path / "i"), "--factory", "IVF128,Flat",
+    result = run_cli("index", str(corpus[0]), "--out", str(tmp_path / "i"), "--factory", "IVF128,Flat",
                     "--tuning-queries", str(queries), "--json")
     assert result.exit_code == 0, result.output
     info = json.loads((tmp_path / "i" / "index.json").read_text())
@@ -234,9 +209,9 @@ def test_tuning_on_sample_query_vectors(corpus, tmp_path):
 
 def test_tuning_queries_of_another_dimension(corpus, tmp_path):
     queries = write_vectors(tmp_path / "q.vectors", clustered_unit_vectors(50, dim=DIM + 1))
-    result = invoke("index", str(corpus[0]), "--out", str(tmp_path / "i"), "--factory", "HNSW8",
+    result = run_cli("index", str(corpus[0]), "--out", str(tmp_path / "i"), "--factory", "HNSW8",
                     "--tuning-queries", str(queries))
-    assert_clean_failure(result, f"dimension {DIM + 1}")
+    assert_one_line_error(result, f"dimension {DIM + 1}")
     assert entries(tmp_path) == {"q.vectors"}
 
 
@@ -253,7 +228,7 @@ def test_l2_metric_on_unnormalized_vectors(tmp_path):
 @pytest.mark.parametrize("metric, normalize, says", [("ip", False, "not normalized"), ("l2", True, "are normalized")])
 def test_metric_that_disagrees_with_normalization_is_a_warning(tmp_path, caplog, metric, normalize, says):
     vectors = write_vectors(tmp_path / "v", clustered_unit_vectors(500), normalize=normalize)
-    result = invoke("index", str(vectors), "--out", str(tmp_path / "i"), "--metric", metric)
+    result = run_cli("index", str(vectors), "--out", str(tmp_path / "i"), "--metric", metric)
     assert result.exit_code == 0, result.output
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(says in w for w in warnings), warnings
@@ -267,7 +242,7 @@ def test_matching_metric_gives_no_warning(tmp_path, caplog):
 
 
 def test_index_cli_prints_a_summary(corpus, tmp_path):
-    result = invoke("index", str(corpus[0]), "--out", str(tmp_path / "cli.index"), "--factory", "IVF64,Flat",
+    result = run_cli("index", str(corpus[0]), "--out", str(tmp_path / "cli.index"), "--factory", "IVF64,Flat",
                     "--target-recall", "0.9")
     assert result.exit_code == 0, result.output
     assert "IVF64,Flat over 12000 vectors of dimension 24" in result.output
@@ -278,15 +253,15 @@ def test_index_cli_prints_a_summary(corpus, tmp_path):
 # --- bad input ----------------------------------------------------------------------------------
 
 def test_unknown_factory_string_is_one_clear_error(corpus, tmp_path):
-    result = invoke("index", str(corpus[0]), "--out", str(tmp_path / "bad.index"), "--factory", "Bogus12,Flat")
-    assert_clean_failure(result, "Bogus12,Flat", "could not parse")
+    result = run_cli("index", str(corpus[0]), "--out", str(tmp_path / "bad.index"), "--factory", "Bogus12,Flat")
+    assert_one_line_error(result, "Bogus12,Flat", "could not parse")
     assert entries(tmp_path) == set()
 
 
 def test_untrainable_factory_is_one_clear_error(tmp_path):
     vectors = write_vectors(tmp_path / "v", clustered_unit_vectors(500))
-    result = invoke("index", str(vectors), "--out", str(tmp_path / "i"), "--factory", "IVF4096,Flat")
-    assert_clean_failure(result, "training IVF4096,Flat")
+    result = run_cli("index", str(vectors), "--out", str(tmp_path / "i"), "--factory", "IVF4096,Flat")
+    assert_one_line_error(result, "training IVF4096,Flat")
     assert entries(tmp_path) == {"v"}
 
 
@@ -295,7 +270,7 @@ def test_untrainable_factory_is_one_clear_error(tmp_path):
                                                   ("--target-recall", "1.5", "target-recall"),
                                                   ("--metric", "cosine", "cosine")])
 def test_bad_options(corpus, tmp_path, option, value, says):
-    result = invoke("index", str(corpus[0]), "--out", str(tmp_path / "i"), option, value)
+    result = run_cli("index", str(corpus[0]), "--out", str(tmp_path / "i"), option, value)
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert says in result.output
     assert entries(tmp_path) == set()
@@ -312,20 +287,20 @@ def test_shards_with_different_dimensions_fail_and_keep_the_old_index(tmp_path):
     manifest["shards"][1]["sha256"] = file_sha256(vectors / "part-00001.parquet")
     (vectors / "manifest.json").write_text(json.dumps(manifest))
 
-    result = invoke("index", str(vectors), "--out", str(tmp_path / "i"), "--overwrite")
-    assert_clean_failure(result, "part-00001.parquet", f"dimension {DIM + 8}")
+    result = run_cli("index", str(vectors), "--out", str(tmp_path / "i"), "--overwrite")
+    assert_one_line_error(result, "part-00001.parquet", f"dimension {DIM + 8}")
     assert entries(tmp_path) == {"v", "i"}  # no staging directory left behind
     assert (tmp_path / "i" / "index.faiss").read_bytes() == before
 
 
 def test_existing_output_needs_overwrite(corpus, auto_index):
-    result = invoke("index", str(corpus[0]), "--out", str(auto_index[0]))
-    assert_clean_failure(result, "--overwrite")
+    result = run_cli("index", str(corpus[0]), "--out", str(auto_index[0]))
+    assert_one_line_error(result, "--overwrite")
 
 
 def test_not_a_vector_directory(tmp_path):
-    result = invoke("index", str(tmp_path / "nothing"), "--out", str(tmp_path / "i"))
-    assert_clean_failure(result, "does not exist")
+    result = run_cli("index", str(tmp_path / "nothing"), "--out", str(tmp_path / "i"))
+    assert_one_line_error(result, "does not exist")
 
 
 # --- loading ------------------------------------------------------------------------------------

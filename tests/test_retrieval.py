@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import TEXTS, WORDS, write_corpus
+from conftest import TEXTS, WORDS, assert_one_line_error, run_cli, write_corpus
 from embedpipe.encode import EncodeJob, encode_corpus
 from embedpipe.encoder import EncoderSpec
 from embedpipe.errors import EmbedpipeError
@@ -20,7 +20,7 @@ from embedpipe.index import IndexConfig, build_index, open_index
 from embedpipe.metrics import retrieval_metrics
 from embedpipe.retrieval import search_texts
 from embedpipe.vectors import VectorWriter, open_vectors
-from test_index import assert_clean_failure, entries, invoke
+from test_index import entries
 
 
 def corpus_texts(n_extra: int = 50) -> list[str]:
@@ -109,7 +109,7 @@ def test_search_after_encode_finds_a_row_by_its_own_text(encoded, index_fixture,
     index_dir = request.getfixturevalue(index_fixture)
     corpus, _, texts = encoded
     for row in (3, 17, 42):
-        result = invoke("search", str(index_dir), texts[row], "-k", "3", "--json", "--corpus", str(corpus))
+        result = run_cli("search", str(index_dir), texts[row], "-k", "3", "--json", "--corpus", str(corpus))
         assert result.exit_code == 0, result.output
         hits = json.loads(result.stdout.strip().splitlines()[-1])["hits"]
         assert [h["rank"] for h in hits] == [1, 2, 3]
@@ -119,7 +119,7 @@ def test_search_after_encode_finds_a_row_by_its_own_text(encoded, index_fixture,
 
 
 def test_search_prints_rank_id_score(flat_index, encoded):
-    result = invoke("search", str(flat_index), encoded[2][8], "-k", "2")
+    result = run_cli("search", str(flat_index), encoded[2][8], "-k", "2")
     assert result.exit_code == 0, result.output
     first = result.stdout.strip().splitlines()[-2].split("\t")
     assert first[:2] == ["1", "d8"] and float(first[2]) == pytest.approx(1.0, abs=1e-4)
@@ -128,7 +128,7 @@ def test_search_prints_rank_id_score(flat_index, encoded):
 def test_batch_search_writes_a_results_parquet(flat_index, encoded, tmp_path):
     texts = encoded[2]
     queries = write_queries(tmp_path / "q.parquet", ["qa", "qb", "qc"], [texts[1], texts[20], texts[55]])
-    result = invoke("search", str(flat_index), "--queries", str(queries), "--out", str(tmp_path / "r.parquet"), "-k", "5")
+    result = run_cli("search", str(flat_index), "--queries", str(queries), "--out", str(tmp_path / "r.parquet"), "-k", "5")
     assert result.exit_code == 0, result.output
     table = pq.read_table(tmp_path / "r.parquet")
     assert table.column_names == ["query_id", "rank", "doc_id", "score"]
@@ -138,8 +138,8 @@ def test_batch_search_writes_a_results_parquet(flat_index, encoded, tmp_path):
     assert [(r["query_id"], r["doc_id"]) for r in rows if r["rank"] == 1] == [("qa", "d1"), ("qb", "d20"), ("qc", "d55")]
     assert entries(tmp_path) == {"q.parquet", "r.parquet"}  # no temporary file left
 
-    again = invoke("search", str(flat_index), "--queries", str(queries), "--out", str(tmp_path / "r.parquet"))
-    assert_clean_failure(again, "--overwrite")
+    again = run_cli("search", str(flat_index), "--queries", str(queries), "--out", str(tmp_path / "r.parquet"))
+    assert_one_line_error(again, "--overwrite")
     assert pq.read_table(tmp_path / "r.parquet").equals(table)
 
 
@@ -164,7 +164,7 @@ def test_evaluate_equals_hand_computation_from_the_ranking(flat_index, hnsw_inde
         "mrr_at_100": (1 + 1 / 12 + 1 / 2) / 3,
     }
     for index_dir in (flat_index, hnsw_index):
-        result = invoke("evaluate", str(index_dir), "--queries", str(queries), "--qrels", str(qrels), "--json")
+        result = run_cli("evaluate", str(index_dir), "--queries", str(queries), "--qrels", str(qrels), "--json")
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout.strip().splitlines()[-1])
         assert report["queries"] == 3 and report["main_score"] == "ndcg_at_10"
@@ -172,7 +172,7 @@ def test_evaluate_equals_hand_computation_from_the_ranking(flat_index, hnsw_inde
         if index_dir == flat_index:
             assert report["index"] == pytest.approx(expected)
 
-    table = invoke("evaluate", str(flat_index), "--queries", str(queries), "--qrels", str(qrels), "--k", "10")
+    table = run_cli("evaluate", str(flat_index), "--queries", str(queries), "--qrels", str(qrels), "--k", "10")
     assert table.exit_code == 0, table.output
     assert "nDCG@10" in table.stdout and f"{expected['ndcg_at_10']:.4f}" in table.stdout
 
@@ -181,7 +181,7 @@ def test_queries_without_judgments_are_skipped(flat_index, encoded, tmp_path):
     texts = encoded[2]
     queries = write_queries(tmp_path / "q.parquet", ["q1", "q2"], [texts[5], texts[6]])
     qrels = write_qrels(tmp_path / "qrels.parquet", [("q1", "d5", 1)])
-    result = invoke("evaluate", str(flat_index), "--queries", str(queries), "--qrels", str(qrels), "--json")
+    result = run_cli("evaluate", str(flat_index), "--queries", str(queries), "--qrels", str(qrels), "--json")
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["queries"] == 1 and report["index"]["ndcg_at_10"] == pytest.approx(1.0)
 
@@ -197,41 +197,41 @@ def good_files(encoded, tmp_path) -> tuple[Path, Path]:
 
 def test_qrels_naming_docs_absent_from_the_corpus(flat_index, good_files, tmp_path):
     qrels = write_qrels(tmp_path / "bad.parquet", [("q1", "d1", 1), ("q2", "nope", 1)])
-    result = invoke("evaluate", str(flat_index), "--queries", str(good_files[0]), "--qrels", str(qrels))
-    assert_clean_failure(result, "not in the indexed corpus", "'nope'")
+    result = run_cli("evaluate", str(flat_index), "--queries", str(good_files[0]), "--qrels", str(qrels))
+    assert_one_line_error(result, "not in the indexed corpus", "'nope'")
 
 
 def test_qrels_naming_unknown_queries(flat_index, good_files, tmp_path):
     qrels = write_qrels(tmp_path / "bad.parquet", [("q1", "d1", 1), ("q9", "d2", 1)])
-    result = invoke("evaluate", str(flat_index), "--queries", str(good_files[0]), "--qrels", str(qrels))
-    assert_clean_failure(result, "'q9'")
+    result = run_cli("evaluate", str(flat_index), "--queries", str(good_files[0]), "--qrels", str(qrels))
+    assert_one_line_error(result, "'q9'")
 
 
 def test_empty_query_text_in_a_file(flat_index, good_files, tmp_path):
     queries = write_queries(tmp_path / "bad.parquet", ["q1", "q2"], ["a dog", "  "])
-    result = invoke("evaluate", str(flat_index), "--queries", str(queries), "--qrels", str(good_files[1]))
-    assert_clean_failure(result, "empty", "'q2'")
-    result = invoke("search", str(flat_index), "--queries", str(queries), "--out", str(tmp_path / "r.parquet"))
-    assert_clean_failure(result, "empty")
+    result = run_cli("evaluate", str(flat_index), "--queries", str(queries), "--qrels", str(good_files[1]))
+    assert_one_line_error(result, "empty", "'q2'")
+    result = run_cli("search", str(flat_index), "--queries", str(queries), "--out", str(tmp_path / "r.parquet"))
+    assert_one_line_error(result, "empty")
     assert not (tmp_path / "r.parquet").exists()
 
 
 def test_empty_query_text_on_the_command_line(flat_index):
-    assert_clean_failure(invoke("search", str(flat_index), "  "), "query text is empty")
+    assert_one_line_error(run_cli("search", str(flat_index), "  "), "query text is empty")
 
 
 @pytest.mark.parametrize("which", ["queries", "qrels"])
 def test_missing_columns(flat_index, good_files, tmp_path, which):
     pq.write_table(pa.table({"qid": ["q1"], "body": ["x"]}), tmp_path / "bad.parquet")
     files = {"queries": good_files[0], "qrels": good_files[1], which: tmp_path / "bad.parquet"}
-    result = invoke("evaluate", str(flat_index), "--queries", str(files["queries"]), "--qrels", str(files["qrels"]))
-    assert_clean_failure(result, "lacks column", which)
+    result = run_cli("evaluate", str(flat_index), "--queries", str(files["queries"]), "--qrels", str(files["qrels"]))
+    assert_one_line_error(result, "lacks column", which)
 
 
 def test_search_an_index_dir_without_index_json(tmp_path):
     (tmp_path / "i").mkdir()
     (tmp_path / "i" / "index.faiss").write_bytes(b"")
-    assert_clean_failure(invoke("search", str(tmp_path / "i"), "a dog"), "no index.json")
+    assert_one_line_error(run_cli("search", str(tmp_path / "i"), "a dog"), "no index.json")
 
 
 def test_index_whose_vectors_differ_in_dimension_from_the_encoder(encoded, tmp_path):
@@ -241,13 +241,13 @@ def test_index_whose_vectors_differ_in_dimension_from_the_encoder(encoded, tmp_p
         writer.write([f"d{i}" for i in range(20)], np.random.default_rng(0).normal(size=(20, manifest["dim"] + 3)))
         writer.publish({k: v for k, v in manifest.items() if k not in ("dim", "dtype", "rows", "shards")})
     build_index(tmp_path / "v", tmp_path / "i")
-    result = invoke("search", str(tmp_path / "i"), "a small dog")
-    assert_clean_failure(result, f"dimension {manifest['dim'] + 3}")
+    result = run_cli("search", str(tmp_path / "i"), "a small dog")
+    assert_one_line_error(result, f"dimension {manifest['dim'] + 3}")
 
 
 def test_search_needs_one_query_source(flat_index, tmp_path):
-    assert invoke("search", str(flat_index)).exit_code != 0
-    result = invoke("search", str(flat_index), "--queries", str(tmp_path / "q.parquet"))
+    assert run_cli("search", str(flat_index)).exit_code != 0
+    result = run_cli("search", str(flat_index), "--queries", str(tmp_path / "q.parquet"))
     assert result.exit_code != 0 and "--out" in result.output
 
 
@@ -259,14 +259,14 @@ def test_exact_search_needs_the_source_vectors(encoded, good_files, tmp_path):
     build_index(vectors, tmp_path / "i", IndexConfig(factory="HNSW16"))
     shutil.rmtree(vectors)
     args = ["evaluate", str(tmp_path / "i"), "--queries", str(good_files[0]), "--qrels", str(good_files[1])]
-    assert_clean_failure(invoke(*args), "--no-exact")
-    result = invoke(*args, "--no-exact", "--json")
+    assert_one_line_error(run_cli(*args), "--no-exact")
+    result = run_cli(*args, "--no-exact", "--json")
     assert result.exit_code == 0, result.output
     assert "exact" not in json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_bad_cutoffs(flat_index, good_files):
-    result = invoke("evaluate", str(flat_index), "--queries", str(good_files[0]), "--qrels", str(good_files[1]),
+    result = run_cli("evaluate", str(flat_index), "--queries", str(good_files[0]), "--qrels", str(good_files[1]),
                     "--k", "ten")
     assert result.exit_code != 0 and "Traceback" not in result.output and "10,100" in result.output
 

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
-from test_ray_cluster import RAY_ENV, free_ports, wait_for_port
+from ray_head import RAY_ENV, ray_head
 
 from embedpipe.index import open_index
 from embedpipe.vectors import open_vectors
@@ -32,31 +29,8 @@ ENV = {**RAY_ENV, "PATH": f"{BIN}{os.pathsep}{RAY_ENV.get('PATH', '')}"}
 @pytest.fixture(scope="module")
 def job_server(tmp_path_factory):
     """A Ray head with its dashboard (the job server) on 127.0.0.1; yields the job server's URL."""
-    ray_temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")   # socket paths must stay short
-    gcs, client, dashboard, agent_http, agent_grpc, metrics, env_agent, worker_low = free_ports(8)
-    command = [str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
-               "--node-ip-address", "127.0.0.1", "--port", str(gcs), "--num-cpus", "2",
-               "--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
-               "--ray-client-server-port", str(client),
-               "--dashboard-agent-listen-port", str(agent_http), "--dashboard-agent-grpc-port", str(agent_grpc),
-               "--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(env_agent),
-               "--min-worker-port", str(worker_low), "--max-worker-port", str(worker_low + 60),
-               "--temp-dir", ray_temp]
-    log_path = tmp_path_factory.mktemp("ray-head") / "ray-head.log"
-    log = open(log_path, "wb")
-    head = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=ENV)
-    try:
-        wait_for_port(gcs, head)
-        wait_for_port(dashboard, head, seconds=120)
-        yield f"http://127.0.0.1:{dashboard}"
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-        log.close()
-        shutil.rmtree(ray_temp, ignore_errors=True)
+    with ray_head(tmp_path_factory.mktemp("ray-head"), dashboard=True, env=ENV) as head:
+        yield head.dashboard_url
 
 
 @pytest.mark.slow

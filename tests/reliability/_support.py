@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from click.testing import CliRunner
 
-from embedpipe.cli import main
 from embedpipe.encode import EncodeJob
 from embedpipe.encoder import EncoderSpec
 from embedpipe.vectors import open_vectors
@@ -34,20 +32,6 @@ def write_rows(path: Path, start: int, stop: int, **parquet_options) -> Path:
 def job(model: Path, corpus: Path, out: Path, **kwargs) -> EncodeJob:
     spec = kwargs.pop("spec", None) or EncoderSpec(model=str(model))
     return EncodeJob(str(corpus), out=str(out), spec=spec, runner=kwargs.pop("runner", "local"), **kwargs)
-
-
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result, *fragments: str) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
 
 
 def by_id(out: Path) -> dict:

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from embedpipe.encode import encode_corpus
 from embedpipe.vectors import VectorWriter
 
-from _support import by_id, cli, job, manifest, one_line_error, write_rows
+from _support import by_id, job, manifest, write_rows
+from conftest import assert_one_line_error as one_line_error
+from conftest import run_cli as cli
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embedpipe.encode import encode_corpus
-from embedpipe.encoder import EncoderSpec
 
-from _support import assert_same_vectors, by_id, cli, job, manifest, one_line_error, write_rows
+from _support import assert_same_vectors, by_id, job, manifest, write_rows
+from conftest import assert_one_line_error as one_line_error
+from conftest import run_cli as cli
 
 
 def snapshot(out):

@@ -14,7 +14,8 @@ from embedpipe.encoder import BatchPlan, EncoderSpec, prepare
 from embedpipe.errors import EmbedpipeError
 from embedpipe.mapper import CorpusBatchEncoder, MapperConfig
 
-from _support import cli, one_line_error
+from conftest import assert_one_line_error as one_line_error
+from conftest import run_cli as cli
 
 PACKAGE = Path(__file__).resolve().parents[2] / "embedpipe"
 
