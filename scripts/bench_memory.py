@@ -25,6 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embedpipe.testing import save_tiny_bert
+
 WORDS = ("the a an of to and in is was for on with as by at from it this that be are not or cat dog bird fish "
          "tree house car road river city water fire sun moon star book word run walk eat drink read write speak "
          "sing make take give find small large red green blue old new good bad fast slow").split()
@@ -42,25 +44,6 @@ print(json.dumps({"rows": m["rows"], "encoded_rows": m["last_run"]["encoded_rows
                   "shards": len(m["shards"]), "seconds": round(time.perf_counter() - start, 1),
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 """
-
-
-def tiny_bert(path: Path) -> Path:
-    """A 2-layer, 32-wide BERT with random weights and a word-level vocab, saved like a hub model."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    path.mkdir(parents=True, exist_ok=True)
-    letters = list("abcdefghijklmnopqrstuvwxyz0123456789")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + letters + [f"##{c}" for c in letters]
-    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
-    tokenizer.model_max_length = 64
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=37, max_position_embeddings=64)
-    BertModel(config).eval().save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def write_corpus(rows: int, path: Path, source: list[str] | None, group: int = 10_000) -> None:
@@ -93,7 +76,7 @@ def main() -> None:
     source = pq.read_table(args.corpus, columns=["text"]).column("text").to_pylist() if args.corpus else None
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        model = str(tiny_bert(Path(tmp) / "tiny-bert")) if args.model == "tiny" else args.model
+        model = str(save_tiny_bert(Path(tmp) / "tiny-bert", WORDS)) if args.model == "tiny" else args.model
         from embedpipe.encoder import EncoderSpec, prepare
 
         prepare(EncoderSpec(model=None if model == "minilm" else model))  # export once, outside the measured runs

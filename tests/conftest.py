@@ -41,21 +41,9 @@ def export_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A 2-layer, 32-wide BERT with random weights and a small WordPiece vocab, saved like a hub model."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from embedpipe.testing import LETTERS, save_tiny_bert
 
-    path = tmp_path_factory.mktemp("tiny-bert")
-    letters = list("abcdefghijklmnopqrstuvwxyz0123456789,.!?'-")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + letters + [f"##{c}" for c in letters]
-    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
-    tokenizer.model_max_length = 64
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=37, max_position_embeddings=64)
-    BertModel(config).eval().save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), WORDS, LETTERS + ",.!?'-")
 
 
 @pytest.fixture(scope="session")
