@@ -57,25 +57,26 @@ def test_a_pickled_payload_in_pooler_weights_is_not_run(export_copy, tmp_path):
     assert not marker.exists()
 
 
+def save_with_weights_at(model, path, location: str) -> None:
+    """Save ``model`` (loaded without its external data) pointing every initializer at ``location``."""
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    path.write_bytes(model.SerializeToString())
+
+
 def test_onnx_weights_outside_the_export_directory_are_refused(export_copy, tmp_path):
     model = onnx.load(export_copy / "model.onnx")
     onnx.save_model(model, export_copy / "model.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
                     location="weights.bin", size_threshold=0)
     shutil.move(export_copy / "weights.bin", tmp_path / "weights.bin")      # the weights now live outside
     model = onnx.load(export_copy / "model.onnx", load_external_data=False)
-    for tensor in model.graph.initializer:
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                entry.value = "../weights.bin"
-    (export_copy / "model.onnx").write_bytes(model.SerializeToString())
+    save_with_weights_at(model, export_copy / "model.onnx", "../weights.bin")
     with pytest.raises(EmbedpipeError, match="cannot load the encoder .*External data path"):
         CorpusBatchEncoder(mapper_config(export_copy))
     (export_copy / "weights.bin").symlink_to(tmp_path / "weights.bin")     # a symlink out is refused too
-    for tensor in model.graph.initializer:
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                entry.value = "weights.bin"
-    (export_copy / "model.onnx").write_bytes(model.SerializeToString())
+    save_with_weights_at(model, export_copy / "model.onnx", "weights.bin")
     with pytest.raises(EmbedpipeError, match="cannot load the encoder .*External data path"):
         CorpusBatchEncoder(mapper_config(export_copy))
 
