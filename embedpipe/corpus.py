@@ -51,15 +51,6 @@ class Corpus:
             digest.update(f"{info.path}|{info.size}|{info.mtime_ns}|{rows}\n".encode())
         return digest.hexdigest()
 
-    def bytes_per_row(self) -> float:
-        """Uncompressed bytes per row of the id and text columns, from the first file's footer."""
-        with self.filesystem.open_input_file(self.files[0]) as f:
-            metadata = pq.ParquetFile(f).metadata
-        names = {self.id_column, self.text_column}
-        size = sum(group.column(c).total_uncompressed_size for group in map(metadata.row_group, range(metadata.num_row_groups))
-                   for c in range(group.num_columns) if group.column(c).path_in_schema in names)
-        return size / max(metadata.num_rows, 1)
-
     def iter_batches(self, batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """Record batches of (id, text) columns, in file then row order; memory stays one batch
         (pages are read as needed, so a file written as one huge row group streams too)."""

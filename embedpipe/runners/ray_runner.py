@@ -22,9 +22,11 @@ import pyarrow as pa
 from ..corpus import Corpus
 from ..errors import EmbedpipeError, first_line
 from ..mapper import CorpusBatchEncoder, MapperConfig
+from ..models import load_export
 
 log = logging.getLogger(__name__)
 READ_TASK_CPUS = 0.1  # reading parquet is light next to encoding
+OUTPUT_ROW_OVERHEAD = 64  # bytes of an output row besides its float32 vector: id, truncated flag, offsets
 BATCHES_PER_ACTOR = 4  # each actor gets at least this many batches, so the last ones balance the load
 
 
@@ -99,6 +101,8 @@ def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: in
                address: str | None = None, skip_ids: pa.Array | None = None,
                dashboard: bool = False) -> Iterator[pa.Table]:
     with ray_session(address, dashboard) as ray:
+        from ray.data.context import DEFAULT_TARGET_MAX_BLOCK_SIZE
+
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # output rows in corpus order
         context.enable_progress_bars = False              # embedpipe shows its own
@@ -110,13 +114,19 @@ def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: in
         cpus = ray.cluster_resources().get("CPU", 1)
         layout = actor_layout(cpus, workers, config.plan.threads)
         window = batch_rows(corpus.rows, layout.workers, window)
-        context.target_max_block_size = int(min(max(corpus.bytes_per_row() * window, 16 << 10), 128 << 20))
+        # Every block must hold a whole call's output: Ray Data splits a block over this size into
+        # pieces, and an actor's task waits on the driver to take all but a couple of them, so split
+        # outputs left actors idle between calls (output, the vectors, is ~20x the texts' bytes).
+        output_bytes = window * (4 * load_export(config.export_dir).dim + OUTPUT_ROW_OVERHEAD)
+        context.target_max_block_size = max(DEFAULT_TARGET_MAX_BLOCK_SIZE, int(1.5 * output_bytes))
         config = replace(config, plan=replace(config.plan, threads=layout.threads))
         log.info("encoding on Ray: %d actor(s) x %d thread(s), %g CPUs in the cluster",
                  layout.workers, layout.threads, cpus)
         dataset = ray.data.read_parquet(corpus.files, filesystem=corpus.filesystem,
                                         columns=[corpus.id_column, corpus.text_column],
                                         num_cpus=READ_TASK_CPUS)
+        # Blocks of exactly one call's rows, whatever the files' sizes: each is one task for one actor.
+        dataset = dataset.repartition(target_num_rows_per_block=window)
         with warnings.catch_warnings():
             # Ray 2.60 takes actor retry limits only as extra remote args, and calls those deprecated.
             warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
