@@ -122,17 +122,24 @@ class TextEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (n, dim) float32, in input order. Empty or null texts are an error."""
+        return self.encode_flagging_truncation(texts)[0]
+
+    def encode_flagging_truncation(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``encode``, plus one bool per text: True where it had more than ``max_length`` tokens, so
+        the model saw it cut (read off the same tokenization; nothing is tokenized twice)."""
         bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
         if bad:
             raise EmbedpipeError(f"{len(bad)} text(s) are empty or not strings (first at position {bad[0]})")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not len(texts):
-            return out
-        flat, starts, lengths = _flatten(self.tokenize(texts))
+            return out, np.zeros(0, dtype=bool)
+        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
+        truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings))
+        flat, starts, lengths = _flatten([e.ids for e in encodings])
         order = np.argsort(-lengths, kind="stable")
         for rows in self._batches(order, lengths):
             out[rows] = self._run(self._pack(flat, starts[rows], lengths[rows]))
-        return out
+        return out, truncated
 
     def feeds(self, token_ids: list[list[int]]) -> dict[str, np.ndarray]:
         """The onnxruntime inputs for a list of token id lists (right-padded to the longest)."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -23,7 +22,6 @@ from .errors import EmbedpipeError, first_line
 from .vectors import vector_array
 
 EMPTY_TEXT_POLICIES = ("error", "skip")
-SPECIAL_TOKENS_MARGIN = 4  # [CLS], [SEP] and the like: a text of fewer bytes than max_length - this is never cut
 
 
 @dataclass(frozen=True)
@@ -67,17 +65,5 @@ class CorpusBatchEncoder:
                                      "fix them or pass --empty-text skip")
             keep = pc.invert(blank)
             ids, texts = ids.filter(keep), texts.filter(keep)
-        text_list = texts.to_pylist()
-        vectors = self.encoder.encode(text_list)
-        return pa.table({"id": ids, "vector": vector_array(vectors), "truncated": self._truncated(texts, text_list)})
-
-    def _truncated(self, texts: pa.Array, text_list: list[str]) -> pa.Array:
-        """Which texts have more than max_length tokens. A token covers at least one byte, so only
-        texts of more bytes than max_length are tokenized again to find out."""
-        flags = np.zeros(len(text_list), dtype=bool)
-        lengths = pc.binary_length(texts).to_numpy(zero_copy_only=False)
-        long = np.flatnonzero(lengths > max(self.config.max_length - SPECIAL_TOKENS_MARGIN, 0))
-        if len(long):
-            encodings = self.encoder.tokenizer.encode_batch([text_list[i] for i in long], add_special_tokens=True)
-            flags[long] = [bool(e.overflowing) for e in encodings]
-        return pa.array(flags)
+        vectors, truncated = self.encoder.encode_flagging_truncation(texts.to_pylist())
+        return pa.table({"id": ids, "vector": vector_array(vectors), "truncated": pa.array(truncated)})

@@ -5,7 +5,7 @@
         --cls-train ../shared/data/wordnet_cls_train.parquet --cls-test ../shared/data/wordnet_cls_test.parquet
     python scripts/make_long_corpus.py --out bench_out/long.parquet   # longer texts (~85 tokens)
     python scripts/bench_encode.py bench_out/long.parquet --rows 2000
-    python scripts/bench_encode.py CORPUS --rows 20000 --variants ep-fp32,ep-ray   # Ray against local
+    python scripts/bench_encode.py CORPUS --rows 20000 --variants ep-fp32,ep-ray,ep-ray-cluster   # Ray against local
 
 Every variant is timed as a whole process, model load included (sentence-transformers imports torch;
 embedpipe runs its real CLI, `embedpipe encode`, from the cached export), round-robin over
@@ -19,6 +19,8 @@ Variants (--variants picks some):
   ep-fp32        embedpipe encode --runner local
   ep-int8        embedpipe encode --runner local --quantize int8
   ep-ray         embedpipe encode --runner ray (an embedded local Ray: its start-up is included)
+  ep-ray-cluster embedpipe encode --ray-address on a running cluster (a `ray start --head` on 127.0.0.1,
+                 started before the timing and stopped after it, so other variants never share the CPUs)
 
 Printed and in results.json: texts/s and tokens/s (whole process, and encode only), achieved
 GFLOP/s (useful FLOPs on real tokens, from the model's shape) against a float32 matmul peak
@@ -47,9 +49,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-VARIANTS = ("st-torch", "st-onnx", "st-onnx-int8", "ep-fp32", "ep-int8", "ep-ray")
+from embedpipe.testing import RAY_ENV, ray_head
+
+VARIANTS = ("st-torch", "st-onnx", "st-onnx-int8", "ep-fp32", "ep-int8", "ep-ray", "ep-ray-cluster")
 DEFAULT_VARIANTS = "st-torch,st-onnx-int8,ep-fp32,ep-int8,ep-ray"
 ST_BATCH_SIZE = 32  # SentenceTransformer.encode's default
+CLUSTER_SETTLE_SECONDS = 5  # a fresh head is still starting its own processes: let them finish first
 
 ST_CHILD = r"""
 import json, sys, time
@@ -168,12 +173,15 @@ def run_variant(name: str, corpus: Path, work: Path, st_model: Path, st_onnx: tu
     else:
         out = work / f"{name}.vectors"
         command = [sys.executable, "-m", "embedpipe", "-q", "encode", str(corpus), "--out", str(out), "--overwrite",
-                   "--runner", "ray" if name == "ep-ray" else "local"]
+                   "--runner", "ray" if name.startswith("ep-ray") else "local"]
         if name == "ep-int8":
             command += ["--quantize", "int8"]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    if name == "ep-ray-cluster":
+        with ray_head(work) as head:
+            time.sleep(CLUSTER_SETTLE_SECONDS)
+            done, wall = timed(command + ["--ray-address", head.gcs_address], env=RAY_ENV)
+    else:
+        done, wall = timed(command)
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -183,6 +191,12 @@ def run_variant(name: str, corpus: Path, work: Path, st_model: Path, st_onnx: tu
         np.save(vectors, open_vectors(work / f"{name}.vectors").read_all()[1])
         report = {"encode_seconds": report["seconds"], "load_seconds": None}
     return {"wall_seconds": wall, **report}
+
+
+def timed(command: list[str], env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    return done, time.perf_counter() - start
 
 
 def startup_times(repeats: int = 3) -> dict:
@@ -342,7 +356,7 @@ def main() -> None:
                 r[f"vs_{peer}_encode_only"] = (r["texts_per_second_encode_only"]
                                                / by_name[peer]["texts_per_second_encode_only"])
 
-    quality_names = [n for n in names if n != "ep-ray"]
+    quality_names = [n for n in names if not n.startswith("ep-ray")]
     if queries or (args.cls_train and args.cls_test):
         print("quality: nDCG@10 / probe accuracy ...", file=sys.stderr)
         train = read_labeled(args.cls_train, args.cls_rows) if args.cls_train and args.cls_test else None
@@ -386,9 +400,10 @@ def print_table(report: dict) -> None:
               f"({opt('vs_st-torch_encode_only', '.2f')}x) | {r['gflops']:.0f} ({r['gflops_share_of_fp32_peak']:.0%}) "
               f"| {r['cosine_min']:.4f} / {r['cosine_mean']:.5f} | {opt('ndcg_at_10', '.4f')} | {opt('probe_accuracy', '.4f')} |")
     by_name = {r["variant"]: r for r in report["results"]}
-    if "ep-ray" in by_name and "ep-fp32" in by_name:
-        print(f"\nRay / local: {by_name['ep-ray']['texts_per_second'] / by_name['ep-fp32']['texts_per_second']:.2f}x "
-              "(whole process, Ray start-up included)")
+    for ray, how in (("ep-ray", "an embedded Ray, its start-up included"), ("ep-ray-cluster", "a running cluster")):
+        if ray in by_name and "ep-fp32" in by_name:
+            print(f"\nRay / local ({how}): "
+                  f"{by_name[ray]['texts_per_second'] / by_name['ep-fp32']['texts_per_second']:.2f}x (whole process)")
     if report["startup"]:
         s = report["startup"]
         print(f"start-up: `embedpipe --help` {s['help_seconds']:.2f} s; cached model load (import + session + "

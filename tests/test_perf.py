@@ -62,6 +62,15 @@ def test_truncation_is_explicit_and_padding_off(tiny_export):
     assert short == [cls, encoder.tokenizer.token_to_id("a"), encoder.tokenizer.token_to_id("cat"), sep]  # no padding
 
 
+def test_truncation_flags_mark_exactly_the_texts_over_max_length(tiny_export):
+    exported, _ = tiny_export
+    encoder = TextEncoder(exported.path, "mean", True, 16)
+    texts = ["cat " * n for n in (13, 14, 15, 40)]   # 13 + [CLS] + [SEP] = 15 tokens ... 42
+    vectors, truncated = encoder.encode_flagging_truncation(texts)
+    assert truncated.tolist() == [False, False, True, True]
+    assert np.array_equal(vectors, encoder.encode(texts))
+
+
 @pytest.mark.slow
 def test_bundled_minilm_keeps_256_tokens_not_its_tokenizer_json_128(minilm_path):
     """The bundled tokenizer.json pads and truncates at 128; sentence-transformers uses 256."""

@@ -6,10 +6,8 @@ import sys
 
 import pytest
 
+from embedpipe.testing import RAY_ENV, ray_head
 from embedpipe.vectors import open_vectors
-
-from ray_head import RAY_ENV, ray_head
-
 
 @pytest.fixture
 def ray_head_address(tmp_path):

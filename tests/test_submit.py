@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from ray_head import RAY_ENV, ray_head
 
 from embedpipe.index import open_index
+from embedpipe.testing import RAY_ENV, ray_head
 from embedpipe.vectors import open_vectors
 
 ROOT = Path(__file__).resolve().parent.parent
