@@ -3,8 +3,13 @@
 import numpy as np
 import pytest
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embedpipe.corpus import open_corpus
 from embedpipe.encoder import BatchPlan, EncoderSpec, TextEncoder, prepare
-from embedpipe.runners.ray_runner import BATCHES_PER_ACTOR, batch_rows
+from embedpipe.mapper import MapperConfig
+from embedpipe.runners.ray_runner import BATCHES_PER_ACTOR, batch_rows, run_on_ray
 
 from conftest import TEXTS
 
@@ -114,3 +119,22 @@ def test_ray_batches_give_every_actor_several():
     assert batch_rows(20_000, 2, 8192) <= 20_000 // (2 * BATCHES_PER_ACTOR) + 1
     assert batch_rows(10_000_000, 4, 8192) == 8192   # large corpora: whole windows
     assert batch_rows(3, 2, 8192) == 1
+
+
+@pytest.mark.slow
+def test_ray_never_cuts_an_actor_calls_output_into_pieces(tiny_export, tmp_path, ray_cluster):
+    """Each output block holds at least one whole call's rows (one batch), in corpus order, however
+    the files and row groups fall. Ray Data once cut each call's vectors (~20x the texts' bytes) to the
+    texts' block size, and an actor's task then waited on the driver between calls."""
+    exported, max_length = tiny_export
+    (tmp_path / "c").mkdir()
+    for f in range(3):
+        ids = [f"doc-{i:04d}" for i in range(1000 * f, 1000 * f + 1000)]
+        pq.write_table(pa.table({"id": ids, "text": [f"cat {i}" for i in ids]}), tmp_path / "c" / f"{f}.parquet",
+                       row_group_size=7)
+    corpus = open_corpus(str(tmp_path / "c"))
+    config = MapperConfig(str(exported.path), "mean", True, max_length, BatchPlan(), "text", "id")
+    tables = list(run_on_ray(corpus, config, window=8192, workers=2))
+    batch = batch_rows(3000, 2, 8192)
+    assert all(t.num_rows >= batch for t in tables[:-1]), [t.num_rows for t in tables]
+    assert pa.concat_tables(tables).column("id").to_pylist() == [f"doc-{i:04d}" for i in range(3000)]
