@@ -145,11 +145,12 @@ def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: in
 
 
 def _encoded(ray, corpus: Corpus, config: MapperConfig, window: int, layout: ActorLayout, skip_ids):
-    """The dataset of (id, vector, truncated) tables: the corpus read in blocks of ``window`` rows,
-    each mapped by one encoder actor of the pool."""
+    """The dataset of (id, vector, truncated) tables: the corpus read in blocks of about ``window``
+    rows, each mapped by one encoder actor of the pool."""
     dataset = ray.data.read_parquet(corpus.files, filesystem=corpus.filesystem,
                                     columns=[corpus.id_column, corpus.text_column], num_cpus=READ_TASK_CPUS)
-    # Blocks of exactly one call's rows, whatever the files' sizes: each is one task for one actor.
+    # Blocks of one call's rows whatever the files and row groups (big ones cut, small ones joined):
+    # each is one task for one actor.
     dataset = dataset.repartition(target_num_rows_per_block=window)
     with warnings.catch_warnings():
         # Ray 2.60 takes actor retry limits only as extra remote args, and calls those deprecated.
