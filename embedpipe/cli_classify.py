@@ -77,12 +77,13 @@ def classify_cmd(as_json, **options):
     from .classify import ClassifyJob, run_classify
     from .classify.report import markdown
 
-    report = run_classify(ClassifyJob(**options))
+    job = ClassifyJob(**options)
+    report = run_classify(job)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
     click.echo(markdown(report).rstrip())
-    click.echo(f"\nwrote {ClassifyJob(**options).out_dir()}" +
+    click.echo(f"\nwrote {job.out_dir()}" +
                (f" and {report['saved_model']['path']}" if report["saved_model"] else ""))
 
 

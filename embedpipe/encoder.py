@@ -90,13 +90,7 @@ class TextEncoder:
         encoder = manifest.get("encoder")
         if not isinstance(encoder, dict):
             raise EmbedpipeError("the manifest has no 'encoder' section; was it written by embedpipe encode?")
-        spec = EncoderSpec(**{k: encoder.get(k) for k in ("model", "pooling", "normalize", "max_length",
-                                                            "optimize", "quantize")})
-        model = resolve_model(spec.model)
-        expected = manifest.get("model", {}).get("content_hash")
-        if expected and model.content_hash != expected:
-            raise EmbedpipeError(f"model {spec.model or 'default'} has changed since these vectors were made "
-                                 f"(content hash {model.content_hash[:12]} != {expected[:12]})")
+        spec = recorded_spec(encoder, manifest.get("model", {}).get("content_hash"), "these vectors were made")
         return cls.load(spec, BatchPlan(threads=threads or min(4, os.cpu_count() or 1)))
 
     def session_options(self):
@@ -118,7 +112,10 @@ class TextEncoder:
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids with the model's special tokens, truncated to ``max_length``."""
-        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=True)]
+        return [e.ids for e in self._encodings(texts)]
+
+    def _encodings(self, texts: Sequence[str]):
+        return self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (n, dim) float32, in input order. Empty or null texts are an error."""
@@ -133,7 +130,7 @@ class TextEncoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not len(texts):
             return out, np.zeros(0, dtype=bool)
-        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
+        encodings = self._encodings(texts)
         truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings))
         flat, starts, lengths = _flatten([e.ids for e in encodings])
         order = np.argsort(-lengths, kind="stable")
@@ -181,6 +178,18 @@ def _flatten(token_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.nda
     lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
     flat = np.fromiter(chain.from_iterable(token_ids), dtype=np.int64, count=int(lengths.sum()))
     return flat, np.cumsum(lengths) - lengths, lengths
+
+
+def recorded_spec(record: dict, content_hash: str | None, since: str) -> EncoderSpec:
+    """The EncoderSpec a spec_record names, refusing a model whose content changed ``since`` (what
+    was made with it) when the record's ``content_hash`` is known."""
+    spec = EncoderSpec(**{k: record.get(k) for k in ("model", "pooling", "normalize", "max_length",
+                                                       "optimize", "quantize")})
+    actual = resolve_model(spec.model).content_hash
+    if content_hash and actual != content_hash:
+        raise EmbedpipeError(f"model {spec.model or 'default'} has changed since {since} "
+                             f"(content hash {actual[:12]} != {content_hash[:12]})")
+    return spec
 
 
 def spec_record(spec: EncoderSpec, max_length: int) -> dict:

@@ -271,6 +271,14 @@ def cpu_isa() -> str:
     return "avx2"
 
 
+def split_matmuls(graph) -> tuple[list[str], list[str]]:
+    """An ONNX graph's MatMul node names: (those multiplying by a weight initializer, those of two activations)."""
+    weights = {i.name for i in graph.initializer}
+    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
+    return ([n.name for n in matmuls if weights.intersection(n.input)],
+            [n.name for n in matmuls if not weights.intersection(n.input)])
+
+
 def _quantize(directory: Path, onnx_file: str) -> str:
     """Dynamic int8 for this CPU, per-channel weight scales, on the MatMuls that multiply by a weight.
 
@@ -283,9 +291,7 @@ def _quantize(directory: Path, onnx_file: str) -> str:
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    graph = onnx.load(str(directory / onnx_file), load_external_data=False).graph
-    weights = {i.name for i in graph.initializer}
-    activation_matmuls = [n.name for n in graph.node if n.op_type == "MatMul" and not weights.intersection(n.input)]
+    _, activation_matmuls = split_matmuls(onnx.load(str(directory / onnx_file), load_external_data=False).graph)
     config = getattr(AutoQuantizationConfig, cpu_isa())(is_static=False, per_channel=True, operators_to_quantize=["MatMul"],
                                                         nodes_to_exclude=activation_matmuls)
     quantizer = ORTQuantizer.from_pretrained(directory, file_name=onnx_file)

@@ -39,14 +39,6 @@ import numpy as np
 import pyarrow.parquet as pq
 
 
-def weight_matmuls(model) -> tuple[list[str], list[str]]:
-    """(MatMuls with a weight initializer, MatMuls of two activations) by node name."""
-    weights = {i.name for i in model.graph.initializer}
-    matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
-    return ([n.name for n in matmuls if any(i in weights for i in n.input)],
-            [n.name for n in matmuls if not any(i in weights for i in n.input)])
-
-
 class Calibration:
     """onnxruntime CalibrationDataReader over pre-tokenized batches."""
 
@@ -65,8 +57,10 @@ def build_variants(src: Path, workdir: Path, calibration: list[dict], isa: str, 
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.transformers.optimizer import optimize_model
 
+    from embedpipe.models import split_matmuls
+
     model = onnx.load(str(src), load_external_data=False)
-    with_weights, activation_only = weight_matmuls(model)
+    with_weights, activation_only = split_matmuls(model.graph)
     ffn_out = [n for n in with_weights if n.endswith("/output/dense/MatMul") and "attention" not in n]
     layers = sorted({n.split("/")[2] for n in with_weights if n.startswith("/encoder/layer.")},
                     key=lambda s: int(s.split(".")[-1]))

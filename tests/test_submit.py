@@ -9,17 +9,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from embedpipe.index import open_index
-from embedpipe.testing import RAY_ENV, ray_head
+from embedpipe.testing import BIN, RAY_ENV, ray_head
 from embedpipe.vectors import open_vectors
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 # The job runs `python -m embedpipe` / `embedpipe` from PATH, as on a cluster node whose image has them.
 # One pooling and a linear probe: the demo's classify stage at a test's cost.
 QUICK_CLASSIFY = ["--set", "classify.poolings=[mean]", "--set", "classify.heads=[linear]", "--set", "classify.seeds=1"]

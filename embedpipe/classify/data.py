@@ -158,7 +158,7 @@ def load_splits(train: str, *, test: str | None, test_fraction: float, label_col
         if len(y_all) - n_test < len(classes):
             raise EmbedpipeError(f"{train}: {len(y_all)} rows cannot give both a training and a test row to each "
                                  f"of {len(classes)} classes")
-        test_rows = np.sort(_stratified_pick(y_all, n_test, seed))
+        test_rows = _stratified_pick(y_all, n_test, seed)
         train_rows = np.setdiff1d(np.arange(len(y_all)), test_rows)
         test_part = Part(source, test_rows, y_all[test_rows])
     else:

@@ -20,9 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..encoder import EncoderSpec
+from ..encoder import recorded_spec
 from ..errors import EmbedpipeError
-from ..models import resolve_model
 from .data import read_labeled
 from .features import FeatureCache
 from .probes import head_logits, softmax
@@ -39,14 +38,7 @@ def predict_file(model_dir: str | os.PathLike, data: str, out: str | os.PathLike
     if out.exists() and out.is_dir():
         raise EmbedpipeError(f"{out} is a directory; give a file name for the predictions")
     source = read_labeled(data, text_column, None)
-    encoder = saved.encoder
-    spec = EncoderSpec(**{k: encoder.get(k) for k in ("model", "pooling", "normalize", "max_length",
-                                                        "optimize", "quantize")})
-    expected = saved.meta.get("model", {}).get("content_hash")
-    actual = resolve_model(spec.model).content_hash
-    if expected and actual != expected:
-        raise EmbedpipeError(f"model {spec.model or 'default'} has changed since this classifier was trained "
-                             f"(content hash {actual[:12]} != {expected[:12]})")
+    spec = recorded_spec(saved.encoder, saved.meta.get("model", {}).get("content_hash"), "this classifier was trained")
     started = time.perf_counter()
     vectors, _ = FeatureCache(threads=threads).encode(spec, source.texts, "texts encoded")
     probabilities = softmax(head_logits(saved.head, vectors))

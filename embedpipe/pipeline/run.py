@@ -45,8 +45,7 @@ def stage_inputs(spec: Spec, stage: str) -> dict[str, str | None]:
 
 
 def stage_outputs(spec: Spec, stage: str) -> set[str]:
-    return {"encode": lambda: {str(spec.encode.out)}, "index": lambda: {str(spec.index.out)},
-            "evaluate": lambda: {str(spec.evaluate.out)}, "classify": lambda: {str(spec.classify.out)}}[stage]()
+    return {str(getattr(spec, stage).out)}
 
 
 @dataclass(frozen=True)

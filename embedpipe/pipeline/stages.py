@@ -61,18 +61,19 @@ ENCODER_KEYS = ("model", "pooling", "normalize", "optimize", "quantize")
 
 def encode_status(spec: Spec) -> Status:
     from ..corpus import open_corpus
+    from ..encode import run_key_of
 
     job = spec.encode
     manifest = _read_json(Path(job.out) / MANIFEST)
     if manifest is None:
         return Status("run", "no vectors yet")
-    recorded, source = manifest.get("encoder") or {}, manifest.get("source") or {}
+    source = manifest.get("source") or {}
     wanted = {k: getattr(job.spec, k) for k in ENCODER_KEYS}
     if job.spec.max_length is not None:
         wanted["max_length"] = job.spec.max_length
-    have = {k: recorded.get(k) for k in wanted}
     wanted.update(dtype=job.dtype, text_column=job.text_column, id_column=job.id_column)
-    have.update(dtype=manifest.get("dtype"), text_column=source.get("text_column"), id_column=source.get("id_column"))
+    recorded = run_key_of(manifest)
+    have = {k: recorded.get(k) for k in wanted}
     changed = _changes(have, wanted)
     if changed:
         return Status("run", f"config changed ({changed}): " +
