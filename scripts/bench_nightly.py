@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from embedpipe.index import open_index
 from embedpipe.pipeline import load_spec, run_pipeline
 from embedpipe.retrieval import search_texts
-from embedpipe.vectors import open_vectors
+from embedpipe.formats.vectors import open_vectors
 
 SPEC = """
     encode:

@@ -57,7 +57,7 @@ def build_variants(src: Path, workdir: Path, calibration: list[dict], isa: str, 
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.transformers.optimizer import optimize_model
 
-    from embedpipe.models import split_matmuls
+    from embedpipe.model.optimize import split_matmuls
 
     model = onnx.load(str(src), load_external_data=False)
     with_weights, activation_only = split_matmuls(model.graph)
@@ -112,8 +112,8 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from embedpipe.encoder import EncoderSpec, TextEncoder, prepare
-    from embedpipe.models import cpu_isa
+    from embedpipe.encode.encoder import EncoderSpec, TextEncoder, prepare
+    from embedpipe.model.optimize import cpu_isa
 
     texts = pq.read_table(args.corpus, columns=[args.text_column]).column(0).to_pylist()
     calibration_texts = texts[args.rows:args.rows + args.calibration] or texts[:args.calibration]

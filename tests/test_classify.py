@@ -16,7 +16,7 @@ from embedpipe.classify.data import load_splits
 from embedpipe.classify.features import FeatureCache
 from embedpipe.classify.probes import mteb_samples
 from embedpipe.cli import main
-from embedpipe.encoder import EncoderSpec
+from embedpipe.encode.encoder import EncoderSpec
 
 from conftest import assert_one_line_error
 from conftest import run_cli as run
@@ -222,7 +222,7 @@ def test_other_usage_errors(data, tiny_model_dir, tmp_path):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "report.json").write_text("{}")
     assert_one_line_error(run("classify", train, "--out", tmp_path / "taken"), "--overwrite")
-    assert_one_line_error(run("predict", tmp_path, train, "--out", tmp_path / "p.parquet"),
+    assert_one_line_error(run("predict", tmp_path / "taken", train, "--out", tmp_path / "p.parquet"),
                           "not a saved embedpipe classifier")
     bad = run("classify", train, "--pooling", "cls,median")
     assert bad.exit_code == 2 and "median" in bad.output and re.search(r"mean, max", bad.output)

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from embedpipe.pooling import POOLINGS
+from embedpipe.encode.pooling import POOLINGS
 
 from conftest import assert_one_line_error, write_corpus
 from conftest import run_cli as run

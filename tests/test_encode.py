@@ -8,9 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from embedpipe.encode import EncodeJob, encode_corpus
-from embedpipe.encoder import EncoderSpec, TextEncoder
+from embedpipe.encode.encoder import EncoderSpec, TextEncoder
 from embedpipe.errors import EmbedpipeError
-from embedpipe.vectors import file_sha256, open_vectors
+from embedpipe.formats.vectors import open_vectors
+from embedpipe.fsio import file_sha256
 
 from conftest import TEXTS, write_corpus
 
@@ -100,7 +101,7 @@ def test_existing_result_survives_until_the_new_one_is_complete(tiny_model_dir, 
     encode_corpus(job(tiny_model_dir, corpus, out))
     before = (out / "manifest.json").read_text()
     assert encode_corpus(job(tiny_model_dir, corpus, out)).up_to_date   # same corpus and config: a no-op
-    with pytest.raises(EmbedpipeError, match="encoded with another config .*pooling mean -> max.*--overwrite"):
+    with pytest.raises(EmbedpipeError, match="encoded with another config .*pooling mean -> max.*overwrite=true"):
         encode_corpus(job(tiny_model_dir, corpus, out, spec=EncoderSpec(model=str(tiny_model_dir), pooling="max")))
     broken = write_corpus(tmp_path / "broken.parquet", ["fine", None])
     with pytest.raises(EmbedpipeError):
@@ -142,7 +143,7 @@ def test_int8_and_optimized_exports_stay_close_to_fp32(tiny_model_dir):
     (8, 2, None, (2, 4, 3.5)),
 ])
 def test_actor_layout_always_leaves_a_cpu_for_ray_data(cpus, workers, threads, expected):
-    from embedpipe.runners.ray_runner import actor_layout
+    from embedpipe.encode.runners.ray import actor_layout
 
     layout = actor_layout(cpus, workers, threads)
     assert (layout.workers, layout.threads, layout.actor_cpus) == expected
@@ -152,7 +153,7 @@ def test_actor_layout_always_leaves_a_cpu_for_ray_data(cpus, workers, threads, e
 def test_corpus_rewritten_with_the_same_size_and_rows_gets_a_new_fingerprint(tmp_path):
     import os
 
-    from embedpipe.corpus import open_corpus
+    from embedpipe.formats.corpus import open_corpus
 
     path = write_corpus(tmp_path / "c.parquet", ["abc", "def"])
     before, size = open_corpus(path).fingerprint(), os.path.getsize(path)

@@ -17,9 +17,11 @@ import pytest
 
 from embedpipe.errors import EmbedpipeError
 from embedpipe.index import IndexConfig, build_index, open_index
-from embedpipe.index_choice import choose_factory, ivf_centroids, parse_size, training_rows
-from embedpipe.tuning import NPROBE_GRID, ExactTopK, recall_at_k
-from embedpipe.vectors import VectorWriter, file_sha256, vector_array
+from embedpipe.index.choose import choose_factory, ivf_centroids, parse_size, training_rows
+from embedpipe.index.params import NPROBE_GRID, ExactTopK, recall_at_k
+from embedpipe.formats.vectors import VectorWriter
+from embedpipe.formats.vectors import vector_array
+from embedpipe.fsio import file_sha256
 
 from conftest import assert_one_line_error, run_cli
 
@@ -73,7 +75,7 @@ def test_auto_choice_follows_the_memory_ladder(n, dim, memory, expected):
 
 
 def test_auto_choice_refuses_an_impossible_budget():
-    with pytest.raises(EmbedpipeError, match="raise --max-memory"):
+    with pytest.raises(EmbedpipeError, match="raise max_memory"):
         choose_factory(1_000_000, 384, parse_size("1MB"))
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from embedpipe.encode import EncodeJob, encode_corpus
-from embedpipe.encoder import EncoderSpec, TextEncoder
-from embedpipe.vectors import open_vectors
+from embedpipe.encode.encoder import EncoderSpec, TextEncoder
+from embedpipe.formats.vectors import open_vectors
 
 from conftest import TEXTS
 

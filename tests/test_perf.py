@@ -6,10 +6,11 @@ import pytest
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embedpipe.corpus import open_corpus
-from embedpipe.encoder import BatchPlan, EncoderSpec, TextEncoder, prepare
-from embedpipe.mapper import MapperConfig
-from embedpipe.runners.ray_runner import BATCHES_PER_ACTOR, batch_rows, run_on_ray
+from embedpipe.formats.corpus import open_corpus
+from embedpipe.encode import batching
+from embedpipe.encode.encoder import BatchPlan, EncoderSpec, TextEncoder, prepare
+from embedpipe.encode.mapper import MapperConfig
+from embedpipe.encode.runners.ray import BATCHES_PER_ACTOR, batch_rows, run_on_ray
 
 from conftest import TEXTS
 
@@ -39,7 +40,7 @@ def test_batches_respect_both_budgets_and_the_padding_bound(tiny_export, max_pad
     encoder = TextEncoder(exported.path, "mean", True, max_length, plan)
     lengths = np.array([3, 60, 7, 7, 12, 1, 25, 9, 9, 9, 40, 2, 9, 9, 8])
     order = np.argsort(-lengths, kind="stable")
-    batches = list(encoder._batches(order, lengths))
+    batches = list(batching.batches(order, lengths, encoder.plan))
     assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
     for rows in batches:
         assert len(rows) <= 4

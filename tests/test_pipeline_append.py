@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from embedpipe.cli import main
 from embedpipe.errors import EmbedpipeError
 from embedpipe.index import IndexConfig, append_index, build_index, open_index
-from embedpipe.vectors import VectorWriter, open_vectors
+from embedpipe.formats.vectors import VectorWriter, open_vectors
 
 DIM = 16
 
@@ -86,7 +86,7 @@ def test_cli_append_and_build_when_there_is_no_index_yet(grown, tmp_path):
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("rebuilt", "the vectors were rebuilt, so rebuild the index without --append"),
+    ("rebuilt", "the vectors were rebuilt, so rebuild the index without append"),
     ("other_encoder", "was encoded differently from the vectors in the index"),
     ("duplicate_id", "id 'doc5' of a new shard"),
 ])

@@ -13,7 +13,7 @@ from conftest import WORDS, write_corpus
 from embedpipe.cli import main
 from embedpipe.index import open_index
 from embedpipe.retrieval import search_texts
-from embedpipe.vectors import open_vectors
+from embedpipe.formats.vectors import open_vectors
 
 
 def texts(start: int, n: int) -> list[str]:

@@ -15,7 +15,7 @@ from conftest import WORDS, write_corpus
 
 from embedpipe.cli import main
 from embedpipe.index import open_index
-from embedpipe.vectors import open_vectors
+from embedpipe.formats.vectors import open_vectors
 
 N_DOCS = 60
 

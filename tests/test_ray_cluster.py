@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from embedpipe.testing import RAY_ENV, ray_head
-from embedpipe.vectors import open_vectors
+from embedpipe.formats.vectors import open_vectors
 
 @pytest.fixture
 def ray_head_address(tmp_path):

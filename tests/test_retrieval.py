@@ -14,12 +14,12 @@ import pytest
 
 from conftest import TEXTS, WORDS, assert_one_line_error, run_cli, write_corpus
 from embedpipe.encode import EncodeJob, encode_corpus
-from embedpipe.encoder import EncoderSpec
+from embedpipe.encode.encoder import EncoderSpec
 from embedpipe.errors import EmbedpipeError
 from embedpipe.index import IndexConfig, build_index, open_index
-from embedpipe.metrics import retrieval_metrics
+from embedpipe.retrieval.metrics import retrieval_metrics
 from embedpipe.retrieval import search_texts
-from embedpipe.vectors import VectorWriter, open_vectors
+from embedpipe.formats.vectors import VectorWriter, open_vectors
 from test_index import entries
 
 

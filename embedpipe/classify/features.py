@@ -1,8 +1,8 @@
 """Frozen pooled vectors for labeled rows, through the same encoder path as ``embedpipe encode``,
 cached on disk so another head (or another run) costs no re-encoding.
 
-    >>> vectors, seconds = FeatureCache().vectors(EncoderSpec(pooling="cls"), split.train)
-    >>> vectors.shape            # (rows, dim) float32
+    >>> vectors, seconds = FeatureCache().vectors(EncoderSpec(pooling="cls"), split.train)  # doctest: +SKIP
+    >>> vectors.shape            # (rows, dim) float32                                     # doctest: +SKIP
 
 The cache key is the model's content hash, the export options, pooling, max_length, normalize, the
 file's content fingerprint, the text column and the chosen rows; entries are .npz files (no pickle)
@@ -15,13 +15,15 @@ import hashlib
 import json
 import logging
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 
-from ..encoder import EncoderSpec, TextEncoder, prepare
-from ..models import cache_root
+from ..encode.batching import BatchPlan
+from ..encode.encoder import EncoderSpec, TextEncoder, prepare, spec_record
+from ..formats.vectors import encoder_identity
+from ..fsio import atomic_path
+from ..model.resolve import cache_root
 from ..progress import Progress
 from .data import Part
 
@@ -39,10 +41,8 @@ class FeatureCache:
 
     def key(self, spec: EncoderSpec, part: Part, rows: str | None = None) -> str:
         exported, max_length = prepare(spec)
-        record = {"model": exported.info["content_hash"], "onnx": exported.info["onnx_file"],
-                  "optimize": spec.optimize, "quantize": spec.quantize, "pooling": spec.pooling,
-                  "max_length": max_length, "normalize": spec.normalize,
-                  "file": part.source.fingerprint, "rows": rows or part.rows_key()}
+        record = {**encoder_identity(spec_record(spec, max_length), exported.info["content_hash"]),
+                  "onnx": exported.info["onnx_file"], "file": part.source.fingerprint, "rows": rows or part.rows_key()}
         return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:32]
 
     def vectors(self, spec: EncoderSpec, part: Part, what: str = "texts") -> tuple[np.ndarray, float]:
@@ -63,15 +63,12 @@ class FeatureCache:
                     return vectors[part.rows], seconds * len(part.rows) / max(expected, 1)
         vectors, seconds = self.encode(spec, part.texts, f"{spec.pooling} {what} encoded")
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.npz")
-        np.savez(tmp, vectors=vectors, seconds=np.float64(seconds))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, vectors=vectors, seconds=np.float64(seconds))
         return vectors, seconds
 
     def encoder(self, spec: EncoderSpec) -> TextEncoder:
         if spec not in self._encoders:
-            from ..encoder import BatchPlan
-
             self._encoders[spec] = TextEncoder.load(spec, BatchPlan(threads=self.threads))
         return self._encoders[spec]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import EmbedpipeError
+from ..errors import ConfigError
 from ..progress import Progress
 from .data import Splits
 
@@ -134,7 +134,7 @@ def finetune(model_path: str, pooling: str, splits: Splits, options: FinetuneOpt
              seed: int) -> FinetuneRun:
     """Fine-tune the whole encoder plus the ``pooling`` head on ``splits.train``; score on ``splits.test``."""
     if pooling not in FINETUNE_POOLINGS:
-        raise EmbedpipeError(f"fine-tuning supports poolings {', '.join(FINETUNE_POOLINGS)}, not {pooling!r}")
+        raise ConfigError("poolings", f"fine-tuning supports {', '.join(FINETUNE_POOLINGS)}, not {pooling!r}")
     import torch
     from sklearn.metrics import accuracy_score, f1_score
     from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup

@@ -1,8 +1,8 @@
 """ClassifyJob + run_classify: probes on frozen pooled vectors against full fine-tuning, as a report.
 
     >>> report = run_classify(ClassifyJob(train="train.parquet", test="test.parquet", out="report_dir",
-    ...                                   poolings=("cls", "mean"), heads=("linear", "mlp")))
-    >>> [(r["method"], r["pooling"], r["head"], round(r["accuracy"], 3)) for r in report["results"]]
+    ...                                   poolings=("cls", "mean"), heads=("linear", "mlp")))  # doctest: +SKIP
+    >>> [(r["method"], r["pooling"], r["head"], round(r["accuracy"], 3)) for r in report["results"]]  # doctest: +SKIP
 
 The report directory (report.json, report.md, accuracy.png) is written in a staging directory and
 renamed into place, so an earlier report survives a failed run. report.json records the job's
@@ -11,23 +11,22 @@ config and the content fingerprints of the input files (see ``report_is_current`
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import statistics
 import time
-import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from ..encoder import EncoderSpec, prepare, spec_record
-from ..errors import EmbedpipeError
-from ..pooling import check_pooling
-from ..vectors import check_output_dir, publish_dir
+from .. import __version__, checks
+from ..encode.encoder import EncoderSpec, prepare, spec_record
+from ..encode.pooling import check_pooling
+from ..errors import ConfigError, EmbedpipeError
+from ..formats.classifier import META, save_classifier
+from ..formats.labeled import fingerprint
+from ..fsio import check_output, check_output_dir, read_json, staged_dir
 from .data import Splits, limit_train, load_splits
 from .features import FeatureCache
 from .finetune import FINETUNE_POOLINGS, FinetuneOptions, finetune
@@ -68,27 +67,43 @@ class ClassifyJob:
     save_model: str | None = None            # save the best probe here (safetensors + json)
     overwrite: bool = False                  # replace an existing report / saved model directory
 
-    def check(self) -> "ClassifyJob":
-        if not self.train:
-            raise EmbedpipeError("no training file given")
-        if not self.poolings:
-            raise EmbedpipeError("give at least one pooling")
+    def __post_init__(self):
+        checks.path("train", self.train)
+        checks.path("test", self.test, optional=True)
+        checks.number_in("test_fraction", self.test_fraction, 0.0, 1.0, low_open=True, high_open=True)
+        checks.text("label_column", self.label_column)
+        checks.text("text_column", self.text_column)
+        if self.label_column == self.text_column:
+            raise ConfigError("label_column", f"must differ from text_column (both {self.text_column!r})")
+        self.poolings = _names("poolings", self.poolings)
         for pooling in self.poolings:
-            check_pooling(pooling)
+            try:
+                check_pooling(pooling)
+            except ConfigError as e:
+                raise ConfigError("poolings", str(e).removeprefix("pooling ")) from None
+        self.heads = _names("heads", self.heads, allow_empty=True)
         for head in self.heads:
-            if head not in HEADS:
-                raise EmbedpipeError(f"unknown head {head!r}; choose from: {', '.join(HEADS)}")
+            checks.one_of("heads", head, HEADS)
+        checks.boolean("finetune", self.finetune)
         if not self.heads and not self.finetune:
-            raise EmbedpipeError("nothing to do: no probe head and no --finetune")
+            raise ConfigError("heads", "is empty and finetune is off: nothing to do")
         if self.finetune and not set(self.poolings) & set(FINETUNE_POOLINGS):
-            raise EmbedpipeError(f"--finetune needs pooling {' or '.join(FINETUNE_POOLINGS)} among the poolings")
+            raise ConfigError("poolings", f"must include {' or '.join(FINETUNE_POOLINGS)} when finetune is on")
         for name in ("epochs", "seeds", "finetune_seeds", "mlp_epochs", "finetune_batch_size"):
-            if getattr(self, name) < 1:
-                raise EmbedpipeError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.finetune_train_limit is not None and self.finetune_train_limit < 1:
-            raise EmbedpipeError(f"--finetune-train-limit must be positive, got {self.finetune_train_limit}")
-        if self.samples_per_label is not None and self.samples_per_label < 1:
-            raise EmbedpipeError(f"--samples-per-label must be at least 1, got {self.samples_per_label}")
+            checks.at_least(name, getattr(self, name), 1)
+        checks.number_in("learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
+        for name in ("finetune_train_limit", "train_limit", "samples_per_label", "threads"):
+            checks.at_least(name, getattr(self, name), 1, optional=True)
+        checks.path("model", self.model, optional=True)
+        checks.at_least("max_length", self.max_length, 2, optional=True)
+        checks.boolean("normalize", self.normalize)
+        checks.at_least("split_seed", self.split_seed, 0)
+        checks.path("out", self.out, optional=True)
+        checks.path("save_model", self.save_model, optional=True)
+        checks.boolean("overwrite", self.overwrite)
+
+    def check(self) -> ClassifyJob:
+        """Kept for callers of the earlier API: the job checked itself when it was built."""
         return self
 
     def out_dir(self) -> Path:
@@ -99,6 +114,17 @@ class ClassifyJob:
 
     def config(self) -> dict:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+
+def _names(field: str, values, allow_empty: bool = False) -> tuple[str, ...]:
+    """A list of names as a tuple of unique strings, in order."""
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise ConfigError(field, f"must be a list of names, got {values!r}")
+    if not values and not allow_empty:
+        raise ConfigError(field, "must name at least one")
+    for value in values:
+        checks.text(field, value)
+    return tuple(dict.fromkeys(values))
 
 
 def _summary(values: list[float]) -> tuple[float, float]:
@@ -171,16 +197,17 @@ def _finetune_results(job: ClassifyJob, splits: Splits) -> list[dict]:
 
 def run_classify(job: ClassifyJob) -> dict:
     """Run every probe (and fine-tuning), publish the report directory, return the report dict."""
-    job.check()
-    out = check_output_dir(job.out_dir(), job.overwrite, REPORT)
+    inputs = {"train": job.train, "test": job.test}
+    out = check_output_dir(check_output(job.out_dir(), inputs), job.overwrite, REPORT)
     if job.save_model:
-        check_output_dir(job.save_model, job.overwrite, "classifier.json")
+        check_output(job.save_model, {**inputs, "report directory": out})
+        check_output_dir(job.save_model, job.overwrite, META)
     started, created = time.perf_counter(), datetime.now(timezone.utc)
     splits = load_splits(job.train, test=job.test, test_fraction=job.test_fraction, label_column=job.label_column,
                          text_column=job.text_column, train_limit=job.train_limit, seed=job.split_seed)
     finetune_splits = splits
     if job.finetune and job.finetune_train_limit is not None:
-        finetune_splits = limit_train(splits, job.finetune_train_limit, job.split_seed, "--finetune-train-limit")
+        finetune_splits = limit_train(splits, job.finetune_train_limit, job.split_seed, "finetune_train_limit")
     for pooling in job.poolings:
         prepare(_spec(job, pooling))   # fail on a bad model / pooler-less model before any work
     exported, max_length = prepare(_spec(job, job.poolings[0]))
@@ -213,8 +240,6 @@ def run_classify(job: ClassifyJob) -> dict:
     }
     if job.save_model and probes:
         best_probe = max(probes, key=lambda r: r["accuracy"])
-        from .saved import save_classifier
-
         spec = _spec(job, best_probe["pooling"])
         save_classifier(job.save_model, heads[(best_probe["pooling"], best_probe["head"])], splits.classes,
                         spec_record(spec, max_length), model_record,
@@ -247,24 +272,14 @@ def _notes(job: ClassifyJob) -> list[str]:
 
 
 def _publish(out: Path, report: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.staging-{uuid.uuid4().hex[:8]}")
-    staging.mkdir()
-    try:
+    with staged_dir(out) as staging:
         write_report_files(staging, report)
-        publish_dir(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def report_is_current(job: ClassifyJob) -> bool:
     """True when ``job.out`` holds a report made from the same inputs (by content) and config."""
-    from .data import fingerprint
-
-    path = job.out_dir() / REPORT
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
+    report = read_json(job.out_dir() / REPORT)
+    if report is None:
         return False
     mine = {k: v for k, v in job.config().items() if k not in NOT_IN_RESULT}
     theirs = {k: v for k, v in report.get("config", {}).items() if k not in NOT_IN_RESULT}

@@ -24,14 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-HEADS = ("linear", "mlp")
+from ..formats.classifier import HEADS, Head  # noqa: F401  (HEADS: the heads this module trains)
+
 MTEB_SEED = 42
-
-
-@dataclass
-class Head:
-    kind: str                        # "linear" or "mlp"
-    weights: dict[str, np.ndarray]   # linear: weight (C,D), bias (C,); mlp: pre_classifier.*, classifier.*
 
 
 @dataclass(frozen=True)

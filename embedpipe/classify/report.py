@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..vectors import write_json_atomic
+from ..fsio import write_json_atomic, write_text_atomic
 
 PLOT = "accuracy.png"
 METHOD_ORDER = {("probe", "linear"): 0, ("probe", "mlp"): 1, ("finetune", "finetune"): 2}
@@ -86,5 +86,5 @@ def plot(report: dict, path: Path) -> None:
 
 def write_report_files(directory: Path, report: dict) -> None:
     write_json_atomic(directory / "report.json", report)
-    (directory / "report.md").write_text(markdown(report))
+    write_text_atomic(directory / "report.md", markdown(report))
     plot(report, directory / PLOT)

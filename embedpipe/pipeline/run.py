@@ -11,15 +11,13 @@ and a rerun continues with the first stage that is not.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EmbedpipeError
+from ..fsio import FileLock
 from .spec import Spec, is_url
 from .stages import RUN, STATUS, UPSTREAM, Status
 
@@ -83,20 +81,11 @@ def run_pipeline(spec: Spec, on_step=None) -> list[StepResult]:
 LOCK = ".embedpipe-run.lock"
 
 
-@contextmanager
-def run_lock(output_dir: Path):
+def run_lock(output_dir: Path) -> FileLock:
     """One run at a time per output_dir: a second one is refused at once, not queued (an flock,
     released by the OS even if the process is killed)."""
-    fd = os.open(output_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise EmbedpipeError(f"another embedpipe run is working in {output_dir} (it holds {LOCK}); "
-                                 "wait for it to finish") from None
-        yield
-    finally:
-        os.close(fd)
+    return FileLock(output_dir / LOCK, f"another embedpipe run is working in {output_dir} (it holds {LOCK}); "
+                                       "wait for it to finish")
 
 
 def _run_stages(spec: Spec, on_step) -> list[StepResult]:

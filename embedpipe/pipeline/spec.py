@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import yaml
 
+from .. import checks
 from ..errors import EmbedpipeError
 
 
@@ -39,6 +40,11 @@ class RaySettings:
     address: str | None = None          # Ray cluster to join; None = $RAY_ADDRESS if set, else an embedded local Ray
     workers: int | None = None          # encoder actors; None = one per cpus_per_actor CPUs of the cluster
     cpus_per_actor: int | None = None   # CPUs (= onnxruntime threads) per encoder actor; None = 1-4
+
+    def __post_init__(self):
+        checks.text("address", self.address, optional=True)
+        checks.at_least("workers", self.workers, 1, optional=True)
+        checks.at_least("cpus_per_actor", self.cpus_per_actor, 1, optional=True)
 
 
 @dataclass(frozen=True)
@@ -83,30 +89,27 @@ class Section:
 
 
 def _encode_job():
-    from ..encode import EncodeJob
+    from ..encode.job import EncodeJob
     return EncodeJob
 
 
 def _encoder_spec():
-    from ..encoder import EncoderSpec
+    from ..encode.encoder import EncoderSpec
     return EncoderSpec
 
 
 def _index_config():
-    from ..index import IndexConfig
+    from ..index.build import IndexConfig
     return IndexConfig
 
 
 def _evaluate_job():
-    from ..retrieval import EvaluateJob
+    from ..retrieval.evaluate import EvaluateJob
     return EvaluateJob
 
 
 def _classify_job():
-    try:
-        from ..classify import ClassifyJob
-    except ImportError:
-        raise EmbedpipeError("this embedpipe has no classify stage yet (embedpipe.classify is missing)") from None
+    from ..classify.job import ClassifyJob
     return ClassifyJob
 
 
@@ -383,7 +386,9 @@ def load_spec(path: str | Path, *, output_dir: str | None = None, overrides: lis
             values[key] = (value, place, where)
         resolved[name] = values
 
-    ray = RaySettings(**{k: v for k, (v, _, _) in resolved.get("ray", {}).items()})
+    ray_values = resolved.get("ray", {})
+    ray = _checked("ray", tree["ray"][0].where if "ray" in tree else str(path),
+                   lambda: RaySettings(**{k: v for k, (v, _, _) in ray_values.items()}), ray_values)
     return Spec(path=path.resolve(), output_dir=out_dir, ray=ray,
                 encode=_build_encode(resolved.get("encode"), ray),
                 index=_build_index(resolved.get("index"), resolved.get("encode"), tree),
@@ -391,12 +396,32 @@ def load_spec(path: str | Path, *, output_dir: str | None = None, overrides: lis
                 classify=_build_plain("classify", resolved.get("classify")))
 
 
-def _checked(name: str, where: str, build: Callable):
-    """Run a dataclass's own check(); its error gets the section's location."""
+# Fields a section's job takes from another section of the spec.
+BORROWED = {"encode": {"threads": "ray.cpus_per_actor", "workers": "ray.workers", "ray_address": "ray.address"}}
+
+
+def spec_key(section: str, field: str, value: str | None = None) -> str:
+    """How a spec names a config field (and the value to set): ``encode.rows_per_shard``,
+    ``encode.empty_text: skip``."""
+    key = BORROWED.get(section, {}).get(field, f"{section}.{field}")
+    return f"{key}: {value}" if value else key
+
+
+def render(error: EmbedpipeError, section: str) -> str:
+    """An error of the library with the config fields it names written as this spec's keys."""
+    return error.render(lambda field, value: spec_key(section, field, value))
+
+
+def _checked(name: str, where: str, build: Callable, values: dict | None = None):
+    """Build a section's dataclass (which checks itself); its error gets the offending key's
+    location (the line, or the --set that gave it) and names the key as the spec does."""
     try:
         return build()
     except EmbedpipeError as e:
-        raise EmbedpipeError(f"{where}: {name}: {e}") from None
+        field = getattr(e, "field", None)
+        if values and field in values and values[field][2]:
+            where = values[field][2]
+        raise EmbedpipeError(f"{where}: {render(e, name)}") from None
 
 
 def _build_encode(values: dict | None, ray: RaySettings):
@@ -406,8 +431,9 @@ def _build_encode(values: dict | None, ray: RaySettings):
     job = {k: (str(v) if k == "out" else v) for k, (v, place, _) in values.items() if place == "job"}
     nested = {k: v for k, (v, place, _) in values.items() if place == "nested"}
     where = values["corpus"][2]
-    spec = _checked("encode", where, lambda: spec_cls(**nested).check())
-    return job_cls(**job, spec=spec, ray_address=ray.address, workers=ray.workers, threads=ray.cpus_per_actor)
+    spec = _checked("encode", where, lambda: spec_cls(**nested), values)
+    return _checked("encode", where, lambda: job_cls(**job, spec=spec, ray_address=ray.address, workers=ray.workers,
+                                                     threads=ray.cpus_per_actor), values)
 
 
 def _build_index(values: dict | None, encode: dict | None, tree: dict) -> IndexStage | None:
@@ -420,7 +446,7 @@ def _build_index(values: dict | None, encode: dict | None, tree: dict) -> IndexS
         vectors = str(encode["out"][0])
     config_cls = SECTIONS["index"].target()
     config = {k: v for k, (v, place, _) in values.items() if place == "job"}
-    config = _checked("index", tree["index"][0].where, lambda: config_cls(**config).check())
+    config = _checked("index", tree["index"][0].where, lambda: config_cls(**config), values)
     return IndexStage(vectors=Path(vectors), out=values["out"][0], append=values["append"][0], config=config)
 
 
@@ -434,7 +460,7 @@ def _build_evaluate(values: dict | None, index: dict | None, tree: dict):
         fields["index"] = str(index["out"][0])
     fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in fields.items()}
     job_cls = SECTIONS["evaluate"].target()
-    return _checked("evaluate", tree["evaluate"][0].where, lambda: job_cls(**fields).check())
+    return _checked("evaluate", tree["evaluate"][0].where, lambda: job_cls(**fields), values)
 
 
 def _build_plain(name: str, values: dict | None):
@@ -442,5 +468,4 @@ def _build_plain(name: str, values: dict | None):
         return None
     cls = SECTIONS[name].target()
     fields = {k: (str(v) if isinstance(v, Path) else v) for k, (v, _, _) in values.items()}
-    job = cls(**fields)
-    return _checked(name, next(iter(values.values()))[2], job.check) if hasattr(job, "check") else job
+    return _checked(name, next(iter(values.values()))[2], lambda: cls(**fields), values)

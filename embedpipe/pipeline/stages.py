@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EmbedpipeError
-from ..vectors import MANIFEST, file_sha256
+from ..formats.vectors import MANIFEST
+from ..fsio import file_sha256, read_json
 from .spec import Spec
 
 log = logging.getLogger("embedpipe.pipeline")
@@ -34,14 +35,6 @@ class Status:
     @property
     def runs(self) -> bool:
         return self.action != "skip"
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _plain(data) -> dict:
@@ -60,11 +53,11 @@ ENCODER_KEYS = ("model", "pooling", "normalize", "optimize", "quantize")
 
 
 def encode_status(spec: Spec) -> Status:
-    from ..corpus import open_corpus
-    from ..encode import run_key_of
+    from ..formats.corpus import open_corpus
+    from ..formats.vectors import run_key_of
 
     job = spec.encode
-    manifest = _read_json(Path(job.out) / MANIFEST)
+    manifest = read_json(Path(job.out) / MANIFEST)
     if manifest is None:
         return Status("run", "no vectors yet")
     source = manifest.get("source") or {}
@@ -85,7 +78,7 @@ def encode_status(spec: Spec) -> Status:
 
 
 def encode_run(spec: Spec, status: Status) -> str:
-    from ..encode import encode_corpus
+    from ..encode.job import encode_corpus
 
     job = spec.encode
     if job.runner == "ray" and job.ray_address is None and os.environ.get("RAY_ADDRESS"):
@@ -100,7 +93,8 @@ def encode_run(spec: Spec, status: Status) -> str:
 # --- index ----------------------------------------------------------------------------------------------
 
 def index_status(spec: Spec, upstream_runs: bool) -> Status:
-    from ..index import INFO_FILE, new_shards
+    from ..formats.index_dir import INFO_FILE
+    from ..index.build import new_shards
 
     stage = spec.index
     manifest_path = stage.vectors / MANIFEST
@@ -108,7 +102,7 @@ def index_status(spec: Spec, upstream_runs: bool) -> Status:
         if upstream_runs:
             return Status("run", "after encode")
         return Status("run", f"no vectors at {stage.vectors} (the run will fail unless they appear)")
-    info = _read_json(stage.out / INFO_FILE)
+    info = read_json(stage.out / INFO_FILE)
     if info is None:
         return Status("run", "no index yet")
     wanted = _plain(dataclasses.asdict(stage.config))
@@ -120,7 +114,7 @@ def index_status(spec: Spec, upstream_runs: bool) -> Status:
     if upstream_runs:
         return Status("run", "after encode: appends new shards or rebuilds" if stage.append else "after encode: rebuilds")
     if stage.append:
-        manifest = _read_json(manifest_path) or {}
+        manifest = read_json(manifest_path) or {}
         try:
             shards = new_shards(info, manifest, stage.vectors)
         except EmbedpipeError as e:
@@ -131,12 +125,13 @@ def index_status(spec: Spec, upstream_runs: bool) -> Status:
 
 
 def index_run(spec: Spec, status: Status) -> str:
-    from ..index import INFO_FILE, append_index, build_index
+    from ..formats.index_dir import INFO_FILE
+    from ..index.build import append_index, build_index
 
     stage = spec.index
     note = ""
     if status.action == "append":
-        before = (_read_json(stage.out / INFO_FILE) or {}).get("n", 0)
+        before = (read_json(stage.out / INFO_FILE) or {}).get("n", 0)
         try:
             info = append_index(stage.out, stage.vectors)
             return f"appended {info['n'] - before} vectors: {info['n']} in {info['factory']}"
@@ -152,7 +147,8 @@ def index_run(spec: Spec, status: Status) -> str:
 # --- evaluate -------------------------------------------------------------------------------------------
 
 def evaluate_status(spec: Spec, upstream_runs: bool) -> Status:
-    from ..retrieval import evaluation_config, evaluation_inputs, read_evaluation
+    from ..formats.reports import read_evaluation
+    from ..retrieval.evaluate import evaluation_config, evaluation_inputs
 
     job = spec.evaluate
     if upstream_runs:
@@ -172,7 +168,7 @@ def evaluate_status(spec: Spec, upstream_runs: bool) -> Status:
 
 
 def evaluate_run(spec: Spec, status: Status) -> str:
-    from ..retrieval import run_evaluate
+    from ..retrieval.evaluate import run_evaluate
 
     return _headline(run_evaluate(spec.evaluate))
 
@@ -198,7 +194,7 @@ def classify_status(spec: Spec) -> Status:
 
 
 def classify_run(spec: Spec, status: Status) -> str:
-    from ..classify import run_classify
+    from ..classify.job import run_classify
     from ..classify.job import REPORT
 
     job = spec.classify

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embedpipe.encode import EncodeJob
-from embedpipe.encoder import EncoderSpec
-from embedpipe.vectors import open_vectors
+from embedpipe.encode.encoder import EncoderSpec
+from embedpipe.formats.vectors import open_vectors
 
 WORDS = "the a cat dog bird fish tree house car road river city water fire sun moon star book word red green".split()
 

@@ -6,9 +6,10 @@ import logging
 
 import pytest
 
-from embedpipe import vectors
+from embedpipe import fsio
 from embedpipe.encode import encode_corpus
-from embedpipe.vectors import file_sha256, open_vectors
+from embedpipe.formats.vectors import open_vectors
+from embedpipe.fsio import file_sha256
 
 from _support import assert_same_vectors, by_id, job, manifest, write_rows
 
@@ -20,14 +21,14 @@ class InjectedFault(OSError):
 def fail_rename_when(monkeypatch, predicate):
     """Make ``rename_into_place`` raise for the destination ``predicate`` picks; the file it would
     have renamed was fully written by then."""
-    real = vectors.rename_into_place
+    real = fsio.rename_into_place
 
     def rename(src, dst):
         if predicate(dst):
             raise InjectedFault(f"injected fault before renaming {src.name} to {dst}")
         real(src, dst)
 
-    monkeypatch.setattr(vectors, "rename_into_place", rename)
+    monkeypatch.setattr(fsio, "rename_into_place", rename)
 
 
 def test_fault_before_a_shard_rename_leaves_nothing_visible_and_the_rerun_resumes(

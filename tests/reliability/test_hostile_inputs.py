@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embedpipe.encode import encode_corpus
-from embedpipe.vectors import VectorWriter
+from embedpipe.formats.vectors import VectorWriter
 
 from _support import by_id, job, manifest, write_rows
 from conftest import assert_one_line_error as one_line_error
@@ -73,7 +73,7 @@ def test_invalid_utf8_bytes_are_an_error_naming_the_rows(tiny_model_dir, tmp_pat
 
 READ_ONE_ROW_GROUP = """
 import os, sys
-from embedpipe.corpus import open_corpus
+from embedpipe.formats.corpus import open_corpus
 def rss_mb():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 corpus = open_corpus(sys.argv[1])

@@ -80,7 +80,7 @@ def test_removed_ids_keep_their_vectors_and_changed_texts_keep_theirs(tiny_model
         encode_corpus(job(tiny_model_dir, path, out))
     m = manifest(out)
     assert m["last_run"]["encoded_rows"] == 5 and m["last_run"]["removed_ids"] == 10 and m["rows"] == 55
-    assert "10 id(s)" in caplog.text and "--overwrite rebuilds" in caplog.text
+    assert "10 id(s)" in caplog.text and "overwrite rebuilds" in caplog.text
     after = by_id(out)
     assert (after["doc-10"] == first["doc-10"]).all() and "doc-0" in after
     rebuilt = by_id(encode_corpus(job(tiny_model_dir, path, out, overwrite=True)).out)
@@ -108,10 +108,10 @@ def test_a_published_shard_that_changed_is_refused_before_extending(tiny_model_d
 
 
 def test_two_runs_never_write_one_output_at_once(tiny_model_dir, tmp_path):
-    from embedpipe.resume import RunLock
+    from embedpipe.encode.resume import run_lock
 
     corpus, out = write_rows(tmp_path / "c.parquet", 0, 20), tmp_path / "v"
-    with RunLock(out):                                      # another run holds the output
+    with run_lock(out):                                      # another run holds the output
         result = cli("encode", corpus, "--model", tiny_model_dir, "--runner", "local", "--out", out)
         one_line_error(result, f"another embedpipe run is writing {out}")
     assert not out.exists()

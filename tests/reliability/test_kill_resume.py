@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from embedpipe.encode import encode_corpus
-from embedpipe.encoder import EncoderSpec, prepare
+from embedpipe.encode.encoder import EncoderSpec, prepare
 
 from _support import assert_same_vectors, by_id, job, listening_addresses, manifest, processes_mentioning, write_rows
 

@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
-from embedpipe.encoder import BatchPlan, EncoderSpec, prepare
+from embedpipe.encode.encoder import BatchPlan, EncoderSpec, prepare
 from embedpipe.errors import EmbedpipeError
-from embedpipe.mapper import CorpusBatchEncoder, MapperConfig
+from embedpipe.encode.mapper import CorpusBatchEncoder, MapperConfig
 
 from conftest import assert_one_line_error as one_line_error
 from conftest import run_cli as cli

@@ -1,0 +1,70 @@
+"""Field checks that config dataclasses run in ``__post_init__``, so a config checks itself when it
+is built: from Python, from a YAML spec, from ``--set`` and from the CLI alike, with one message.
+
+    >>> at_least("rows_per_shard", 0, 1)
+    Traceback (most recent call last):
+    embedpipe.errors.ConfigError: rows_per_shard must be an integer of at least 1, got 0
+    >>> one_of("runner", "ray", ("ray", "local"))
+    'ray'
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+from .errors import ConfigError
+
+
+def at_least(field: str, value, low: int, *, optional: bool = False) -> int | None:
+    """An integer >= ``low`` (None too when ``optional``); bools and floats are refused."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        kind = "null or an integer" if optional else "an integer"
+        raise ConfigError(field, f"must be {kind} of at least {low}, got {value!r}")
+    return value
+
+
+def number_in(field: str, value, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> float:
+    """A real number within [low, high] (an end excluded when ``*_open``)."""
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+          and (value > low if low_open else value >= low) and (value < high if high_open else value <= high))
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ConfigError(field, f"must be a number in {interval}, got {value!r}")
+    return value
+
+
+def one_of(field: str, value, choices: Sequence, *, optional: bool = False):
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or value not in choices:
+        extra = " or null" if optional else ""
+        raise ConfigError(field, f"must be one of {', '.join(map(str, choices))}{extra}, got {value!r}")
+    return value
+
+
+def boolean(field: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(field, f"must be true or false, got {value!r}")
+    return value
+
+
+def text(field: str, value, *, optional: bool = False) -> str | None:
+    """A non-blank string (a path, a column name, a model name)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ConfigError(field, f"must be a non-empty {'string or null' if optional else 'string'}, got {value!r}")
+    return value
+
+
+def path(field: str, value, *, optional: bool = False):
+    """A local path or URL, as a string or an ``os.PathLike``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    return text(field, value, optional=optional)

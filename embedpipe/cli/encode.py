@@ -1,0 +1,120 @@
+"""`embedpipe export` and `embedpipe encode`: options in, library call, output.
+
+    $ embedpipe export --model ./my-model --quantize int8
+    $ embedpipe encode corpus.parquet --pooling cls --out corpus.cls.vectors
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..encode.pooling import POOLINGS
+from .options import model_option, optimize_option, quantize_option, user_errors
+
+
+@click.command("export")
+@model_option
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write the export here [default: the export cache, $EMBEDPIPE_CACHE or ~/.cache/embedpipe].")
+@optimize_option
+@quantize_option
+@click.option("--trust-remote-code", is_flag=True,
+              help="Allow a model that ships its own Python code (auto_map) to run it while exporting; "
+                   "`encode` then uses the cached export without running any model code.")
+@user_errors
+def export_cmd(model, out, optimize, quantize, trust_remote_code):
+    """Export a model to ONNX with optimum (once; `encode` reuses the cached export).
+
+    The graph outputs token hidden states, so one export serves every pooling; BERT's pooler
+    weights are saved beside it for --pooling pooler.
+    """
+    from ..model.export import ensure_exported
+    from ..model.resolve import resolve_model
+
+    exported = ensure_exported(resolve_model(model), optimize=optimize, quantize=quantize, out=out,
+                               trust_remote_code=trust_remote_code)
+    click.echo(f"{exported.onnx_path}")
+
+
+@click.command("encode")
+@click.argument("corpus")
+@click.option("--pooling", type=click.Choice(list(POOLINGS)), default="mean", show_default=True,
+              help="How token vectors become one vector per text.")
+@model_option
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--id-column", default="id", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Vector directory [default: CORPUS_STEM.POOLING.vectors in the working directory].")
+@click.option("--max-length", type=int, default=None,
+              help="Truncate texts to this many tokens [default: the model's limit].")
+@click.option("--batch-size", type=int, default=128, show_default=True,
+              help="Texts per onnxruntime call (also capped by a token budget).")
+@click.option("--normalize/--no-normalize", default=True, show_default=True,
+              help="L2-normalize vectors (cosine similarity = inner product).")
+@optimize_option
+@quantize_option
+@click.option("--runner", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
+              help="ray: an actor pool on Ray Data; local: in this process, no Ray.")
+@click.option("--ray-address", default=None, metavar="ADDR", envvar="RAY_ADDRESS",
+              help="Join this Ray cluster (also read from $RAY_ADDRESS, as `ray job submit` sets it) "
+                   "[default: start an embedded local Ray on 127.0.0.1].")
+@click.option("--workers", type=int, default=None,
+              help="Encoder actors [default: one per --threads CPUs of the cluster].")
+@click.option("--threads", type=int, default=None,
+              help="onnxruntime threads per worker [default: all cores for local; 1-4 per Ray actor].")
+@click.option("--empty-text", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+              help="Null or blank texts: stop before encoding anything, or leave those rows out "
+                   "(counted in the manifest as skipped_rows).")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Vector dtype on disk.")
+@click.option("--rows-per-shard", type=int, default=100_000, show_default=True)
+@click.option("--overwrite", is_flag=True,
+              help="Rebuild the output from scratch, e.g. for another model or pooling, or after texts changed "
+                   "(the old output stays until the new one is complete).")
+@click.option("--ray-dashboard", is_flag=True,
+              help="Start the embedded local Ray's dashboard (on 127.0.0.1) [default: no dashboard].")
+@user_errors
+def encode_cmd(corpus, pooling, model, text_column, id_column, out, max_length, batch_size, normalize, optimize,
+           quantize, runner, ray_address, workers, threads, empty_text, dtype, rows_per_shard, overwrite,
+           ray_dashboard):
+    """Encode the texts of CORPUS (a parquet file, a directory of them, or a pyarrow/fsspec URL)
+    into a vector directory: parquet shards of (id, vector) and a manifest.json written last.
+
+    Run it again and it does only what is left: over a complete output of the same config it does
+    nothing; after the corpus grew it encodes only the new ids, adding shards; after a kill it
+    reuses the shards it had finished. Ids must be unique. Ids removed or texts changed under the
+    same id are not re-encoded: --overwrite rebuilds. Another encoder config needs --overwrite.
+    Texts longer than the model's limit are truncated (counted in the manifest as truncated_rows).
+
+    \b
+    Poolings:
+      cls            first token ([CLS])
+      mean           mean of the tokens (masked)
+      max            per-dimension max of the tokens
+      mean_sqrt_len  sum of the tokens / sqrt(length)
+      weightedmean   position-weighted mean (later tokens weigh more)
+      lasttoken      last real token
+      pooler         BERT's pooler: tanh(dense([CLS])), weights from the checkpoint
+    """
+    from ..encode.encoder import EncoderSpec
+    from ..encode.job import EncodeJob, encode_corpus
+
+    spec = EncoderSpec(model=model, pooling=pooling, normalize=normalize, max_length=max_length,
+                       optimize=optimize, quantize=quantize)
+    job = EncodeJob(corpus=corpus, out=out, spec=spec, text_column=text_column, id_column=id_column,
+                    runner=runner, ray_address=ray_address, workers=workers, threads=threads,
+                    batch_size=batch_size, empty_text=empty_text, dtype=dtype, rows_per_shard=rows_per_shard,
+                    overwrite=overwrite, ray_dashboard=ray_dashboard)
+    result = encode_corpus(job)
+    manifest = result.manifest
+    last_run = manifest.get("last_run", {})
+    click.echo(json.dumps({"out": str(result.out), "up_to_date": result.up_to_date, "rows": manifest["rows"],
+                           "dim": manifest["dim"], "encoded_rows": 0 if result.up_to_date else last_run.get("encoded_rows"),
+                           "reused_rows": manifest["rows"] if result.up_to_date else last_run.get("reused_rows"),
+                           "skipped_rows": manifest["skipped_rows"], "truncated_rows": manifest.get("truncated_rows"),
+                           "seconds": 0 if result.up_to_date else manifest["seconds"],
+                           "rows_per_second": manifest["rows_per_second"]}))
+
+

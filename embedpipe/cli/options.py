@@ -1,0 +1,49 @@
+"""What every command shares: common options, and library errors as click's one-line error.
+
+    @click.command()
+    @user_errors(flags={"learning_rate": "--lr"})   # fields whose flag is not --field-name
+    def classify_cmd(...): ...
+"""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+from ..errors import EmbedpipeError
+
+
+def flag_of(field: str, value: str | None = None, flags: dict[str, str] | None = None) -> str:
+    """A config field (and the value to set) as this command's flag: ``rows_per_shard`` ->
+    ``--rows-per-shard``, ``empty_text=skip`` -> ``--empty-text skip``, ``overwrite=true`` ->
+    ``--overwrite``, ``exact=false`` -> ``--no-exact``; ``flags`` names fields whose flag differs."""
+    flag = (flags or {}).get(field) or "--" + field.replace("_", "-")
+    if value in ("true", "false"):
+        return flag if value == "true" else "--no-" + flag.removeprefix("--")
+    return f"{flag} {value}" if value else flag
+
+
+def user_errors(fn=None, *, flags: dict[str, str] | None = None):
+    """Turn an EmbedpipeError into ``Error: <message>`` and exit code 1, without a traceback; the
+    config fields it names are shown as this command's flags."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except EmbedpipeError as e:
+                raise click.ClickException(e.render(lambda field, value: flag_of(field, value, flags))) from None
+
+        return wrapper
+
+    return decorate(fn) if fn is not None else decorate
+
+
+model_option = click.option("--model", "model", default=None, metavar="NAME_OR_DIR",
+                            help="Hugging Face model id or local directory [default: bundled all-MiniLM-L6-v2].")
+optimize_option = click.option("--optimize", type=click.Choice(["O1", "O2", "O3"]), default=None,
+                               help="onnxruntime graph optimization level applied at export.")
+quantize_option = click.option("--quantize", type=click.Choice(["int8"]), default=None,
+                               help="Dynamic int8 quantization for this CPU (avx512_vnni / avx2 / arm64).")

@@ -1,0 +1,169 @@
+"""Texts -> pooled vectors with an exported ONNX model run by onnxruntime.
+
+    >>> enc = TextEncoder.load(EncoderSpec(pooling="cls"))    # doctest: +SKIP
+    >>> enc.encode(["a cat", "a dog"]).shape                  # doctest: +SKIP
+    (2, 384)
+
+Within each call texts are sorted by token length and packed into batches under a token budget,
+so short texts are not padded to the longest one; the output keeps the input order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .. import checks
+from ..errors import BadInput, ConfigError, CorruptArtifact, EmbedpipeError
+from ..formats.export_dir import ExportedModel, load_export
+from ..model.export import ensure_exported
+from ..model.optimize import check_export_options
+from ..model.resolve import resolve_model
+from .batching import BatchPlan, batches, flatten, pack
+from .pooling import NEEDS_POOLER_WEIGHTS, check_pooling, l2_normalize, pool
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Everything that decides what vector a text gets (recorded in every manifest)."""
+
+    model: str | None = None        # HF id or local dir; None = bundled all-MiniLM-L6-v2
+    pooling: str = "mean"           # a name in pooling.POOLINGS
+    normalize: bool = True          # L2-normalize vectors (cosine = inner product)
+    max_length: int | None = None   # tokens per text; None = the model's own limit
+    optimize: str | None = None     # ORT graph optimization level O1/O2/O3
+    quantize: str | None = None     # "int8": dynamic int8 quantization for this CPU
+
+    def __post_init__(self):
+        checks.path("model", self.model, optional=True)
+        checks.text("pooling", self.pooling)
+        check_pooling(self.pooling)
+        checks.boolean("normalize", self.normalize)
+        checks.at_least("max_length", self.max_length, 2, optional=True)
+        check_export_options(self.optimize, self.quantize)
+
+    def check(self) -> EncoderSpec:
+        """Kept for callers of the earlier API: the spec checked itself when it was built."""
+        return self
+
+
+def prepare(spec: EncoderSpec) -> tuple[ExportedModel, int]:
+    """Resolve and export (or find the cached export of) the spec's model -> (export, max_length)."""
+    exported = ensure_exported(resolve_model(spec.model), optimize=spec.optimize, quantize=spec.quantize)
+    if spec.pooling in NEEDS_POOLER_WEIGHTS and not exported.info.get("has_pooler"):
+        raise BadInput(f"pooling 'pooler' needs a model with a pooler layer; {exported.info['model_name']} has none")
+    return exported, spec.max_length or exported.default_max_length
+
+
+class TextEncoder:
+    """One onnxruntime session plus the model's fast tokenizer; encodes lists of texts."""
+
+    def __init__(self, export_dir: str | os.PathLike, pooling: str, normalize: bool, max_length: int,
+                 plan: BatchPlan = BatchPlan()):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer  # the fast tokenizer itself; importing transformers costs seconds
+
+        self.exported = load_export(export_dir)
+        self.pooling, self.normalize, self.max_length, self.plan = check_pooling(pooling), normalize, max_length, plan
+        self.pool_weights = self.exported.pooler_weights() if pooling in NEEDS_POOLER_WEIGHTS else {}
+        self.session = ort.InferenceSession(str(self.exported.onnx_path), self.session_options(),
+                                            providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.tokenizer = Tokenizer.from_file(str(self.exported.path / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length)
+        self.pad_id = int(self.exported.info.get("pad_token_id") or 0)
+
+    @classmethod
+    def load(cls, spec: EncoderSpec, plan: BatchPlan = BatchPlan()) -> "TextEncoder":
+        exported, max_length = prepare(spec)
+        return cls(exported.path, spec.pooling, spec.normalize, max_length, plan)
+
+    @classmethod
+    def from_manifest(cls, manifest: dict, threads: int | None = None) -> "TextEncoder":
+        """The encoder that made a vector directory, to encode queries exactly the same way."""
+        encoder = manifest.get("encoder")
+        if not isinstance(encoder, dict):
+            raise EmbedpipeError("the manifest has no 'encoder' section; was it written by embedpipe encode?")
+        spec = recorded_spec(encoder, manifest.get("model", {}).get("content_hash"), "these vectors were made")
+        return cls.load(spec, BatchPlan(threads=threads or min(4, os.cpu_count() or 1)))
+
+    def session_options(self):
+        """onnxruntime options: ``plan.threads`` intra-op threads (onnxruntime otherwise takes every core
+        of the host, oversubscribing a node shared by actors), one inter-op thread, every graph
+        optimization (fusions happen here, at load, so an export need not be optimized)."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.plan.threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return options
+
+    @property
+    def dim(self) -> int:
+        return self.exported.dim
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids with the model's special tokens, truncated to ``max_length``."""
+        return [e.ids for e in self._encodings(texts)]
+
+    def _encodings(self, texts: Sequence[str]):
+        return self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> (n, dim) float32, in input order. Empty or null texts are an error."""
+        return self.encode_flagging_truncation(texts)[0]
+
+    def encode_flagging_truncation(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``encode``, plus one bool per text: True where it had more than ``max_length`` tokens, so
+        the model saw it cut (read off the same tokenization; nothing is tokenized twice)."""
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            raise EmbedpipeError(f"{len(bad)} text(s) are empty or not strings (first at position {bad[0]})")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not len(texts):
+            return out, np.zeros(0, dtype=bool)
+        encodings = self._encodings(texts)
+        truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings))
+        flat, starts, lengths = flatten([e.ids for e in encodings])
+        order = np.argsort(-lengths, kind="stable")
+        for rows in batches(order, lengths, self.plan):
+            out[rows] = self._run(self._pack(flat, starts[rows], lengths[rows]))
+        return out, truncated
+
+    def feeds(self, token_ids: list[list[int]]) -> dict[str, np.ndarray]:
+        """The onnxruntime inputs for a list of token id lists (right-padded to the longest)."""
+        return self._pack(*flatten(token_ids))
+
+    def _pack(self, flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
+        return pack(flat, starts, lengths, self.pad_id, token_types="token_type_ids" in self.input_names)
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        hidden = self.session.run(["last_hidden_state"], feeds)[0].astype(np.float32, copy=False)
+        vectors = pool(self.pooling, hidden, feeds["attention_mask"], **self.pool_weights)
+        return l2_normalize(vectors) if self.normalize else vectors
+
+
+def recorded_spec(record: dict, content_hash: str | None, since: str) -> EncoderSpec:
+    """The EncoderSpec a spec_record names, refusing a model whose content changed ``since`` (what
+    was made with it) when the record's ``content_hash`` is known."""
+    try:
+        spec = EncoderSpec(**{k: record.get(k) for k in ("model", "pooling", "normalize", "max_length",
+                                                           "optimize", "quantize")})
+    except ConfigError as e:
+        raise CorruptArtifact(f"the encoder recorded when {since} is not valid: {e}") from None
+    actual = resolve_model(spec.model).content_hash
+    if content_hash and actual != content_hash:
+        raise EmbedpipeError(f"model {spec.model or 'default'} has changed since {since} "
+                             f"(content hash {actual[:12]} != {content_hash[:12]})")
+    return spec
+
+
+def spec_record(spec: EncoderSpec, max_length: int) -> dict:
+    """The manifest's 'encoder' section: the spec with the max_length actually used."""
+    return {**asdict(spec), "max_length": max_length}

@@ -1,0 +1,210 @@
+"""Encode a whole corpus into a vector directory (the library behind ``embedpipe encode``).
+
+    >>> result = encode_corpus(EncodeJob("corpus.parquet", spec=EncoderSpec(pooling="cls")))  # doctest: +SKIP
+    >>> result.out, result.manifest["rows"], result.manifest["dim"]                          # doctest: +SKIP
+
+Runs are keyed on ids, so one mechanism serves three cases:
+- a killed run, run again, reuses the shards it finished (kept in ``.OUT.partial``, see resume.py);
+- a corpus that grew since OUT was written: only ids not in OUT are encoded, into new shards, and
+  the manifest is replaced to list them (shards already published are never rewritten);
+- an output already complete for this corpus and config: nothing to do, and the log says so.
+Ids removed from the corpus keep their vectors, and a text changed under the same id keeps its old
+vector: ``overwrite=True`` rebuilds from scratch. A different encoder config over
+an existing output is refused unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .. import __version__, checks
+from ..errors import BadInput, ConfigError
+from ..formats.corpus import Corpus, id_hashes, open_corpus
+from ..formats.vectors import (DTYPES, ShardWriter, differences, encoder_identity, published_manifest, read_ids,
+                               run_key, run_key_of, vectors_from_column)
+from ..fsio import check_output
+from ..progress import Progress
+from .batching import BatchPlan
+from .encoder import EncoderSpec, prepare, spec_record
+from .mapper import EMPTY_TEXT_POLICIES, MapperConfig
+from .resume import abandon, finish, open_staging, run_lock
+from .runners import RUNNERS, RayOptions, run_encoder
+
+log = logging.getLogger("embedpipe.encode")
+
+
+@dataclass
+class EncodeJob:
+    corpus: str                          # parquet file, directory of them, or a URL
+    out: str | None = None               # vector directory; None = CORPUS_STEM.POOLING.vectors
+    spec: EncoderSpec = field(default_factory=EncoderSpec)
+    text_column: str = "text"
+    id_column: str = "id"
+    runner: str = "ray"                  # "ray" (actor pool) or "local" (this process)
+    ray_address: str | None = None       # join this cluster; None = embedded local Ray
+    workers: int | None = None           # encoder actors; None = one per `threads` CPUs
+    threads: int | None = None           # onnxruntime threads per worker; None = local: all cores, Ray: 1-4
+    batch_size: int = 128                # texts per onnxruntime call (a token budget caps it too)
+    window: int = 8192                   # rows sorted by length together, per mapper call
+    empty_text: str = "error"            # null/blank text: "error" stops before encoding, "skip" drops rows
+    dtype: str = "float32"               # vector dtype on disk: float32 or float16
+    rows_per_shard: int = 100_000
+    overwrite: bool = False              # rebuild from scratch (the old output stays until the new one is complete)
+    ray_dashboard: bool = False          # embedded local Ray only: start its dashboard (on 127.0.0.1)
+
+    def __post_init__(self):
+        checks.path("corpus", self.corpus)
+        checks.path("out", self.out, optional=True)
+        if not isinstance(self.spec, EncoderSpec):
+            raise ConfigError("spec", f"must be an EncoderSpec, got {type(self.spec).__name__}")
+        checks.text("text_column", self.text_column)
+        checks.text("id_column", self.id_column)
+        if self.text_column == self.id_column:
+            raise ConfigError("text_column", f"must differ from id_column (both {self.id_column!r})")
+        checks.one_of("runner", self.runner, tuple(RUNNERS))
+        checks.text("ray_address", self.ray_address, optional=True)
+        checks.at_least("workers", self.workers, 1, optional=True)
+        checks.at_least("threads", self.threads, 1, optional=True)
+        checks.at_least("batch_size", self.batch_size, 1)
+        checks.at_least("window", self.window, 1)
+        checks.one_of("empty_text", self.empty_text, EMPTY_TEXT_POLICIES)
+        checks.one_of("dtype", self.dtype, DTYPES)
+        checks.at_least("rows_per_shard", self.rows_per_shard, 1)
+        checks.boolean("overwrite", self.overwrite)
+        checks.boolean("ray_dashboard", self.ray_dashboard)
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    out: Path                  # the published vector directory
+    manifest: dict             # what its manifest.json says
+    up_to_date: bool = False   # the output was already complete for this corpus and config: nothing ran
+
+
+def encode_corpus(job: EncodeJob) -> EncodeResult:
+    """Encode the ids of ``job.corpus`` not yet in ``job.out`` and publish the vector directory."""
+    spec = job.spec
+    corpus = open_corpus(job.corpus, text_column=job.text_column, id_column=job.id_column)
+    out = check_output(job.out or f"{corpus.stem}.{spec.pooling}.vectors", {"corpus": job.corpus})
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"output {out} exists and is not a directory")
+    exported, max_length = prepare(spec)
+    key = run_key(encoder_identity(spec_record(spec, max_length), exported.info["content_hash"]), job.dtype,
+                  job.text_column, job.id_column)
+    with run_lock(out):
+        base = None if job.overwrite else published_manifest(out)
+        if base is not None:
+            changed = differences(run_key_of(base), key)
+            if changed:
+                raise BadInput(f"output {out} was encoded with another config ({changed}); "
+                               "pass overwrite=true to rebuild it", fields=("overwrite",))
+            if base.get("source", {}).get("fingerprint") == corpus.fingerprint():
+                log.info("%s is already complete for this corpus and config: nothing to do", out)
+                return EncodeResult(out, base, up_to_date=True)
+        corpus_hashes = _check_corpus(corpus, job.empty_text)
+        state = open_staging(out, key, base)
+        writer = ShardWriter(state.staging, exported.dim, dtype=job.dtype, rows_per_shard=job.rows_per_shard,
+                             first_shard=state.next_shard)
+        try:
+            known = _known_ids(state, corpus)
+            already = int(np.isin(id_hashes(known), corpus_hashes).sum()) if len(known) else 0
+            _log_reuse(state, out, len(known), already)
+            config = MapperConfig(str(exported.path), spec.pooling, spec.normalize, max_length,
+                                  BatchPlan(batch_size=job.batch_size, threads=job.threads),
+                                  job.text_column, job.id_column, job.empty_text)
+            started = datetime.now(timezone.utc)
+            encoded = truncated = 0
+            with Progress(corpus.rows - already, "rows encoded") as progress:
+                tables = run_encoder(job.runner, corpus, config, window=job.window, skip_ids=known,
+                                     ray=RayOptions(job.ray_address, job.workers, job.ray_dashboard))
+                for table in tables:
+                    flags = table.column("truncated").to_numpy(zero_copy_only=False)
+                    writer.write(table.column("id"), vectors_from_column(table.column("vector")), flags)
+                    encoded += table.num_rows
+                    truncated += int(flags.sum())
+                    progress.update(table.num_rows)
+                writer.flush()
+                seconds = progress.seconds
+            last_run = {"encoded_rows": encoded, "reused_rows": len(known),
+                        "reused_shards": len(state.reused) + len(base["shards"] if base else []),
+                        "skipped_rows": corpus.rows - already - encoded, "truncated_rows": truncated,
+                        "removed_ids": len(known) - already, "started_at": started.isoformat(timespec="seconds"),
+                        "seconds": round(seconds, 3)}
+            shards = (base["shards"] if base else []) + state.reused + writer.shards
+            fields = _manifest_fields(job, spec, max_length, exported.info, corpus, last_run, shards,
+                                      created=(base or {}).get("created_at", last_run["started_at"]))
+            manifest = finish(state, fields, exported.dim, job.dtype, writer.shards)
+        except BaseException:
+            abandon(state, len(writer.shards))
+            raise
+    log.info("%s: %s rows encoded, %s reused (%d shard(s)), %s skipped (blank), %s truncated to %d tokens",
+             out, f"{encoded:,}", f"{len(known):,}", last_run["reused_shards"], f"{last_run['skipped_rows']:,}",
+             f"{truncated:,}", max_length)
+    return EncodeResult(out, manifest)
+
+
+def _check_corpus(corpus: Corpus, empty_text: str) -> np.ndarray:
+    """Whole-corpus checks before anything is encoded; returns the sorted hashes of its ids."""
+    hashes = corpus.check_unique_ids()
+    if empty_text == "error":
+        bad, examples = corpus.find_bad_rows()
+        if bad:
+            raise BadInput(f"{bad} row(s) have a null or blank text (ids: {', '.join(map(repr, examples))}"
+                           f"{', ...' if bad > len(examples) else ''}); fix them or pass empty_text=skip",
+                           fields=("empty_text",))
+    return hashes
+
+
+def _manifest_fields(job: EncodeJob, spec: EncoderSpec, max_length: int, export_info: dict, corpus: Corpus,
+                     last_run: dict, shards: list[dict], created: str) -> dict:
+    """What the manifest records besides dim, dtype, rows and shards (vectors.complete_manifest)."""
+    return {
+        "embedpipe_version": __version__,
+        "created_at": created,
+        "encoder": spec_record(spec, max_length),
+        "model": {"name": export_info["model_name"], "path": export_info["model_path"],
+                  "content_hash": export_info["content_hash"], "onnx_file": export_info["onnx_file"]},
+        "pooling": spec.pooling,
+        "normalize": spec.normalize,
+        "max_length": max_length,
+        "source": {"path": corpus.location, "fingerprint": corpus.fingerprint(), "rows": corpus.rows,
+                   "text_column": job.text_column, "id_column": job.id_column},
+        "empty_text": job.empty_text,
+        "skipped_rows": last_run["skipped_rows"],
+        "truncated_rows": sum(s.get("truncated_rows", 0) for s in shards),
+        "last_run": last_run,
+        "runner": job.runner,
+        "workers": job.workers,
+        "threads": job.threads,
+        "seconds": last_run["seconds"],
+        "rows_per_second": round(last_run["encoded_rows"] / max(last_run["seconds"], 1e-9), 1),
+    }
+
+
+def _known_ids(state, corpus: Corpus) -> pa.Array:
+    """Ids already encoded: in the published output (checksums verified) and in finished staged shards."""
+    chunks = (read_ids(state.out, state.base["shards"], verify=True) if state.base else [])
+    chunks += read_ids(state.staging, state.reused, verify=False)  # hashed just now
+    for chunk in chunks:
+        if chunk.type != corpus.id_type:
+            raise BadInput(f"ids in {corpus.location} are {corpus.id_type}, the ids already encoded in "
+                           f"{state.out} are {chunk.type}; pass overwrite=true to rebuild it", fields=("overwrite",))
+    return pa.concat_arrays(chunks) if chunks else pa.array([], corpus.id_type)
+
+
+def _log_reuse(state, out: Path, known: int, already: int) -> None:
+    if state.reused:
+        log.info("resuming: %d shard(s) (%s rows) finished by an interrupted run are reused",
+                 len(state.reused), f"{sum(s['rows'] for s in state.reused):,}")
+    if state.base:
+        log.info("%s holds %s rows in %d shard(s); encoding only ids it lacks", out,
+                 f"{state.base['rows']:,}", len(state.base["shards"]))
+    if known > already:
+        log.warning("%s id(s) in %s are no longer in the corpus; their vectors stay (overwrite rebuilds)",
+                    f"{known - already:,}", out)

@@ -1,0 +1,74 @@
+"""The unit both runners map over a corpus: a batch of (id, text) rows -> a table of (id, vector, truncated).
+
+    >>> mapper = CorpusBatchEncoder(MapperConfig(export_dir, "mean", True, 256, BatchPlan(), "text", "id"))  # doctest: +SKIP
+    >>> mapper(record_batch)   # pa.Table with columns id, vector, truncated                         # doctest: +SKIP
+
+Rows whose id is in ``skip_ids`` (already encoded by an earlier run) are left out, as are null or
+blank texts under ``empty_text="skip"``. ``truncated`` marks texts longer than ``max_length``
+tokens, which the model sees cut. Ray builds one instance per actor (one onnxruntime session
+each); the local runner builds one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import checks
+from ..errors import BadInput, CorruptArtifact, EmbedpipeError, first_line
+from ..formats.corpus import blank_text_mask, check_utf8
+from ..formats.vectors import vector_array
+from .batching import BatchPlan
+from .encoder import TextEncoder
+
+EMPTY_TEXT_POLICIES = ("error", "skip")
+
+
+@dataclass(frozen=True)
+class MapperConfig:
+    export_dir: str
+    pooling: str
+    normalize: bool
+    max_length: int
+    plan: BatchPlan
+    text_column: str
+    id_column: str
+    empty_text: str = "error"   # "error": stop on a null/blank text; "skip": leave the row out
+
+    def __post_init__(self):
+        checks.one_of("empty_text", self.empty_text, EMPTY_TEXT_POLICIES)
+
+
+class CorpusBatchEncoder:
+    def __init__(self, config: MapperConfig, skip_ids: pa.Array | None = None):
+        self.config = config
+        self.skip_ids = skip_ids if skip_ids is not None and len(skip_ids) else None
+        try:
+            self.encoder = TextEncoder(config.export_dir, config.pooling, config.normalize, config.max_length,
+                                       config.plan)
+        except EmbedpipeError:
+            raise
+        except Exception as e:  # onnxruntime's own types: a corrupt graph, external data outside the export
+            raise CorruptArtifact(f"cannot load the encoder in {config.export_dir}: {first_line(e)}") from None
+
+    def __call__(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
+        if isinstance(batch, pa.RecordBatch):
+            batch = pa.Table.from_batches([batch])
+        ids = batch.column(self.config.id_column).combine_chunks()
+        texts = batch.column(self.config.text_column).combine_chunks()
+        if self.skip_ids is not None:
+            todo = pc.invert(pc.is_in(ids, value_set=self.skip_ids))
+            ids, texts = ids.filter(todo), texts.filter(todo)
+        check_utf8(ids, texts)
+        blank = blank_text_mask(texts)
+        if blank.true_count:
+            if self.config.empty_text != "skip":
+                first = ids.filter(blank)[0].as_py()
+                raise BadInput(f"{blank.true_count} row(s) have a null or blank text (first id: {first!r}); "
+                               "fix them or pass empty_text=skip", fields=("empty_text",))
+            keep = pc.invert(blank)
+            ids, texts = ids.filter(keep), texts.filter(keep)
+        vectors, truncated = self.encoder.encode_flagging_truncation(texts.to_pylist())
+        return pa.table({"id": ids, "vector": vector_array(vectors), "truncated": pa.array(truncated)})

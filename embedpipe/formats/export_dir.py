@@ -1,0 +1,69 @@
+"""The export directory contract: what `embedpipe export` writes and every encoder loads.
+
+    EXPORT/model.onnx (or model_quantized.onnx, model_optimized.onnx)  graph with last_hidden_state
+    EXPORT/tokenizer.json ...                                         the model's fast tokenizer
+    EXPORT/pooler.npz                                                 BERT's pooler weights, if any
+    EXPORT/export.json                                                what was exported, how (written last)
+
+    >>> exported = load_export(path)          # doctest: +SKIP
+    >>> exported.onnx_path, exported.dim, exported.default_max_length
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CorruptArtifact
+
+EXPORT_INFO = "export.json"
+POOLER_WEIGHTS = "pooler.npz"
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """An export directory: model.onnx, tokenizer files, export.json, maybe pooler.npz."""
+
+    path: Path
+    info: dict
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / self.info["onnx_file"]
+
+    @property
+    def default_max_length(self) -> int:
+        return int(self.info["default_max_length"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.info["hidden_size"])
+
+    def pooler_weights(self) -> dict[str, np.ndarray] | None:
+        file = self.path / POOLER_WEIGHTS
+        if not file.exists():
+            return None
+        with np.load(file) as data:
+            return {"weight": data["weight"], "bias": data["bias"]}
+
+
+def load_export(path: str | os.PathLike) -> ExportedModel:
+    path = Path(path)
+    try:
+        info = json.loads((path / EXPORT_INFO).read_text())
+        if not isinstance(info, dict):
+            raise ValueError("export.json is not a JSON object")
+    except (OSError, ValueError) as e:
+        raise CorruptArtifact(f"{path} is not an embedpipe ONNX export ({e})") from None
+    onnx_file = str(info.get("onnx_file", ""))
+    # The graph must be a file of the export directory itself; onnxruntime in turn refuses external
+    # data (weights in side files) outside the graph's directory, symlinks included.
+    if not onnx_file or Path(onnx_file).name != onnx_file or not (path / onnx_file).resolve().is_relative_to(path.resolve()):
+        raise CorruptArtifact(f"{path}/{EXPORT_INFO} names ONNX file {onnx_file!r}, which is not inside the export directory")
+    return ExportedModel(path, info)
+
+

@@ -1,0 +1,327 @@
+"""The vector directory contract: parquet shards of (id, vector) plus a manifest written last.
+
+    out/part-00000.parquet   id, vector: fixed_size_list<float32|float16>[dim]
+    out/part-00001.parquet   ...
+    out/manifest.json        model, pooling, dim, rows, per-shard rows and sha256, source ...
+
+Writing happens in a hidden staging directory beside ``out``; it replaces ``out`` in one rename
+only once every shard and the manifest are complete, so a crash or a bad row never leaves a
+half-written result, nor destroys an earlier one.
+
+    >>> with VectorWriter("out", dim=384) as writer:
+    ...     writer.write(ids, vectors)
+    ...     writer.publish({"pooling": "mean", ...})
+    >>> vs = open_vectors("out"); vs.dim, vs.rows
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import checks, fsio
+from ..errors import BadInput, CorruptArtifact, EmbedpipeError
+from ..fsio import check_output_dir, file_sha256, hidden_sibling, publish_dir, read_json, write_json_atomic
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DTYPES = ("float32", "float16")  # how vectors may be stored
+TRUNCATED_KEY = "embedpipe.truncated_rows"  # shard footer: rows cut to max_length
+
+
+def vector_array(vectors: np.ndarray, dtype: str = "float32") -> pa.FixedSizeListArray:
+    """(N, D) numpy -> arrow ``fixed_size_list<dtype>[D]`` without a Python loop."""
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=dtype).reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+
+
+def vectors_from_column(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Arrow ``fixed_size_list`` column -> (N, D) float32 numpy."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    dim = column.type.list_size
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
+
+
+def shard_name(number: int) -> str:
+    return f"part-{number:05d}.parquet"
+
+
+def shard_number(name: str) -> int | None:
+    """``part-00012.parquet`` -> 12; anything else -> None."""
+    if name.startswith("part-") and name.endswith(".parquet") and name[5:-8].isdigit():
+        return int(name[5:-8])
+    return None
+
+
+def write_shard(table: pa.Table, directory: Path, name: str, truncated_rows: int = 0) -> dict:
+    """Write one (id, vector) shard: temporary name, fsync, rename. Returns its manifest entry."""
+    with fsio.atomic_path(directory / name) as tmp:
+        pq.write_table(table.replace_schema_metadata({TRUNCATED_KEY: str(truncated_rows)}), tmp)
+    return shard_entry(directory / name)
+
+
+def shard_entry(path: Path) -> dict:
+    """A finished shard's manifest entry: file, rows, sha256, truncated_rows (from its own footer)."""
+    metadata = pq.read_metadata(path)
+    truncated = int((metadata.metadata or {}).get(TRUNCATED_KEY.encode(), b"0"))
+    return {"file": path.name, "rows": metadata.num_rows, "sha256": file_sha256(path), "truncated_rows": truncated}
+
+
+class ShardWriter:
+    """Streams (id, vector) batches into shards of ``rows_per_shard`` rows in ``directory``,
+    numbered from ``first_shard``; each shard appears (atomically) as soon as it is full.
+
+    ``shards`` lists the finished shards' manifest entries. Rows not yet in a full shard are
+    written by ``flush()``; a crash loses only those.
+    """
+
+    def __init__(self, directory: Path, dim: int, *, dtype: str = "float32", rows_per_shard: int = 100_000,
+                 first_shard: int = 0):
+        checks.one_of("dtype", dtype, DTYPES)
+        self.directory, self.dim, self.dtype, self.rows_per_shard = Path(directory), dim, dtype, rows_per_shard
+        self.next_shard = first_shard
+        self.shards: list[dict] = []
+        self.rows = 0
+        self._pending: list[pa.Table] = []
+        self._pending_truncated: list[np.ndarray] = []
+        self._pending_rows = 0
+
+    def write(self, ids: pa.Array | list, vectors: np.ndarray, truncated: np.ndarray | None = None) -> None:
+        """Queue rows; ``truncated`` (bool per row) marks texts cut to the model's max_length."""
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise EmbedpipeError(f"vectors have shape {vectors.shape}, expected (n, {self.dim})")
+        ids = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(ids)
+        if len(ids) != len(vectors):
+            raise EmbedpipeError(f"{len(ids)} ids for {len(vectors)} vectors")
+        table = pa.table({"id": ids, "vector": vector_array(vectors, self.dtype)})
+        self._pending.append(table)
+        self._pending_truncated.append(np.zeros(len(ids), bool) if truncated is None else np.asarray(truncated, bool))
+        self._pending_rows += table.num_rows
+        while self._pending_rows >= self.rows_per_shard:
+            self._write_shard(self.rows_per_shard)
+
+    def flush(self) -> None:
+        if self._pending_rows:
+            self._write_shard(self._pending_rows)
+
+    def _write_shard(self, rows: int) -> None:
+        table = pa.concat_tables(self._pending)
+        truncated = np.concatenate(self._pending_truncated)
+        shard, rest = table.slice(0, rows), table.slice(rows)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_truncated = [truncated[rows:]] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+        entry = write_shard(shard, self.directory, shard_name(self.next_shard), int(truncated[:rows].sum()))
+        self.next_shard += 1
+        self.shards.append(entry)
+        self.rows += shard.num_rows
+
+
+def complete_manifest(manifest: dict, dim: int, dtype: str, shards: list[dict]) -> dict:
+    """The manifest's fixed part around what the caller records."""
+    return {"format_version": FORMAT_VERSION, **manifest, "dim": dim, "dtype": dtype,
+            "rows": sum(s["rows"] for s in shards), "shards": shards}
+
+
+class VectorWriter:
+    """Streams (id, vector) batches into a hidden staging directory; ``publish`` makes it ``out``."""
+
+    def __init__(self, out: str | os.PathLike, dim: int, *, dtype: str = "float32",
+                 rows_per_shard: int = 100_000, overwrite: bool = False):
+        checks.one_of("dtype", dtype, DTYPES)
+        self.out = check_output_dir(out, overwrite, MANIFEST)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.staging = hidden_sibling(self.out, "staging")
+        self.staging.mkdir()
+        self.dim, self.dtype = dim, dtype
+        self.shards_writer = ShardWriter(self.staging, dim, dtype=dtype, rows_per_shard=rows_per_shard)
+        self._published = False
+
+    @property
+    def shards(self) -> list[dict]:
+        return self.shards_writer.shards
+
+    @property
+    def rows(self) -> int:
+        return self.shards_writer.rows
+
+    def write(self, ids: pa.Array | list, vectors: np.ndarray, truncated: np.ndarray | None = None) -> None:
+        self.shards_writer.write(ids, vectors, truncated)
+
+    def publish(self, manifest: dict) -> dict:
+        """Write the last shard and the manifest, then make the directory visible at ``out``."""
+        self.shards_writer.flush()
+        full = complete_manifest(manifest, self.dim, self.dtype, self.shards)
+        write_json_atomic(self.staging / MANIFEST, full)
+        publish_dir(self.staging, self.out)
+        self._published = True
+        return full
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def __enter__(self) -> "VectorWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self._published:
+            self.abort()
+
+
+@dataclass
+class VectorSet:
+    """A complete vector directory, checked against its manifest; read it batch by batch."""
+
+    path: Path
+    manifest: dict
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def rows(self) -> int:
+        return int(self.manifest["rows"])
+
+    def iter_batches(self, batch_rows: int = 65_536) -> Iterator[tuple[pa.Array, np.ndarray]]:
+        """Yield (ids, float32 vectors (n, dim)) in row order, reading one parquet batch at a time."""
+        for shard in self.manifest["shards"]:
+            path = self.path / shard["file"]
+            try:
+                pf = pq.ParquetFile(path)
+            except (OSError, pa.ArrowException) as e:
+                raise CorruptArtifact(f"cannot read vector shard {path}: {e}") from None
+            width = _vector_width(pf.schema_arrow, path)
+            if width != self.dim:
+                raise CorruptArtifact(f"vector shard {path} has dimension {width}, the manifest says {self.dim}")
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", "vector"]):
+                yield batch.column(0), vectors_from_column(batch.column(1))
+
+    def read_all(self) -> tuple[pa.Array, np.ndarray]:
+        """All ids and vectors in memory (for small sets and tests)."""
+        out = np.empty((self.rows, self.dim), dtype=np.float32)
+        ids, start = [], 0
+        for batch_ids, vecs in self.iter_batches():
+            out[start:start + len(vecs)] = vecs
+            ids.append(batch_ids)
+            start += len(vecs)
+        if start != self.rows:
+            raise CorruptArtifact(f"{self.path} holds {start} vectors, the manifest says {self.rows}")
+        return (pa.concat_arrays(ids) if ids else pa.array([])), out
+
+
+def _vector_width(schema: pa.Schema, path: Path) -> int:
+    if "id" not in schema.names or "vector" not in schema.names:
+        raise CorruptArtifact(f"vector shard {path} lacks the columns 'id' and 'vector'")
+    vtype = schema.field("vector").type
+    if not pa.types.is_fixed_size_list(vtype):
+        raise CorruptArtifact(f"vector shard {path}: column 'vector' is {vtype}, not a fixed-size list")
+    return vtype.list_size
+
+
+def read_manifest(path: Path) -> dict:
+    """The manifest of the vector directory ``path``, checked for the keys every reader needs."""
+    manifest_path = path / MANIFEST
+    if not manifest_path.exists():
+        raise BadInput(f"{path} is not a complete embedpipe vector directory (no {MANIFEST})")
+    manifest = read_json(manifest_path)
+    try:
+        if manifest is None:
+            raise ValueError("not a JSON object")
+        [s["file"] for s in manifest["shards"]], int(manifest["dim"]), int(manifest["rows"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise CorruptArtifact(f"{manifest_path} is not a valid embedpipe manifest ({e}); rebuild it with overwrite=true",
+                              fields=("overwrite",)) from None
+    return manifest
+
+
+def published_manifest(out: Path) -> dict | None:
+    """The manifest of a complete output at ``out``; None if there is none yet. A directory with
+    files but no manifest is refused (it is not ours to replace without ``overwrite``)."""
+    if not out.exists() or not any(out.iterdir()):
+        return None
+    if not (out / MANIFEST).exists():
+        raise BadInput(f"output {out} already holds files; pass overwrite=true to replace them", fields=("overwrite",))
+    manifest = read_manifest(out)
+    if not isinstance(manifest.get("source"), dict):
+        raise CorruptArtifact(f"{out / MANIFEST} is not a valid embedpipe manifest (no source); rebuild it with "
+                              "overwrite=true", fields=("overwrite",))
+    return manifest
+
+
+def verify_shard(directory: Path, shard: dict, *, checksum: bool) -> Path:
+    """The path of a shard the manifest lists; an error when it is missing or (``checksum``) changed."""
+    path = directory / shard["file"]
+    if not path.exists():
+        raise CorruptArtifact(f"{directory}: shard {shard['file']} named in the manifest is missing; "
+                              "re-encode with overwrite=true", fields=("overwrite",))
+    if checksum and file_sha256(path) != shard["sha256"]:
+        raise CorruptArtifact(f"{directory}: shard {shard['file']} does not match its checksum in the manifest "
+                              "(changed or corrupt since it was written); re-encode with overwrite=true",
+                              fields=("overwrite",))
+    return path
+
+
+def read_ids(directory: Path, shards: list[dict], verify: bool) -> list[pa.Array]:
+    """The id column of each shard (only that column is read); ``verify`` checks sha256 first."""
+    ids = []
+    for shard in shards:
+        path = verify_shard(directory, shard, checksum=verify)
+        try:
+            ids.append(pq.read_table(path, columns=["id"]).column("id").combine_chunks())
+        except (pa.ArrowException, OSError) as e:
+            raise CorruptArtifact(f"cannot read shard {path}: {e}") from None
+    return ids
+
+
+def encoder_identity(encoder: dict | None, model_hash: str | None) -> dict:
+    """What decides the vector a text gets: the encoder record (model, pooling, normalize,
+    max_length, optimize, quantize) and the model's content hash. Manifests, the index, the
+    feature cache and the pipeline all compare this one dict."""
+    return {**(encoder or {}), "model_content_hash": model_hash}
+
+
+def identity_of(manifest: dict) -> dict:
+    """``encoder_identity`` as a manifest records it."""
+    return encoder_identity(manifest.get("encoder"), (manifest.get("model") or {}).get("content_hash"))
+
+
+def run_key(identity: dict, dtype: str, text_column: str, id_column: str) -> dict:
+    """What two encode runs must share to write the same output: the identity, how vectors are
+    stored, and which columns they came from."""
+    return {**identity, "dtype": dtype, "text_column": text_column, "id_column": id_column}
+
+
+def run_key_of(manifest: dict) -> dict:
+    source = manifest.get("source") or {}
+    return run_key(identity_of(manifest), manifest.get("dtype"), source.get("text_column"), source.get("id_column"))
+
+
+def differences(old: dict, new: dict) -> str:
+    """'pooling mean -> cls, dtype float32 -> float16' (empty when the configs match)."""
+    keys = sorted(set(old) | set(new))
+    return ", ".join(f"{k} {old.get(k)!s:.16} -> {new.get(k)!s:.16}" for k in keys if old.get(k) != new.get(k))
+
+
+def open_vectors(path: str | os.PathLike, *, verify: bool = False) -> VectorSet:
+    """Open an embedpipe vector directory; errors name what is missing or inconsistent.
+
+    ``verify=True`` also checks every shard's sha256 against the manifest.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise BadInput(f"vector directory {path} does not exist")
+    manifest = read_manifest(path)
+    for shard in manifest["shards"]:
+        verify_shard(path, shard, checksum=verify)
+    if int(manifest["dim"]) <= 0:
+        raise CorruptArtifact(f"{path / MANIFEST}: dimension {manifest['dim']} is not positive")
+    return VectorSet(path, manifest)

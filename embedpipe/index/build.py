@@ -1,0 +1,382 @@
+"""Vector directory -> FAISS index directory (formats/index_dir.py), built or extended.
+
+    >>> info = build_index("corpus.vectors", "corpus.index", IndexConfig(factory="auto"))   # doctest: +SKIP
+    >>> info["factory"], info["search_params"], info["recall_at_10"]                        # doctest: +SKIP
+    ('HNSW32', 'efSearch=48', 0.962)
+
+Building streams the shards twice: once to pick a training sample and the tuning queries, once to
+add vectors in chunks (while exact search of the tuning queries runs over the same chunks), so
+memory stays near the index's own size. The tuning queries are held out: not trained on, and added
+to the index only after tuning, so they are searched as unseen points like real queries (a point
+already in an HNSW graph is reached through its own links, which would flatter recall). Files are
+written in a staging directory that replaces INDEX_DIR only when complete.
+
+index.json records what the index was built from (the vector manifest, its sha256, the IndexConfig),
+so a pipeline can tell the index is up to date, and ``append_index`` can add exactly the shards the
+index does not hold yet (an incremental encode adds new shards and never rewrites published ones):
+
+    >>> append_index("corpus.index", "corpus.vectors")["appends"][-1]["rows"]              # doctest: +SKIP
+    1200
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import __version__, checks
+from ..errors import ConfigError, EmbedpipeError
+from ..formats.beir import read_queries
+from ..formats.index_dir import FORMAT_VERSION, INFO_FILE, METRICS, write_index_dir
+from ..formats.vectors import MANIFEST, VectorSet, identity_of, open_vectors
+from ..fsio import check_output, check_output_dir, file_sha256, write_json_atomic
+from ..progress import Progress
+from .choose import choose_factory, parse_size, training_rows
+from .load import is_exact, open_index
+from .params import ExactTopK, Tuning, faiss_metric, tune_search_params
+
+log = logging.getLogger("embedpipe.index")
+
+RECALL_K = 10
+OPQ_ITERATIONS = 10
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    factory: str = "auto"            # "auto" (chosen under max_memory) or any FAISS factory string
+    metric: str = "ip"               # "ip": inner product (cosine for normalized vectors); "l2"
+    max_memory: int | str = "4GB"    # what the index may take in memory; guides the auto choice
+    target_recall: float = 0.95      # recall@10 vs exact search that nprobe / efSearch are tuned to
+    tuning_queries: int = 1000       # how many tuning queries (held-out corpus vectors by default)
+    tuning_vectors: str | None = None  # sample *queries* to tune on instead (a vector dir, or a queries
+                                       # parquet id,text): for queries unlike documents (keywords vs passages)
+    add_batch_rows: int = 65_536     # vectors read and added per step
+    seed: int = 0                    # for the training and tuning samples
+
+    def __post_init__(self):
+        checks.text("factory", self.factory)
+        checks.one_of("metric", self.metric, METRICS)
+        try:
+            parse_size(self.max_memory)
+        except EmbedpipeError as e:
+            raise ConfigError("max_memory", f"is not a size: {e}") from None
+        checks.number_in("target_recall", self.target_recall, 0.0, 1.0, low_open=True)
+        checks.at_least("tuning_queries", self.tuning_queries, 1)
+        checks.path("tuning_vectors", self.tuning_vectors, optional=True)
+        checks.at_least("add_batch_rows", self.add_batch_rows, 1)
+        checks.at_least("seed", self.seed, 0)
+
+    def check(self) -> IndexConfig:
+        """Kept for callers of the earlier API: the config checked itself when it was built."""
+        return self
+
+
+def _faiss_reason(error: RuntimeError) -> str:
+    """FAISS errors end with 'Error in <function> at <file>: <reason>'; keep the reason."""
+    text = str(error).strip()
+    return text.splitlines()[-1].split(": ", 1)[-1] if text else "rejected"
+
+
+def make_index(factory: str, dim: int, metric: str) -> faiss.Index:
+    """An empty FAISS index, or an EmbedpipeError naming the factory string FAISS cannot parse."""
+    try:
+        return faiss.index_factory(dim, factory, faiss_metric(metric))
+    except RuntimeError as e:
+        reason = _faiss_reason(e)
+        raise EmbedpipeError(f"FAISS cannot build index {factory!r} for dimension {dim}: {reason}") from None
+
+
+def metric_warnings(manifest: dict, metric: str) -> list[str]:
+    """Tell the user when the metric does not fit how the vectors were (not) normalized."""
+    normalized = manifest.get("normalize")
+    if normalized is None:
+        return ["the vector manifest does not say whether vectors are normalized; "
+                f"metric {metric} is used as given"]
+    if metric == "ip" and not normalized:
+        return ["the vectors are not normalized, so inner-product scores are not cosine similarities "
+                "and long vectors win; re-encode with normalization for cosine, or use metric l2"]
+    if metric == "l2" and normalized:
+        return ["the vectors are normalized: metric l2 ranks exactly like cosine, "
+                "but metric ip would report the cosine similarity itself as the score"]
+    return []
+
+
+def shorten_opq_training(index: faiss.Index, iterations: int = OPQ_ITERATIONS) -> None:
+    """Fewer OPQ rotation iterations than FAISS's 50: most of the gain comes early, and 50 cost
+    minutes per 30k training vectors on 2 cores. Applied to auto-chosen factories only."""
+    if isinstance(index, faiss.IndexPreTransform):
+        for i in range(index.chain.size()):
+            transform = faiss.downcast_VectorTransform(index.chain.at(i))
+            if isinstance(transform, faiss.OPQMatrix):
+                transform.niter = iterations
+
+
+def _nlist(index: faiss.Index) -> int | None:
+    try:
+        return faiss.extract_index_ivf(index).nlist
+    except RuntimeError:
+        return None
+
+
+def gather_rows(vectors: VectorSet, rows: np.ndarray, batch_rows: int) -> tuple[list, np.ndarray]:
+    """(ids, vectors) at the given row positions, in the order given, in one streaming pass."""
+    order = np.argsort(rows)
+    sorted_rows = rows[order]
+    out = np.empty((len(rows), vectors.dim), dtype=np.float32)
+    ids: list = [None] * len(rows)
+    start = 0
+    for batch_ids, batch in vectors.iter_batches(batch_rows):
+        lo, hi = np.searchsorted(sorted_rows, [start, start + len(batch)])
+        local = sorted_rows[lo:hi] - start
+        out[order[lo:hi]] = batch[local]
+        for position, doc_id in zip(order[lo:hi], batch_ids.take(pa.array(local)).to_pylist()):
+            ids[position] = doc_id
+        start += len(batch)
+    if start != vectors.rows:
+        raise EmbedpipeError(f"{vectors.path} holds {start} vectors, its manifest says {vectors.rows}")
+    return ids, out
+
+
+@dataclass
+class _Samples:
+    query_rows: np.ndarray       # held-out tuning queries: row positions in the vector directory
+    query_ids: list
+    queries: np.ndarray
+    train: np.ndarray | None     # training vectors, never overlapping the queries
+
+
+def _draw_samples(vectors: VectorSet, index: faiss.Index, config: IndexConfig) -> _Samples:
+    n, rng = vectors.rows, np.random.default_rng(config.seed)
+    external = _tuning_vectors(config, vectors, rng) if config.tuning_vectors else None
+    n_queries = 0 if external is not None else min(config.tuning_queries, max(n // 10, 1))
+    n_train = 0 if index.is_trained else min(training_rows(n, _nlist(index)), n - n_queries)
+    rows = rng.choice(n, size=n_queries + n_train, replace=False)
+    ids, picked = gather_rows(vectors, rows, config.add_batch_rows)
+    queries = external if external is not None else picked[:n_queries]
+    log.info("tuning on %d %s, training on %d vectors", len(queries),
+             "query vectors" if external is not None else "held-out corpus vectors", n_train)
+    return _Samples(rows[:n_queries], ids[:n_queries], queries, picked[n_queries:] if n_train else None)
+
+
+def _tuning_vectors(config: IndexConfig, vectors: VectorSet, rng: np.random.Generator) -> np.ndarray:
+    """Sample query vectors to tune on: a vector directory, or a queries parquet (id, text) that is
+    encoded here exactly as the corpus was (model, pooling, normalization from its manifest)."""
+    path = Path(config.tuning_vectors)
+    if path.is_file():
+        from ..encode.encoder import TextEncoder
+
+        _, texts = read_queries(path)
+        if len(texts) > config.tuning_queries:
+            texts = [texts[i] for i in np.sort(rng.choice(len(texts), config.tuning_queries, replace=False))]
+        log.info("encoding %d tuning queries from %s", len(texts), path)
+        return TextEncoder.from_manifest(vectors.manifest).encode(texts)
+    tuning = open_vectors(path)
+    if tuning.dim != vectors.dim:
+        raise EmbedpipeError(f"tuning vectors {tuning.path} have dimension {tuning.dim}, the corpus {vectors.dim}")
+    _, queries = tuning.read_all()
+    if len(queries) > config.tuning_queries:
+        queries = queries[np.sort(rng.choice(len(queries), config.tuning_queries, replace=False))]
+    if not len(queries):
+        raise EmbedpipeError(f"tuning vectors {tuning.path} hold no vectors")
+    return queries
+
+
+def _train(index: faiss.Index, factory: str, train: np.ndarray) -> None:
+    started = time.monotonic()
+    log.info("training %s on %d vectors", factory, len(train))
+    try:
+        index.train(train)
+    except RuntimeError as e:
+        reason = _faiss_reason(e)
+        raise EmbedpipeError(f"training {factory} on {len(train)} vectors failed: {reason}") from None
+    log.info("trained in %.1fs", time.monotonic() - started)
+
+
+def _add_all(index: faiss.Index, vectors: VectorSet, exact: ExactTopK | None, batch_rows: int,
+             held_out: np.ndarray) -> pa.Array:
+    """Add every vector except the held-out rows in chunks, feeding the same chunks to exact
+    search; returns the ids in the order they were added (= the index's row labels)."""
+    held_out = np.sort(held_out)
+    ids, start, added = [], 0, 0
+    with Progress(vectors.rows, "vectors added") as progress:
+        for batch_ids, batch in vectors.iter_batches(batch_rows):
+            keep = ~np.isin(np.arange(start, start + len(batch)), held_out)
+            if not keep.all():
+                batch_ids, batch = batch_ids.filter(pa.array(keep)), batch[keep]
+            index.add(batch)
+            if exact is not None:
+                exact.add(batch, added)
+            ids.append(batch_ids)
+            start += len(keep)
+            added += len(batch)
+            progress.update(len(keep))
+    if start != vectors.rows:
+        raise EmbedpipeError(f"{vectors.path} holds {start} vectors, its manifest says {vectors.rows}")
+    return _concat_ids(ids, vectors)
+
+
+def _concat_ids(ids: list[pa.Array], vectors: VectorSet) -> pa.Array:
+    try:
+        return pa.concat_arrays(ids)
+    except pa.ArrowInvalid as e:
+        raise EmbedpipeError(f"{vectors.path}: the id column has different types in different shards ({e})") from None
+
+
+def build_index(vectors_dir: str | os.PathLike, out: str | os.PathLike, config: IndexConfig = IndexConfig(),
+                *, overwrite: bool = False) -> dict:
+    """Build, tune and write INDEX_DIR from a vector directory; returns what index.json holds."""
+    started = time.monotonic()
+    out = check_output(out, {"vectors": vectors_dir, "tuning_vectors": config.tuning_vectors})
+    vectors = open_vectors(vectors_dir, verify=True)
+    out = check_output_dir(out, overwrite, INFO_FILE)
+    n, dim = vectors.rows, vectors.dim
+    if n == 0:
+        raise EmbedpipeError(f"{vectors.path} holds no vectors; there is nothing to index")
+    warnings = metric_warnings(vectors.manifest, config.metric)
+    for warning in warnings:
+        log.warning("warning: %s", warning)
+    max_memory = parse_size(config.max_memory)
+    factory = choose_factory(n, dim, max_memory) if config.factory == "auto" else config.factory
+    log.info("index for %d vectors of dimension %d: %s (metric %s)", n, dim, factory, config.metric)
+    index = make_index(factory, dim, config.metric)
+    if config.factory == "auto":
+        shorten_opq_training(index)
+
+    samples = None if is_exact(index) else _draw_samples(vectors, index, config)
+    if samples is not None and samples.train is not None:
+        _train(index, factory, samples.train)
+    exact = ExactTopK(samples.queries, RECALL_K, config.metric) if samples is not None else None
+    held_out = samples.query_rows if samples is not None else np.empty(0, dtype=np.int64)
+    ids = _add_all(index, vectors, exact, config.add_batch_rows, held_out)
+
+    if samples is None:
+        tuning = Tuning("", 1.0, True)
+    else:
+        tuning = tune_search_params(index, samples.queries, exact.result()[1], config.target_recall, RECALL_K)
+        log.info("search parameters %r give recall@10 %.4f vs exact search", tuning.params, tuning.recall)
+        if len(samples.query_rows):  # the held-out rows join the index last; ids.parquet follows
+            index.add(samples.queries)
+            ids = _concat_ids([ids, pa.array(samples.query_ids, ids.type)], vectors)
+        if not tuning.reached:
+            warnings.append(f"{factory} reaches recall@10 {tuning.recall:.3f} at most, below the target "
+                            f"{config.target_recall}; allow more max_memory or choose a factory with less compression")
+            log.warning("warning: %s", warnings[-1])
+
+    def describe(index_bytes: int) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "embedpipe_version": __version__,
+            "factory": factory,
+            "factory_requested": config.factory,
+            "metric": config.metric,
+            "n": n,
+            "dim": dim,
+            "build_seconds": round(time.monotonic() - started, 3),
+            "memory_bytes": index_bytes,  # the serialized index, which is what search holds in memory
+            "max_memory": max_memory,
+            "search_params": tuning.params,
+            "recall_at_10": tuning.recall,
+            "target_recall": config.target_recall,
+            "recall_reached": tuning.reached,
+            "tuning": {"queries": 0 if samples is None else len(samples.queries),
+                       "on": None if samples is None else (config.tuning_vectors or "held-out corpus vectors"),
+                       "training_vectors": 0 if samples is None or samples.train is None else len(samples.train),
+                       "trials": tuning.trials},
+            "recall_measured_at_n": n,
+            "warnings": warnings,
+            "config": json.loads(json.dumps(asdict(config))),
+            **_source(vectors),
+        }
+
+    info = write_index_dir(out, index, ids, describe)
+    log.info("wrote %s (%s, %d bytes, %.1fs)", out, factory, info["memory_bytes"], info["build_seconds"])
+    return info
+
+
+def _source(vectors: VectorSet) -> dict:
+    """What index.json says about the vectors it holds: path, manifest, and the manifest's sha256."""
+    return {"vectors": str(vectors.path.resolve()), "manifest": vectors.manifest,
+            "source_manifest_sha256": file_sha256(vectors.path / MANIFEST)}
+
+
+def shard_key(shard: dict) -> tuple[str, str]:
+    return (shard.get("file"), shard.get("sha256"))
+
+
+def new_shards(info: dict, manifest: dict, vectors_dir: Path | str) -> list[dict]:
+    """The shards of ``manifest`` the index does not hold yet; an error when the index cannot be
+    extended from these vectors (other encoder, or shards it holds were rewritten or removed)."""
+    indexed = info.get("manifest") or {}
+    if (identity_of(indexed), indexed.get("dim")) != (identity_of(manifest), manifest.get("dim")):
+        raise EmbedpipeError(f"{vectors_dir} was encoded differently from the vectors in the index "
+                             "(encoder, model or dimension); rebuild the index without append", fields=("append",))
+    present = {shard_key(s) for s in manifest.get("shards", [])}
+    gone = [shard_key(s)[0] for s in indexed.get("shards", []) if shard_key(s) not in present]
+    if gone:
+        raise EmbedpipeError(f"shard(s) the index holds are no longer in {vectors_dir} as they were "
+                             f"({', '.join(gone[:3])}); the vectors were rebuilt, so rebuild the index without append", fields=("append",))
+    held = {shard_key(s) for s in indexed.get("shards", [])}
+    return [s for s in manifest.get("shards", []) if shard_key(s) not in held]
+
+
+def append_index(index_dir: str | os.PathLike, vectors_dir: str | os.PathLike | None = None,
+                 *, batch_rows: int = 65_536) -> dict:
+    """Add to INDEX_DIR the vectors of the shards it does not hold yet (from ``vectors_dir``, by
+    default the directory it was built from). The trained index (IVF centroids, PQ codebooks, HNSW
+    graph) is extended, not retrained; the recall in index.json stays the one measured at build
+    time over ``recall_measured_at_n`` vectors. Returns the new index.json."""
+    started = time.monotonic()
+    path = Path(index_dir)
+    loaded = open_index(path)
+    info = loaded.info
+    vectors = open_vectors(vectors_dir or info.get("vectors") or "", verify=True)
+    if vectors.dim != loaded.dim:
+        raise EmbedpipeError(f"{vectors.path} holds vectors of dimension {vectors.dim}, the index {loaded.dim}")
+    shards = new_shards(info, vectors.manifest, vectors.path)
+    rows = sum(int(s["rows"]) for s in shards)
+    expected = int(info["n"]) + rows
+    if expected != vectors.rows:
+        raise EmbedpipeError(f"the index holds {info['n']} vectors and {vectors.path} adds {rows} in new shards, "
+                             f"but it holds {vectors.rows}; rebuild the index without append", fields=("append",))
+    if not shards:
+        info = {**info, **_source(vectors)}
+        write_json_atomic(path / INFO_FILE, info)
+        log.info("%s already holds every shard of %s: nothing to append", path, vectors.path)
+        return info
+    index, ids = loaded.index, [loaded.ids]
+    added = VectorSet(vectors.path, {**vectors.manifest, "shards": shards, "rows": rows})
+    with Progress(rows, "vectors appended") as progress:
+        for batch_ids, batch in added.iter_batches(batch_rows):
+            clash = pc.is_in(batch_ids, value_set=loaded.ids)
+            if pc.any(clash).as_py():
+                first = batch_ids.filter(clash)[0].as_py()
+                raise EmbedpipeError(f"id {first!r} of a new shard in {vectors.path} is already in the index; "
+                                     "rebuild the index without append", fields=("append",))
+            index.add(batch)
+            ids.append(batch_ids)
+            progress.update(len(batch))
+    ids = _concat_ids(ids, vectors)
+    append = {"rows": rows, "shards": [shard_key(s)[0] for s in shards],
+              "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "seconds": round(time.monotonic() - started, 3)}
+
+    def describe(index_bytes: int) -> dict:
+        return {**info, "n": int(index.ntotal), "memory_bytes": index_bytes, **_source(vectors),
+                "appends": [*info.get("appends", []), append],
+                "recall_measured_at_n": info.get("recall_measured_at_n", info["n"])}
+
+    info = write_index_dir(path, index, ids, describe)
+    log.info("appended %d vectors from %d new shard(s) to %s: %d in all", rows, len(shards), path, info["n"])
+    return info
+
+

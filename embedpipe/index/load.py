@@ -1,0 +1,79 @@
+"""An index directory in memory, ready to search.
+
+    >>> index = open_index("corpus.index")                    # doctest: +SKIP
+    >>> scores, rows = index.search(query_vectors, k=10)      # doctest: +SKIP
+    >>> index.ids_of(rows[0])                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+
+from ..errors import EmbedpipeError
+from ..formats.index_dir import INFO_FILE, read_faiss, read_ids, read_info
+from .params import apply_search_params
+
+
+def is_exact(index: faiss.Index) -> bool:
+    return isinstance(faiss.downcast_index(index), faiss.IndexFlat)
+
+
+@dataclass
+class LoadedIndex:
+    """An index directory in memory: the FAISS index with its search parameters set, ids and info."""
+
+    path: Path
+    index: faiss.Index
+    ids: pa.Array
+    info: dict
+    _id_list: list | None = field(default=None, repr=False)
+
+    @property
+    def dim(self) -> int:
+        return self.index.d
+
+    @property
+    def metric(self) -> str:
+        return self.info["metric"]
+
+    def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows), each (n_queries, k); higher score = better (negated squared L2 for l2).
+
+        Rows are -1 where the index returned fewer than k hits.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise EmbedpipeError(f"query vectors have shape {queries.shape}; the index {self.path} holds "
+                                 f"vectors of dimension {self.dim}")
+        if k < 1:
+            raise EmbedpipeError(f"k must be at least 1, got {k}")
+        distances, rows = self.index.search(queries, min(k, self.index.ntotal))
+        return (distances if self.metric == "ip" else -distances), rows
+
+    def ids_of(self, rows: np.ndarray) -> list:
+        """Corpus ids of one result row (skipping -1)."""
+        if self._id_list is None:
+            self._id_list = self.ids.to_pylist()
+        return [self._id_list[r] for r in rows if r >= 0]
+
+
+def open_index(path: str | os.PathLike) -> LoadedIndex:
+    """Load INDEX_DIR, checking index.json, index.faiss and ids.parquet against each other."""
+    path = Path(path)
+    if not path.is_dir():
+        raise EmbedpipeError(f"index directory {path} does not exist")
+    info = read_info(path)
+    index = read_faiss(path, info)
+    ids = read_ids(path, int(info["n"]))
+    try:
+        apply_search_params(index, info.get("search_params", ""))
+    except RuntimeError:
+        raise EmbedpipeError(f"{path / INFO_FILE}: search parameters {info.get('search_params')!r} "
+                             f"do not apply to a {info['factory']} index") from None
+    return LoadedIndex(path, index, ids, info)

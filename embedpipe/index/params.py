@@ -1,0 +1,139 @@
+"""Exact neighbours, recall@k, and tuning an index's search parameter to a target recall.
+
+    >>> exact = ExactTopK(queries, k=10, metric="ip")
+    >>> for start, chunk in chunks: exact.add(chunk, start)
+    >>> truth = exact.result()[1]
+    >>> tune_search_params(index, queries, truth, target=0.95)
+    Tuning(params='efSearch=48', recall=0.962, reached=True, trials={16: 0.81, 32: 0.93, 48: 0.962, ...})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+
+from ..errors import EmbedpipeError
+
+METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
+
+NPROBE_GRID = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024,
+               1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384, 32768, 65536]
+EF_SEARCH_GRID = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096]
+
+
+def faiss_metric(metric: str) -> int:
+    if metric not in METRICS:
+        raise EmbedpipeError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    return METRICS[metric]
+
+
+class ExactTopK:
+    """Exact top-k of fixed queries over a corpus that arrives in chunks (memory: one chunk)."""
+
+    def __init__(self, queries: np.ndarray, k: int, metric: str):
+        self.queries, self.k, self.metric = np.ascontiguousarray(queries, dtype=np.float32), k, metric
+        self.heap = faiss.ResultHeap(len(queries), k, keep_max=(metric == "ip"))
+
+    def add(self, chunk: np.ndarray, first_row: int) -> None:
+        k = min(self.k, len(chunk))
+        distances, rows = faiss.knn(self.queries, np.ascontiguousarray(chunk), k, metric=faiss_metric(self.metric))
+        if k < self.k:  # a short last chunk: pad so the heap sees k columns
+            pad = ((0, 0), (0, self.k - k))
+            worst = -np.inf if self.metric == "ip" else np.inf
+            distances = np.pad(distances, pad, constant_values=worst)
+            rows = np.pad(rows, pad, constant_values=-1)
+        self.heap.add_result(distances, np.where(rows >= 0, rows + first_row, -1))
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, rows), best first; rows are -1 where the corpus had fewer than k vectors."""
+        self.heap.finalize()
+        return self.heap.D, self.heap.I
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean fraction of each query's exact top-k that the index also returned in its top-k.
+
+    >>> recall_at_k(np.array([[1, 2, 9]]), np.array([[1, 2, 3]]))
+    0.666...
+    """
+    hits = [len(set(f[f >= 0]) & set(t[t >= 0])) / int((t >= 0).sum()) for f, t in zip(found, truth) if (t >= 0).any()]
+    return float(np.mean(hits)) if hits else 1.0
+
+
+@dataclass
+class Tuning:
+    params: str                      # FAISS ParameterSpace string, "" when nothing can be tuned
+    recall: float                    # recall@k at those parameters on the tuning queries
+    reached: bool                    # whether recall >= the target
+    trials: dict = field(default_factory=dict)  # parameter value -> recall, for every value tried
+
+
+def tunable_parameter(index: faiss.Index) -> tuple[str, list[int]] | None:
+    """('nprobe', grid) for IVF indexes, ('efSearch', grid) for HNSW, None when there is no knob."""
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        ivf = None
+    if ivf is not None:
+        return "nprobe", [p for p in NPROBE_GRID if p < ivf.nlist] + [ivf.nlist]
+    inner = faiss.downcast_index(index)
+    while isinstance(inner, faiss.IndexPreTransform):
+        inner = faiss.downcast_index(inner.index)
+    if isinstance(inner, faiss.IndexHNSW):
+        return "efSearch", EF_SEARCH_GRID
+    return None
+
+
+def parameter_string(index: faiss.Index, name: str, value: int) -> str:
+    """An IVF whose coarse quantizer is itself HNSW needs that graph searched wide enough too."""
+    if name == "nprobe":
+        quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+        if isinstance(quantizer, faiss.IndexHNSW):
+            return f"nprobe={value},quantizer_efSearch={max(2 * value, 32)}"
+    return f"{name}={value}"
+
+
+def apply_search_params(index: faiss.Index, params: str) -> None:
+    if params:
+        faiss.ParameterSpace().set_index_parameters(index, params)
+
+
+def measure_recall(index: faiss.Index, params: str, queries: np.ndarray, truth: np.ndarray, k: int) -> float:
+    apply_search_params(index, params)
+    _, found = index.search(queries, k)
+    return recall_at_k(found, truth)
+
+
+def tune_search_params(index: faiss.Index, queries: np.ndarray, truth: np.ndarray, target: float,
+                       k: int = 10) -> Tuning:
+    """Smallest nprobe / efSearch whose recall@k reaches ``target`` (binary search on a grid).
+
+    ``queries`` must not be in ``index`` (an indexed point is found by its own graph links and
+    cells, which flatters recall); ``truth`` is their exact top-k in it. When the target cannot be
+    reached (compressed codes), the largest value is kept and ``reached`` is False.
+    """
+    knob = tunable_parameter(index)
+    if knob is None:
+        recall = measure_recall(index, "", queries, truth, k)
+        return Tuning("", recall, recall >= target)
+    name, grid = knob
+    trials: dict[int, float] = {}
+
+    def recall_at(i: int) -> float:
+        if grid[i] not in trials:
+            trials[grid[i]] = measure_recall(index, parameter_string(index, name, grid[i]), queries, truth, k)
+        return trials[grid[i]]
+
+    lo, hi = 0, len(grid) - 1
+    while lo < hi:  # recall grows with the parameter: find the first grid value that reaches target
+        mid = (lo + hi) // 2
+        if recall_at(mid) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    params = parameter_string(index, name, grid[lo])
+    recall = recall_at(lo)
+    apply_search_params(index, params)
+    return Tuning(params, recall, recall >= target, dict(sorted(trials.items())))

@@ -1,0 +1,11 @@
+"""Models: resolve a name or directory, export it to ONNX once, optionally optimize or quantize it.
+
+    resolve.py   name or directory -> local directory + content hash (bundled MiniLM by default)
+    export.py    optimum export into a cache keyed by content and options
+    optimize.py  onnxruntime graph optimization and dynamic int8 quantization for this CPU
+"""
+
+from .export import ensure_exported
+from .resolve import cache_root, resolve_model
+
+__all__ = ["cache_root", "ensure_exported", "resolve_model"]

