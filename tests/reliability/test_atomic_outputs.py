@@ -11,7 +11,7 @@ from embedpipe.encode import encode_corpus
 from embedpipe.formats.vectors import open_vectors
 from embedpipe.fsio import file_sha256
 
-from _support import assert_same_vectors, by_id, job, manifest, write_rows
+from tests.reliability.support import assert_same_vectors, by_id, job, manifest, write_rows
 
 
 class InjectedFault(OSError):

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 
 from embedpipe.encode import encode_corpus
 
-from _support import assert_same_vectors, by_id, job, manifest, write_rows
-from conftest import assert_one_line_error as one_line_error
-from conftest import run_cli as cli
+from tests.reliability.support import assert_same_vectors, by_id, job, manifest, write_rows
+from tests.helpers import assert_one_line_error as one_line_error
+from tests.helpers import run_cli as cli
 
 
 def snapshot(out):

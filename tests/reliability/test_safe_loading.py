@@ -14,8 +14,8 @@ from embedpipe.encode.encoder import BatchPlan, EncoderSpec, prepare
 from embedpipe.errors import EmbedpipeError
 from embedpipe.encode.mapper import CorpusBatchEncoder, MapperConfig
 
-from conftest import assert_one_line_error as one_line_error
-from conftest import run_cli as cli
+from tests.helpers import assert_one_line_error as one_line_error
+from tests.helpers import run_cli as cli
 
 PACKAGE = Path(__file__).resolve().parents[2] / "embedpipe"
 

@@ -8,7 +8,7 @@ import json
 import textwrap
 
 from click.testing import CliRunner
-from conftest import WORDS, write_corpus
+from tests.helpers import WORDS, write_corpus
 
 from embedpipe.cli import main
 from embedpipe.index import open_index

@@ -13,7 +13,7 @@ from embedpipe.errors import EmbedpipeError
 from embedpipe.formats.vectors import open_vectors
 from embedpipe.fsio import file_sha256
 
-from conftest import TEXTS, write_corpus
+from tests.helpers import TEXTS, write_corpus
 
 
 def job(tiny_model_dir, corpus, out, **kwargs):

@@ -12,7 +12,7 @@ from embedpipe.encode.encoder import BatchPlan, EncoderSpec, TextEncoder, prepar
 from embedpipe.encode.mapper import MapperConfig
 from embedpipe.encode.runners.ray import BATCHES_PER_ACTOR, batch_rows, run_on_ray
 
-from conftest import TEXTS
+from tests.helpers import TEXTS
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 
 from embedpipe.encode.pooling import POOLINGS
 
-from conftest import assert_one_line_error, write_corpus
-from conftest import run_cli as run
+from tests.helpers import assert_one_line_error, write_corpus
+from tests.helpers import run_cli as run
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from embedpipe.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_dockerfile_copies_files_that_exist():

@@ -18,8 +18,8 @@ from embedpipe.classify.probes import mteb_samples
 from embedpipe.cli import main
 from embedpipe.encode.encoder import EncoderSpec
 
-from conftest import assert_one_line_error
-from conftest import run_cli as run
+from tests.helpers import assert_one_line_error
+from tests.helpers import run_cli as run
 
 # Three classes with disjoint vocabularies (all in the tiny model's WordPiece vocab): well separated.
 VOCAB = {"animal": "cat dog bird fish".split(), "sky": "sun moon star fire".split(),

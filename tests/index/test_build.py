@@ -23,7 +23,7 @@ from embedpipe.formats.vectors import VectorWriter
 from embedpipe.formats.vectors import vector_array
 from embedpipe.fsio import file_sha256
 
-from conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, entries, run_cli
 
 DIM = 24
 
@@ -54,10 +54,6 @@ def corpus(tmp_path_factory) -> tuple[Path, np.ndarray]:
 def auto_index(corpus, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("indexes") / "auto.index"
     return out, build_index(corpus[0], out, IndexConfig(factory="auto"))
-
-
-def entries(directory: Path) -> set[str]:
-    return {p.name for p in directory.iterdir()}
 
 
 # --- choosing a factory -------------------------------------------------------------------------

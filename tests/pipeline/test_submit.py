@@ -17,7 +17,7 @@ from embedpipe.index import open_index
 from embedpipe.testing import BIN, RAY_ENV, ray_head
 from embedpipe.formats.vectors import open_vectors
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # The job runs `python -m embedpipe` / `embedpipe` from PATH, as on a cluster node whose image has them.
 # One pooling and a linear probe: the demo's classify stage at a test's cost.
 QUICK_CLASSIFY = ["--set", "classify.poolings=[mean]", "--set", "classify.heads=[linear]", "--set", "classify.seeds=1"]

@@ -7,7 +7,7 @@ from embedpipe.encode import EncodeJob, encode_corpus
 from embedpipe.encode.encoder import EncoderSpec, TextEncoder
 from embedpipe.formats.vectors import open_vectors
 
-from conftest import TEXTS
+from tests.helpers import TEXTS
 
 # embedpipe name -> sentence-transformers' Pooling mode
 ST_MODES = {"cls": "cls", "mean": "mean", "max": "max", "mean_sqrt_len": "mean_sqrt_len_tokens",

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from embedpipe.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 
 

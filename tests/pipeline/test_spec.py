@@ -14,7 +14,7 @@ from embedpipe.cli import main
 from embedpipe.errors import EmbedpipeError
 from embedpipe.pipeline import load_spec
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_spec(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:

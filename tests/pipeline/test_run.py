@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import WORDS, write_corpus
+from tests.helpers import WORDS, write_corpus
 
 from embedpipe.cli import main
 from embedpipe.index import open_index
