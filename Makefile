@@ -1,7 +1,8 @@
 # Two commands: `make demo` (set up, then run pipelines/demo.yaml over the bundled sample corpus with
 # the bundled all-MiniLM-L6-v2: encode -> index -> evaluate -> classify, then one search; a second
 # `make demo` skips the stages already complete, `make clean` starts over) and `make test` (set up,
-# then the whole test suite). Nothing is downloaded from a model hub; pip takes packages from the registry.
+# then the whole test suite, with the docstring examples); `make lint` runs ruff. Nothing is downloaded
+# from a model hub; pip takes packages from the registry.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +11,7 @@ DEMO := demo_out
 export HF_HUB_OFFLINE := 1
 export EMBEDPIPE_CACHE ?= $(CURDIR)/.cache/embedpipe
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test lint clean
 
 setup: $(VENV)/.installed
 
@@ -28,6 +29,9 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(DEMO) .cache .pytest_cache

@@ -2,7 +2,8 @@
 
     >>> with Progress(1_000_000, "vectors added") as progress:
     ...     progress.update(65_536)
-    >>> progress.seconds
+    >>> progress.done, progress.line().split(" (")[0]
+    (65536, 'vectors added: 65,536/1,000,000 rows')
 """
 
 from __future__ import annotations

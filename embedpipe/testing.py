@@ -1,7 +1,7 @@
 """Real pieces for tests and benchmarks: small models (nothing is downloaded) and a Ray head.
 
-    >>> save_tiny_bert(Path("tiny-bert"), words=["cat", "dog"])   # a hub-style model directory
-    >>> with ray_head(log_dir) as head:                           # `ray start --head` on 127.0.0.1
+    >>> save_tiny_bert(Path("tiny-bert"), words=["cat", "dog"])   # a hub-style model directory  # doctest: +SKIP
+    >>> with ray_head(log_dir) as head:                           # `ray start --head` on 127.0.0.1  # doctest: +SKIP
     ...     head.gcs_address                                      # "127.0.0.1:PORT", for --ray-address
 
 The Ray head runs in its own process group on free loopback ports of its own and is stopped by

@@ -1,8 +1,8 @@
 """Labeled parquet in, checked train/test splits out.
 
-    >>> split = load_splits("train.parquet", test=None, test_fraction=0.2, label_column="label",
+    >>> split = load_splits("train.parquet", test=None, test_fraction=0.2, label_column="label",  # doctest: +SKIP
     ...                     text_column="text", train_limit=None, seed=0)
-    >>> split.train.texts[:1], split.train.y[:3], split.classes
+    >>> split.train.texts[:1], split.train.y[:3], split.classes  # doctest: +SKIP
     (['a small dog'], array([2, 0, 1]), ['animal', 'food', 'plant'])
 
 Every problem a user can cause (a missing column, null labels, a single class, test labels unseen

@@ -1,8 +1,8 @@
 """Full fine-tuning of the encoder for sequence classification on CPU, with the head that matches
 the pooling.
 
-    >>> run = finetune(model_path, "cls", split, FinetuneOptions(epochs=2), max_length=128, seed=0)
-    >>> run.accuracy, run.history[-1]
+    >>> run = finetune(model_path, "cls", split, FinetuneOptions(epochs=2), max_length=128, seed=0)  # doctest: +SKIP
+    >>> run.accuracy, run.history[-1]  # doctest: +SKIP
 
 - ``cls``: BertForSequenceClassification's head: the first token's hidden state through BERT's
   pooler (dense + tanh, initialised from the checkpoint's pooler when it has one), dropout, a linear

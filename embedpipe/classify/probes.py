@@ -1,7 +1,7 @@
 """Heads trained on frozen vectors: ``linear`` (logistic regression) and ``mlp`` (DistilBERT's head).
 
-    >>> head = fit_linear(X_train, y_train, seed=0)
-    >>> head_logits(head, X_test).argmax(1)           # class indices
+    >>> head = fit_linear(X_train, y_train, seed=0)  # doctest: +SKIP
+    >>> head_logits(head, X_test).argmax(1)           # class indices  # doctest: +SKIP
 
 A head is plain data: ``Head(kind, weights)`` with numpy arrays named like the layers they stand
 for, so it is applied in numpy and saved without pickle (see saved.py).

@@ -1,6 +1,6 @@
 """The report directory: report.json (everything), report.md (a table to read), accuracy.png (a plot).
 
-    >>> write_report_files(staging_dir, report)      # report: the dict run_classify builds
+    >>> write_report_files(staging_dir, report)      # report: the dict run_classify builds  # doctest: +SKIP
 
 report.md and the plot are made from report.json's ``results`` alone, so the three always agree.
 """

@@ -6,7 +6,7 @@
     EXPORT/export.json                                                what was exported, how (written last)
 
     >>> exported = load_export(path)          # doctest: +SKIP
-    >>> exported.onnx_path, exported.dim, exported.default_max_length
+    >>> exported.onnx_path, exported.dim, exported.default_max_length  # doctest: +SKIP
 """
 
 from __future__ import annotations

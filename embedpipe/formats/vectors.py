@@ -8,10 +8,10 @@ Writing happens in a hidden staging directory beside ``out``; it replaces ``out`
 only once every shard and the manifest are complete, so a crash or a bad row never leaves a
 half-written result, nor destroys an earlier one.
 
-    >>> with VectorWriter("out", dim=384) as writer:
+    >>> with VectorWriter("out", dim=384) as writer:  # doctest: +SKIP
     ...     writer.write(ids, vectors)
     ...     writer.publish({"pooling": "mean", ...})
-    >>> vs = open_vectors("out"); vs.dim, vs.rows
+    >>> vs = open_vectors("out"); vs.dim, vs.rows  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Exact neighbours, recall@k, and tuning an index's search parameter to a target recall.
 
-    >>> exact = ExactTopK(queries, k=10, metric="ip")
-    >>> for start, chunk in chunks: exact.add(chunk, start)
-    >>> truth = exact.result()[1]
-    >>> tune_search_params(index, queries, truth, target=0.95)
+    >>> exact = ExactTopK(queries, k=10, metric="ip")  # doctest: +SKIP
+    >>> for start, chunk in chunks: exact.add(chunk, start)  # doctest: +SKIP
+    >>> truth = exact.result()[1]  # doctest: +SKIP
+    >>> tune_search_params(index, queries, truth, target=0.95)  # doctest: +SKIP
     Tuning(params='efSearch=48', recall=0.962, reached=True, trials={16: 0.81, 32: 0.93, 48: 0.962, ...})
 """
 

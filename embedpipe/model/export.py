@@ -1,7 +1,7 @@
 """Export a resolved model once to ONNX with optimum, into a cache keyed by its content and options.
 
     >>> exported = ensure_exported(resolve_model(None))      # doctest: +SKIP
-    >>> exported.onnx_path, exported.default_max_length
+    >>> exported.onnx_path, exported.default_max_length  # doctest: +SKIP
 
 The export is a plain feature-extraction graph (``last_hidden_state``), so one export serves every
 pooling; BERT's pooler weights are saved beside it (``pooler.npz``) for ``--pooling pooler``.

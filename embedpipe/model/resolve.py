@@ -1,7 +1,7 @@
 """A model name or directory -> a local directory and a fingerprint of its content.
 
     >>> model = resolve_model(None)          # doctest: +SKIP
-    >>> model.name, model.path.name          # the bundled all-MiniLM-L6-v2, offline
+    >>> model.name, model.path.name          # the bundled all-MiniLM-L6-v2, offline  # doctest: +SKIP
     ('sentence-transformers/all-MiniLM-L6-v2', 'all-MiniLM-L6-v2')
 
 A Hugging Face id is fetched through the hub cache only when HF_HUB_OFFLINE allows it; the content
