@@ -118,3 +118,23 @@ def test_search_corpus_reads_the_columns_the_index_was_encoded_from(tiny_model_d
     pq.write_table(pa.table({"id": IDS, "text": TEXTS}), tmp_path / "other.parquet")
     result = run_cli("search", tmp_path / "i", TEXTS[3], "--corpus", tmp_path / "other.parquet")
     assert_one_line_error(result, "has no text column 'body' (columns: id, text)")
+
+
+@pytest.mark.slow
+def test_ray_encodes_a_categorical_corpus_like_the_local_runner(tiny_model_dir, tmp_path, ray_cluster):
+    """Ray Data reads the files itself: dictionaries differ per file and row group, blocks are re-cut."""
+    from embedpipe.encode import EncodeJob, encode_corpus
+
+    (tmp_path / "c").mkdir()
+    for f in range(2):
+        ids = [f"d{f}-{i}" for i in range(30)]
+        texts = [f"{TEXTS[(i + f) % len(TEXTS)]} {i}" for i in range(30)]
+        pd.DataFrame({"id": pd.Categorical(ids), "text": pd.Categorical(texts)}).to_parquet(
+            tmp_path / "c" / f"{f}.parquet", row_group_size=7)
+    runs = {runner: encode_corpus(EncodeJob(str(tmp_path / "c"), out=str(tmp_path / runner), runner=runner, threads=1,
+                                            workers=2 if runner == "ray" else None,
+                                            spec=EncoderSpec(model=str(tiny_model_dir))))
+            for runner in ("local", "ray")}
+    (local_ids, local), (ray_ids, ray) = (open_vectors(runs[r].out).read_all() for r in ("local", "ray"))
+    assert ray_ids.type == pa.string() and ray_ids.to_pylist() == local_ids.to_pylist()
+    np.testing.assert_allclose(ray, local, atol=1e-6)
