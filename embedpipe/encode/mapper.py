@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from .. import checks
 from ..errors import BadInput, CorruptArtifact, EmbedpipeError, first_line
+from ..formats.columns import decoded
 from ..formats.corpus import blank_text_mask, check_utf8
 from ..formats.vectors import vector_array
 from .batching import BatchPlan
@@ -56,8 +57,9 @@ class CorpusBatchEncoder:
     def __call__(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
         if isinstance(batch, pa.RecordBatch):
             batch = pa.Table.from_batches([batch])
-        ids = batch.column(self.config.id_column).combine_chunks()
-        texts = batch.column(self.config.text_column).combine_chunks()
+        # Ray reads the files itself, so categorical (dictionary) columns arrive here still encoded.
+        ids = decoded(batch.column(self.config.id_column)).combine_chunks()
+        texts = decoded(batch.column(self.config.text_column)).combine_chunks()
         if self.skip_ids is not None:
             todo = pc.invert(pc.is_in(ids, value_set=self.skip_ids))
             ids, texts = ids.filter(todo), texts.filter(todo)

@@ -1,5 +1,8 @@
 """One module per on-disk contract, each with its schema, reader, writer and checks.
 
+    columns.py     the column rules every reader shares: text and id types, missing columns, null ids
+    parquet.py     where a parquet file is (path or URL); reading a small one whole
+
     corpus.py      the texts to encode: parquet files, directories, URLs
     vectors.py     a vector directory: (id, vector) shards + manifest.json; what defines a vector
     export_dir.py  an ONNX export: graph, tokenizer, pooler weights, export.json

@@ -1,5 +1,6 @@
 """Open a parquet corpus (a file or a directory of files, local or any pyarrow/fsspec URL),
-check it, and stream it as record batches.
+check it, and stream it as record batches. Its text and id columns follow the rules every reader
+shares (columns.py); categorical (dictionary) columns stream decoded.
 
     >>> corpus = open_corpus("wiki.parquet", text_column="text", id_column="id")   # doctest: +SKIP
     >>> corpus.rows, corpus.files                                                # doctest: +SKIP
@@ -20,6 +21,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..errors import BadInput, first_line
+from .columns import Column, check_columns, check_ids_present, decoded_batch, invalid_utf8_rows, value_type
+from .parquet import read_footer, resolve_filesystem
 
 
 @dataclass
@@ -54,15 +57,18 @@ class Corpus:
     def iter_batches(self, batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """Record batches of (id, text) columns, in file then row order; memory stays one batch
         (pages are read as needed, so a file written as one huge row group streams too)."""
-        columns = columns or [self.id_column, self.text_column]
         for path in self.files:
-            try:
-                with self.filesystem.open_input_file(path) as f:
-                    reader = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
-                    for batch in reader.iter_batches(batch_size=batch_rows, columns=columns):
-                        yield batch
-            except (pa.ArrowException, OSError) as e:
-                raise BadInput(f"cannot read {path}: corrupt parquet data ({first_line(e)})") from None
+            yield from self._file_batches(path, batch_rows, columns or [self.id_column, self.text_column])
+
+    def _file_batches(self, path: str, batch_rows: int, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        """One file's batches, dictionary (pandas categorical) columns decoded to plain values."""
+        try:
+            with self.filesystem.open_input_file(path) as f:
+                reader = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
+                for batch in reader.iter_batches(batch_size=batch_rows, columns=columns):
+                    yield decoded_batch(batch)
+        except (pa.ArrowException, OSError) as e:
+            raise BadInput(f"cannot read {path}: corrupt parquet data ({first_line(e)})") from None
 
     def find_bad_rows(self, batch_rows: int = 65_536, examples: int = 3) -> tuple[int, list]:
         """Count rows whose text is null or blank; return (count, a few of their ids).
@@ -78,13 +84,20 @@ class Corpus:
         return count, found
 
     def check_unique_ids(self, batch_rows: int = 262_144, examples: int = 3) -> np.ndarray:
-        """Raise if an id occurs twice (naming some); return the sorted int64 hashes of all ids.
+        """Raise if an id is null (naming its file and row) or occurs twice (naming some); return the
+        sorted int64 hashes of all ids.
 
         Memory is 8 bytes per row: ids are hashed batch by batch, the hashes sorted, and only ids
         whose hashes collide are compared exactly, in a second pass.
         """
-        hashes = np.concatenate([id_hashes(batch.column(0)) for batch in self.iter_batches(batch_rows, [self.id_column])]
-                                or [np.empty(0, np.int64)])
+        chunks = [np.empty(0, np.int64)]
+        for path in self.files:
+            row = 0
+            for batch in self._file_batches(path, batch_rows, [self.id_column]):
+                check_ids_present(batch.column(0), path, self.id_column, first_row=row)
+                chunks.append(id_hashes(batch.column(0)))
+                row += batch.num_rows
+        hashes = np.concatenate(chunks)
         hashes.sort()
         twice = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
         if len(twice):
@@ -108,47 +121,17 @@ def id_hashes(ids: pa.Array) -> np.ndarray:
 
 def check_utf8(ids: pa.Array, texts: pa.Array, examples: int = 3) -> None:
     """Raise naming the ids of texts that are not valid UTF-8 (parquet readers do not check)."""
-    try:
-        texts.validate(full=True)
-        return
-    except pa.ArrowInvalid:
-        pass
-    binary = {pa.large_string(): pa.large_binary(), pa.string_view(): pa.binary_view()}.get(texts.type, pa.binary())
-    raw = texts.view(binary)
-    bad = []
-    for i, value in enumerate(raw.to_pylist()):
-        if value is not None:
-            try:
-                value.decode("utf-8")
-            except UnicodeDecodeError:
-                bad.append(i)
-    shown = ", ".join(repr(ids[i].as_py()) for i in bad[:examples])
-    raise BadInput(f"{len(bad)} row(s) hold text that is not valid UTF-8 (ids: {shown}"
-                         f"{', ...' if len(bad) > examples else ''}); fix or drop them in the corpus")
+    bad = invalid_utf8_rows(texts)
+    if bad:
+        shown = ", ".join(repr(ids[i].as_py()) for i in bad[:examples])
+        raise BadInput(f"{len(bad)} row(s) hold text that is not valid UTF-8 (ids: {shown}"
+                       f"{', ...' if len(bad) > examples else ''}); fix or drop them in the corpus")
 
 
 def blank_text_mask(texts: pa.Array) -> pa.Array:
     """True where a text is null, empty or only whitespace."""
     blank = pc.equal(pc.utf8_trim_whitespace(texts), "")
     return pc.fill_null(blank, True)
-
-
-def resolve_filesystem(location: str) -> tuple[pafs.FileSystem, str]:
-    """A path or URL -> (filesystem, path inside it). Local paths, s3://, gs://, hdfs:// via pyarrow;
-    any other scheme fsspec knows (memory://, http://, az://, ...) through fsspec."""
-    if "://" not in location:
-        return pafs.LocalFileSystem(), str(location)
-    try:
-        return pafs.FileSystem.from_uri(location)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
-        pass
-    try:
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(location)
-    except (ImportError, ValueError) as e:
-        raise BadInput(f"cannot open {location}: no filesystem for that URL ({e})") from None
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
 def open_corpus(location: str, *, text_column: str = "text", id_column: str = "id") -> Corpus:
@@ -168,35 +151,14 @@ def open_corpus(location: str, *, text_column: str = "text", id_column: str = "i
     else:
         files = [path]
     file_rows, id_type = [], None
+    wanted = [Column(text_column, "text", "text_column"), Column(id_column, "id", "id_column")]
     for file in files:
-        schema, rows = _read_footer(filesystem, file)
-        _check_columns(schema, file, text_column, id_column)
-        if id_type is not None and schema.field(id_column).type != id_type:
-            raise BadInput(f"{file}: column {id_column!r} is {schema.field(id_column).type}, "
-                                 f"other files have {id_type}")
-        id_type = schema.field(id_column).type
+        schema, rows = read_footer(filesystem, file, file)
+        check_columns(schema, file, wanted)
+        # Compared decoded: a categorical id column in one file and plain strings in the next agree.
+        this_type = value_type(schema.field(id_column).type)
+        if id_type is not None and this_type != id_type:
+            raise BadInput(f"{file}: column {id_column!r} is {this_type}, other files have {id_type}")
+        id_type = this_type
         file_rows.append(rows)
     return Corpus(location, filesystem, files, file_rows, text_column, id_column, id_type)
-
-
-def _read_footer(filesystem: pafs.FileSystem, file: str) -> tuple[pa.Schema, int]:
-    try:
-        with filesystem.open_input_file(file) as f:
-            parquet = pq.ParquetFile(f)
-            return parquet.schema_arrow, parquet.metadata.num_rows
-    except (pa.ArrowInvalid, OSError) as e:
-        raise BadInput(f"{file} is not a readable parquet file ({first_line(e)})") from None
-
-
-def _check_columns(schema: pa.Schema, file: str, text_column: str, id_column: str) -> None:
-    names = ", ".join(schema.names)
-    if text_column not in schema.names:
-        raise BadInput(f"{file} has no text column {text_column!r} (columns: {names}); "
-                             "name one with text_column", fields=("text_column",))
-    if id_column not in schema.names:
-        raise BadInput(f"{file} has no id column {id_column!r} (columns: {names}); "
-                             "name one with id_column", fields=("id_column",))
-    text_type = schema.field(text_column).type
-    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)
-            or pa.types.is_string_view(text_type)):
-        raise BadInput(f"{file}: text column {text_column!r} holds {text_type}, not strings")

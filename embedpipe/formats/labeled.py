@@ -5,7 +5,8 @@
     (['a small dog'], ['animal'], '3f1c0e9a4b2d')
 
 Every problem a user can cause (a missing column, a non-string text, null labels, blank texts) is
-one error line naming the file, the column and the first row.
+one error line naming the file, the column and the first row. Text columns follow the rules every
+reader shares (columns.py): string, large_string, string_view, or those dictionary-encoded.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import hashlib
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import BadInput, first_line
-from .corpus import resolve_filesystem
+from .columns import Column, first_null, invalid_utf8_rows, is_text_type
+from .parquet import read_table, resolve_filesystem
 
 
 @dataclass
@@ -50,47 +51,28 @@ def read_labeled(location: str, text_column: str, label_column: str | None) -> L
     ``label_column=None`` reads texts only (for ``predict``).
     """
     location = str(location)
-    filesystem, path = resolve_filesystem(location)
-    try:
-        with filesystem.open_input_file(path) as f:
-            schema = pq.read_schema(f)
-    except FileNotFoundError:
-        raise BadInput(f"{location} does not exist") from None
-    except (OSError, pa.ArrowException) as e:
-        raise BadInput(f"{location} is not a readable parquet file ({first_line(e)})") from None
-    names = ", ".join(schema.names)
-    if text_column not in schema.names:
-        raise BadInput(f"{location} has no text column {text_column!r} (columns: {names}); "
-                             "name one with text_column", fields=("text_column",))
-    if label_column is not None and label_column not in schema.names:
-        raise BadInput(f"{location} has no label column {label_column!r} (columns: {names}); "
-                             "name one with label_column", fields=("label_column",))
-    columns = [c for c in dict.fromkeys([text_column, label_column, "id"]) if c is not None and c in schema.names]
-    with filesystem.open_input_file(path) as f:
-        table = pq.read_table(f, columns=columns)
-    text_type = table.schema.field(text_column).type
-    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
-        raise BadInput(f"{location}: text column {text_column!r} holds {text_type}, not strings")
-    texts = table.column(text_column).to_pylist()
+    wanted = [Column(text_column, "text", "text_column")]
+    if label_column is not None:
+        wanted.append(Column(label_column, "label", "label_column"))
+    table = read_table(location, location, wanted, optional=("id",))
+    texts = table.column(text_column)
+    bad = invalid_utf8_rows(texts)
+    if bad:
+        raise BadInput(f"{location}: {len(bad)} row(s) hold text that is not valid UTF-8 (first at row {bad[0]})")
+    texts = texts.to_pylist()
     blank = [i for i, t in enumerate(texts) if t is None or not t.strip()]
     if blank:
         raise BadInput(f"{location}: {len(blank)} row(s) have a null or blank text (first at row {blank[0]})")
     labels = None
     if label_column is not None:
         column = table.column(label_column)
-        if pa.types.is_dictionary(column.type):
-            column = column.cast(column.type.value_type)
         kind = column.type
-        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
-                or pa.types.is_boolean(kind)):
+        if not (is_text_type(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
             raise BadInput(f"{location}: label column {label_column!r} holds {kind}; "
                                  "labels must be strings, integers or booleans")
         if column.null_count:
-            first = column.is_null().to_pylist().index(True)
             raise BadInput(f"{location}: {column.null_count} row(s) have a null label in {label_column!r} "
-                                 f"(first at row {first}); drop or label them")
+                                 f"(first at row {first_null(column)}); drop or label them")
         labels = column.to_pylist()
     ids = table.column("id").to_pylist() if "id" in table.column_names and "id" != text_column else None
     return LabeledFile(location, texts, labels, ids, fingerprint(location))
-
-

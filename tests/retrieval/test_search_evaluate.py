@@ -225,7 +225,7 @@ def test_missing_columns(flat_index, good_files, tmp_path, which):
     pq.write_table(pa.table({"qid": ["q1"], "body": ["x"]}), tmp_path / "bad.parquet")
     files = {"queries": good_files[0], "qrels": good_files[1], which: tmp_path / "bad.parquet"}
     result = run_cli("evaluate", str(flat_index), "--queries", str(files["queries"]), "--qrels", str(files["qrels"]))
-    assert_one_line_error(result, "lacks column", which)
+    assert_one_line_error(result, "has no id column", "(columns: qid, body)", which)
 
 
 def test_search_an_index_dir_without_index_json(tmp_path):

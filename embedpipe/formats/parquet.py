@@ -1,0 +1,62 @@
+"""Where a parquet file is (a local path or any pyarrow/fsspec URL), and reading a small one whole
+(queries, qrels, labeled data) through the shared column checks.
+
+    >>> columns = [Column("id", "id"), Column("text", "text")]
+    >>> table = read_table("q.parquet", "queries file q.parquet", columns)                    # doctest: +SKIP
+    >>> table.column_names                                                                    # doctest: +SKIP
+    ['id', 'text']
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from ..errors import BadInput, first_line
+from .columns import Column, check_columns, decoded
+
+
+def resolve_filesystem(location: str) -> tuple[pafs.FileSystem, str]:
+    """A path or URL -> (filesystem, path inside it). Local paths, s3://, gs://, hdfs:// via pyarrow;
+    any other scheme fsspec knows (memory://, http://, az://, ...) through fsspec."""
+    if "://" not in location:
+        return pafs.LocalFileSystem(), str(location)
+    try:
+        return pafs.FileSystem.from_uri(location)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        pass
+    try:
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(location)
+    except (ImportError, ValueError) as e:
+        raise BadInput(f"cannot open {location}: no filesystem for that URL ({e})") from None
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def read_footer(filesystem: pafs.FileSystem, path: str, where: str) -> tuple[pa.Schema, int]:
+    """(arrow schema, row count) from a parquet footer, without reading any data."""
+    try:
+        with filesystem.open_input_file(path) as f:
+            parquet = pq.ParquetFile(f)
+            return parquet.schema_arrow, parquet.metadata.num_rows
+    except FileNotFoundError:
+        raise BadInput(f"{where} does not exist") from None
+    except (pa.ArrowException, OSError) as e:
+        raise BadInput(f"{where} is not a readable parquet file ({first_line(e)})") from None
+
+
+def read_table(location: str, where: str, columns: list[Column], optional: tuple[str, ...] = ()) -> pa.Table:
+    """The given columns (checked first), and those of ``optional`` the file has, dictionary columns
+    decoded. For files read whole; a corpus streams instead (corpus.py)."""
+    filesystem, path = resolve_filesystem(location)
+    schema, _ = read_footer(filesystem, path, where)
+    check_columns(schema, where, columns)
+    names = list(dict.fromkeys([c.name for c in columns] + [n for n in optional if n in schema.names]))
+    try:
+        with filesystem.open_input_file(path) as f:
+            table = pq.read_table(f, columns=names)
+    except (pa.ArrowException, OSError) as e:
+        raise BadInput(f"cannot read {where}: corrupt parquet data ({first_line(e)})") from None
+    return pa.table([decoded(table.column(n)) for n in names], names=names)
