@@ -80,7 +80,7 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, tuni
 @click.option("--queries", type=click.Path(), help="Queries parquet (id, text): search them all, write --out.")
 @click.option("--out", type=click.Path(), help="Results parquet for --queries: query_id, rank, doc_id, score.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
-@user_errors
+@user_errors(flags={"k": "-k"})
 def search_cmd(index_dir, query, k, as_json, corpus, queries, out, overwrite):
     """Search INDEX_DIR for QUERY (or every query of --queries) with the corpus's own encoder."""
     if (query is None) == (queries is None):

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import BadInput, EmbedpipeError
 from ..formats.export_dir import EXPORT_INFO, POOLER_WEIGHTS, ExportedModel, load_export
-from ..fsio import staged_dir, write_json_atomic
+from ..fsio import check_output, staged_dir, write_json_atomic
 from .optimize import check_export_options, cpu_isa, optimize_graph, quantize_int8
 from .resolve import ResolvedModel, cache_root
 
@@ -43,6 +43,8 @@ def ensure_exported(model: ResolvedModel, *, optimize: str | None = None, quanti
     ``trust_remote_code=True``; loading an export never runs model code.
     """
     check_export_options(optimize, quantize)
+    if out is not None:
+        check_export_out(out, model.path)
     target = Path(out) if out is not None else cache_root() / "onnx" / export_key(model, optimize, quantize)
     if (target / EXPORT_INFO).exists():
         loaded = load_export(target)
@@ -55,6 +57,18 @@ def ensure_exported(model: ResolvedModel, *, optimize: str | None = None, quanti
         info = _export(model, staging, optimize, quantize, trust_remote_code)
         write_json_atomic(staging / EXPORT_INFO, info)
     return ExportedModel(target, info)
+
+
+def check_export_out(out: str | os.PathLike, model_dir: str | os.PathLike | None) -> Path:
+    """Refuse an export directory that would overwrite the model (or hold it, or lie inside it, which
+    would change the model's content hash), or replace a file or a directory that is not an export."""
+    out = check_output(out, {"model": model_dir})
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"output {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_INFO).exists():
+        raise BadInput(f"output {out} already holds files that are not an embedpipe export; "
+                       "choose a new or empty directory")
+    return out
 
 
 def needs_remote_code(path: Path) -> bool:

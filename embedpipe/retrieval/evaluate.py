@@ -144,11 +144,12 @@ def evaluation_config(job: EvaluateJob) -> dict:
 
 def run_evaluate(job: EvaluateJob) -> dict:
     """Evaluate and write the report (metrics + the config and input checksums) to ``job.out``."""
-    check_output(job.out, {"index": job.index, "queries": job.queries, "qrels": job.qrels})
+    out = check_output(job.out, {"index": job.index, "queries": job.queries, "qrels": job.qrels})
+    if out.is_dir():
+        raise BadInput(f"output {out} is a directory; give a file name for the report")
     inputs = evaluation_inputs(job)
     report = evaluate(job.index, job.queries, job.qrels, job.k_values, exact=job.exact)
     report = {**report, "config": evaluation_config(job), "inputs": inputs}
-    out = Path(job.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, report)
     return report
