@@ -45,8 +45,9 @@ def exact_search(index: LoadedIndex, queries: np.ndarray, k: int) -> tuple[np.nd
     try:
         vectors = open_vectors(source)
     except EmbedpipeError as e:
-        raise EmbedpipeError(f"exact search needs the vectors the index was built from ({e}); "
-                             "pass exact=false to skip it", fields=("exact",)) from None
+        # Every standalone "exact" here is shown as a flag by the CLI, so the prose says "exhaustive".
+        raise EmbedpipeError(f"the vectors the index was built from are needed for exact=true, the comparison "
+                             f"with exhaustive search ({e}); pass exact=false to skip it", fields=("exact",)) from None
     if vectors.rows != index.index.ntotal or vectors.dim != index.dim:
         raise EmbedpipeError(f"{source} no longer matches the index ({vectors.rows} x {vectors.dim} vs "
                              f"{index.index.ntotal} x {index.dim}); pass exact=false or rebuild the index", fields=("exact",))
