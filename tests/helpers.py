@@ -64,3 +64,10 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
     two equal snapshots mean nothing was created, changed or left behind (staging dirs, .tmp files, locks)."""
     root = Path(root)
     return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
+
+
+def names_under(root: Path) -> set[str]:
+    """Every path under ``root``, hidden ones included, without reading any file (for large trees like
+    the export cache, where a new name is what a write would leave)."""
+    root = Path(root)
+    return {str(p.relative_to(root)) for p in root.rglob("*")}

@@ -201,7 +201,8 @@ def _place(text: str, root: Path) -> str:
     return str(root / text) if text else str(root)
 
 
-@pytest.mark.parametrize("out, inputs, says", REFUSED, ids=[f"{o or '<root>'} vs {list(i.values())}" for o, i, _ in REFUSED])
+@pytest.mark.parametrize("out, inputs, says", REFUSED,
+                         ids=[f"{o or '<root>'} vs {list(i.values())}" for o, i, _ in REFUSED])
 def test_check_output_refuses(out, inputs, says, layout):
     before = snapshot(layout)
     with pytest.raises(BadInput) as refused:

@@ -33,7 +33,7 @@ from embedpipe.model.resolve import ResolvedModel
 from embedpipe.retrieval.evaluate import EvaluateJob, run_evaluate
 from embedpipe.retrieval.search import search_file
 
-from tests.helpers import assert_one_line_error, run_cli, snapshot, write_corpus
+from tests.helpers import assert_one_line_error, names_under, run_cli, snapshot, write_corpus
 
 
 # --- inputs: each in a directory of its own, so that directory "holds" exactly that input -------------
@@ -184,7 +184,7 @@ CASES += [pytest.param(command, relation, None, id=f"{command.name}: output {rel
 def _written_nothing(tmp_path: Path, export_cache: Path):
     """What must not change: every byte under the test's directory, every name in the export cache
     (an export or a model's hash memo would add one)."""
-    return snapshot(tmp_path), set(snapshot(export_cache))
+    return snapshot(tmp_path), names_under(export_cache)
 
 
 @pytest.mark.parametrize("command, relation, label", CASES)
@@ -208,7 +208,7 @@ def test_the_cli_refuses_in_one_line_before_writing(command, relation, label, tm
     assert _written_nothing(tmp_path, export_cache) == before
 
 
-# --- aliases a path comparison alone would miss -----------------------------------------------------------
+# --- more aliases: the corpus file itself, symlinks, file:// inputs, URL outputs ---------------------------
 
 @pytest.mark.parametrize("frontend", ["cli", "python"])
 def test_encode_refuses_the_corpus_file_itself_as_output(frontend, tmp_path, export_cache):

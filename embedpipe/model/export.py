@@ -38,7 +38,9 @@ def ensure_exported(model: ResolvedModel, *, optimize: str | None = None, quanti
                     out: str | os.PathLike | None = None, trust_remote_code: bool = False) -> ExportedModel:
     """Return the cached export of ``model`` with these options, exporting it first if needed.
 
-    With ``out`` the export is written there instead of the cache (replacing it only when complete).
+    With ``out`` the export is written there instead of the cache (replacing it only when complete);
+    ``out`` may not be, hold or lie inside the model directory, nor be a file or a directory of other
+    files (an earlier export there is replaced).
     A model that ships its own Python code (``auto_map`` in config.json) is exported only with
     ``trust_remote_code=True``; loading an export never runs model code.
     """
