@@ -26,8 +26,10 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
-from .errors import BadInput, EmbedpipeError
+from .errors import BadInput, EmbedpipeError, first_line
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -152,27 +154,45 @@ def is_url(location: str | os.PathLike | None) -> bool:
     return location is not None and "://" in str(location)
 
 
+def local_path(location: str | os.PathLike) -> Path | None:
+    """The local path a location names: itself, or the path of a ``file://`` URL; None for any
+    other URL (an object store cannot alias a local output)."""
+    if not is_url(location):
+        return Path(location)
+    parsed = urlparse(str(location))
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(url2pathname(parsed.path))
+    return None
+
+
+def _resolved(path: Path, what: str) -> Path:
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as e:  # a symlink loop: RuntimeError up to Python 3.12, OSError after
+        raise BadInput(f"{what} {path} cannot be resolved ({first_line(e)})") from None
+
+
 def check_output(out: str | os.PathLike, inputs: Mapping[str, str | os.PathLike | None]) -> Path:
     """Refuse an output that would destroy an input or cannot be written, before anything is touched.
 
-    ``inputs`` maps what each input is ("corpus", "vectors") to its path; None entries are ignored.
-    Refused: ``out`` equal to an input, inside one, or holding one (replacing ``out`` would delete
-    it); ``out`` holding the working directory; a parent that is a file or not writable.
+    ``inputs`` maps what each input is ("corpus", "vectors") to its path or URL; None entries are
+    ignored. Refused: a URL as ``out`` (every writer here writes local files); ``out`` equal to an
+    input, inside one, or holding one (replacing ``out`` would delete it), symlinks followed and a
+    ``file://`` input taken as its path; ``out`` holding the working directory; a parent that is a
+    file or not writable.
 
     >>> check_output("corpus.parquet", {"corpus": "corpus.parquet"})
     Traceback (most recent call last):
     embedpipe.errors.BadInput: output corpus.parquet is the corpus corpus.parquet
     """
     if is_url(out):
-        for what, source in inputs.items():
-            if source is not None and is_url(source) and _same_or_nested(str(out), str(source)):
-                raise BadInput(f"output {out} overlaps the {what} {source}")
-        return Path(str(out))
-    target = Path(out).expanduser().resolve()
+        raise BadInput(f"output {out} is a URL; outputs are local paths (a shared filesystem on a cluster)")
+    target = _resolved(Path(out), "output")
     for what, source in inputs.items():
-        if source is None or is_url(source):
+        local = None if source is None or not str(source) else local_path(source)
+        if local is None:
             continue
-        path = Path(source).expanduser().resolve()
+        path = _resolved(local, what)
         if target == path:
             raise BadInput(f"output {out} is the {what} {source}")
         if target.is_relative_to(path):
@@ -183,11 +203,6 @@ def check_output(out: str | os.PathLike, inputs: Mapping[str, str | os.PathLike 
         raise BadInput(f"output {out} holds the working directory; choose a directory of its own")
     _check_parent(Path(out), target)
     return Path(out)
-
-
-def _same_or_nested(a: str, b: str) -> bool:
-    a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
-    return a.startswith(b) or b.startswith(a)
 
 
 def _check_parent(out: Path, target: Path) -> None:

@@ -57,3 +57,17 @@ def assert_one_line_error(result, *fragments: str) -> str:
 def entries(directory: Path) -> set[str]:
     """Names in a directory, hidden ones included: what a user (or a leftover staging dir) leaves there."""
     return {p.name for p in Path(directory).iterdir()}
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every entry under ``root``, hidden ones included, as relative path -> bytes (None for a directory):
+    two equal snapshots mean nothing was created, changed or left behind (staging dirs, .tmp files, locks)."""
+    root = Path(root)
+    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
+
+
+def names_under(root: Path) -> set[str]:
+    """Every path under ``root``, hidden ones included, without reading any file (for large trees like
+    the export cache, where a new name is what a write would leave)."""
+    root = Path(root)
+    return {str(p.relative_to(root)) for p in root.rglob("*")}

@@ -27,6 +27,7 @@ from ..errors import ConfigError, EmbedpipeError
 from ..formats.classifier import META, save_classifier
 from ..formats.labeled import fingerprint
 from ..fsio import check_output, check_output_dir, read_json, staged_dir
+from ..model.resolve import local_model_dir
 from .data import Splits, limit_train, load_splits
 from .features import FeatureCache
 from .finetune import FINETUNE_POOLINGS, FinetuneOptions, finetune
@@ -197,7 +198,7 @@ def _finetune_results(job: ClassifyJob, splits: Splits) -> list[dict]:
 
 def run_classify(job: ClassifyJob) -> dict:
     """Run every probe (and fine-tuning), publish the report directory, return the report dict."""
-    inputs = {"train": job.train, "test": job.test}
+    inputs = {"train": job.train, "test": job.test, "model": local_model_dir(job.model)}
     out = check_output_dir(check_output(job.out_dir(), inputs), job.overwrite, REPORT)
     if job.save_model:
         check_output(job.save_model, {**inputs, "report directory": out})

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import checks
 from ..encode.encoder import recorded_spec
 from ..errors import BadInput
 from ..formats.classifier import load_classifier
@@ -30,6 +31,9 @@ from .probes import head_logits, softmax
 def predict_file(model_dir: str | os.PathLike, data: str, out: str | os.PathLike, *, text_column: str = "text",
                  overwrite: bool = False, threads: int | None = None) -> dict:
     """Predict a label for every row of ``data``; write ``out`` (parquet). Returns a summary."""
+    checks.text("text_column", text_column)
+    checks.boolean("overwrite", overwrite)
+    checks.at_least("threads", threads, 1, optional=True)
     out = check_output(out, {"model": model_dir, "data": data})
     saved = load_classifier(model_dir)
     if out.exists() and out.is_dir():

@@ -58,9 +58,9 @@ def _names(allowed, option: str):
 @click.option("--max-length", type=int, default=None, help="Tokens per text [default: the model's limit].")
 @click.option("--normalize/--no-normalize", default=True, show_default=True, help="L2-normalize the frozen vectors.")
 @click.option("--threads", type=int, default=None, help="CPU threads [default: all cores].")
-@click.option("--out", default=None, type=click.Path(file_okay=False),
+@click.option("--out", default=None, type=click.Path(),
               help="Report directory [default: TRAIN_STEM.classify].")
-@click.option("--save-model", default=None, type=click.Path(file_okay=False),
+@click.option("--save-model", default=None, type=click.Path(),
               help="Save the best probe here (safetensors + json) for `embedpipe predict`.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report (and --save-model) directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the table.")
@@ -90,7 +90,7 @@ def classify_cmd(as_json, **options):
 @click.command("predict")
 @click.argument("model_dir", type=click.Path())
 @click.argument("data")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Predictions parquet: id, label, score.")
+@click.option("--out", required=True, type=click.Path(), help="Predictions parquet: id, label, score.")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--threads", type=int, default=None, help="onnxruntime threads [default: all cores].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")

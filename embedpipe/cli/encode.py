@@ -16,7 +16,7 @@ from .options import model_option, optimize_option, quantize_option, user_errors
 
 @click.command("export")
 @model_option
-@click.option("--out", type=click.Path(file_okay=False), default=None,
+@click.option("--out", type=click.Path(), default=None,
               help="Write the export here [default: the export cache, $EMBEDPIPE_CACHE or ~/.cache/embedpipe].")
 @optimize_option
 @quantize_option
@@ -30,9 +30,11 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
     The graph outputs token hidden states, so one export serves every pooling; BERT's pooler
     weights are saved beside it for --pooling pooler.
     """
-    from ..model.export import ensure_exported
-    from ..model.resolve import resolve_model
+    from ..model.export import check_export_out, ensure_exported
+    from ..model.resolve import local_model_dir, resolve_model
 
+    if out is not None:  # refused before the model is hashed (ensure_exported checks the resolved model again)
+        check_export_out(out, local_model_dir(model))
     exported = ensure_exported(resolve_model(model), optimize=optimize, quantize=quantize, out=out,
                                trust_remote_code=trust_remote_code)
     click.echo(f"{exported.onnx_path}")
@@ -45,7 +47,7 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
 @model_option
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--id-column", default="id", show_default=True)
-@click.option("--out", type=click.Path(file_okay=False), default=None,
+@click.option("--out", type=click.Path(), default=None,
               help="Vector directory [default: CORPUS_STEM.POOLING.vectors in the working directory].")
 @click.option("--max-length", type=int, default=None,
               help="Truncate texts to this many tokens [default: the model's limit].")

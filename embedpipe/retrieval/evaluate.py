@@ -45,8 +45,9 @@ def exact_search(index: LoadedIndex, queries: np.ndarray, k: int) -> tuple[np.nd
     try:
         vectors = open_vectors(source)
     except EmbedpipeError as e:
-        raise EmbedpipeError(f"exact search needs the vectors the index was built from ({e}); "
-                             "pass exact=false to skip it", fields=("exact",)) from None
+        # Every standalone "exact" here is shown as a flag by the CLI, so the prose says "exhaustive".
+        raise EmbedpipeError(f"the vectors the index was built from are needed for exact=true, the comparison "
+                             f"with exhaustive search ({e}); pass exact=false to skip it", fields=("exact",)) from None
     if vectors.rows != index.index.ntotal or vectors.dim != index.dim:
         raise EmbedpipeError(f"{source} no longer matches the index ({vectors.rows} x {vectors.dim} vs "
                              f"{index.index.ntotal} x {index.dim}); pass exact=false or rebuild the index", fields=("exact",))
@@ -144,11 +145,12 @@ def evaluation_config(job: EvaluateJob) -> dict:
 
 def run_evaluate(job: EvaluateJob) -> dict:
     """Evaluate and write the report (metrics + the config and input checksums) to ``job.out``."""
-    check_output(job.out, {"index": job.index, "queries": job.queries, "qrels": job.qrels})
+    out = check_output(job.out, {"index": job.index, "queries": job.queries, "qrels": job.qrels})
+    if out.is_dir():
+        raise BadInput(f"output {out} is a directory; give a file name for the report")
     inputs = evaluation_inputs(job)
     report = evaluate(job.index, job.queries, job.qrels, job.k_values, exact=job.exact)
     report = {**report, "config": evaluation_config(job), "inputs": inputs}
-    out = Path(job.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, report)
     return report

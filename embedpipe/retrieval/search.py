@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import pyarrow.parquet as pq
 
+from .. import checks
 from ..errors import BadInput
 from ..formats.beir import read_queries, results_table
 from ..formats.corpus import open_corpus
@@ -78,6 +79,9 @@ def search_texts(index: LoadedIndex, texts: list[str], k: int = 10, encode: Enco
 def search_file(index_dir: str | os.PathLike, queries: str | os.PathLike, out: str | os.PathLike, k: int = 10,
                 *, overwrite: bool = False, batch_rows: int = 1024) -> dict:
     """Search every query of a queries parquet; write results parquet atomically; returns a summary."""
+    checks.at_least("k", k, 1)
+    checks.at_least("batch_rows", batch_rows, 1)
+    checks.boolean("overwrite", overwrite)
     out = check_output(out, {"index": index_dir, "queries": queries})
     if out.exists() and (out.is_dir() or not overwrite):
         raise BadInput(f"output {out} already exists; pass overwrite=true to replace it" if not out.is_dir()

@@ -259,7 +259,7 @@ def test_exact_search_needs_the_source_vectors(encoded, good_files, tmp_path):
     build_index(vectors, tmp_path / "i", IndexConfig(factory="HNSW16"))
     shutil.rmtree(vectors)
     args = ["evaluate", str(tmp_path / "i"), "--queries", str(good_files[0]), "--qrels", str(good_files[1])]
-    assert_one_line_error(run_cli(*args), "--no-exact")
+    assert_one_line_error(run_cli(*args), "needed for --exact, the comparison with exhaustive search", "--no-exact")
     result = run_cli(*args, "--no-exact", "--json")
     assert result.exit_code == 0, result.output
     assert "exact" not in json.loads(result.stdout.strip().splitlines()[-1])
