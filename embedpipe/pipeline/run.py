@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EmbedpipeError
-from ..fsio import FileLock
-from .spec import Spec, is_url
-from .stages import RUN, STATUS, UPSTREAM, Status
+from ..fsio import FileLock, is_url
+from .schema import Spec
+from .stages import STAGES, Stage, Status
 
 log = logging.getLogger("embedpipe.pipeline")
 
@@ -31,19 +31,8 @@ class Step:
     missing: tuple[str, ...] = ()   # local input paths that do not exist (yet) and no earlier stage writes
 
 
-def stage_inputs(spec: Spec, stage: str) -> dict[str, str | None]:
-    """{key: path} of the files and directories a stage reads."""
-    if stage == "encode":
-        return {"corpus": spec.encode.corpus}
-    if stage == "index":
-        return {"vectors": str(spec.index.vectors), "tuning_vectors": spec.index.config.tuning_vectors}
-    if stage == "evaluate":
-        return {"index": spec.evaluate.index, "queries": spec.evaluate.queries, "qrels": spec.evaluate.qrels}
-    return {"train": spec.classify.train, "test": spec.classify.test}
-
-
-def stage_outputs(spec: Spec, stage: str) -> set[str]:
-    return {str(getattr(spec, stage).out)}
+def _stages(spec: Spec) -> list[Stage]:
+    return [STAGES[name] for name in spec.stages()]
 
 
 @dataclass(frozen=True)
@@ -57,15 +46,14 @@ class StepResult:
 def make_plan(spec: Spec) -> list[Step]:
     """What a run would do now, stage by stage (reads manifests only; runs nothing)."""
     steps, running, written = [], set(), set()
-    for stage in spec.stages():
-        upstream = any(name in running for name in UPSTREAM[stage])
-        status = STATUS[stage](spec, upstream)
+    for stage in _stages(spec):
+        status = stage.status(spec, any(name in running for name in stage.upstream))
         if status.runs:
-            running.add(stage)
-        missing = tuple(f"{stage}.{key} {path}" for key, path in stage_inputs(spec, stage).items()
+            running.add(stage.name)
+        missing = tuple(f"{stage.name}.{key} {path}" for key, path in stage.inputs(spec).items()
                         if path and not is_url(path) and path not in written and not Path(path).exists())
-        written |= stage_outputs(spec, stage)
-        steps.append(Step(stage, status, missing))
+        written |= {path for path in stage.outputs(spec).values() if path}
+        steps.append(Step(stage.name, status, missing))
     return steps
 
 
@@ -90,19 +78,20 @@ def run_lock(output_dir: Path) -> FileLock:
 
 def _run_stages(spec: Spec, on_step) -> list[StepResult]:
     results = []
-    for stage in spec.stages():
+    for stage in _stages(spec):
         started = time.monotonic()
-        status = STATUS[stage](spec, False)
+        status = stage.status(spec, False)  # the stages before it have finished: their outputs are current
         if not status.runs:
-            result = StepResult(stage, "skipped", status.why, 0.0)
+            result = StepResult(stage.name, "skipped", status.why, 0.0)
         else:
-            log.info("%s: running (%s)", stage, status.why)
+            log.info("%s: running (%s)", stage.name, status.why)
             try:
-                detail = RUN[stage](spec, status)
+                detail = stage.run(spec, status)
             except EmbedpipeError as e:
-                raise EmbedpipeError(f"stage {stage} failed: {e} (finished stages are kept; rerun to continue)") from None
+                raise EmbedpipeError(f"stage {stage.name} failed: {e} (finished stages are kept; rerun to continue)"
+                                     ) from None
             action = "appended" if status.action == "append" else "ran"
-            result = StepResult(stage, action, detail, round(time.monotonic() - started, 3))
+            result = StepResult(stage.name, action, detail, round(time.monotonic() - started, 3))
         results.append(result)
         if on_step is not None:
             on_step(result)
