@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import EmbedpipeError
-from ..fsio import FileLock, is_url
+from ..errors import BadInput, EmbedpipeError
+from ..fsio import FileLock, check_output, is_url
 from .schema import Spec
 from .stages import STAGES, Stage, Status
 
@@ -29,6 +29,40 @@ class Step:
     stage: str
     status: Status
     missing: tuple[str, ...] = ()   # local input paths that do not exist (yet) and no earlier stage writes
+
+
+def check_outputs(spec: Spec) -> None:
+    """Refuse, before anything is written, a spec whose stage output is, holds or lies inside a path
+    the spec reads, or another stage output: replacing that output would destroy it. An output that a
+    later stage reads as it is (encode.out as index.vectors) is the pipeline chaining, not a clash.
+
+        --set encode.out=corpus.parquet  ->  "--set encode.out: encode.out /w/corpus.parquet is the encode.corpus ..."
+    """
+    stages = _stages(spec)
+    outputs = [(f"{stage.name}.{key}", path, order) for order, stage in enumerate(stages)
+               for key, path in stage.outputs(spec).items() if path is not None]
+    inputs = [(f"{stage.name}.{key}", path, order) for order, stage in enumerate(stages)
+              for key, path in stage.inputs(spec).items() if path is not None]
+    for name, out, order in outputs:
+        _refuse_overlap(spec, name, out, {key: path for key, path, reader in inputs
+                                          if not (reader > order and _same(path, out))})
+    # Two outputs, one in the other: name the outer one (replacing it deletes the other), which is
+    # the one checked first when the shorter paths go first.
+    for name, out, _ in sorted(outputs, key=lambda output: len(output[1])):
+        _refuse_overlap(spec, name, out, {key: path for key, path, _ in outputs if key != name})
+
+
+def _refuse_overlap(spec: Spec, name: str, out: str, others: dict[str, str]) -> None:
+    try:
+        check_output(out, others)
+    except BadInput as e:
+        raise BadInput(f"{spec.origin(name)}: {name} {str(e).removeprefix('output ')}") from None
+
+
+def _same(a: str, b: str) -> bool:
+    if is_url(a) or is_url(b):
+        return a.rstrip("/") == b.rstrip("/")
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def _stages(spec: Spec) -> list[Stage]:
@@ -44,7 +78,9 @@ class StepResult:
 
 
 def make_plan(spec: Spec) -> list[Step]:
-    """What a run would do now, stage by stage (reads manifests only; runs nothing)."""
+    """What a run would do now, stage by stage (reads manifests only; runs nothing). A spec whose
+    outputs would destroy its inputs is refused here as in a run."""
+    check_outputs(spec)
     steps, running, written = [], set(), set()
     for stage in _stages(spec):
         status = stage.status(spec, any(name in running for name in stage.upstream))
@@ -61,6 +97,7 @@ def run_pipeline(spec: Spec, on_step=None) -> list[StepResult]:
     """Run the stages in order; each one decides whether it is up to date just before it would run.
 
     ``on_step(result)`` is called after each stage (the CLI prints it)."""
+    check_outputs(spec)  # before output_dir or its lock exist: a refused spec leaves nothing behind
     spec.output_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(spec.output_dir):
         return _run_stages(spec, on_step)
