@@ -36,7 +36,7 @@ _API = {
     "ClassifyJob": "embedpipe.classify.job",
     "run_classify": "embedpipe.classify.job",
     "predict_file": "embedpipe.classify.predict",
-    "load_spec": "embedpipe.pipeline.spec",
+    "load_spec": "embedpipe.pipeline.schema",
     "run_pipeline": "embedpipe.pipeline.run",
     "errors": ("embedpipe.errors", None),
     "EmbedpipeError": "embedpipe.errors",

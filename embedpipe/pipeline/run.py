@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import EmbedpipeError
-from ..fsio import FileLock
-from .spec import Spec, is_url
-from .stages import RUN, STATUS, UPSTREAM, Status
+from ..errors import BadInput, EmbedpipeError
+from ..fsio import FileLock, check_output, is_url
+from .schema import Spec
+from .stages import STAGES, Stage, Status
 
 log = logging.getLogger("embedpipe.pipeline")
 
@@ -31,19 +31,42 @@ class Step:
     missing: tuple[str, ...] = ()   # local input paths that do not exist (yet) and no earlier stage writes
 
 
-def stage_inputs(spec: Spec, stage: str) -> dict[str, str | None]:
-    """{key: path} of the files and directories a stage reads."""
-    if stage == "encode":
-        return {"corpus": spec.encode.corpus}
-    if stage == "index":
-        return {"vectors": str(spec.index.vectors), "tuning_vectors": spec.index.config.tuning_vectors}
-    if stage == "evaluate":
-        return {"index": spec.evaluate.index, "queries": spec.evaluate.queries, "qrels": spec.evaluate.qrels}
-    return {"train": spec.classify.train, "test": spec.classify.test}
+def check_outputs(spec: Spec) -> None:
+    """Refuse, before anything is written, a spec whose stage output is, holds or lies inside a path
+    the spec reads, or another stage output: replacing that output would destroy it. An output that a
+    later stage reads as it is (encode.out as index.vectors) is the pipeline chaining, not a clash.
+
+        --set encode.out=corpus.parquet  ->  "--set encode.out: encode.out /w/corpus.parquet is the encode.corpus ..."
+    """
+    stages = _stages(spec)
+    outputs = [(f"{stage.name}.{key}", path, order) for order, stage in enumerate(stages)
+               for key, path in stage.outputs(spec).items() if path is not None]
+    inputs = [(f"{stage.name}.{key}", path, order) for order, stage in enumerate(stages)
+              for key, path in stage.inputs(spec).items() if path is not None]
+    for name, out, order in outputs:
+        _refuse_overlap(spec, name, out, {key: path for key, path, reader in inputs
+                                          if not (reader > order and _same(path, out))})
+    # Two outputs, one in the other: name the outer one (replacing it deletes the other), which is
+    # the one checked first when the shorter paths go first.
+    for name, out, _ in sorted(outputs, key=lambda output: len(output[1])):
+        _refuse_overlap(spec, name, out, {key: path for key, path, _ in outputs if key != name})
 
 
-def stage_outputs(spec: Spec, stage: str) -> set[str]:
-    return {str(getattr(spec, stage).out)}
+def _refuse_overlap(spec: Spec, name: str, out: str, others: dict[str, str]) -> None:
+    try:
+        check_output(out, others)
+    except BadInput as e:
+        raise BadInput(f"{spec.origin(name)}: {name} {str(e).removeprefix('output ')}") from None
+
+
+def _same(a: str, b: str) -> bool:
+    if is_url(a) or is_url(b):
+        return a.rstrip("/") == b.rstrip("/")
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _stages(spec: Spec) -> list[Stage]:
+    return [STAGES[name] for name in spec.stages()]
 
 
 @dataclass(frozen=True)
@@ -55,17 +78,18 @@ class StepResult:
 
 
 def make_plan(spec: Spec) -> list[Step]:
-    """What a run would do now, stage by stage (reads manifests only; runs nothing)."""
+    """What a run would do now, stage by stage (reads manifests only; runs nothing). A spec whose
+    outputs would destroy its inputs is refused here as in a run."""
+    check_outputs(spec)
     steps, running, written = [], set(), set()
-    for stage in spec.stages():
-        upstream = any(name in running for name in UPSTREAM[stage])
-        status = STATUS[stage](spec, upstream)
+    for stage in _stages(spec):
+        status = stage.status(spec, any(name in running for name in stage.upstream))
         if status.runs:
-            running.add(stage)
-        missing = tuple(f"{stage}.{key} {path}" for key, path in stage_inputs(spec, stage).items()
+            running.add(stage.name)
+        missing = tuple(f"{stage.name}.{key} {path}" for key, path in stage.inputs(spec).items()
                         if path and not is_url(path) and path not in written and not Path(path).exists())
-        written |= stage_outputs(spec, stage)
-        steps.append(Step(stage, status, missing))
+        written |= {path for path in stage.outputs(spec).values() if path}
+        steps.append(Step(stage.name, status, missing))
     return steps
 
 
@@ -73,6 +97,7 @@ def run_pipeline(spec: Spec, on_step=None) -> list[StepResult]:
     """Run the stages in order; each one decides whether it is up to date just before it would run.
 
     ``on_step(result)`` is called after each stage (the CLI prints it)."""
+    check_outputs(spec)  # before output_dir or its lock exist: a refused spec leaves nothing behind
     spec.output_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(spec.output_dir):
         return _run_stages(spec, on_step)
@@ -90,19 +115,20 @@ def run_lock(output_dir: Path) -> FileLock:
 
 def _run_stages(spec: Spec, on_step) -> list[StepResult]:
     results = []
-    for stage in spec.stages():
+    for stage in _stages(spec):
         started = time.monotonic()
-        status = STATUS[stage](spec, False)
+        status = stage.status(spec, False)  # the stages before it have finished: their outputs are current
         if not status.runs:
-            result = StepResult(stage, "skipped", status.why, 0.0)
+            result = StepResult(stage.name, "skipped", status.why, 0.0)
         else:
-            log.info("%s: running (%s)", stage, status.why)
+            log.info("%s: running (%s)", stage.name, status.why)
             try:
-                detail = RUN[stage](spec, status)
+                detail = stage.run(spec, status)
             except EmbedpipeError as e:
-                raise EmbedpipeError(f"stage {stage} failed: {e} (finished stages are kept; rerun to continue)") from None
+                raise EmbedpipeError(f"stage {stage.name} failed: {e} (finished stages are kept; rerun to continue)"
+                                     ) from None
             action = "appended" if status.action == "append" else "ran"
-            result = StepResult(stage, action, detail, round(time.monotonic() - started, 3))
+            result = StepResult(stage.name, action, detail, round(time.monotonic() - started, 3))
         results.append(result)
         if on_step is not None:
             on_step(result)

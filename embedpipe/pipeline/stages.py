@@ -1,11 +1,18 @@
-"""The four stages: for each, is its output complete for the same inputs and config, and run it.
+"""The four stages, one class each: what it reads and writes, whether its output is complete for the
+same inputs and config, and running it.
 
-    status(spec) -> Status("skip" | "run" | "append", why)   cheap: reads manifests, never encodes
+    >>> [stage.name for stage in STAGES.values()]
+    ['encode', 'index', 'evaluate', 'classify']
+    >>> STAGES["index"].status(spec, upstream_runs=False)          # doctest: +SKIP
+    Status(action='skip', why='60 vectors, built from these vectors with this config')
+
+    inputs(spec) / outputs(spec) -> {key: path}     what the stage reads and writes (spec keys)
+    status(spec, upstream_runs) -> Status           cheap: reads manifests, never encodes
     run(spec, status) -> one line saying what was done
 
 What each stage trusts to tell it is up to date (all written last and atomically by the stage):
 
-    encode    manifest.json: the corpus fingerprint (files, sizes, rows) and the encoder config
+    encode    manifest.json: the corpus fingerprint (files, sizes, rows) and the encoder's run key
     index     index.json: the IndexConfig and the sha256 of the vector manifest it was built from
     evaluate  the report: its config and the sha256 of index.json, queries and qrels
     classify  report.json: the job config and the content fingerprints of its input files
@@ -17,15 +24,20 @@ import dataclasses
 import json
 import logging
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import EmbedpipeError
 from ..formats.vectors import MANIFEST
 from ..fsio import file_sha256, read_json
-from .spec import Spec
+
+if TYPE_CHECKING:  # schema.py imports this module for the stage names
+    from .schema import Spec
 
 log = logging.getLogger("embedpipe.pipeline")
+
 
 @dataclass(frozen=True)
 class Status:
@@ -35,6 +47,29 @@ class Status:
     @property
     def runs(self) -> bool:
         return self.action != "skip"
+
+
+class Stage(ABC):
+    """One step of a pipeline, run when its section is in the spec."""
+
+    name: str
+    upstream: tuple[str, ...] = ()   # stages whose output this one reads: when one of them runs, so does this one
+
+    @abstractmethod
+    def inputs(self, spec: Spec) -> dict[str, str | None]:
+        """{key: path} of the files and directories the stage reads (None: not given)."""
+
+    @abstractmethod
+    def outputs(self, spec: Spec) -> dict[str, str | None]:
+        """{key: path} of what the stage writes (None: not written)."""
+
+    @abstractmethod
+    def status(self, spec: Spec, upstream_runs: bool) -> Status:
+        """Whether the output is complete for these inputs and this config; reads manifests only."""
+
+    @abstractmethod
+    def run(self, spec: Spec, status: Status) -> str:
+        """Do the work ``status`` asked for; one line saying what was done."""
 
 
 def _plain(data) -> dict:
@@ -47,166 +82,210 @@ def _changes(old: dict, new: dict) -> str:
     return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
 
 
-# --- encode ---------------------------------------------------------------------------------------------
-
-ENCODER_KEYS = ("model", "pooling", "normalize", "optimize", "quantize")
-
-
-def encode_status(spec: Spec) -> Status:
-    from ..formats.corpus import open_corpus
-    from ..formats.vectors import run_key_of
-
-    job = spec.encode
-    manifest = read_json(Path(job.out) / MANIFEST)
-    if manifest is None:
-        return Status("run", "no vectors yet")
-    source = manifest.get("source") or {}
-    wanted = {k: getattr(job.spec, k) for k in ENCODER_KEYS}
-    if job.spec.max_length is not None:
-        wanted["max_length"] = job.spec.max_length
-    wanted.update(dtype=job.dtype, text_column=job.text_column, id_column=job.id_column)
-    recorded = run_key_of(manifest)
-    have = {k: recorded.get(k) for k in wanted}
-    changed = _changes(have, wanted)
-    if changed:
-        return Status("run", f"config changed ({changed}): " +
-                      ("rebuilds (overwrite: true)" if job.overwrite else "refused unless encode.overwrite: true"))
-    corpus = open_corpus(job.corpus, text_column=job.text_column, id_column=job.id_column)
-    if source.get("fingerprint") != corpus.fingerprint():
-        return Status("run", f"the corpus changed ({source.get('rows')} -> {corpus.rows} rows): encodes the ids not yet encoded")
-    return Status("skip", f"{manifest.get('rows')} vectors, complete for this corpus and config")
+def _local_model(model: str | None) -> dict[str, str | None]:
+    """A model the spec names as a local directory is an input; a hub id (or None: bundled) is not a path here."""
+    return {"model": model} if model and Path(model).is_absolute() else {}
 
 
-def encode_run(spec: Spec, status: Status) -> str:
-    from ..encode.job import encode_corpus
+class EncodeStage(Stage):
+    name = "encode"
 
-    job = spec.encode
-    if job.runner == "ray" and job.ray_address is None and os.environ.get("RAY_ADDRESS"):
-        job = dataclasses.replace(job, ray_address=os.environ["RAY_ADDRESS"])  # as a Ray job: join its cluster
-    manifest = encode_corpus(job).manifest
-    last = manifest.get("last_run") or {}
-    encoded = last.get("encoded_rows", manifest["rows"] - manifest.get("skipped_rows", 0))
-    reused = last.get("reused_rows", 0)
-    return f"{manifest['rows']} vectors ({encoded} encoded, {reused} reused) in {manifest.get('seconds', 0):.1f}s"
+    def inputs(self, spec: Spec) -> dict[str, str | None]:
+        return {"corpus": spec.encode.corpus, **_local_model(spec.encode.spec.model)}
+
+    def outputs(self, spec: Spec) -> dict[str, str | None]:
+        return {"out": spec.encode.out}
+
+    def status(self, spec: Spec, upstream_runs: bool) -> Status:
+        from ..formats.corpus import open_corpus
+        from ..formats.vectors import differences, run_key_of
+
+        job = spec.encode
+        manifest = read_json(Path(job.out) / MANIFEST)
+        if manifest is None:
+            return Status("run", "no vectors yet")
+        recorded = run_key_of(manifest)
+        try:
+            wanted = self.run_key(job, recorded.get("max_length"))
+        except EmbedpipeError as e:  # the model cannot be found here: the run will say so
+            return Status("run", f"cannot compare the encoder ({e})")
+        changed = differences(recorded, wanted)
+        if changed:
+            return Status("run", f"config changed ({changed}): " +
+                          ("rebuilds (overwrite: true)" if job.overwrite else "refused unless encode.overwrite: true"))
+        source = manifest.get("source") or {}
+        corpus = open_corpus(job.corpus, text_column=job.text_column, id_column=job.id_column)
+        if source.get("fingerprint") != corpus.fingerprint():
+            return Status("run", f"the corpus changed ({source.get('rows')} -> {corpus.rows} rows): "
+                                 "encodes the ids not yet encoded")
+        return Status("skip", f"{manifest.get('rows')} vectors, complete for this corpus and config")
+
+    @staticmethod
+    def run_key(job, recorded_max_length: int | None) -> dict:
+        """The run key ``encode_corpus`` would write for ``job``, without exporting the model: the model's
+        content hash comes from resolving it (hashes are memoized), and a spec without max_length takes the
+        recorded one, which is the model's default when it was not set then either."""
+        from ..encode.encoder import spec_record
+        from ..formats.vectors import encoder_identity, run_key
+        from ..model.resolve import resolve_model
+
+        identity = encoder_identity(spec_record(job.spec, job.spec.max_length or recorded_max_length),
+                                    resolve_model(job.spec.model).content_hash)
+        return run_key(identity, job.dtype, job.text_column, job.id_column)
+
+    def run(self, spec: Spec, status: Status) -> str:
+        from ..encode.job import encode_corpus
+
+        job = spec.encode
+        if job.runner == "ray" and job.ray_address is None and os.environ.get("RAY_ADDRESS"):
+            job = dataclasses.replace(job, ray_address=os.environ["RAY_ADDRESS"])  # as a Ray job: join its cluster
+        manifest = encode_corpus(job).manifest
+        last = manifest.get("last_run") or {}
+        encoded = last.get("encoded_rows", manifest["rows"] - manifest.get("skipped_rows", 0))
+        reused = last.get("reused_rows", 0)
+        return f"{manifest['rows']} vectors ({encoded} encoded, {reused} reused) in {manifest.get('seconds', 0):.1f}s"
 
 
-# --- index ----------------------------------------------------------------------------------------------
+class IndexStage(Stage):
+    name = "index"
+    upstream = ("encode",)
 
-def index_status(spec: Spec, upstream_runs: bool) -> Status:
-    from ..formats.index_dir import INFO_FILE
-    from ..index.build import new_shards
+    def inputs(self, spec: Spec) -> dict[str, str | None]:
+        return {"vectors": str(spec.index.vectors), "tuning_vectors": spec.index.config.tuning_vectors}
 
-    stage = spec.index
-    manifest_path = stage.vectors / MANIFEST
-    if not manifest_path.exists():
+    def outputs(self, spec: Spec) -> dict[str, str | None]:
+        return {"out": str(spec.index.out)}
+
+    def status(self, spec: Spec, upstream_runs: bool) -> Status:
+        from ..formats.index_dir import INFO_FILE
+        from ..index.build import new_shards
+
+        stage = spec.index
+        manifest_path = stage.vectors / MANIFEST
+        if not manifest_path.exists():
+            if upstream_runs:
+                return Status("run", "after encode")
+            return Status("run", f"no vectors at {stage.vectors} (the run will fail unless they appear)")
+        info = read_json(stage.out / INFO_FILE)
+        if info is None:
+            return Status("run", "no index yet")
+        wanted = _plain(dataclasses.asdict(stage.config))
+        if info.get("config") != wanted:
+            changed = _changes(info.get("config") or {}, wanted) if info.get("config") else "not recorded"
+            return Status("run", f"index config changed ({changed}): rebuilds")
+        if info.get("source_manifest_sha256") == file_sha256(manifest_path) and not upstream_runs:
+            return Status("skip", f"{info.get('n')} vectors, built from these vectors with this config")
         if upstream_runs:
-            return Status("run", "after encode")
-        return Status("run", f"no vectors at {stage.vectors} (the run will fail unless they appear)")
-    info = read_json(stage.out / INFO_FILE)
-    if info is None:
-        return Status("run", "no index yet")
-    wanted = _plain(dataclasses.asdict(stage.config))
-    if info.get("config") != wanted:
-        changed = _changes(info.get("config") or {}, wanted) if info.get("config") else "not recorded"
-        return Status("run", f"index config changed ({changed}): rebuilds")
-    if info.get("source_manifest_sha256") == file_sha256(manifest_path) and not upstream_runs:
-        return Status("skip", f"{info.get('n')} vectors, built from these vectors with this config")
-    if upstream_runs:
-        return Status("run", "after encode: appends new shards or rebuilds" if stage.append else "after encode: rebuilds")
-    if stage.append:
-        manifest = read_json(manifest_path) or {}
+            return Status("run", "after encode: appends new shards or rebuilds" if stage.append
+                          else "after encode: rebuilds")
+        if stage.append:
+            manifest = read_json(manifest_path) or {}
+            try:
+                shards = new_shards(info, manifest, stage.vectors)
+            except EmbedpipeError as e:
+                return Status("run", f"rebuilds: {e}")
+            rows = sum(int(s["rows"]) for s in shards)
+            return Status("append", f"adds {rows} vectors from {len(shards)} new shard(s)")
+        return Status("run", "the vectors changed: rebuilds")
+
+    def run(self, spec: Spec, status: Status) -> str:
+        from ..formats.index_dir import INFO_FILE
+        from ..index.build import append_index, build_index
+
+        stage = spec.index
+        note = ""
+        if status.action == "append":
+            before = (read_json(stage.out / INFO_FILE) or {}).get("n", 0)
+            try:
+                info = append_index(stage.out, stage.vectors)
+                return f"appended {info['n'] - before} vectors: {info['n']} in {info['factory']}"
+            except EmbedpipeError as e:  # e.g. ids were dropped from the vectors: the index cannot follow by adding
+                log.warning("index: cannot append (%s); rebuilding it", e)
+                note = " (rebuilt: appending was refused)"
+        ours = (stage.out / INFO_FILE).exists()  # replace only an index, never other files
+        info = build_index(stage.vectors, stage.out, stage.config, overwrite=ours)
+        return (f"{info['factory']} over {info['n']} vectors, recall@10 {info['recall_at_10']:.3f} "
+                f"in {info['build_seconds']:.1f}s{note}")
+
+
+class EvaluateStage(Stage):
+    name = "evaluate"
+    upstream = ("index",)   # which runs whenever encode does
+
+    def inputs(self, spec: Spec) -> dict[str, str | None]:
+        job = spec.evaluate
+        return {"index": job.index, "queries": job.queries, "qrels": job.qrels}
+
+    def outputs(self, spec: Spec) -> dict[str, str | None]:
+        return {"out": spec.evaluate.out}
+
+    def status(self, spec: Spec, upstream_runs: bool) -> Status:
+        from ..formats.reports import read_evaluation
+        from ..retrieval.evaluate import evaluation_config, evaluation_inputs
+
+        job = spec.evaluate
+        if upstream_runs:
+            return Status("run", "after index")
+        report = read_evaluation(job.out)
+        if report is None:
+            return Status("run", "no evaluation yet")
+        wanted = _plain(evaluation_config(job))
+        if report.get("config") != wanted:
+            return Status("run", f"config changed ({_changes(report.get('config') or {}, wanted)})")
         try:
-            shards = new_shards(info, manifest, stage.vectors)
+            inputs = evaluation_inputs(job)
         except EmbedpipeError as e:
-            return Status("run", f"rebuilds: {e}")
-        rows = sum(int(s["rows"]) for s in shards)
-        return Status("append", f"adds {rows} vectors from {len(shards)} new shard(s)")
-    return Status("run", "the vectors changed: rebuilds")
+            return Status("run", str(e))
+        if report.get("inputs") != inputs:
+            return Status("run", "the index, queries or qrels changed")
+        return Status("skip", f"{self.headline(report)}, for this index and these files")
+
+    def run(self, spec: Spec, status: Status) -> str:
+        from ..retrieval.evaluate import run_evaluate
+
+        return self.headline(run_evaluate(spec.evaluate))
+
+    @staticmethod
+    def headline(report: dict) -> str:
+        """'100 queries: nDCG@10 0.7353, Recall@10 0.8400' at the main cut-off (10 when asked, else the largest)."""
+        k = 10 if 10 in report["k_values"] else max(report["k_values"])
+        metrics = report["index"]
+        return (f"{report['queries']} queries: nDCG@{k} {metrics[f'ndcg_at_{k}']:.4f}, "
+                f"Recall@{k} {metrics[f'recall_at_{k}']:.4f}")
 
 
-def index_run(spec: Spec, status: Status) -> str:
-    from ..formats.index_dir import INFO_FILE
-    from ..index.build import append_index, build_index
+class ClassifyStage(Stage):
+    name = "classify"
 
-    stage = spec.index
-    note = ""
-    if status.action == "append":
-        before = (read_json(stage.out / INFO_FILE) or {}).get("n", 0)
-        try:
-            info = append_index(stage.out, stage.vectors)
-            return f"appended {info['n'] - before} vectors: {info['n']} in {info['factory']}"
-        except EmbedpipeError as e:  # e.g. ids were dropped from the vectors: the index cannot follow by adding
-            log.warning("index: cannot append (%s); rebuilding it", e)
-            note = " (rebuilt: appending was refused)"
-    ours = (stage.out / INFO_FILE).exists()  # replace only an index, never other files
-    info = build_index(stage.vectors, stage.out, stage.config, overwrite=ours)
-    return (f"{info['factory']} over {info['n']} vectors, recall@10 {info['recall_at_10']:.3f} "
-            f"in {info['build_seconds']:.1f}s{note}")
+    def inputs(self, spec: Spec) -> dict[str, str | None]:
+        job = spec.classify
+        return {"train": job.train, "test": job.test, **_local_model(job.model)}
 
+    def outputs(self, spec: Spec) -> dict[str, str | None]:
+        return {"out": str(spec.classify.out_dir()), "save_model": spec.classify.save_model}
 
-# --- evaluate -------------------------------------------------------------------------------------------
+    def status(self, spec: Spec, upstream_runs: bool) -> Status:
+        from ..classify.job import REPORT, report_is_current
 
-def evaluate_status(spec: Spec, upstream_runs: bool) -> Status:
-    from ..formats.reports import read_evaluation
-    from ..retrieval.evaluate import evaluation_config, evaluation_inputs
+        job = spec.classify
+        if not (job.out_dir() / REPORT).exists():
+            return Status("run", "no report yet")
+        if not report_is_current(job):
+            return Status("run", "the job config or its data changed")
+        return Status("skip", "report complete for this config and data")
 
-    job = spec.evaluate
-    if upstream_runs:
-        return Status("run", "after index")
-    report = read_evaluation(job.out)
-    if report is None:
-        return Status("run", "no evaluation yet")
-    if report.get("config") != _plain(evaluation_config(job)):
-        return Status("run", f"config changed ({_changes(report.get('config') or {}, _plain(evaluation_config(job)))})")
-    try:
-        inputs = evaluation_inputs(job)
-    except EmbedpipeError as e:
-        return Status("run", str(e))
-    if report.get("inputs") != inputs:
-        return Status("run", "the index, queries or qrels changed")
-    return Status("skip", f"{_headline(report)}, for this index and these files")
+    def run(self, spec: Spec, status: Status) -> str:
+        from ..classify.job import REPORT, run_classify
+
+        job = spec.classify
+        if (job.out_dir() / REPORT).exists():  # a stale report of ours: replaced once the new one is complete
+            job = dataclasses.replace(job, overwrite=True)
+        report = run_classify(job)
+        best = report["best"]
+        return (f"best {best['method']} {best['pooling']}/{best['head']}: accuracy {best['accuracy']:.4f} "
+                f"(report in {job.out_dir()})")
 
 
-def evaluate_run(spec: Spec, status: Status) -> str:
-    from ..retrieval.evaluate import run_evaluate
-
-    return _headline(run_evaluate(spec.evaluate))
-
-
-def _headline(report: dict) -> str:
-    """'100 queries: nDCG@10 0.7353, Recall@10 0.8400' at the main cut-off (10 when asked, else the largest)."""
-    k = 10 if 10 in report["k_values"] else max(report["k_values"])
-    metrics = report["index"]
-    return f"{report['queries']} queries: nDCG@{k} {metrics[f'ndcg_at_{k}']:.4f}, Recall@{k} {metrics[f'recall_at_{k}']:.4f}"
-
-
-# --- classify -------------------------------------------------------------------------------------------
-
-def classify_status(spec: Spec) -> Status:
-    from ..classify.job import REPORT, report_is_current
-
-    job = spec.classify
-    if not (job.out_dir() / REPORT).exists():
-        return Status("run", "no report yet")
-    if not report_is_current(job):
-        return Status("run", "the job config or its data changed")
-    return Status("skip", "report complete for this config and data")
-
-
-def classify_run(spec: Spec, status: Status) -> str:
-    from ..classify.job import run_classify
-    from ..classify.job import REPORT
-
-    job = spec.classify
-    if (job.out_dir() / REPORT).exists():
-        job = dataclasses.replace(job, overwrite=True)  # a stale report of ours: replaced once the new one is complete
-    report = run_classify(job)
-    best = report["best"]
-    return (f"best {best['method']} {best['pooling']}/{best['head']}: accuracy {best['accuracy']:.4f} "
-            f"(report in {job.out_dir()})")
-
-
-STATUS = {"encode": lambda spec, up: encode_status(spec), "index": index_status, "evaluate": evaluate_status,
-          "classify": lambda spec, up: classify_status(spec)}
-RUN = {"encode": encode_run, "index": index_run, "evaluate": evaluate_run, "classify": classify_run}
-UPSTREAM = {"encode": (), "index": ("encode",), "evaluate": ("encode", "index"), "classify": ()}
+# The stages in the order they run; a spec runs those whose section it has.
+STAGES: dict[str, Stage] = {stage.name: stage for stage in (EncodeStage(), IndexStage(), EvaluateStage(),
+                                                            ClassifyStage())}

@@ -5,6 +5,7 @@ failed stage leaves the finished ones for the rerun to continue from."""
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 
 import pyarrow as pa
@@ -120,6 +121,27 @@ def test_a_changed_encoder_config_is_refused_without_overwrite(project):
     assert result.exit_code == 0, result.output
     assert summary["stages"] == {"encode": "ran", "index": "ran", "evaluate": "ran"}
     assert open_vectors(project / "out" / "vectors").manifest["pooling"] == "cls"
+
+
+def test_the_encoder_identity_decides_whether_the_vectors_are_current(project, tiny_model_dir):
+    """The encode stage compares the run key that encoding records: no max_length means the model's
+    default (64 for the tiny model), which the manifest holds; another max_length or a model whose
+    files changed is a change."""
+    model = project / "model"
+    shutil.copytree(tiny_model_dir, model)
+    assert run(project, "--set", f"encode.model={model}")[0].exit_code == 0
+
+    def encode_plan(*sets: str) -> str:
+        result = CliRunner().invoke(main, ["run", str(project / "spec.yaml"), "--dry-run",
+                                           "--set", f"encode.model={model}", *sets])
+        assert result.exit_code == 0, result.output
+        return result.output.splitlines()[2]
+
+    assert "encode    up to date" in encode_plan()
+    assert "encode    up to date" in encode_plan("--set", "encode.max_length=64")
+    assert "config changed (max_length 64 -> 32)" in encode_plan("--set", "encode.max_length=32")
+    (model / "notes.txt").write_text("one file more: other content, another content hash")
+    assert "config changed (model_content_hash " in encode_plan()
 
 
 def test_classify_stage_runs_and_is_skipped_when_its_report_is_current(project, tiny_model_dir):

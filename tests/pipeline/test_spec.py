@@ -65,6 +65,21 @@ def test_sections_become_the_library_configs(tmp_path):
     assert spec.stages() == ["encode", "index", "evaluate"]
 
 
+def test_each_stage_names_what_it_reads_and_writes(tmp_path):
+    from embedpipe.pipeline.stages import STAGES
+
+    spec = load_spec(write_spec(tmp_path, GOOD))
+    out = tmp_path / "out"
+    assert list(STAGES) == ["encode", "index", "evaluate", "classify"]      # the order stages run in
+    assert {name: (STAGES[name].inputs(spec), STAGES[name].outputs(spec)) for name in spec.stages()} == {
+        "encode": ({"corpus": str(tmp_path / "data" / "corpus.parquet")}, {"out": str(out / "vectors")}),
+        "index": ({"vectors": str(out / "vectors"), "tuning_vectors": None}, {"out": str(out / "index")}),
+        "evaluate": ({"index": str(out / "index"), "queries": str(tmp_path / "q.parquet"),
+                      "qrels": str(tmp_path / "qrels.parquet")}, {"out": str(out / "evaluation.json")}),
+    }
+    assert (STAGES["index"].upstream, STAGES["evaluate"].upstream) == (("encode",), ("index",))
+
+
 def test_set_and_output_dir_override_the_file(tmp_path, monkeypatch):
     path = write_spec(tmp_path, GOOD)
     elsewhere = tmp_path / "cwd"

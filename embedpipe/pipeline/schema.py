@@ -2,7 +2,7 @@
 
     >>> spec = load_spec("pipelines/demo.yaml", overrides=["encode.pooling=cls"])
     >>> spec.encode.spec.pooling, spec.index.out
-    ('cls', PosixPath('/.../demo_out/index'))
+    ('cls', PosixPath('/.../demo_out/sample.index'))
 
 Each section maps one-to-one onto a library config dataclass, read by introspection (its fields,
 their type hints and defaults), so a new field in the library is a new key in the spec:
@@ -17,7 +17,8 @@ their type hints and defaults), so a new field in the library is a new key in th
 
 Paths: inputs given in the file resolve against the file's directory (from the command line:
 against the working directory); URLs (``s3://...``) pass through. Outputs go under output_dir;
-one that would land outside it must be written as an absolute path.
+one that would land outside it must be written as an absolute path. Where each value came from
+(source.py) is kept, so every error points at the line or the ``--set`` to change.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from .. import checks
 from ..errors import EmbedpipeError
+from ..fsio import is_url
+from .source import Entry, Tree, Value, apply_override, read_tree
+from .stages import STAGES
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class RaySettings:
 
 
 @dataclass(frozen=True)
-class IndexStage:
+class IndexSection:
     vectors: Path                # the vector directory to index (default: encode's out)
     out: Path                    # the index directory
     append: bool                 # when the vectors grew (new shards), add them instead of rebuilding
@@ -61,15 +63,22 @@ class Spec:
     output_dir: Path
     ray: RaySettings
     encode: Any = None           # embedpipe.encode.EncodeJob, or None when the section is absent
-    index: IndexStage | None = None
+    index: IndexSection | None = None
     evaluate: Any = None         # embedpipe.retrieval.EvaluateJob
     classify: Any = None         # embedpipe.classify.ClassifyJob
+    # "encode.out" -> "spec.yaml:12" or "--set encode.out": where each key was given (its section's
+    # line for a default), so a refusal found later still points at what to change
+    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def stages(self) -> list[str]:
-        return [name for name in STAGES if getattr(self, name) is not None]
+        return [name for name in STAGE_NAMES if getattr(self, name) is not None]
+
+    def origin(self, key: str) -> str:
+        """Where ``section.key`` came from (the spec file when it is not recorded)."""
+        return self.origins.get(key, str(self.path))
 
 
-STAGES = ("encode", "index", "evaluate", "classify")
+STAGE_NAMES = tuple(STAGES)
 
 
 # --- sections: which dataclass, which keys are paths ------------------------------------------------
@@ -130,83 +139,6 @@ SECTIONS = {
 TOP_LEVEL = ("output_dir", *SECTIONS)
 
 
-# --- reading YAML with line numbers -------------------------------------------------------------------
-
-@dataclass
-class Value:
-    value: Any
-    where: str          # "spec.yaml:12" or "--set encode.pooling"
-    base: Path          # what a relative path in this value is relative to
-
-
-def _read_yaml(path: Path) -> dict[str, tuple[Value, dict[str, Value] | None]]:
-    """{top-level key: (its Value, {key: Value} when it is a mapping)}."""
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise EmbedpipeError(f"cannot read pipeline spec {path}: {e.strerror or e}") from None
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        if root is None:
-            raise EmbedpipeError(f"{path}: the spec is empty")
-        if not isinstance(root, yaml.MappingNode):
-            raise EmbedpipeError(f"{path}:{root.start_mark.line + 1}: a pipeline spec is a mapping of sections "
-                                 f"({', '.join(TOP_LEVEL)})")
-        out = {}
-        for key_node, value_node in root.value:
-            key, where = _key(path, key_node, out)
-            sub = None
-            if isinstance(value_node, yaml.MappingNode):
-                sub = {}
-                for k_node, v_node in value_node.value:
-                    k, w = _key(path, k_node, sub, prefix=f"{key}.")
-                    sub[k] = Value(loader.construct_object(v_node, deep=True), w, path.parent)
-            out[key] = (Value(loader.construct_object(value_node, deep=True), where, path.parent), sub)
-        return out
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise EmbedpipeError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
-    finally:
-        loader.dispose()
-
-
-def _key(path: Path, node: yaml.Node, seen: dict, prefix: str = "") -> tuple[str, str]:
-    where = f"{path}:{node.start_mark.line + 1}"
-    if not isinstance(node, yaml.ScalarNode):
-        raise EmbedpipeError(f"{where}: keys must be plain names")
-    if node.value in seen:
-        raise EmbedpipeError(f"{where}: {prefix}{node.value} is given twice")
-    return node.value, where
-
-
-def _apply_override(tree: dict, text: str, cwd: Path) -> None:
-    """``section.key=value`` (value parsed as YAML: 3, true, null, [10, 100], text) into the tree."""
-    name, sep, raw = text.partition("=")
-    where = f"--set {name.strip()}"
-    if not sep or not name.strip():
-        raise EmbedpipeError(f"--set {text!r}: expected section.key=value, e.g. encode.pooling=cls")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    parts = name.strip().split(".")
-    if parts[0] not in TOP_LEVEL:
-        raise EmbedpipeError(f"{where}: unknown section {parts[0]!r}; the spec has: {', '.join(TOP_LEVEL)}")
-    if parts[0] == "output_dir" and len(parts) == 1:
-        tree["output_dir"] = (Value(value, where, cwd), None)
-        return
-    if len(parts) != 2 or parts[0] == "output_dir":
-        raise EmbedpipeError(f"--set {text!r}: expected section.key=value, e.g. encode.pooling=cls")
-    section, sub = tree.get(parts[0], (None, None))
-    if section is not None and sub is None and section.value is not None:
-        raise EmbedpipeError(f"{section.where}: {parts[0]} must be a mapping of keys")
-    sub = sub if sub is not None else {}
-    sub[parts[1]] = Value(value, where, cwd)
-    tree[parts[0]] = (section or Value({}, where, cwd), sub)
-
-
 # --- type checks by introspection ---------------------------------------------------------------------
 
 def _type_name(tp) -> str:
@@ -215,7 +147,8 @@ def _type_name(tp) -> str:
         return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
     if origin in (list, tuple):
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true/false"}.get(tp, getattr(tp, "__name__", str(tp)))
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true/false"}
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 _NO = object()
@@ -279,11 +212,12 @@ def _schema_default(section: Section, key: str):
     return None if default is _NO else default
 
 
-def _check_section(section: Section, section_value: Value, given: dict[str, Value] | None) -> dict[str, tuple[Any, Value | None, str]]:
+def _check_section(section: Section, entry: Entry) -> dict[str, tuple[Any, Value | None, str]]:
     """{key: (value, the Value it came from or None for a default, place)} with every type checked."""
+    given = entry.keys
     if given is None:
-        if section_value.value is not None:
-            raise EmbedpipeError(f"{section_value.where}: {section.name} must be a mapping of keys "
+        if entry.value.value is not None:
+            raise EmbedpipeError(f"{entry.value.where}: {section.name} must be a mapping of keys "
                                  f"(or empty for all defaults)")
         given = {}
     schema = _schema(section)
@@ -300,7 +234,7 @@ def _check_section(section: Section, section_value: Value, given: dict[str, Valu
                                      f"got {given[key].value!r}")
             checked[key] = (value, given[key], place)
         elif default is _NO or key in section.required:
-            raise EmbedpipeError(f"{section_value.where}: {section.name}.{key} is required")
+            raise EmbedpipeError(f"{entry.value.where}: {section.name}.{key} is required")
         else:
             checked[key] = (default, None, place)
     for key in section.required:
@@ -310,10 +244,6 @@ def _check_section(section: Section, section_value: Value, given: dict[str, Valu
 
 
 # --- paths ----------------------------------------------------------------------------------------------
-
-def is_url(path: str) -> bool:
-    return "://" in path
-
 
 def _input_path(value: str, base: Path) -> str:
     if is_url(value):
@@ -343,6 +273,24 @@ def _output_path(value: str, output_dir: Path, where: str, key: str) -> Path:
     return resolved
 
 
+def _resolve_paths(name: str, checked: dict, output_dir: Path, spec_dir: Path, section_where: str) -> dict:
+    """{key: (value with its paths resolved, place, where it was given)} for one section."""
+    section, values = SECTIONS[name], {}
+    for key, (value, origin, place) in checked.items():
+        base = origin.base if origin else spec_dir
+        where = origin.where if origin else section_where
+        if value is not None and key in section.inputs:
+            value = _input_path(value, base)
+        elif value is not None and key in section.maybe_paths:
+            value = _maybe_path(value, base)
+        elif key in section.outputs and (value is not None or _schema_default(section, key) is not None):
+            if not isinstance(value, str) or not value:
+                raise EmbedpipeError(f"{where}: {name}.{key} must be a path (under output_dir unless absolute)")
+            value = _output_path(value, output_dir, where, f"{name}.{key}")
+        values[key] = (value, place, where)
+    return values
+
+
 # --- the whole spec ---------------------------------------------------------------------------------------
 
 def load_spec(path: str | Path, *, output_dir: str | None = None, overrides: list[str] = (),
@@ -351,49 +299,35 @@ def load_spec(path: str | Path, *, output_dir: str | None = None, overrides: lis
     path, cwd = Path(path), Path(cwd or Path.cwd())
     if not path.is_file():
         raise EmbedpipeError(f"pipeline spec {path} does not exist")
-    tree = _read_yaml(path)
+    tree = read_tree(path, TOP_LEVEL)
     for text in overrides:
-        _apply_override(tree, text, cwd)
+        apply_override(tree, text, cwd, TOP_LEVEL)
     if output_dir is not None:
-        tree["output_dir"] = (Value(output_dir, "--output-dir", cwd), None)
-    for key, (value, _) in tree.items():
+        tree["output_dir"] = Entry(Value(output_dir, "--output-dir", cwd), None)
+    for key, entry in tree.items():
         if key not in TOP_LEVEL:
-            raise EmbedpipeError(f"{value.where}: unknown section {key!r}; a spec has: {', '.join(TOP_LEVEL)}")
-    if not any(name in tree for name in STAGES):
-        raise EmbedpipeError(f"{path}: no stage to run; give at least one of: {', '.join(STAGES)}")
+            raise EmbedpipeError(f"{entry.value.where}: unknown section {key!r}; a spec has: {', '.join(TOP_LEVEL)}")
+    if not any(name in tree for name in STAGE_NAMES):
+        raise EmbedpipeError(f"{path}: no stage to run; give at least one of: {', '.join(STAGE_NAMES)}")
 
-    out_value = tree.get("output_dir", (Value(f"{path.stem}.out", str(path), path.parent), None))[0]
+    out_value = tree.get("output_dir", Entry(Value(f"{path.stem}.out", str(path), path.parent), None)).value
     if not isinstance(out_value.value, str) or not out_value.value or is_url(out_value.value):
         raise EmbedpipeError(f"{out_value.where}: output_dir must be a local directory path, got {out_value.value!r}")
     out_dir = Path(_input_path(out_value.value, out_value.base))
 
-    sections = {name: _check_section(SECTIONS[name], *tree[name]) for name in SECTIONS if name in tree}
-    resolved: dict[str, dict] = {}
-    for name, checked in sections.items():
-        section = SECTIONS[name]
-        values = {}
-        for key, (value, origin, place) in checked.items():
-            base = origin.base if origin else path.parent
-            where = origin.where if origin else tree[name][0].where
-            if value is not None and key in section.inputs:
-                value = _input_path(value, base)
-            elif value is not None and key in section.maybe_paths:
-                value = _maybe_path(value, base)
-            elif key in section.outputs and (value is not None or _schema_default(section, key) is not None):
-                if not isinstance(value, str) or not value:
-                    raise EmbedpipeError(f"{where}: {name}.{key} must be a path (under output_dir unless absolute)")
-                value = _output_path(value, out_dir, where, f"{name}.{key}")
-            values[key] = (value, place, where)
-        resolved[name] = values
-
+    resolved = {name: _resolve_paths(name, _check_section(SECTIONS[name], tree[name]), out_dir, path.parent,
+                                     tree[name].value.where)
+                for name in SECTIONS if name in tree}
+    origins = {f"{name}.{key}": where for name, values in resolved.items() for key, (_, _, where) in values.items()}
     ray_values = resolved.get("ray", {})
-    ray = _checked("ray", tree["ray"][0].where if "ray" in tree else str(path),
+    ray = _checked("ray", tree["ray"].value.where if "ray" in tree else str(path),
                    lambda: RaySettings(**{k: v for k, (v, _, _) in ray_values.items()}), ray_values)
     return Spec(path=path.resolve(), output_dir=out_dir, ray=ray,
                 encode=_build_encode(resolved.get("encode"), ray),
-                index=_build_index(resolved.get("index"), resolved.get("encode"), tree),
-                evaluate=_build_evaluate(resolved.get("evaluate"), resolved.get("index"), tree),
-                classify=_build_plain("classify", resolved.get("classify")))
+                index=_build_index(resolved.get("index"), resolved.get("encode"), tree, origins),
+                evaluate=_build_evaluate(resolved.get("evaluate"), resolved.get("index"), tree, origins),
+                classify=_build_plain("classify", resolved.get("classify")),
+                origins=origins)
 
 
 # Fields a section's job takes from another section of the spec.
@@ -436,31 +370,35 @@ def _build_encode(values: dict | None, ray: RaySettings):
                                                      threads=ray.cpus_per_actor), values)
 
 
-def _build_index(values: dict | None, encode: dict | None, tree: dict) -> IndexStage | None:
+def _build_index(values: dict | None, encode: dict | None, tree: Tree, origins: dict) -> IndexSection | None:
     if values is None:
         return None
     vectors = values["vectors"][0]
     if vectors is None:
         if encode is None:
-            raise EmbedpipeError(f"{tree['index'][0].where}: index.vectors is required when there is no encode section")
+            raise EmbedpipeError(f"{tree['index'].value.where}: index.vectors is required when there is no encode "
+                                 "section")
         vectors = str(encode["out"][0])
+        origins["index.vectors"] = origins["encode.out"]
     config_cls = SECTIONS["index"].target()
     config = {k: v for k, (v, place, _) in values.items() if place == "job"}
-    config = _checked("index", tree["index"][0].where, lambda: config_cls(**config), values)
-    return IndexStage(vectors=Path(vectors), out=values["out"][0], append=values["append"][0], config=config)
+    config = _checked("index", tree["index"].value.where, lambda: config_cls(**config), values)
+    return IndexSection(vectors=Path(vectors), out=values["out"][0], append=values["append"][0], config=config)
 
 
-def _build_evaluate(values: dict | None, index: dict | None, tree: dict):
+def _build_evaluate(values: dict | None, index: dict | None, tree: Tree, origins: dict):
     if values is None:
         return None
     fields = {k: v for k, (v, _, _) in values.items()}
     if fields.get("index") is None:
         if index is None:
-            raise EmbedpipeError(f"{tree['evaluate'][0].where}: evaluate.index is required when there is no index section")
+            raise EmbedpipeError(f"{tree['evaluate'].value.where}: evaluate.index is required when there is no "
+                                 "index section")
         fields["index"] = str(index["out"][0])
+        origins["evaluate.index"] = origins["index.out"]
     fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in fields.items()}
     job_cls = SECTIONS["evaluate"].target()
-    return _checked("evaluate", tree["evaluate"][0].where, lambda: job_cls(**fields), values)
+    return _checked("evaluate", tree["evaluate"].value.where, lambda: job_cls(**fields), values)
 
 
 def _build_plain(name: str, values: dict | None):
