@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from .errors import ConfigError
 

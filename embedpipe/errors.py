@@ -19,7 +19,7 @@ the same library runs from Python, a YAML spec and the CLI; a setting to change 
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 
 class EmbedpipeError(Exception):

@@ -23,9 +23,9 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 

@@ -52,7 +52,7 @@ class Progress:
             text += f", ETA {_duration((self.total - self.done) / rate)}"
         return f"{text}, {_duration(self.seconds)} elapsed"
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         self.started = self.last_line = time.monotonic()
         if sys.stderr.isatty():
             from tqdm import tqdm

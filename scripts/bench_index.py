@@ -38,10 +38,10 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from embedpipe.encode import EncodeJob, encode_corpus  # noqa: E402
 from embedpipe.encode.encoder import TextEncoder  # noqa: E402
-from embedpipe.index import IndexConfig, build_index, open_index  # noqa: E402
-from embedpipe.retrieval import evaluate  # noqa: E402
-from embedpipe.index.params import apply_search_params, parameter_string, tunable_parameter  # noqa: E402
 from embedpipe.formats.vectors import MANIFEST, VectorWriter, open_vectors  # noqa: E402
+from embedpipe.index import IndexConfig, build_index, open_index  # noqa: E402
+from embedpipe.index.params import apply_search_params, parameter_string, tunable_parameter  # noqa: E402
+from embedpipe.retrieval import evaluate  # noqa: E402
 
 log = logging.getLogger("bench_index")
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from embedpipe.formats.vectors import open_vectors
 from embedpipe.index import open_index
 from embedpipe.pipeline import load_spec, run_pipeline
 from embedpipe.retrieval import search_texts
-from embedpipe.formats.vectors import open_vectors
 
 SPEC = """
     encode:

@@ -161,7 +161,7 @@ def main() -> None:
               "repeats": args.repeats, "results": results}
     (out / "results.json").write_text(json.dumps(report, indent=2))
     plot(results, out / "quantize.png")
-    print(f"| variant | rows/s | vs fp32 | model MB | cosine min | cosine mean |\n|---|---|---|---|---|---|")
+    print("| variant | rows/s | vs fp32 | model MB | cosine min | cosine mean |\n|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['variant']} | {r['rows_per_second']:.0f} | {r['speedup_vs_fp32']:.2f}x | {r['model_mb']:.0f} "
               f"| {r['cosine_min']:.4f} | {r['cosine_mean']:.5f} |")

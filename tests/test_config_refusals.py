@@ -18,7 +18,6 @@ from embedpipe.encode.mapper import MapperConfig
 from embedpipe.errors import ConfigError
 from embedpipe.index import IndexConfig
 from embedpipe.retrieval.evaluate import EvaluateJob
-
 from tests.helpers import assert_one_line_error, names_under, run_cli, snapshot, write_corpus
 
 NAN, INF = float("nan"), float("inf")

@@ -9,7 +9,6 @@ from click.testing import CliRunner
 
 from embedpipe.cli.options import flag_of, user_errors
 from embedpipe.errors import BadInput, ConfigError, CorruptArtifact, EmbedpipeError, first_line
-
 from tests.helpers import assert_one_line_error
 
 

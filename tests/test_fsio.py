@@ -13,9 +13,16 @@ import pytest
 
 from embedpipe import fsio
 from embedpipe.errors import BadInput, EmbedpipeError
-from embedpipe.fsio import (FileLock, atomic_path, check_output, check_output_dir, file_sha256, read_json,
-                            staged_dir, write_json_atomic)
-
+from embedpipe.fsio import (
+    FileLock,
+    atomic_path,
+    check_output,
+    check_output_dir,
+    file_sha256,
+    read_json,
+    staged_dir,
+    write_json_atomic,
+)
 from tests.helpers import entries, snapshot
 
 REPO = Path(__file__).resolve().parents[1]

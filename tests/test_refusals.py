@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -32,9 +32,7 @@ from embedpipe.model.export import ensure_exported
 from embedpipe.model.resolve import ResolvedModel
 from embedpipe.retrieval.evaluate import EvaluateJob, run_evaluate
 from embedpipe.retrieval.search import search_file
-
 from tests.helpers import assert_one_line_error, names_under, run_cli, snapshot, write_corpus
-
 
 # --- inputs: each in a directory of its own, so that directory "holds" exactly that input -------------
 

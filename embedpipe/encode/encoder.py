@@ -11,8 +11,8 @@ so short texts are not padded to the longest one; the output keeps the input ord
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -78,12 +78,12 @@ class TextEncoder:
         self.pad_id = int(self.exported.info.get("pad_token_id") or 0)
 
     @classmethod
-    def load(cls, spec: EncoderSpec, plan: BatchPlan = BatchPlan()) -> "TextEncoder":
+    def load(cls, spec: EncoderSpec, plan: BatchPlan = BatchPlan()) -> TextEncoder:
         exported, max_length = prepare(spec)
         return cls(exported.path, spec.pooling, spec.normalize, max_length, plan)
 
     @classmethod
-    def from_manifest(cls, manifest: dict, threads: int | None = None) -> "TextEncoder":
+    def from_manifest(cls, manifest: dict, threads: int | None = None) -> TextEncoder:
         """The encoder that made a vector directory, to encode queries exactly the same way."""
         encoder = manifest.get("encoder")
         if not isinstance(encoder, dict):

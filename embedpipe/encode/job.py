@@ -26,8 +26,17 @@ import pyarrow as pa
 from .. import __version__, checks
 from ..errors import BadInput, ConfigError
 from ..formats.corpus import Corpus, id_hashes, open_corpus
-from ..formats.vectors import (DTYPES, ShardWriter, differences, encoder_identity, published_manifest, read_ids,
-                               run_key, run_key_of, vectors_from_column)
+from ..formats.vectors import (
+    DTYPES,
+    ShardWriter,
+    differences,
+    encoder_identity,
+    published_manifest,
+    read_ids,
+    run_key,
+    run_key_of,
+    vectors_from_column,
+)
 from ..fsio import check_output
 from ..model.resolve import local_model_dir
 from ..progress import Progress

@@ -10,7 +10,7 @@ registered by name in ``POOLINGS``. All of them are correct for right *and* left
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -14,8 +14,8 @@ Readers check the three files against each other, so a truncated or swapped file
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import faiss
 import pyarrow as pa

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -168,7 +168,7 @@ class VectorWriter:
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
 
-    def __enter__(self) -> "VectorWriter":
+    def __enter__(self) -> VectorWriter:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -12,9 +12,10 @@ path in it is relative to. Keys given twice are refused rather than the last one
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import yaml
 

@@ -1,10 +1,10 @@
 """Submit a pipeline spec to a Ray cluster as a Ray job (Ray's job submission SDK).
 
-    >>> job = SubmitJob("pipelines/nightly.yaml", address="http://head:8265", wait=True)
-    >>> submission_id, status = submit_pipeline(job, print)
+    >>> job = SubmitJob("pipelines/nightly.yaml", address="http://head:8265", wait=True)  # doctest: +SKIP
+    >>> submission_id, status = submit_pipeline(job, print)  # doctest: +SKIP
     submitted raysubmit_...: python -m embedpipe run pipelines/nightly.yaml
     ...
-    >>> status
+    >>> status  # doctest: +SKIP
     'SUCCEEDED'
 
 The project directory (``working_dir``) is uploaded as the job's runtime_env, and the job runs
@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..errors import EmbedpipeError, first_line
 
@@ -48,7 +48,7 @@ def entrypoint(job: SubmitJob) -> str:
         raise EmbedpipeError(f"pipeline spec {job.spec} does not exist")
     if not spec.is_relative_to(root):
         raise EmbedpipeError(f"pipeline spec {job.spec} is not inside the working directory {root}, "
-                             "which is what the job receives; pass --working-dir")
+                             "which is what the job receives; set working_dir", fields=("working_dir",))
     words = ["python", "-m", "embedpipe", "run", str(spec.relative_to(root))]
     if job.output_dir:
         words += ["--output-dir", job.output_dir]
@@ -60,7 +60,8 @@ def entrypoint(job: SubmitJob) -> str:
 def runtime_env(job: SubmitJob) -> dict:
     root = Path(job.working_dir).resolve()
     if not (root / "embedpipe").is_dir():
-        raise EmbedpipeError(f"{root} is not the embedpipe project (no embedpipe/ package in it); pass --working-dir")
+        raise EmbedpipeError(f"{root} is not the embedpipe project (no embedpipe/ package in it); set working_dir",
+                             fields=("working_dir",))
     return {"working_dir": str(root), "excludes": EXCLUDES,
             "env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **job.env}}
 

@@ -17,7 +17,6 @@ from embedpipe.classify.features import FeatureCache
 from embedpipe.classify.probes import mteb_samples
 from embedpipe.cli import main
 from embedpipe.encode.encoder import EncoderSpec
-
 from tests.helpers import assert_one_line_error
 from tests.helpers import run_cli as run
 

@@ -8,7 +8,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from embedpipe.encode.pooling import POOLINGS
-
 from tests.helpers import assert_one_line_error, write_corpus
 from tests.helpers import run_cli as run
 

@@ -1,17 +1,15 @@
 """Behaviour the fast paths must keep (never timings): batching, truncation, quantization choices."""
 
 import numpy as np
-import pytest
-
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
-from embedpipe.formats.corpus import open_corpus
 from embedpipe.encode import batching
 from embedpipe.encode.encoder import BatchPlan, EncoderSpec, TextEncoder, prepare
 from embedpipe.encode.mapper import MapperConfig
 from embedpipe.encode.runners.ray import BATCHES_PER_ACTOR, batch_rows, run_on_ray
-
+from embedpipe.formats.corpus import open_corpus
 from tests.helpers import TEXTS
 
 

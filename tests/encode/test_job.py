@@ -12,7 +12,6 @@ from embedpipe.encode.encoder import EncoderSpec, TextEncoder
 from embedpipe.errors import EmbedpipeError
 from embedpipe.formats.vectors import open_vectors
 from embedpipe.fsio import file_sha256
-
 from tests.helpers import TEXTS, write_corpus
 
 

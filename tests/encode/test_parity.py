@@ -6,7 +6,6 @@ import pytest
 from embedpipe.encode import EncodeJob, encode_corpus
 from embedpipe.encode.encoder import EncoderSpec, TextEncoder
 from embedpipe.formats.vectors import open_vectors
-
 from tests.helpers import TEXTS
 
 # embedpipe name -> sentence-transformers' Pooling mode

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from embedpipe.errors import EmbedpipeError
 from embedpipe.encode.pooling import POOLINGS, check_pooling, l2_normalize, pool
+from embedpipe.errors import EmbedpipeError
 
 # Two texts: 3 real tokens and 1 real token, two dims each.
 TOKENS = [np.array([[1.0, 2.0], [3.0, -4.0], [5.0, 0.0]]), np.array([[7.0, -1.0]])]

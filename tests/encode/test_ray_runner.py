@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from embedpipe.testing import RAY_ENV, ray_head
 from embedpipe.formats.vectors import open_vectors
+from embedpipe.testing import RAY_ENV, ray_head
+
 
 @pytest.fixture
 def ray_head_address(tmp_path):

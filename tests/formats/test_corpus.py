@@ -17,7 +17,6 @@ from embedpipe.encode.mapper import CorpusBatchEncoder, MapperConfig
 from embedpipe.errors import BadInput
 from embedpipe.formats.corpus import open_corpus
 from embedpipe.formats.vectors import open_vectors
-
 from tests.helpers import TEXTS, assert_one_line_error, run_cli
 
 IDS = [f"doc-{i}" for i in range(len(TEXTS))]

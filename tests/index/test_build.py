@@ -16,13 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from embedpipe.errors import EmbedpipeError
+from embedpipe.formats.vectors import VectorWriter, vector_array
+from embedpipe.fsio import file_sha256
 from embedpipe.index import IndexConfig, build_index, open_index
 from embedpipe.index.choose import choose_factory, ivf_centroids, parse_size, training_rows
 from embedpipe.index.params import NPROBE_GRID, ExactTopK, recall_at_k
-from embedpipe.formats.vectors import VectorWriter
-from embedpipe.formats.vectors import vector_array
-from embedpipe.fsio import file_sha256
-
 from tests.helpers import assert_one_line_error, entries, run_cli
 
 DIM = 24

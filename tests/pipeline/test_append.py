@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from embedpipe.cli import main
 from embedpipe.errors import EmbedpipeError
-from embedpipe.index import IndexConfig, append_index, build_index, open_index
 from embedpipe.formats.vectors import VectorWriter, open_vectors
+from embedpipe.index import IndexConfig, append_index, build_index, open_index
 
 DIM = 16
 

@@ -8,12 +8,12 @@ import json
 import textwrap
 
 from click.testing import CliRunner
-from tests.helpers import WORDS, write_corpus
 
 from embedpipe.cli import main
+from embedpipe.formats.vectors import open_vectors
 from embedpipe.index import open_index
 from embedpipe.retrieval import search_texts
-from embedpipe.formats.vectors import open_vectors
+from tests.helpers import WORDS, write_corpus
 
 
 def texts(start: int, n: int) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tests.helpers import TEXTS, assert_one_line_error, run_cli, write_corpus
 
 

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from tests.helpers import WORDS, write_corpus
 
 from embedpipe.cli import main
-from embedpipe.index import open_index
 from embedpipe.formats.vectors import open_vectors
+from embedpipe.index import open_index
+from tests.helpers import WORDS, write_corpus
 
 N_DOCS = 60
 

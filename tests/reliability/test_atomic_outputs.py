@@ -10,7 +10,6 @@ from embedpipe import fsio
 from embedpipe.encode import encode_corpus
 from embedpipe.formats.vectors import open_vectors
 from embedpipe.fsio import file_sha256
-
 from tests.reliability.support import assert_same_vectors, by_id, job, manifest, write_rows
 
 

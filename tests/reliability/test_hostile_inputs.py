@@ -15,10 +15,9 @@ import pyarrow.parquet as pq
 
 from embedpipe.encode import encode_corpus
 from embedpipe.formats.vectors import VectorWriter
-
-from tests.reliability.support import by_id, job, manifest, write_rows
 from tests.helpers import assert_one_line_error as one_line_error
 from tests.helpers import run_cli as cli
+from tests.reliability.support import by_id, job, manifest, write_rows
 
 REPO = Path(__file__).resolve().parents[2]
 

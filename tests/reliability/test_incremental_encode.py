@@ -9,10 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embedpipe.encode import encode_corpus
-
-from tests.reliability.support import assert_same_vectors, by_id, job, manifest, write_rows
 from tests.helpers import assert_one_line_error as one_line_error
 from tests.helpers import run_cli as cli
+from tests.reliability.support import assert_same_vectors, by_id, job, manifest, write_rows
 
 
 def snapshot(out):

@@ -15,8 +15,15 @@ import pytest
 
 from embedpipe.encode import encode_corpus
 from embedpipe.encode.encoder import EncoderSpec, prepare
-
-from tests.reliability.support import assert_same_vectors, by_id, job, listening_addresses, manifest, processes_mentioning, write_rows
+from tests.reliability.support import (
+    assert_same_vectors,
+    by_id,
+    job,
+    listening_addresses,
+    manifest,
+    processes_mentioning,
+    write_rows,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SHARD_ROWS = 1000

@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from embedpipe.formats.corpus import check_utf8, open_corpus
-from embedpipe.errors import EmbedpipeError
 from embedpipe.encode.pooling import POOLINGS, l2_normalize, pool
+from embedpipe.errors import EmbedpipeError
+from embedpipe.formats.corpus import check_utf8, open_corpus
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 texts = st.one_of(st.none(), st.text(max_size=40))            # any Unicode (no lone surrogates: not encodable)

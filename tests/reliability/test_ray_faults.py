@@ -13,10 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from embedpipe.encode import encode_corpus
-
-from tests.reliability.support import assert_same_vectors, by_id, job, processes_mentioning, write_rows
 from tests.helpers import assert_one_line_error as one_line_error
 from tests.helpers import run_cli as cli
+from tests.reliability.support import assert_same_vectors, by_id, job, processes_mentioning, write_rows
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,8 @@ import onnx
 import pytest
 
 from embedpipe.encode.encoder import BatchPlan, EncoderSpec, prepare
-from embedpipe.errors import EmbedpipeError
 from embedpipe.encode.mapper import CorpusBatchEncoder, MapperConfig
-
+from embedpipe.errors import EmbedpipeError
 from tests.helpers import assert_one_line_error as one_line_error
 from tests.helpers import run_cli as cli
 

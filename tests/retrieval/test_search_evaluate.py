@@ -12,15 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import TEXTS, WORDS, assert_one_line_error, run_cli, write_corpus
 from embedpipe.encode import EncodeJob, encode_corpus
 from embedpipe.encode.encoder import EncoderSpec
 from embedpipe.errors import EmbedpipeError
-from embedpipe.index import IndexConfig, build_index, open_index
-from embedpipe.retrieval.metrics import retrieval_metrics
-from embedpipe.retrieval import search_texts
 from embedpipe.formats.vectors import VectorWriter, open_vectors
-from tests.helpers import entries
+from embedpipe.index import IndexConfig, build_index, open_index
+from embedpipe.retrieval import search_texts
+from embedpipe.retrieval.metrics import retrieval_metrics
+from tests.helpers import TEXTS, WORDS, assert_one_line_error, entries, run_cli, write_corpus
 
 
 def corpus_texts(n_extra: int = 50) -> list[str]:

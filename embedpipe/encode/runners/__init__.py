@@ -8,8 +8,8 @@ imported only there). Both yield the same tables, so the writer downstream canno
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import pyarrow as pa
 
