@@ -40,7 +40,7 @@ class EmbedpipeError(Exception):
         text = str(self)
         for field in self.fields:
             text = re.sub(rf"(?<![\w.-]){re.escape(field)}(?:=([\w.-]+))?(?![\w-])",
-                          lambda match: name_of(field, match.group(1)), text)
+                          lambda match, field=field: name_of(field, match.group(1)), text)
         return text
 
 

@@ -111,13 +111,14 @@ def main() -> None:
             train=args.train, test=args.test, poolings=tuple(args.pooling.split(",")), heads=("linear", "mlp"),
             finetune=not args.no_finetune, epochs=args.epochs, learning_rate=args.lr, train_limit=args.train_limit,
             max_length=args.max_length, seeds=args.seeds, out=str(report_dir), overwrite=True))
-    in_report = next((r["accuracy"] for r in report["results"] if (r["pooling"], r["head"]) == ("mean", "linear")), None)
+    in_report = next((r["accuracy"] for r in report["results"] if (r["pooling"], r["head"]) == ("mean", "linear")),
+                     None)
     results["parity"]["report_mean_linear_accuracy"] = in_report
     results["report"] = {k: report[k] for k in ("results", "best", "dataset", "model", "seconds")}
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     p = results["parity"]
-    log.info("mean/linear: embedpipe %.4f (report: %s) vs sentence-transformers %.4f: %+.2f points", p["embedpipe_linear_accuracy"],
-             in_report, p["sentence_transformers_linear_accuracy"], p["gap_points"])
+    log.info("mean/linear: embedpipe %.4f (report: %s) vs sentence-transformers %.4f: %+.2f points",
+             p["embedpipe_linear_accuracy"], in_report, p["sentence_transformers_linear_accuracy"], p["gap_points"])
     print((report_dir / "report.md").read_text())
 
 

@@ -364,8 +364,9 @@ def main() -> None:
         for name, make in encoders_for_quality(quality_names, st_model, st_onnx).items():
             encode = make()
             if queries:
-                by_name[name]["ndcg_at_10"] = ndcg_at_10(vectors[name] / np.linalg.norm(vectors[name], axis=1, keepdims=True),
-                                                         ids, encode(queries["text"]), queries["doc_id"])
+                by_name[name]["ndcg_at_10"] = ndcg_at_10(
+                    vectors[name] / np.linalg.norm(vectors[name], axis=1, keepdims=True),
+                    ids, encode(queries["text"]), queries["doc_id"])
             if train:
                 by_name[name]["probe_accuracy"] = probe_accuracy(encode, train, test)
             print(f"  {name}: {by_name[name].get('ndcg_at_10')} {by_name[name].get('probe_accuracy')}", file=sys.stderr)
@@ -393,12 +394,14 @@ def print_table(report: dict) -> None:
           "| GFLOP/s (% peak) | cos min / mean | nDCG@10 | probe acc |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in report["results"]:
-        def opt(key, fmt):
+        def opt(key, fmt, r=r):
             return format(r[key], fmt) if key in r else "-"
-        print(f"| {r['variant']} | {r['texts_per_second']:.0f} | {r['tokens_per_second']:.0f} | {opt('vs_st-torch', '.2f')}x "
-              f"| {opt('vs_st-onnx-int8', '.2f')}x | {r['texts_per_second_encode_only']:.0f} "
-              f"({opt('vs_st-torch_encode_only', '.2f')}x) | {r['gflops']:.0f} ({r['gflops_share_of_fp32_peak']:.0%}) "
-              f"| {r['cosine_min']:.4f} / {r['cosine_mean']:.5f} | {opt('ndcg_at_10', '.4f')} | {opt('probe_accuracy', '.4f')} |")
+        print(f"| {r['variant']} | {r['texts_per_second']:.0f} | {r['tokens_per_second']:.0f} "
+              f"| {opt('vs_st-torch', '.2f')}x | {opt('vs_st-onnx-int8', '.2f')}x "
+              f"| {r['texts_per_second_encode_only']:.0f} ({opt('vs_st-torch_encode_only', '.2f')}x) "
+              f"| {r['gflops']:.0f} ({r['gflops_share_of_fp32_peak']:.0%}) "
+              f"| {r['cosine_min']:.4f} / {r['cosine_mean']:.5f} | {opt('ndcg_at_10', '.4f')} "
+              f"| {opt('probe_accuracy', '.4f')} |")
     by_name = {r["variant"]: r for r in report["results"]}
     for ray, how in (("ep-ray", "an embedded Ray, its start-up included"), ("ep-ray-cluster", "a running cluster")):
         if ray in by_name and "ep-fp32" in by_name:

@@ -140,7 +140,8 @@ def synthesize(real_dir: Path, out_dir: Path, rows: int, seed: int, noise: float
             b = np.where(b >= 0, b, a)
             if recipe == "noise":
                 t = rng.uniform(0.0, 0.5, m)[:, None].astype(np.float32)
-                x = (1 - t) * base[a] + t * base[b] + rng.normal(0, noise / np.sqrt(real.dim), (m, real.dim)).astype(np.float32)
+                x = ((1 - t) * base[a] + t * base[b]
+                     + rng.normal(0, noise / np.sqrt(real.dim), (m, real.dim)).astype(np.float32))
             else:
                 c = neighbours[a, rng.integers(1, 11, m)]
                 c = np.where(c >= 0, c, a)
@@ -182,7 +183,8 @@ def plot(results: dict, path: Path) -> None:
         data = results[key]
         for label, row in data["indexes"].items():
             if label == "flat":
-                ax.scatter([1.0], [row["qps"]], marker="*", s=160, color="black", label=f"Flat ({row['qps']:.0f} q/s)", zorder=3)
+                ax.scatter([1.0], [row["qps"]], marker="*", s=160, color="black",
+                           label=f"Flat ({row['qps']:.0f} q/s)", zorder=3)
                 continue
             if row["sweep"]:
                 ax.plot([p["recall_at_10"] for p in row["sweep"]], [p["qps"] for p in row["sweep"]], marker="o",
@@ -236,7 +238,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     faiss.omp_set_num_threads(args.threads)
-    results = {"threads": args.threads, "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+    results = {"threads": args.threads, "cpu_count": os.cpu_count(),
+               "machine": platform.processor() or platform.machine(),
                "faiss": faiss.__version__, "k": 10, "recipe": args.recipe, "command": command_line(args)}
 
     vectors_dir, query_vectors, query_file, qrels_file = encode_real(args, out)
@@ -260,7 +263,8 @@ def main() -> None:
 
     if args.synthetic_rows:
         name = f"synthetic-{args.recipe}-{args.synthetic_rows}.vectors"
-        synthetic = synthesize(vectors_dir, out / name, args.synthetic_rows, seed=0, noise=args.noise, recipe=args.recipe)
+        synthetic = synthesize(vectors_dir, out / name, args.synthetic_rows, seed=0, noise=args.noise,
+                               recipe=args.recipe)
         configs = {"auto": auto, "auto-query-tuned": auto_q}
         if args.also_memory:
             configs[f"auto@{args.also_memory}-query-tuned"] = IndexConfig(max_memory=args.also_memory,

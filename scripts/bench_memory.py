@@ -37,7 +37,8 @@ from embedpipe.encode import EncodeJob, encode_corpus
 from embedpipe.encode.encoder import EncoderSpec
 corpus, out, model, max_length, runner = sys.argv[1:6]
 start = time.perf_counter()
-spec = EncoderSpec(model=None if model == "minilm" else model, max_length=int(max_length) if max_length != "0" else None)
+spec = EncoderSpec(model=None if model == "minilm" else model,
+                   max_length=int(max_length) if max_length != "0" else None)
 result = encode_corpus(EncodeJob(corpus, out=out, runner=runner, spec=spec, rows_per_shard=100_000))
 m = result.manifest
 print(json.dumps({"rows": m["rows"], "encoded_rows": m["last_run"]["encoded_rows"], "dim": m["dim"],
@@ -87,7 +88,8 @@ def main() -> None:
                                    str(args.max_length), args.runner], capture_output=True, text=True)
             if done.returncode:
                 sys.exit(f"encode of {rows} rows failed:\n{done.stderr[-2000:]}")
-            results.append({"model": args.model, "runner": args.runner, **json.loads(done.stdout.strip().splitlines()[-1])})
+            results.append({"model": args.model, "runner": args.runner,
+                            **json.loads(done.stdout.strip().splitlines()[-1])})
             print(results[-1], file=sys.stderr)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     summary = {"results": results,

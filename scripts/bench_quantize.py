@@ -91,7 +91,8 @@ def build_variants(src: Path, workdir: Path, calibration: list[dict], isa: str, 
                         calibrate_method=method, extra_options={"CalibMovingAverage": True})
         out[f"static QDQ per-channel, {method.name}"] = path
     fused = workdir / "fused.onnx"
-    optimize_model(str(src), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=1).save_model_to_file(str(fused))
+    optimize_model(str(src), model_type="bert", num_heads=heads, hidden_size=hidden,
+                   opt_level=1).save_model_to_file(str(fused))
     path = workdir / f"{len(out)}.onnx"
     quantize_dynamic(str(fused), str(path), per_channel=True, **u8s8,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
@@ -132,11 +133,13 @@ def main() -> None:
         config = json.loads((exported.path / "config.json").read_text())
         print("building variants ...", file=sys.stderr)
         variants = {"fp32": exported.onnx_path, **build_variants(
-            exported.onnx_path, Path(tmp), calibration, cpu_isa(), config["num_attention_heads"], config["hidden_size"])}
+            exported.onnx_path, Path(tmp), calibration, cpu_isa(), config["num_attention_heads"],
+            config["hidden_size"])}
         encoders = {}
         for name, path in variants.items():
             encoder = TextEncoder(exported.path, "mean", True, max_length)
-            encoder.session = ort.InferenceSession(str(path), encoder.session_options(), providers=["CPUExecutionProvider"])
+            encoder.session = ort.InferenceSession(str(path), encoder.session_options(),
+                                                   providers=["CPUExecutionProvider"])
             encoder.encode(texts[:256])  # warm-up
             encoders[name] = (encoder, path.stat().st_size)
         rates = {name: [] for name in encoders}

@@ -34,7 +34,8 @@ def passages(glosses: list[str], rows: int, words: float, seed: int) -> list[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default=str(Path(__file__).resolve().parents[2] / "shared/data/wordnet_ret_corpus.parquet"),
+    parser.add_argument("--source",
+                        default=str(Path(__file__).resolve().parents[2] / "shared/data/wordnet_ret_corpus.parquet"),
                         help="parquet with a text column of short texts to join")
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--words", type=float, default=52, help="median words per passage (52: about 85 tokens mean)")

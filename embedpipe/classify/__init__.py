@@ -1,7 +1,8 @@
 """`embedpipe classify`: linear / MLP probes on frozen pooled vectors against full fine-tuning.
 
     >>> from embedpipe.classify import ClassifyJob, run_classify  # doctest: +SKIP
-    >>> report = run_classify(ClassifyJob(train="train.parquet", test="test.parquet", out="report_dir"))  # doctest: +SKIP
+    >>> report = run_classify(ClassifyJob(train="train.parquet", test="test.parquet",  # doctest: +SKIP
+    ...                                   out="report_dir"))
 
 Modules, one job each: data (labeled parquet, checks, splits), features (cached frozen vectors),
 probes (linear / mlp heads), finetune (the whole encoder), report (json, md, png), saved / predict

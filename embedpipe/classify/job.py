@@ -1,6 +1,7 @@
 """ClassifyJob + run_classify: probes on frozen pooled vectors against full fine-tuning, as a report.
 
-    >>> report = run_classify(ClassifyJob(train="train.parquet", test="test.parquet", out="report_dir",  # doctest: +SKIP
+    >>> report = run_classify(ClassifyJob(train="train.parquet", test="test.parquet",  # doctest: +SKIP
+    ...                                   out="report_dir",
     ...                                   poolings=("cls", "mean"), heads=("linear", "mlp")))  # doctest: +SKIP
     >>> [(r["method"], r["pooling"], r["head"], round(r["accuracy"], 3)) for r in report["results"]]  # doctest: +SKIP
 

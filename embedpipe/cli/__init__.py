@@ -42,5 +42,6 @@ def main(quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-for command in (export_cmd, encode_cmd, index_cmd, search_cmd, evaluate_cmd, classify_cmd, predict_cmd, run_cmd, submit_cmd):
+for command in (export_cmd, encode_cmd, index_cmd, search_cmd, evaluate_cmd, classify_cmd, predict_cmd, run_cmd,
+                submit_cmd):
     main.add_command(command)

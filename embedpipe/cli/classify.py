@@ -27,12 +27,14 @@ def _names(allowed, option: str):
 
 @click.command("classify")
 @click.argument("train")
-@click.option("--test", default=None, metavar="TEST.parquet", help="Labeled test file [default: hold out --test-fraction].")
+@click.option("--test", default=None, metavar="TEST.parquet",
+              help="Labeled test file [default: hold out --test-fraction].")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True,
               help="Share of TRAIN held out (stratified by label) when there is no --test.")
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--text-column", default="text", show_default=True)
-@click.option("--pooling", "poolings", default="cls,mean", show_default=True, callback=_names(list(POOLINGS), "--pooling"),
+@click.option("--pooling", "poolings", default="cls,mean", show_default=True,
+              callback=_names(list(POOLINGS), "--pooling"),
               help=f"Poolings to probe, comma-separated, from: {', '.join(POOLINGS)}.")
 @click.option("--head", "heads", default="linear,mlp", show_default=True, callback=_names(["linear", "mlp"], "--head"),
               help="linear: logistic regression (scikit-learn); mlp: DistilBERT's head, "
@@ -40,7 +42,8 @@ def _names(allowed, option: str):
 @click.option("--finetune", is_flag=True,
               help="Also fine-tune the whole encoder, for cls (BERT's pooler head) and/or mean among --pooling.")
 @click.option("--epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs.")
-@click.option("--lr", "learning_rate", type=float, default=5e-5, show_default=True, help="Fine-tuning learning rate (AdamW).")
+@click.option("--lr", "learning_rate", type=float, default=5e-5, show_default=True,
+              help="Fine-tuning learning rate (AdamW).")
 @click.option("--batch-size", "finetune_batch_size", type=int, default=32, show_default=True,
               help="Fine-tuning texts per step.")
 @click.option("--train-limit", type=int, default=None,
@@ -64,7 +67,8 @@ def _names(allowed, option: str):
               help="Save the best probe here (safetensors + json) for `embedpipe predict`.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report (and --save-model) directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the table.")
-@user_errors(flags={"poolings": "--pooling", "heads": "--head", "learning_rate": "--lr", "finetune_batch_size": "--batch-size", "train": "TRAIN"})
+@user_errors(flags={"poolings": "--pooling", "heads": "--head", "learning_rate": "--lr",
+                    "finetune_batch_size": "--batch-size", "train": "TRAIN"})
 def classify_cmd(as_json, **options):
     """Which pooling and which head classify TRAIN best? Trains probes on frozen pooled vectors
     (encoded once through the same ONNX path as `encode`, cached), optionally fine-tunes the whole

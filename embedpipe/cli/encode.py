@@ -113,7 +113,8 @@ def encode_cmd(corpus, pooling, model, text_column, id_column, out, max_length, 
     manifest = result.manifest
     last_run = manifest.get("last_run", {})
     click.echo(json.dumps({"out": str(result.out), "up_to_date": result.up_to_date, "rows": manifest["rows"],
-                           "dim": manifest["dim"], "encoded_rows": 0 if result.up_to_date else last_run.get("encoded_rows"),
+                           "dim": manifest["dim"],
+                           "encoded_rows": 0 if result.up_to_date else last_run.get("encoded_rows"),
                            "reused_rows": manifest["rows"] if result.up_to_date else last_run.get("reused_rows"),
                            "skipped_rows": manifest["skipped_rows"], "truncated_rows": manifest.get("truncated_rows"),
                            "seconds": 0 if result.up_to_date else manifest["seconds"],

@@ -75,7 +75,8 @@ def _env(values) -> dict[str, str]:
               help="The project directory uploaded with the job; SPEC must be inside it.")
 @output_dir_option
 @set_option
-@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="An environment variable for the job; repeatable.")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
+              help="An environment variable for the job; repeatable.")
 @click.option("--submission-id", default=None, help="Name the job (Ray refuses a second job of the same name).")
 @click.option("--wait", is_flag=True, help="Follow the job's logs until it ends; exit 0 only if it succeeded.")
 @user_errors

@@ -31,7 +31,8 @@ def _megabytes(n: int) -> str:
 @click.argument("vectors_dir", type=click.Path())
 @click.option("--out", required=True, type=click.Path(), help="Index directory to write.")
 @click.option("--factory", default="auto", show_default=True,
-              help="'auto' (chosen for the corpus under --max-memory) or any FAISS factory string, e.g. 'IVF1024,Flat'.")
+              help="'auto' (chosen for the corpus under --max-memory) or any FAISS factory string, "
+                   "e.g. 'IVF1024,Flat'.")
 @click.option("--metric", type=click.Choice(["ip", "l2"]), default="ip", show_default=True,
               help="ip = inner product (cosine for normalized vectors); l2 = Euclidean distance.")
 @click.option("--max-memory", default="4GB", show_default=True, help="Memory the index may use, e.g. 4GB, 512MB.")
@@ -76,7 +77,8 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, tuni
 @click.argument("query", required=False)
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Hits per query.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--corpus", type=click.Path(), help="The corpus the index was built from (what `encode` reads): show each hit's text.")
+@click.option("--corpus", type=click.Path(),
+              help="The corpus the index was built from (what `encode` reads): show each hit's text.")
 @click.option("--queries", type=click.Path(), help="Queries parquet (id, text): search them all, write --out.")
 @click.option("--out", type=click.Path(), help="Results parquet for --queries: query_id, rank, doc_id, score.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")

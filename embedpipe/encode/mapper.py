@@ -1,6 +1,7 @@
 """The unit both runners map over a corpus: a batch of (id, text) rows -> a table of (id, vector, truncated).
 
-    >>> mapper = CorpusBatchEncoder(MapperConfig(export_dir, "mean", True, 256, BatchPlan(), "text", "id"))  # doctest: +SKIP
+    >>> mapper = CorpusBatchEncoder(MapperConfig(export_dir, "mean", True, 256, BatchPlan(),  # doctest: +SKIP
+    ...                                          "text", "id"))
     >>> mapper(record_batch)   # pa.Table with columns id, vector, truncated                         # doctest: +SKIP
 
 Rows whose id is in ``skip_ids`` (already encoded by an earlier run) are left out, as are null or

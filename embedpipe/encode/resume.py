@@ -41,8 +41,8 @@ def staging_dir(out: Path) -> Path:
 
 def run_lock(out: Path) -> FileLock:
     """An exclusive lock beside ``out`` for the length of a run (released by the kernel on kill -9)."""
-    return FileLock(out.with_name(f".{out.name}.lock"), f"another embedpipe run is writing {out}; wait for it to finish",
-                    remove=True)
+    return FileLock(out.with_name(f".{out.name}.lock"),
+                    f"another embedpipe run is writing {out}; wait for it to finish", remove=True)
 
 
 @dataclass

@@ -62,8 +62,10 @@ def load_export(path: str | os.PathLike) -> ExportedModel:
     onnx_file = str(info.get("onnx_file", ""))
     # The graph must be a file of the export directory itself; onnxruntime in turn refuses external
     # data (weights in side files) outside the graph's directory, symlinks included.
-    if not onnx_file or Path(onnx_file).name != onnx_file or not (path / onnx_file).resolve().is_relative_to(path.resolve()):
-        raise CorruptArtifact(f"{path}/{EXPORT_INFO} names ONNX file {onnx_file!r}, which is not inside the export directory")
+    if (not onnx_file or Path(onnx_file).name != onnx_file
+            or not (path / onnx_file).resolve().is_relative_to(path.resolve())):
+        raise CorruptArtifact(f"{path}/{EXPORT_INFO} names ONNX file {onnx_file!r}, "
+                              "which is not inside the export directory")
     return ExportedModel(path, info)
 
 

@@ -238,8 +238,8 @@ def read_manifest(path: Path) -> dict:
             raise ValueError("not a JSON object")
         [s["file"] for s in manifest["shards"]], int(manifest["dim"]), int(manifest["rows"])
     except (ValueError, KeyError, TypeError) as e:
-        raise CorruptArtifact(f"{manifest_path} is not a valid embedpipe manifest ({e}); rebuild it with overwrite=true",
-                              fields=("overwrite",)) from None
+        raise CorruptArtifact(f"{manifest_path} is not a valid embedpipe manifest ({e}); "
+                              "rebuild it with overwrite=true", fields=("overwrite",)) from None
     return manifest
 
 

@@ -325,7 +325,8 @@ def new_shards(info: dict, manifest: dict, vectors_dir: Path | str) -> list[dict
     gone = [shard_key(s)[0] for s in indexed.get("shards", []) if shard_key(s) not in present]
     if gone:
         raise EmbedpipeError(f"shard(s) the index holds are no longer in {vectors_dir} as they were "
-                             f"({', '.join(gone[:3])}); the vectors were rebuilt, so rebuild the index without append", fields=("append",))
+                             f"({', '.join(gone[:3])}); the vectors were rebuilt, so rebuild the index without append",
+                             fields=("append",))
     held = {shard_key(s) for s in indexed.get("shards", [])}
     return [s for s in manifest.get("shards", []) if shard_key(s) not in held]
 

@@ -70,7 +70,8 @@ def quantize_int8(directory: Path, onnx_file: str) -> str:
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     _, activation_matmuls = split_matmuls(onnx.load(str(directory / onnx_file), load_external_data=False).graph)
-    config = getattr(AutoQuantizationConfig, cpu_isa())(is_static=False, per_channel=True, operators_to_quantize=["MatMul"],
+    config = getattr(AutoQuantizationConfig, cpu_isa())(is_static=False, per_channel=True,
+                                                        operators_to_quantize=["MatMul"],
                                                         nodes_to_exclude=activation_matmuls)
     quantizer = ORTQuantizer.from_pretrained(directory, file_name=onnx_file)
     quantizer.quantize(quantization_config=config, save_dir=directory)

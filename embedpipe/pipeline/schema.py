@@ -127,7 +127,7 @@ SECTIONS = {
     "encode": Section("encode", _encode_job, exclude=("spec", "ray_address", "workers", "threads", "ray_dashboard"),
                       nested=_encoder_spec, inputs=("corpus",), outputs=("out",), maybe_paths=("model",),
                       defaults={"out": "vectors"}),
-    "index": Section("index", _index_config, extra={"vectors": (typing.Optional[str], None), "out": (str, "index"),
+    "index": Section("index", _index_config, extra={"vectors": (str | None, None), "out": (str, "index"),
                                                      "append": (bool, True)},
                      inputs=("vectors", "tuning_vectors"), outputs=("out",)),
     "evaluate": Section("evaluate", _evaluate_job, inputs=("index", "queries", "qrels"), outputs=("out",),

@@ -50,7 +50,8 @@ def exact_search(index: LoadedIndex, queries: np.ndarray, k: int) -> tuple[np.nd
                              f"with exhaustive search ({e}); pass exact=false to skip it", fields=("exact",)) from None
     if vectors.rows != index.index.ntotal or vectors.dim != index.dim:
         raise EmbedpipeError(f"{source} no longer matches the index ({vectors.rows} x {vectors.dim} vs "
-                             f"{index.index.ntotal} x {index.dim}); pass exact=false or rebuild the index", fields=("exact",))
+                             f"{index.index.ntotal} x {index.dim}); pass exact=false or rebuild the index",
+                             fields=("exact",))
     exact = ExactTopK(queries, min(k, vectors.rows), index.metric)
     ids, start = [], 0
     with Progress(vectors.rows, "exact search", unit="vectors") as progress:

@@ -56,7 +56,8 @@ def full_report(data, tiny_model_dir, tmp_path_factory):
     train, test = data
     result = CliRunner().invoke(main, ["classify", str(train), "--test", str(test), "--model", str(tiny_model_dir),
                                        "--pooling", "cls,mean,max,pooler", "--head", "linear,mlp", "--finetune",
-                                       "--epochs", "1", "--lr", "1e-3", "--seeds", "2", "--finetune-train-limit", "30", "--out", str(out), "--json"])
+                                       "--epochs", "1", "--lr", "1e-3", "--seeds", "2", "--finetune-train-limit", "30",
+                                       "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     return out, json.loads(result.output)
 

@@ -62,7 +62,8 @@ def test_append_adds_only_the_new_shard_and_finds_its_vectors(grown):
     root, vectors, x_new = grown
     before = open_index(root / "c.index").info
     info = append_index(root / "c.index", vectors)
-    assert info["n"] == 220 and info["appends"][-1]["rows"] == 20 and info["appends"][-1]["shards"] == ["part-00001.parquet"]
+    assert (info["n"] == 220 and info["appends"][-1]["rows"] == 20
+            and info["appends"][-1]["shards"] == ["part-00001.parquet"])
     assert info["factory"] == before["factory"] and info["search_params"] == before["search_params"]
     assert info["recall_measured_at_n"] == 200
     assert info["manifest"] == open_vectors(vectors).manifest

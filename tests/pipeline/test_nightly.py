@@ -17,7 +17,8 @@ from tests.helpers import WORDS, write_corpus
 
 
 def texts(start: int, n: int) -> list[str]:
-    return [" ".join(WORDS[(i * 11 + j * 5) % len(WORDS)] for j in range(6)) + f" number {i}" for i in range(start, start + n)]
+    return [" ".join(WORDS[(i * 11 + j * 5) % len(WORDS)] for j in range(6)) + f" number {i}"
+            for i in range(start, start + n)]
 
 
 def test_a_grown_corpus_encodes_only_new_rows_and_the_index_finds_them(tmp_path, tiny_model_dir):

@@ -96,7 +96,8 @@ def test_a_changed_config_reruns_only_what_depends_on_it(project):
 
 def test_a_failed_stage_keeps_the_finished_ones_and_a_rerun_continues(project):
     good = pq.read_table(project / "qrels.parquet")
-    pq.write_table(pa.table({"query_id": ["q3"], "doc_id": ["no-such-doc"], "relevance": [1]}), project / "qrels.parquet")
+    pq.write_table(pa.table({"query_id": ["q3"], "doc_id": ["no-such-doc"], "relevance": [1]}),
+                   project / "qrels.parquet")
     result, _ = run(project)
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1].startswith(

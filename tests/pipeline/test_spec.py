@@ -176,5 +176,5 @@ def test_dry_run_names_inputs_missing_here_but_not_what_an_earlier_stage_writes(
     result = CliRunner().invoke(main, ["run", str(path), "--dry-run"])
     assert result.exit_code == 0, result.output
     missing = [line.split("missing here: ")[1] for line in result.output.splitlines() if "missing here" in line]
-    assert missing == [f"encode.corpus {tmp_path / 'data' / 'corpus.parquet'}", f"evaluate.queries {tmp_path / 'q.parquet'}",
-                       f"evaluate.qrels {tmp_path / 'qrels.parquet'}"]
+    assert missing == [f"encode.corpus {tmp_path / 'data' / 'corpus.parquet'}",
+                       f"evaluate.queries {tmp_path / 'q.parquet'}", f"evaluate.qrels {tmp_path / 'qrels.parquet'}"]

@@ -78,7 +78,8 @@ def test_submit_refuses_a_spec_outside_the_working_dir_and_a_bad_address(tmp_pat
 
     spec = tmp_path / "s.yaml"
     spec.write_text("encode:\n  corpus: c.parquet\n")
-    outside = CliRunner().invoke(main, ["submit", str(spec), "--address", "http://127.0.0.1:9", "--working-dir", str(ROOT)])
+    outside = CliRunner().invoke(main, ["submit", str(spec), "--address", "http://127.0.0.1:9",
+                                        "--working-dir", str(ROOT)])
     assert outside.exit_code == 1
     assert "is not inside the working directory" in outside.output and "Traceback" not in outside.output
     bad = CliRunner().invoke(main, ["submit", str(ROOT / "pipelines" / "demo.yaml"), "--address", "http://127.0.0.1:9",

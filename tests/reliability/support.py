@@ -20,7 +20,8 @@ WORDS = "the a cat dog bird fish tree house car road river city water fire sun m
 
 def texts(start: int, stop: int) -> list[str]:
     """Deterministic, varied texts: row i always gets the same text."""
-    return [" ".join(WORDS[(i * k + k) % len(WORDS)] for k in range(1, 3 + i % 9)) + f" {i}" for i in range(start, stop)]
+    return [" ".join(WORDS[(i * k + k) % len(WORDS)] for k in range(1, 3 + i % 9)) + f" {i}"
+            for i in range(start, stop)]
 
 
 def write_rows(path: Path, start: int, stop: int, **parquet_options) -> Path:

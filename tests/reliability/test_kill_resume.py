@@ -67,7 +67,8 @@ def kill_and_resume(tiny_model_dir, tmp_path, runner, rows, env_extra=None, duri
     assert second.returncode == 0, second.stdout + second.stderr
     m = manifest(out)
     reused = m["last_run"]["reused_shards"]
-    assert reused >= finished and f"{reused} shard(s)" in second.stderr and "interrupted run are reused" in second.stderr
+    assert (reused >= finished and f"{reused} shard(s)" in second.stderr
+            and "interrupted run are reused" in second.stderr)
     assert m["last_run"]["reused_rows"] == reused * SHARD_ROWS
     assert m["last_run"]["encoded_rows"] == rows - reused * SHARD_ROWS and m["rows"] == rows
     reference = encode_corpus(job(tiny_model_dir, corpus, tmp_path / "reference")).out

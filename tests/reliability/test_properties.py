@@ -58,7 +58,8 @@ def test_invalid_utf8_is_named_by_id(good, bad):
     ids = pa.array(range(len(values)))
     texts = pa.array(values, pa.binary()).view(pa.string())
     if bad:
-        with pytest.raises(EmbedpipeError, match=f"{len(bad)} row\\(s\\) hold text that is not valid UTF-8 \\(ids: {len(good)}"):
+        with pytest.raises(EmbedpipeError,
+                           match=f"{len(bad)} row\\(s\\) hold text that is not valid UTF-8 \\(ids: {len(good)}"):
             check_utf8(ids, texts)
     else:
         check_utf8(ids, texts)
@@ -117,7 +118,8 @@ def test_pooling_relations(data):
     mask = masks(lengths, hidden.shape[1], left=False).astype(np.int64)
     mean, mx = pool("mean", hidden, mask), pool("max", hidden, mask)
     assert (mx >= mean - 1e-3).all()
-    np.testing.assert_allclose(pool("mean_sqrt_len", hidden, mask), mean * np.sqrt(lengths)[:, None], rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(pool("mean_sqrt_len", hidden, mask), mean * np.sqrt(lengths)[:, None],
+                               rtol=1e-4, atol=1e-2)
     np.testing.assert_array_equal(pool("cls", hidden, mask), hidden[:, 0])
     np.testing.assert_array_equal(pool("lasttoken", hidden, mask), hidden[np.arange(len(lengths)), lengths - 1])
     order = np.random.default_rng(0).permutation(len(lengths))
@@ -125,7 +127,8 @@ def test_pooling_relations(data):
 
 
 @FAST
-@given(vectors=arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 8)), elements=st.floats(-1e3, 1e3, width=32)))
+@given(vectors=arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 8)),
+                      elements=st.floats(-1e3, 1e3, width=32)))
 def test_normalized_vectors_have_unit_length_or_stay_zero(vectors):
     out = l2_normalize(vectors)
     norms = np.linalg.norm(out, axis=1)

@@ -127,14 +127,16 @@ def test_search_prints_rank_id_score(flat_index, encoded):
 def test_batch_search_writes_a_results_parquet(flat_index, encoded, tmp_path):
     texts = encoded[2]
     queries = write_queries(tmp_path / "q.parquet", ["qa", "qb", "qc"], [texts[1], texts[20], texts[55]])
-    result = run_cli("search", str(flat_index), "--queries", str(queries), "--out", str(tmp_path / "r.parquet"), "-k", "5")
+    result = run_cli("search", str(flat_index), "--queries", str(queries), "--out", str(tmp_path / "r.parquet"),
+                     "-k", "5")
     assert result.exit_code == 0, result.output
     table = pq.read_table(tmp_path / "r.parquet")
     assert table.column_names == ["query_id", "rank", "doc_id", "score"]
     assert table.num_rows == 15
     rows = table.to_pylist()
     assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5] * 3
-    assert [(r["query_id"], r["doc_id"]) for r in rows if r["rank"] == 1] == [("qa", "d1"), ("qb", "d20"), ("qc", "d55")]
+    assert ([(r["query_id"], r["doc_id"]) for r in rows if r["rank"] == 1]
+            == [("qa", "d1"), ("qb", "d20"), ("qc", "d55")])
     assert entries(tmp_path) == {"q.parquet", "r.parquet"}  # no temporary file left
 
     again = run_cli("search", str(flat_index), "--queries", str(queries), "--out", str(tmp_path / "r.parquet"))
