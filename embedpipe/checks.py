@@ -68,3 +68,17 @@ def path(field: str, value, *, optional: bool = False):
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
     return text(field, value, optional=optional)
+
+
+def distinct_columns(first: tuple[str, object], second: tuple[str, object]) -> None:
+    """Two column-name fields, as (field, value): each a non-blank string, and not the same column.
+
+    >>> distinct_columns(("text_column", "text"), ("id_column", "text"))
+    Traceback (most recent call last):
+    embedpipe.errors.ConfigError: text_column must differ from id_column (both 'text')
+    """
+    (field_a, a), (field_b, b) = first, second
+    text(field_a, a)
+    text(field_b, b)
+    if a == b:
+        raise ConfigError(field_a, f"must differ from {field_b} (both {a!r})")

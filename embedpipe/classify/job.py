@@ -73,10 +73,7 @@ class ClassifyJob:
         checks.path("train", self.train)
         checks.path("test", self.test, optional=True)
         checks.number_in("test_fraction", self.test_fraction, 0.0, 1.0, low_open=True, high_open=True)
-        checks.text("label_column", self.label_column)
-        checks.text("text_column", self.text_column)
-        if self.label_column == self.text_column:
-            raise ConfigError("label_column", f"must differ from text_column (both {self.text_column!r})")
+        checks.distinct_columns(("label_column", self.label_column), ("text_column", self.text_column))
         self.poolings = _names("poolings", self.poolings)
         for pooling in self.poolings:
             try:

@@ -73,10 +73,7 @@ class EncodeJob:
         checks.path("out", self.out, optional=True)
         if not isinstance(self.spec, EncoderSpec):
             raise ConfigError("spec", f"must be an EncoderSpec, got {type(self.spec).__name__}")
-        checks.text("text_column", self.text_column)
-        checks.text("id_column", self.id_column)
-        if self.text_column == self.id_column:
-            raise ConfigError("text_column", f"must differ from id_column (both {self.id_column!r})")
+        checks.distinct_columns(("text_column", self.text_column), ("id_column", self.id_column))
         checks.one_of("runner", self.runner, tuple(RUNNERS))
         checks.text("ray_address", self.ray_address, optional=True)
         checks.at_least("workers", self.workers, 1, optional=True)

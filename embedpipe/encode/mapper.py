@@ -50,10 +50,7 @@ class MapperConfig:
         checks.at_least("max_length", self.max_length, 2)
         if not isinstance(self.plan, BatchPlan):
             raise ConfigError("plan", f"must be a BatchPlan, got {type(self.plan).__name__}")
-        checks.text("text_column", self.text_column)
-        checks.text("id_column", self.id_column)
-        if self.text_column == self.id_column:
-            raise ConfigError("text_column", f"must differ from id_column (both {self.id_column!r})")
+        checks.distinct_columns(("text_column", self.text_column), ("id_column", self.id_column))
         checks.one_of("empty_text", self.empty_text, EMPTY_TEXT_POLICIES)
 
 
