@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import BadInput, EmbedpipeError
 from ..fsio import FileLock, check_output, is_url
-from .schema import Spec
+from .schema import Spec, render
 from .stages import STAGES, Stage, Status
 
 log = logging.getLogger("embedpipe.pipeline")
@@ -125,8 +125,8 @@ def _run_stages(spec: Spec, on_step) -> list[StepResult]:
             try:
                 detail = stage.run(spec, status)
             except EmbedpipeError as e:
-                raise EmbedpipeError(f"stage {stage.name} failed: {e} (finished stages are kept; rerun to continue)"
-                                     ) from None
+                raise EmbedpipeError(f"stage {stage.name} failed: {render(e, stage.name)} (finished stages are "
+                                     "kept; rerun to continue)") from None
             action = "appended" if status.action == "append" else "ran"
             result = StepResult(stage.name, action, detail, round(time.monotonic() - started, 3))
         results.append(result)

@@ -116,7 +116,7 @@ def test_a_changed_encoder_config_is_refused_without_overwrite(project):
     assert run(project)[0].exit_code == 0
     result, _ = run(project, "--set", "encode.pooling=cls")
     assert result.exit_code == 1
-    assert "Error: stage encode failed:" in result.output and "overwrite" in result.output
+    assert "Error: stage encode failed:" in result.output and "pass encode.overwrite: true" in result.output
     assert open_vectors(project / "out" / "vectors").manifest["pooling"] == "mean"   # untouched
     result, summary = run(project, "--set", "encode.pooling=cls", "--set", "encode.overwrite=true")
     assert result.exit_code == 0, result.output
