@@ -11,12 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embedpipe.classify import ClassifyJob
+from embedpipe.classify.finetune import FinetuneOptions
+from embedpipe.classify.probes import MlpOptions
 from embedpipe.encode import EncodeJob
 from embedpipe.encode.batching import BatchPlan
 from embedpipe.encode.encoder import EncoderSpec
 from embedpipe.encode.mapper import MapperConfig
 from embedpipe.errors import ConfigError
 from embedpipe.index import IndexConfig
+from embedpipe.pipeline.schema import RaySettings
+from embedpipe.pipeline.submit import SubmitJob
 from embedpipe.retrieval.evaluate import EvaluateJob
 from tests.helpers import assert_one_line_error, names_under, run_cli, snapshot, write_corpus
 
@@ -111,6 +115,37 @@ TABLES = [
         "out": [""],
         "save_model": ["", 3],
         "overwrite": [1],
+    }),
+    (MlpOptions, {}, {
+        "epochs": [0, True],
+        "batch_size": [0, -1],
+        "lr": [0, NAN, 2],
+        "weight_decay": [-0.1, INF],
+        "dropout": [1, -0.5, None],
+    }),
+    (FinetuneOptions, {}, {
+        "epochs": [0, 1.5],
+        "batch_size": [0],
+        "lr": [0, -1e-5, INF],
+        "weight_decay": [NAN],
+        "warmup_fraction": [1.5, -0.1],
+        "dropout": [1.0],
+        "threads": [0, True],
+    }),
+    (RaySettings, {}, {
+        "address": ["", 6379],
+        "workers": [0, -1, True],
+        "cpus_per_actor": [0, 1.5],
+    }),
+    (SubmitJob, {"spec": "pipelines/demo.yaml", "address": "http://127.0.0.1:8265"}, {
+        "spec": ["", None],
+        "address": ["", None, 8265],
+        "working_dir": ["", None],
+        "output_dir": ["", 3],
+        "overrides": ["encode.pooling=cls", [3], None],
+        "env": [["A=1"], {"A": 1}, {"": "x"}, None],
+        "submission_id": ["", 3],
+        "wait": ["yes", None],
     }),
 ]
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import checks
 from ..errors import ConfigError
 from ..progress import Progress
 from .data import Splits
@@ -42,6 +43,15 @@ class FinetuneOptions:
     warmup_fraction: float = 0.1    # share of the steps spent warming the learning rate up from 0
     dropout: float = 0.1            # before the classifier (BERT's hidden_dropout_prob)
     threads: int | None = None      # torch intra-op threads; None = all cores
+
+    def __post_init__(self):
+        checks.at_least("epochs", self.epochs, 1)
+        checks.at_least("batch_size", self.batch_size, 1)
+        checks.number_in("lr", self.lr, 0.0, 1.0, low_open=True)
+        checks.number_in("weight_decay", self.weight_decay, 0.0, 1.0)
+        checks.number_in("warmup_fraction", self.warmup_fraction, 0.0, 1.0)
+        checks.number_in("dropout", self.dropout, 0.0, 1.0, high_open=True)
+        checks.at_least("threads", self.threads, 1, optional=True)
 
 
 @dataclass

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EmbedpipeError, first_line
+from .. import checks
+from ..errors import ConfigError, EmbedpipeError, first_line
 
 # Not uploaded with the project: environments, caches and results (Ray also honours .gitignore).
 EXCLUDES = [".git", ".venv", ".cache", ".pytest_cache", "**/__pycache__", "demo_out", "bench_out",
@@ -39,6 +40,19 @@ class SubmitJob:
     env: dict[str, str] = field(default_factory=dict)   # extra environment variables for the job
     submission_id: str | None = None          # None = Ray picks raysubmit_...
     wait: bool = False                        # follow the logs until the job ends
+
+    def __post_init__(self):
+        checks.path("spec", self.spec)
+        checks.text("address", self.address)
+        checks.path("working_dir", self.working_dir)
+        checks.path("output_dir", self.output_dir, optional=True)
+        if not isinstance(self.overrides, list) or not all(isinstance(o, str) for o in self.overrides):
+            raise ConfigError("overrides", f"must be a list of section.key=value strings, got {self.overrides!r}")
+        if not isinstance(self.env, dict) or not all(isinstance(k, str) and k and isinstance(v, str)
+                                                     for k, v in self.env.items()):
+            raise ConfigError("env", f"must map variable names to strings, got {self.env!r}")
+        checks.text("submission_id", self.submission_id, optional=True)
+        checks.boolean("wait", self.wait)
 
 
 def entrypoint(job: SubmitJob) -> str:
