@@ -82,3 +82,13 @@ def distinct_columns(first: tuple[str, object], second: tuple[str, object]) -> N
     text(field_b, b)
     if a == b:
         raise ConfigError(field_a, f"must differ from {field_b} (both {a!r})")
+
+
+def training(options) -> None:
+    """The fields every trained head's options share (MlpOptions, FinetuneOptions): epochs, batch_size,
+    AdamW's lr and weight_decay, and dropout."""
+    at_least("epochs", options.epochs, 1)
+    at_least("batch_size", options.batch_size, 1)
+    number_in("lr", options.lr, 0.0, 1.0, low_open=True)
+    number_in("weight_decay", options.weight_decay, 0.0, 1.0)
+    number_in("dropout", options.dropout, 0.0, 1.0, high_open=True)

@@ -45,12 +45,8 @@ class FinetuneOptions:
     threads: int | None = None      # torch intra-op threads; None = all cores
 
     def __post_init__(self):
-        checks.at_least("epochs", self.epochs, 1)
-        checks.at_least("batch_size", self.batch_size, 1)
-        checks.number_in("lr", self.lr, 0.0, 1.0, low_open=True)
-        checks.number_in("weight_decay", self.weight_decay, 0.0, 1.0)
+        checks.training(self)
         checks.number_in("warmup_fraction", self.warmup_fraction, 0.0, 1.0)
-        checks.number_in("dropout", self.dropout, 0.0, 1.0, high_open=True)
         checks.at_least("threads", self.threads, 1, optional=True)
 
 

@@ -39,11 +39,7 @@ class MlpOptions:
     dropout: float = 0.2      # DistilBERT's seq_classif_dropout
 
     def __post_init__(self):
-        checks.at_least("epochs", self.epochs, 1)
-        checks.at_least("batch_size", self.batch_size, 1)
-        checks.number_in("lr", self.lr, 0.0, 1.0, low_open=True)
-        checks.number_in("weight_decay", self.weight_decay, 0.0, 1.0)
-        checks.number_in("dropout", self.dropout, 0.0, 1.0, high_open=True)
+        checks.training(self)
 
 
 def head_logits(head: Head, x: np.ndarray) -> np.ndarray:
