@@ -89,6 +89,8 @@ def encode_cmd(corpus, pooling, model, text_column, id_column, out, max_length, 
     reuses the shards it had finished. Ids must be unique. Ids removed or texts changed under the
     same id are not re-encoded: --overwrite rebuilds. Another encoder config needs --overwrite.
     Texts longer than the model's limit are truncated (counted in the manifest as truncated_rows).
+    An --out that is, holds or lies inside the corpus or the model directory is refused before
+    anything is written.
 
     \b
     Poolings:
