@@ -7,6 +7,7 @@
     check_output(out, inputs)  refuse, before anything is touched, an output that is, holds or lies
                                inside one of its inputs, or whose parent cannot be created
     check_output_dir(out, ...) refuse to replace an existing result unless ``overwrite``
+    check_output_file(out, ..) the same for a single-file result, which may not be a directory
     read_json(path)            a JSON object, or None when there is none (or it is not one)
     file_sha256(path)          a file's checksum, streamed
 
@@ -147,6 +148,15 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool, marker: str) -> Pa
     if out.exists() and any(out.iterdir()) and not overwrite:
         what = "a result" if (out / marker).exists() else "files"
         raise BadInput(f"output {out} already holds {what}; pass overwrite=true to replace it", fields=("overwrite",))
+    return out
+
+
+def check_output_file(out: Path, overwrite: bool) -> Path:
+    """Refuse a file output that is a directory, or that exists unless ``overwrite``."""
+    if out.is_dir():
+        raise BadInput(f"output {out} is a directory; give a file name")
+    if out.exists() and not overwrite:
+        raise BadInput(f"output {out} already exists; pass overwrite=true to replace it", fields=("overwrite",))
     return out
 
 

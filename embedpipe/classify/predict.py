@@ -20,10 +20,9 @@ import pyarrow.parquet as pq
 
 from .. import checks
 from ..encode.encoder import recorded_spec
-from ..errors import BadInput
 from ..formats.classifier import load_classifier
 from ..formats.labeled import read_labeled
-from ..fsio import atomic_path, check_output
+from ..fsio import atomic_path, check_output, check_output_file
 from .features import FeatureCache
 from .probes import head_logits, softmax
 
@@ -36,10 +35,7 @@ def predict_file(model_dir: str | os.PathLike, data: str, out: str | os.PathLike
     checks.at_least("threads", threads, 1, optional=True)
     out = check_output(out, {"model": model_dir, "data": data})
     saved = load_classifier(model_dir)
-    if out.exists() and out.is_dir():
-        raise BadInput(f"{out} is a directory; give a file name for the predictions")
-    if out.exists() and not overwrite:
-        raise BadInput(f"{out} already exists; pass overwrite=true to replace it", fields=("overwrite",))
+    check_output_file(out, overwrite)
     source = read_labeled(data, text_column, None)
     spec = recorded_spec(saved.encoder, saved.meta.get("model", {}).get("content_hash"), "this classifier was trained")
     started = time.perf_counter()

@@ -14,13 +14,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..errors import BadInput, first_line
+from ..fsio import is_url
 from .columns import Column, check_columns, decoded
 
 
 def resolve_filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     """A path or URL -> (filesystem, path inside it). Local paths, s3://, gs://, hdfs:// via pyarrow;
     any other scheme fsspec knows (memory://, http://, az://, ...) through fsspec."""
-    if "://" not in location:
+    if not is_url(location):
         return pafs.LocalFileSystem(), str(location)
     try:
         return pafs.FileSystem.from_uri(location)

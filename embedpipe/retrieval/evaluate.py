@@ -21,7 +21,7 @@ from ..errors import BadInput, ConfigError, EmbedpipeError
 from ..formats.beir import examples, read_qrels, read_queries
 from ..formats.index_dir import INFO_FILE
 from ..formats.vectors import open_vectors
-from ..fsio import check_output, file_sha256, write_json_atomic
+from ..fsio import check_output, check_output_file, file_sha256, write_json_atomic
 from ..index.load import LoadedIndex, is_exact, open_index
 from ..index.params import ExactTopK
 from ..progress import Progress
@@ -147,8 +147,7 @@ def evaluation_config(job: EvaluateJob) -> dict:
 def run_evaluate(job: EvaluateJob) -> dict:
     """Evaluate and write the report (metrics + the config and input checksums) to ``job.out``."""
     out = check_output(job.out, {"index": job.index, "queries": job.queries, "qrels": job.qrels})
-    if out.is_dir():
-        raise BadInput(f"output {out} is a directory; give a file name for the report")
+    check_output_file(out, overwrite=True)  # the report is ours to replace, a directory is not
     inputs = evaluation_inputs(job)
     report = evaluate(job.index, job.queries, job.qrels, job.k_values, exact=job.exact)
     report = {**report, "config": evaluation_config(job), "inputs": inputs}

@@ -22,7 +22,7 @@ from .. import checks
 from ..errors import BadInput
 from ..formats.beir import read_queries, results_table
 from ..formats.corpus import open_corpus
-from ..fsio import atomic_path, check_output
+from ..fsio import atomic_path, check_output, check_output_file
 from ..index.load import LoadedIndex, open_index
 from ..progress import Progress
 
@@ -83,9 +83,7 @@ def search_file(index_dir: str | os.PathLike, queries: str | os.PathLike, out: s
     checks.at_least("batch_rows", batch_rows, 1)
     checks.boolean("overwrite", overwrite)
     out = check_output(out, {"index": index_dir, "queries": queries})
-    if out.exists() and (out.is_dir() or not overwrite):
-        raise BadInput(f"output {out} already exists; pass overwrite=true to replace it" if not out.is_dir()
-                       else f"output {out} is a directory", fields=("overwrite",))
+    check_output_file(out, overwrite)
     index = open_index(index_dir)
     ids, texts = read_queries(queries)
     if not ids:
