@@ -57,11 +57,13 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
               help="L2-normalize vectors (cosine similarity = inner product).")
 @optimize_option
 @quantize_option
-@click.option("--runner", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
-              help="ray: an actor pool on Ray Data; local: in this process, no Ray.")
+@click.option("--runner", type=click.Choice(["auto", "ray", "local"]), default="auto", show_default=True,
+              help="ray: an actor pool on Ray Data; local: in this process, no Ray; auto: Ray when --ray-address "
+                   "names a cluster or there are 50,000+ rows to encode, else local (an embedded Ray's ~7 s "
+                   "start-up would be most of a smaller job).")
 @click.option("--ray-address", default=None, metavar="ADDR", envvar="RAY_ADDRESS",
               help="Join this Ray cluster (also read from $RAY_ADDRESS, as `ray job submit` sets it) "
-                   "[default: start an embedded local Ray on 127.0.0.1].")
+                   "[default: start an embedded local Ray on 127.0.0.1 when the Ray runner runs].")
 @click.option("--workers", type=int, default=None,
               help="Encoder actors [default: one per --threads CPUs of the cluster].")
 @click.option("--threads", type=int, default=None,

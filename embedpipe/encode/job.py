@@ -16,6 +16,7 @@ an existing output is refused unless ``overwrite``.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,7 +45,7 @@ from .batching import BatchPlan
 from .encoder import EncoderSpec, prepare, spec_record
 from .mapper import EMPTY_TEXT_POLICIES, MapperConfig
 from .resume import abandon, finish, open_staging, run_lock
-from .runners import RUNNERS, RayOptions, run_encoder
+from .runners import RUNNERS, RayOptions, choose_runner, run_encoder
 
 log = logging.getLogger("embedpipe.encode")
 
@@ -56,8 +57,9 @@ class EncodeJob:
     spec: EncoderSpec = field(default_factory=EncoderSpec)
     text_column: str = "text"
     id_column: str = "id"
-    runner: str = "ray"                  # "ray" (actor pool) or "local" (this process)
-    ray_address: str | None = None       # join this cluster; None = embedded local Ray
+    runner: str = "auto"                 # "ray" (actor pool), "local" (this process) or "auto" (choose_runner:
+                                         # Ray for a named cluster or a large corpus, else local)
+    ray_address: str | None = None       # join this cluster; None = $RAY_ADDRESS for auto, else embedded local Ray
     workers: int | None = None           # encoder actors; None = one per `threads` CPUs
     threads: int | None = None           # onnxruntime threads per worker; None = local: all cores, Ray: 1-4
     batch_size: int = 128                # texts per onnxruntime call (a token budget caps it too)
@@ -128,9 +130,12 @@ def encode_corpus(job: EncodeJob) -> EncodeResult:
                                   job.text_column, job.id_column, job.empty_text)
             started = datetime.now(timezone.utc)
             encoded = truncated = 0
+            address = job.ray_address or (os.environ.get("RAY_ADDRESS") if job.runner == "auto" else None)
+            runner, why = choose_runner(job.runner, corpus.rows - already, address)
+            log.info("runner: %s (%s)", runner, why)
             with Progress(corpus.rows - already, "rows encoded") as progress:
-                tables = run_encoder(job.runner, corpus, config, window=job.window, skip_ids=known,
-                                     ray=RayOptions(job.ray_address, job.workers, job.ray_dashboard))
+                tables = run_encoder(runner, corpus, config, window=job.window, skip_ids=known,
+                                     ray=RayOptions(address, job.workers, job.ray_dashboard))
                 for table in tables:
                     flags = table.column("truncated").to_numpy(zero_copy_only=False)
                     writer.write(table.column("id"), vectors_from_column(table.column("vector")), flags)
@@ -139,7 +144,7 @@ def encode_corpus(job: EncodeJob) -> EncodeResult:
                     progress.update(table.num_rows)
                 writer.flush()
                 seconds = progress.seconds
-            last_run = {"encoded_rows": encoded, "reused_rows": len(known),
+            last_run = {"runner": runner, "encoded_rows": encoded, "reused_rows": len(known),
                         "reused_shards": len(state.reused) + len(base["shards"] if base else []),
                         "skipped_rows": corpus.rows - already - encoded, "truncated_rows": truncated,
                         "removed_ids": len(known) - already, "started_at": started.isoformat(timespec="seconds"),
@@ -187,7 +192,8 @@ def _manifest_fields(job: EncodeJob, spec: EncoderSpec, max_length: int, export_
         "skipped_rows": last_run["skipped_rows"],
         "truncated_rows": sum(s.get("truncated_rows", 0) for s in shards),
         "last_run": last_run,
-        "runner": job.runner,
+        "runner": last_run["runner"],
+        "runner_requested": job.runner,
         "workers": job.workers,
         "threads": job.threads,
         "seconds": last_run["seconds"],

@@ -137,7 +137,7 @@ class EncodeStage(Stage):
         from ..encode.job import encode_corpus
 
         job = spec.encode
-        if job.runner == "ray" and job.ray_address is None and os.environ.get("RAY_ADDRESS"):
+        if job.runner in ("ray", "auto") and job.ray_address is None and os.environ.get("RAY_ADDRESS"):
             job = dataclasses.replace(job, ray_address=os.environ["RAY_ADDRESS"])  # as a Ray job: join its cluster
         manifest = encode_corpus(job).manifest
         last = manifest.get("last_run") or {}

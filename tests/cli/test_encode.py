@@ -15,8 +15,8 @@ from tests.helpers import run_cli as run
 @pytest.mark.slow
 def test_encode_with_the_ray_runner(tiny_model_dir, corpus, tmp_path, ray_cluster):
     out = tmp_path / "v"
-    result = run("encode", corpus, "--model", tiny_model_dir, "--out", out, "--pooling", "cls", "--workers", "2",
-                 "--batch-size", "4")
+    result = run("encode", corpus, "--model", tiny_model_dir, "--out", out, "--runner", "ray", "--pooling", "cls",
+                 "--workers", "2", "--batch-size", "4")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["rows"] == 10 and summary["dim"] == 32
@@ -149,7 +149,8 @@ def corrupt_text_pages(path):
 @pytest.mark.slow
 def test_corrupt_data_pages_on_ray(tiny_model_dir, tmp_path, ray_cluster):
     corpus = corrupt_text_pages(tmp_path / "c.parquet")
-    result = run("encode", corpus, "--model", tiny_model_dir, "--out", tmp_path / "out", "--empty-text", "skip")
+    result = run("encode", corpus, "--model", tiny_model_dir, "--out", tmp_path / "out", "--runner", "ray",
+                 "--empty-text", "skip")
     assert_one_line_error(result, "encoding failed on Ray")
     assert "kept dying" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.parquet"]

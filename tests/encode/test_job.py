@@ -160,3 +160,25 @@ def test_corpus_rewritten_with_the_same_size_and_rows_gets_a_new_fingerprint(tmp
     os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 1_000_000_000))
     assert os.path.getsize(path) == size
     assert open_corpus(path).fingerprint() != before
+
+
+def test_the_default_runner_encodes_a_small_corpus_in_process(tiny_model_dir, corpus, tmp_path, caplog):
+    """`auto` (the default) picks the local runner for a small corpus with no cluster named: no Ray starts."""
+    caplog.set_level("INFO", logger="embedpipe.encode")
+    result = encode_corpus(EncodeJob(str(corpus), out=str(tmp_path / "v"), spec=EncoderSpec(model=str(tiny_model_dir))))
+    assert result.manifest["runner"] == "local" and result.manifest["runner_requested"] == "auto"
+    assert result.manifest["last_run"]["runner"] == "local"
+    assert "runner: local (10 rows to encode < 50,000 and no cluster named" in caplog.text
+
+
+@pytest.mark.parametrize(("runner", "rows", "address", "chosen"), [
+    ("auto", 49_999, None, "local"),
+    ("auto", 50_000, None, "ray"),
+    ("auto", 10, "ray://head:10001", "ray"),
+    ("local", 10**7, "ray://head:10001", "local"),   # an explicit runner is kept
+    ("ray", 10, None, "ray"),
+])
+def test_auto_runner_choice(runner, rows, address, chosen):
+    from embedpipe.encode.runners import choose_runner
+
+    assert choose_runner(runner, rows, address)[0] == chosen

@@ -24,5 +24,7 @@ def test_encode_joins_a_running_cluster(ray_head_address, tiny_model_dir, corpus
                             capture_output=True, text=True, env=RAY_ENV, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1])["rows"] == 10
-    ids, _ = open_vectors(out).read_all()
-    assert ids.to_pylist() == list(range(10))
+    vectors = open_vectors(out)
+    assert vectors.read_all()[0].to_pylist() == list(range(10))
+    # the default runner (auto) runs on Ray whenever a cluster is named, however small the corpus
+    assert (vectors.manifest["runner"], vectors.manifest["runner_requested"]) == ("ray", "auto")

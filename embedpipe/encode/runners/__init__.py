@@ -3,7 +3,7 @@ corpus order.
 
 ``local`` runs it in this process; ``ray`` runs an actor pool over a Ray Data dataset (Ray is
 imported only there). Both yield the same tables, so the writer downstream cannot tell them apart;
-``run_encoder`` picks one by name.
+``run_encoder`` picks one by name, and ``choose_runner`` resolves ``auto`` (the default) to one of them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,16 @@ from ..mapper import MapperConfig
 from .local import run_local
 from .ray import run_on_ray
 
-RUNNERS = ("ray", "local")
+RUNNERS = ("auto", "ray", "local")
+
+# `auto` encodes in this process below this many rows to encode when no cluster is named. An
+# embedded Ray costs a fixed ~7 s on 2 cores (start 2.5-4 s, actors importing Ray Data and
+# onnxruntime ~3 s, stop 0.35 s) and then encodes no faster than one in-process session on the
+# same cores (README, "Ray against local"). At ~550 short glosses/s this many rows take ~90 s
+# locally, so past it the start-up is under ~8% of the run and Ray's actor pool is worth having
+# (many-core nodes, where one onnxruntime session scales worse than several actors); below it the
+# start-up is most of a small job (the 300-row demo: 35 s on Ray, 2 s in process).
+AUTO_LOCAL_MAX_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -28,9 +37,30 @@ class RayOptions:
     dashboard: bool = False      # embedded local Ray only: start its dashboard (on 127.0.0.1)
 
 
+def choose_runner(runner: str, rows: int, address: str | None) -> tuple[str, str]:
+    """(runner, why): ``auto`` becomes ``ray`` when a cluster is named (``address``; the caller
+    passes $RAY_ADDRESS when no address was given) or there are at least AUTO_LOCAL_MAX_ROWS rows
+    to encode, else ``local``; an explicit runner is kept.
+
+    >>> choose_runner("auto", 300, None)[0], choose_runner("auto", 300, "ray://head:10001")[0]
+    ('local', 'ray')
+    >>> choose_runner("auto", 1_000_000, None)
+    ('ray', "1,000,000 rows to encode >= 50,000: worth an embedded Ray's ~7 s start-up")
+    """
+    if runner != "auto":
+        return runner, f"--runner {runner}"
+    if address:
+        return "ray", f"a Ray cluster is named ({address})"
+    if rows >= AUTO_LOCAL_MAX_ROWS:
+        return "ray", f"{rows:,} rows to encode >= {AUTO_LOCAL_MAX_ROWS:,}: worth an embedded Ray's ~7 s start-up"
+    return "local", (f"{rows:,} rows to encode < {AUTO_LOCAL_MAX_ROWS:,} and no cluster named: "
+                     "in process, no Ray start-up")
+
+
 def run_encoder(runner: str, corpus: Corpus, config: MapperConfig, *, window: int, skip_ids: pa.Array | None,
                 ray: RayOptions = RayOptions()) -> Iterator[pa.Table]:
-    """The tables of the runner named ``runner`` (one of RUNNERS); ``ray`` applies to the Ray runner only."""
+    """The tables of the runner named ``runner`` (``local`` or ``ray``: resolve ``auto`` with
+    ``choose_runner`` first); ``ray`` applies to the Ray runner only."""
     if runner == "local":
         return run_local(corpus, config, window=window, skip_ids=skip_ids)
     return run_on_ray(corpus, config, window=window, workers=ray.workers, address=ray.address, skip_ids=skip_ids,
