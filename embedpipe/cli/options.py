@@ -8,10 +8,12 @@
 from __future__ import annotations
 
 import functools
+import sys
 
 import click
 
 from ..errors import EmbedpipeError
+from ..signals import Interrupted, stop_on_signals
 
 
 def flag_of(field: str, value: str | None = None, flags: dict[str, str] | None = None) -> str:
@@ -26,15 +28,20 @@ def flag_of(field: str, value: str | None = None, flags: dict[str, str] | None =
 
 def user_errors(fn=None, *, flags: dict[str, str] | None = None):
     """Turn an EmbedpipeError into ``Error: <message>`` and exit code 1, without a traceback; the
-    config fields it names are shown as this command's flags."""
+    config fields it names are shown as this command's flags. SIGTERM and Ctrl-C stop the command
+    the same way: ``Error: stopped by SIGTERM; ...`` and exit code 128 + N (143, 130)."""
 
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             try:
-                return fn(*args, **kwargs)
+                with stop_on_signals():
+                    return fn(*args, **kwargs)
             except EmbedpipeError as e:
                 raise click.ClickException(e.render(lambda field, value: flag_of(field, value, flags))) from None
+            except Interrupted as stop:  # SIGTERM or Ctrl-C: one line, and the exit code a shell expects
+                click.echo(f"Error: {stop}", err=True)
+                sys.exit(stop.exit_code)
 
         return wrapper
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +42,7 @@ from ..formats.vectors import (
 from ..fsio import check_output
 from ..model.resolve import local_model_dir
 from ..progress import Progress
+from ..signals import Interrupted, stop_on_signals
 from .batching import BatchPlan
 from .encoder import EncoderSpec, prepare, spec_record
 from .mapper import EMPTY_TEXT_POLICIES, MapperConfig
@@ -97,7 +99,15 @@ class EncodeResult:
 
 
 def encode_corpus(job: EncodeJob) -> EncodeResult:
-    """Encode the ids of ``job.corpus`` not yet in ``job.out`` and publish the vector directory."""
+    """Encode the ids of ``job.corpus`` not yet in ``job.out`` and publish the vector directory.
+
+    SIGTERM and Ctrl-C (in the main thread) raise ``signals.Interrupted`` saying what was kept:
+    finished shards stay for the same command to resume from, nothing is published."""
+    with stop_on_signals():
+        return _encode(job)
+
+
+def _encode(job: EncodeJob) -> EncodeResult:
     spec = job.spec
     corpus = open_corpus(job.corpus, text_column=job.text_column, id_column=job.id_column)
     out = check_output(job.out or f"{corpus.stem}.{spec.pooling}.vectors",
@@ -134,14 +144,17 @@ def encode_corpus(job: EncodeJob) -> EncodeResult:
             runner, why = choose_runner(job.runner, corpus.rows - already, address)
             log.info("runner: %s (%s)", runner, why)
             with Progress(corpus.rows - already, "rows encoded") as progress:
-                tables = run_encoder(runner, corpus, config, window=job.window, skip_ids=known,
-                                     ray=RayOptions(address, job.workers, job.ray_dashboard))
-                for table in tables:
-                    flags = table.column("truncated").to_numpy(zero_copy_only=False)
-                    writer.write(table.column("id"), vectors_from_column(table.column("vector")), flags)
-                    encoded += table.num_rows
-                    truncated += int(flags.sum())
-                    progress.update(table.num_rows)
+                # closing(): on an error or a signal the runner stops here (an embedded Ray shut down)
+                # before the shards are kept, not whenever the generator is collected.
+                tables = closing(run_encoder(runner, corpus, config, window=job.window, skip_ids=known,
+                                             ray=RayOptions(address, job.workers, job.ray_dashboard)))
+                with tables:
+                    for table in tables.thing:
+                        flags = table.column("truncated").to_numpy(zero_copy_only=False)
+                        writer.write(table.column("id"), vectors_from_column(table.column("vector")), flags)
+                        encoded += table.num_rows
+                        truncated += int(flags.sum())
+                        progress.update(table.num_rows)
                 writer.flush()
                 seconds = progress.seconds
             last_run = {"runner": runner, "encoded_rows": encoded, "reused_rows": len(known),
@@ -153,8 +166,11 @@ def encode_corpus(job: EncodeJob) -> EncodeResult:
             fields = _manifest_fields(job, spec, max_length, exported.info, corpus, last_run, shards,
                                       created=(base or {}).get("created_at", last_run["started_at"]))
             manifest = finish(state, fields, exported.dim, job.dtype, writer.shards)
+        except Interrupted as stop:
+            stop.detail = abandon(state, quiet=True)
+            raise
         except BaseException:
-            abandon(state, len(writer.shards))
+            abandon(state)
             raise
     log.info("%s: %s rows encoded, %s reused (%d shard(s)), %s skipped (blank), %s truncated to %d tokens",
              out, f"{encoded:,}", f"{len(known):,}", last_run["reused_shards"], f"{last_run['skipped_rows']:,}",

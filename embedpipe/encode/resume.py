@@ -104,10 +104,18 @@ def finish(state: RunState, fields: dict, dim: int, dtype: str, new_shards: list
     return manifest
 
 
-def abandon(state: RunState, shards_done: int) -> None:
-    """After an error: keep finished shards for the next run; drop an empty staging area."""
-    if state.reused or shards_done:
-        log.warning("%d finished shard(s) kept in %s; the same command resumes from them",
-                    len(state.reused) + shards_done, state.staging)
-    else:
-        shutil.rmtree(state.staging, ignore_errors=True)
+def abandon(state: RunState, *, quiet: bool = False) -> str:
+    """After an error or a signal: keep finished shards for the next run; drop an empty staging
+    area. Returns what was kept, in words (logged unless ``quiet``: the caller says it). Shards are
+    counted on disk: one renamed into place just as a signal came is finished too, and so are new
+    shards already moved into OUT by a run stopped before its manifest (open_staging takes them back)."""
+    listed = {s["file"] for s in state.base["shards"]} if state.base else set()
+    moved = [p for p in state.out.glob("part-*.parquet") if p.name not in listed] if state.base else []
+    finished = len(list(state.staging.glob("part-*.parquet"))) + len(moved)
+    if finished:
+        kept = f"{finished} finished shard(s) kept in {state.staging}; the same command resumes from them"
+        if not quiet:
+            log.warning("%s", kept)
+        return kept
+    shutil.rmtree(state.staging, ignore_errors=True)
+    return "nothing was finished, nothing kept"

@@ -22,7 +22,9 @@ import pyarrow as pa
 from ...errors import EmbedpipeError, first_line
 from ...formats.corpus import Corpus
 from ...formats.export_dir import load_export
+from ...signals import keep_handler_across
 from ..mapper import CorpusBatchEncoder, MapperConfig
+from .ray_noise import without_known_noise
 
 log = logging.getLogger(__name__)
 READ_TASK_CPUS = 0.1  # reading parquet is light next to encoding
@@ -51,11 +53,15 @@ def ray_session(address: str | None, dashboard: bool = False):
     if dashboard:
         quiet["dashboard_host"] = "127.0.0.1"
     try:
-        if address:
-            ray.init(address=address, **quiet)
-        else:
-            # At least 2 logical CPUs, so a 1-core machine can run the file listing beside an actor.
-            ray.init(address="local", num_cpus=max(2, os.cpu_count() or 1), _node_ip_address="127.0.0.1", **quiet)
+        # ray.init installs SIGTERM handlers that exit at once (no finished shard kept, C++ stack
+        # lines printed); embedpipe's (signals.py) is put back so SIGTERM stops a run like Ctrl-C.
+        with keep_handler_across():
+            if address:
+                ray.init(address=address, **quiet)
+            else:
+                # At least 2 logical CPUs, so a 1-core machine can run the file listing beside an actor.
+                ray.init(address="local", num_cpus=max(2, os.cpu_count() or 1), _node_ip_address="127.0.0.1",
+                         **quiet)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "an embedded local Ray"
         raise EmbedpipeError(f"cannot start or join {where}: {first_line(e)}") from None
@@ -112,7 +118,8 @@ def batch_rows(corpus_rows: int, workers: int, window: int) -> int:
 def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: int | None = None,
                address: str | None = None, skip_ids: pa.Array | None = None,
                dashboard: bool = False) -> Iterator[pa.Table]:
-    with ray_session(address, dashboard) as ray:
+    # Ray's known false alarm is dropped from stderr while actors start (ray_noise.py).
+    with without_known_noise(), ray_session(address, dashboard) as ray:
         from ray.data.context import DEFAULT_TARGET_MAX_BLOCK_SIZE
 
         context = ray.data.DataContext.get_current()
