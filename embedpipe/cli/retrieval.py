@@ -129,7 +129,9 @@ def _k_values(text: str) -> list[int]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @user_errors(flags={"k_values": "--k"})
 def evaluate_cmd(index_dir, queries, qrels, k_text, exact, as_json):
-    """nDCG@10 (main score), Recall@k and MRR@k of INDEX_DIR on BEIR-style queries and qrels."""
+    """nDCG@10 (main score), Recall@k and MRR@k of INDEX_DIR on BEIR-style queries and qrels.
+
+    Without 10 among --k, the main score is nDCG at the cut-off nearest 10 (the smaller on a tie)."""
     k_values = _k_values(k_text)
     report = evaluate(index_dir, queries, qrels, k_values, exact=exact)
     if as_json:

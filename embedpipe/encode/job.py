@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,6 +39,7 @@ from ..formats.vectors import (
     run_key,
     run_key_of,
     vectors_from_column,
+    verify_shard,
 )
 from ..fsio import check_output
 from ..model.resolve import local_model_dir
@@ -110,6 +112,9 @@ def encode_corpus(job: EncodeJob) -> EncodeResult:
 def _encode(job: EncodeJob) -> EncodeResult:
     spec = job.spec
     corpus = open_corpus(job.corpus, text_column=job.text_column, id_column=job.id_column)
+    # Taken before any row is read and compared before publishing: a file replaced during the run
+    # (same row count or not) must not be recorded as the corpus these vectors were made from.
+    fingerprint = corpus.fingerprint()
     out = check_output(job.out or f"{corpus.stem}.{spec.pooling}.vectors",
                        {"corpus": job.corpus, "model": local_model_dir(spec.model)})
     if out.exists() and not out.is_dir():
@@ -124,7 +129,10 @@ def _encode(job: EncodeJob) -> EncodeResult:
             if changed:
                 raise BadInput(f"output {out} was encoded with another config ({changed}); "
                                "pass overwrite=true to rebuild it", fields=("overwrite",))
-            if base.get("source", {}).get("fingerprint") == corpus.fingerprint():
+            if base.get("source", {}).get("fingerprint") == fingerprint:
+                # "Complete" only if what the manifest lists is still there, unchanged.
+                for shard in base["shards"]:
+                    verify_shard(out, shard, checksum=True)
                 log.info("%s is already complete for this corpus and config: nothing to do", out)
                 return EncodeResult(out, base, up_to_date=True)
         corpus_hashes = _check_corpus(corpus, job.empty_text)
@@ -157,13 +165,17 @@ def _encode(job: EncodeJob) -> EncodeResult:
                         progress.update(table.num_rows)
                 writer.flush()
                 seconds = progress.seconds
+            if corpus.fingerprint() != fingerprint:
+                shutil.rmtree(state.staging, ignore_errors=True)   # rows of two versions of the corpus: dropped
+                raise BadInput(f"corpus {job.corpus} changed while it was being encoded (a file was replaced, "
+                               "rewritten or touched); nothing was published: run the command again")
             last_run = {"runner": runner, "encoded_rows": encoded, "reused_rows": len(known),
                         "reused_shards": len(state.reused) + len(base["shards"] if base else []),
                         "skipped_rows": corpus.rows - already - encoded, "truncated_rows": truncated,
                         "removed_ids": len(known) - already, "started_at": started.isoformat(timespec="seconds"),
                         "seconds": round(seconds, 3)}
             shards = (base["shards"] if base else []) + state.reused + writer.shards
-            fields = _manifest_fields(job, spec, max_length, exported.info, corpus, last_run, shards,
+            fields = _manifest_fields(job, spec, max_length, exported.info, corpus, fingerprint, last_run, shards,
                                       created=(base or {}).get("created_at", last_run["started_at"]))
             manifest = finish(state, fields, exported.dim, job.dtype, writer.shards)
         except Interrupted as stop:
@@ -191,7 +203,7 @@ def _check_corpus(corpus: Corpus, empty_text: str) -> np.ndarray:
 
 
 def _manifest_fields(job: EncodeJob, spec: EncoderSpec, max_length: int, export_info: dict, corpus: Corpus,
-                     last_run: dict, shards: list[dict], created: str) -> dict:
+                     fingerprint: str, last_run: dict, shards: list[dict], created: str) -> dict:
     """What the manifest records besides dim, dtype, rows and shards (vectors.complete_manifest)."""
     return {
         "embedpipe_version": __version__,
@@ -202,7 +214,7 @@ def _manifest_fields(job: EncodeJob, spec: EncoderSpec, max_length: int, export_
         "pooling": spec.pooling,
         "normalize": spec.normalize,
         "max_length": max_length,
-        "source": {"path": corpus.location, "fingerprint": corpus.fingerprint(), "rows": corpus.rows,
+        "source": {"path": corpus.location, "fingerprint": fingerprint, "rows": corpus.rows,
                    "text_column": job.text_column, "id_column": job.id_column},
         "empty_text": job.empty_text,
         "skipped_rows": last_run["skipped_rows"],

@@ -18,6 +18,7 @@ from embedpipe.errors import EmbedpipeError
 from embedpipe.formats.vectors import VectorWriter, open_vectors
 from embedpipe.index import IndexConfig, build_index, open_index
 from embedpipe.retrieval import search_texts
+from embedpipe.retrieval.evaluate import evaluate
 from embedpipe.retrieval.metrics import retrieval_metrics
 from tests.helpers import TEXTS, WORDS, assert_one_line_error, entries, run_cli, write_corpus
 
@@ -185,6 +186,18 @@ def test_queries_without_judgments_are_skipped(flat_index, encoded, tmp_path):
     result = run_cli("evaluate", str(flat_index), "--queries", str(queries), "--qrels", str(qrels), "--json")
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["queries"] == 1 and report["index"]["ndcg_at_10"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("k_text, main", [("1,1000", "ndcg_at_1"), ("5,15", "ndcg_at_5"), ("3", "ndcg_at_3"),
+                                          ("100,20", "ndcg_at_20"), ("10,1000", "ndcg_at_10")])
+def test_the_main_score_is_always_a_metric_the_report_holds(flat_index, good_files, k_text, main):
+    queries, qrels = good_files
+    result = run_cli("evaluate", flat_index, "--queries", queries, "--qrels", qrels, "--k", k_text, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["main_score"] == main and main in report["index"] and main in report["exact"]
+    library = evaluate(flat_index, queries, qrels, [int(k) for k in k_text.split(",")])
+    assert library["main_score"] == main and library["index"][main] == pytest.approx(report["index"][main])
 
 
 # --- bad input ------------------------------------------------------------------------------------
