@@ -120,3 +120,16 @@ def _check_classes(splits: Splits) -> Splits:
         raise BadInput(f"class {splits.classes[missing[0]]!r} has no training rows left "
                              f"(after the test split or train_limit)", fields=("train_limit",))
     return splits
+
+
+def carve_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (into ``y``) to fit on and to validate on: a stratified ``fraction`` of the training
+    rows held out to pick epochs (early stopping), so the test rows are scored once, never chosen on.
+    ``fraction`` 0 holds out nothing; too few rows for one per class leaves nothing held out either."""
+    positions = np.arange(len(y))
+    n_classes = len(np.unique(y))
+    n_val = int(round(fraction * len(y)))
+    if fraction <= 0 or n_val < 1 or len(y) - n_val < n_classes:
+        return positions, positions[:0]
+    val = _stratified_pick(y, n_val, seed + 1)
+    return np.setdiff1d(positions, val), val

@@ -23,22 +23,25 @@ import numpy as np
 
 from .. import __version__, checks
 from ..encode.encoder import EncoderSpec, prepare, spec_record
-from ..encode.pooling import check_pooling
+from ..encode.layers import resolve_layers
+from ..encode.pooling import NEEDS_POOLER_WEIGHTS, check_pooling
 from ..errors import ConfigError, EmbedpipeError
 from ..formats.classifier import META, save_classifier
 from ..formats.labeled import fingerprint
 from ..fsio import check_output, check_output_dir, read_json, staged_dir
 from ..model.resolve import local_model_dir
-from .data import Splits, limit_train, load_splits
+from .attention import train_attention
+from .data import Splits, carve_validation, limit_train, load_splits
 from .features import FeatureCache
-from .finetune import FINETUNE_POOLINGS, FinetuneOptions, finetune
-from .probes import HEADS, MTEB_SEED, MlpOptions, mteb_samples, train_and_score
+from .finetune import DEVICES, FINETUNE_HEADS, FINETUNE_POOLINGS, PRECISIONS, FinetuneOptions, default_head, finetune
+from .probes import MTEB_SEED, PROBE_HEADS, MlpOptions, mteb_samples, train_and_score
 from .report import write_report_files
+from .verdict import add_statistics, prediction_table
 
 log = logging.getLogger("embedpipe.classify")
 REPORT = "report.json"
 # Fields that do not change the results: a report made with other values is still current.
-NOT_IN_RESULT = ("out", "overwrite", "save_model", "threads")
+NOT_IN_RESULT = ("out", "overwrite", "save_model", "threads", "device", "token_states_limit_mb")
 
 
 @dataclass
@@ -49,8 +52,10 @@ class ClassifyJob:
     label_column: str = "label"              # column with the class labels (strings, ints or bools)
     text_column: str = "text"                # column with the texts
     poolings: tuple[str, ...] = ("cls", "mean")        # frozen-vector poolings to probe (pooling.POOLINGS)
-    heads: tuple[str, ...] = ("linear", "mlp")         # probe heads: linear (logistic regression), mlp
+    heads: tuple[str, ...] = ("linear", "mlp")         # probe heads: linear, mlp, attention (token states)
+    layers: str | tuple[int, ...] = "last"   # last, all (0 = embeddings .. L) or hidden-state numbers (-1 = last)
     finetune: bool = False                   # also fine-tune the encoder, for each of poolings in cls/mean
+    finetune_heads: tuple[str, ...] | None = None   # pooler, pre_classifier, linear; None = cls:pooler, mean:linear
     epochs: int = 3                          # fine-tuning epochs
     learning_rate: float = 5e-5              # fine-tuning AdamW peak learning rate
     finetune_batch_size: int = 32            # fine-tuning texts per step
@@ -59,7 +64,12 @@ class ClassifyJob:
     train_limit: int | None = None           # cap on training rows (stratified sample); None = all
     seeds: int = 3                           # probe repeats (mlp inits / MTEB experiments), mean ± std
     samples_per_label: int | None = None     # MTEB mode: each repeat trains on K rows per label
-    mlp_epochs: int = 30                     # epochs of the mlp head on frozen vectors
+    mlp_epochs: int = 30                     # most epochs of the mlp / attention heads on frozen states
+    val_fraction: float = 0.1                # training rows held out to pick epochs (early stopping); 0 = none
+    patience: int = 5                        # mlp / attention: stop after this many epochs without gain
+    token_states_limit_mb: float = 2048      # attention head: refuse a token-state cache larger than this
+    device: str = "auto"                     # fine-tuning and attention head: auto, cpu, cuda, mps
+    precision: str = "auto"                  # fine-tuning: auto (bf16 where native), fp32, bf16
     model: str | None = None                 # HF id or local dir; None = bundled all-MiniLM-L6-v2
     max_length: int | None = None            # tokens per text; None = the model's limit
     normalize: bool = True                   # L2-normalize frozen vectors (as `encode` does)
@@ -82,8 +92,18 @@ class ClassifyJob:
                 raise ConfigError("poolings", str(e).removeprefix("pooling ")) from None
         self.heads = _names("heads", self.heads, allow_empty=True)
         for head in self.heads:
-            checks.one_of("heads", head, HEADS)
+            checks.one_of("heads", head, PROBE_HEADS)
+        self.layers = _layers(self.layers)
         checks.boolean("finetune", self.finetune)
+        if self.finetune_heads is not None:
+            self.finetune_heads = _names("finetune_heads", self.finetune_heads)
+            for head in self.finetune_heads:
+                checks.one_of("finetune_heads", head, FINETUNE_HEADS)
+        checks.number_in("val_fraction", self.val_fraction, 0.0, 0.5, high_open=True)
+        checks.at_least("patience", self.patience, 1)
+        checks.number_in("token_states_limit_mb", self.token_states_limit_mb, 0.0, 1e9, low_open=True)
+        checks.one_of("device", self.device, DEVICES)
+        checks.one_of("precision", self.precision, PRECISIONS)
         if not self.heads and not self.finetune:
             raise ConfigError("heads", "is empty and finetune is off: nothing to do")
         if self.finetune and not set(self.poolings) & set(FINETUNE_POOLINGS):
@@ -115,6 +135,18 @@ class ClassifyJob:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
 
 
+def _layers(value) -> str | tuple[int, ...]:
+    """``last``, ``all`` or a list of hidden-state numbers (negative from the end), checked."""
+    if value in ("last", "all"):
+        return value
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError("layers", f"must be last, all or a list of layer numbers (e.g. -1,-2,6), got {value!r}")
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise ConfigError("layers", f"must be whole numbers, got {item!r}")
+    return tuple(dict.fromkeys(value))
+
+
 def _names(field: str, values, allow_empty: bool = False) -> tuple[str, ...]:
     """A list of names as a tuple of unique strings, in order."""
     if isinstance(values, str) or not isinstance(values, (list, tuple)):
@@ -130,68 +162,122 @@ def _summary(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(statistics.pstdev(values)) if len(values) > 1 else 0.0
 
 
-def _result(method: str, pooling: str, head: str, runs: list, test_rows: int, predict_seconds: float,
-            **extra) -> dict:
+def result_key(method: str, pooling: str, layer: int, head: str) -> str:
+    """One result's name in report.json and predictions.parquet, e.g. 'probe/mean/L6/mlp'."""
+    return f"{method}/{pooling}/L{layer}/{head}"
+
+
+def _result(method: str, pooling: str, layer: int, head: str, runs: list, test_rows: int, predict_seconds: float,
+            **extra) -> tuple[dict, list[np.ndarray]]:
+    """A report row and the runs' test predictions (for the paired statistics)."""
     accuracy, accuracy_std = _summary([r.accuracy for r in runs])
     f1, f1_std = _summary([r.macro_f1 for r in runs])
-    return {"method": method, "pooling": pooling, "head": head, "accuracy": accuracy, "macro_f1": f1,
-            "accuracy_std": accuracy_std, "macro_f1_std": f1_std, "runs": len(runs),
-            "accuracies": [r.accuracy for r in runs],
-            "train_seconds": float(np.mean([r.train_seconds for r in runs])),
-            "predict_texts_per_s": test_rows / max(predict_seconds, 1e-9), **extra}
+    epochs = [r.best_epoch for r in runs if r.best_epoch is not None]
+    row = {"key": result_key(method, pooling, layer, head), "method": method, "pooling": pooling, "layer": layer,
+           "head": head, "accuracy": accuracy, "macro_f1": f1, "accuracy_std": accuracy_std,
+           "macro_f1_std": f1_std, "runs": len(runs), "accuracies": [r.accuracy for r in runs],
+           "best_epochs": epochs or None,
+           "train_seconds": float(np.mean([r.train_seconds for r in runs])),
+           "predict_texts_per_s": test_rows / max(predict_seconds, 1e-9), **extra}
+    return row, [r.predicted for r in runs]
 
 
-def _probe_results(job: ClassifyJob, splits: Splits, cache: FeatureCache) -> tuple[list, dict]:
-    results, heads = [], {}
+def _probe_results(job: ClassifyJob, splits: Splits, cache: FeatureCache, fit: np.ndarray, val: np.ndarray,
+                   last: int) -> tuple[list, dict, dict, dict]:
+    """(report rows, {key: test predictions per run}, {(pooling, layer, head): Head}, encoding record)."""
+    results, predictions, heads = [], {}, {}
     n_classes = len(splits.classes)
-    mlp_options = MlpOptions(epochs=job.mlp_epochs)
-    for pooling in job.poolings:
-        spec = _spec(job, pooling)
-        x_train, train_encode_s = cache.vectors(spec, splits.train, "training texts")
-        x_test, test_encode_s = cache.vectors(spec, splits.test, "test texts")
-        if job.samples_per_label:
-            picks = mteb_samples(splits.train.y, job.samples_per_label, job.seeds)
-        for head in job.heads:
+    mlp_options = MlpOptions(epochs=job.mlp_epochs, patience=job.patience)
+    layers = resolve_layers(job.layers, last)
+    pairs = [(p, layer) for layer in layers for p in job.poolings if p not in NEEDS_POOLER_WEIGHTS or layer == last]
+    vector_heads = [h for h in job.heads if h != "attention"]
+    attention = "attention" in job.heads
+    spec = _spec(job, job.poolings[0])
+    encoded = [cache.pooled(spec, part, pairs if vector_heads else [], what, token_states=attention,
+                            token_limit_mb=job.token_states_limit_mb)
+               for part, what in ((splits.train, "training texts"), (splits.test, "test texts"))]
+    train, test = encoded
+    encoding = {"pairs": len(pairs) if vector_heads else 0, "layers": layers, "token_states": attention,
+                "train_seconds": round(train.seconds, 3), "test_seconds": round(test.seconds, 3)}
+    y_fit, y_val, y_test = splits.train.y[fit], splits.train.y[val], splits.test.y
+    if job.samples_per_label:
+        picks = mteb_samples(splits.train.y, job.samples_per_label, job.seeds)
+    test_rows = len(splits.test.rows)
+    for pooling, layer in pairs if vector_heads else []:
+        x_train, x_test = train.vectors[(pooling, layer)], test.vectors[(pooling, layer)]
+        for head in vector_heads:
             runs = []
             if job.samples_per_label:   # MTEB: same sampled rows for every head; MTEB's LogisticRegression
                 for seed, rows in enumerate(picks):
-                    runs.append(train_and_score(head, x_train[rows], splits.train.y[rows], x_test, splits.test.y,
+                    runs.append(train_and_score(head, x_train[rows], splits.train.y[rows], x_test, y_test,
                                                 n_classes, MTEB_SEED if head == "linear" else seed, mlp_options,
                                                 max_iter=100))
             elif head == "linear":      # lbfgs is deterministic: one run says it all
-                runs.append(train_and_score(head, x_train, splits.train.y, x_test, splits.test.y, n_classes, 0))
+                runs.append(train_and_score(head, x_train[fit], y_fit, x_test, y_test, n_classes, 0))
             else:
                 for seed in range(job.seeds):
-                    runs.append(train_and_score(head, x_train, splits.train.y, x_test, splits.test.y, n_classes,
-                                                seed, mlp_options))
-            predict_s = test_encode_s + float(np.mean([r.predict_seconds for r in runs]))
-            result = _result("probe", pooling, head, runs, len(splits.test.rows), predict_s,
-                             train_rows=runs[0].train_rows, encode_seconds=train_encode_s + test_encode_s,
-                             samples_per_label=job.samples_per_label)
-            log.info("probe %s/%s: accuracy %.4f ± %.4f", pooling, head, result["accuracy"], result["accuracy_std"])
-            results.append(result)
-            heads[(pooling, head)] = runs[0].head
-    return results, heads
+                    runs.append(train_and_score(head, x_train[fit], y_fit, x_test, y_test, n_classes, seed,
+                                                mlp_options, val=(x_train[val], y_val)))
+            predict_s = test.seconds + float(np.mean([r.predict_seconds for r in runs]))
+            row, predicted = _result("probe", pooling, layer, head, runs, test_rows, predict_s,
+                                     train_rows=runs[0].train_rows, samples_per_label=job.samples_per_label)
+            log.info("probe %s/L%d/%s: accuracy %.4f ± %.4f", pooling, layer, head, row["accuracy"],
+                     row["accuracy_std"])
+            results.append(row)
+            predictions[row["key"]] = predicted
+            heads[(pooling, layer, head)] = runs[0].head
+    if attention:
+        runs = [_attention_run(job, train.tokens, test.tokens, splits, fit, val, seed, mlp_options)
+                for seed in range(job.seeds)]
+        predict_s = test.seconds + float(np.mean([r.predict_seconds for r in runs]))
+        row, predicted = _result("probe", "attention", last, "attention", runs, test_rows, predict_s,
+                                 train_rows=runs[0].train_rows, samples_per_label=None)
+        log.info("probe attention: accuracy %.4f ± %.4f", row["accuracy"], row["accuracy_std"])
+        results.append(row)
+        predictions[row["key"]] = predicted
+    return results, predictions, heads, encoding
+
+
+def _attention_run(job: ClassifyJob, train_tokens, test_tokens, splits: Splits, fit, val, seed: int, options):
+    import torch
+
+    from .finetune import resolve_device
+
+    if resolve_device(job.device).type != "cpu":
+        log.info("attention head: trained on the CPU (its batches are gathered from the token cache there)")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(job.threads or threads)
+    try:
+        return train_attention(train_tokens.take(fit), splits.train.y[fit], test_tokens, splits.test.y,
+                               len(splits.classes), seed, options,
+                               val=(train_tokens.take(val), splits.train.y[val]))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _spec(job: ClassifyJob, pooling: str) -> EncoderSpec:
     return EncoderSpec(model=job.model, pooling=pooling, normalize=job.normalize, max_length=job.max_length)
 
 
-def _finetune_results(job: ClassifyJob, splits: Splits) -> list[dict]:
+def _finetune_results(job: ClassifyJob, splits: Splits, last: int) -> tuple[list[dict], dict]:
     exported, max_length = prepare(_spec(job, "mean"))
     options = FinetuneOptions(epochs=job.epochs, batch_size=job.finetune_batch_size, lr=job.learning_rate,
-                              threads=job.threads)
-    results = []
+                              threads=job.threads, device=job.device, precision=job.precision)
+    _, val = carve_validation(splits.train.y, job.val_fraction, job.split_seed)
+    results, predictions = [], {}
     for pooling in [p for p in job.poolings if p in FINETUNE_POOLINGS]:
-        runs = [finetune(exported.info["model_path"], pooling, splits, options, max_length=max_length, seed=seed)
-                for seed in range(job.finetune_seeds)]
-        results.append(_result("finetune", pooling, "finetune", runs, len(splits.test.rows),
-                               float(np.mean([r.predict_seconds for r in runs])), train_rows=len(splits.train.rows),
-                               epochs=job.epochs, learning_rate=job.learning_rate,
-                               pooler_from_checkpoint=runs[0].pooler_from_checkpoint,
-                               history=runs[0].history))
-    return results
+        for head in job.finetune_heads or (default_head(pooling),):
+            runs = [finetune(exported.info["model_path"], pooling, head, splits, options, max_length=max_length,
+                             seed=seed, val_rows=val) for seed in range(job.finetune_seeds)]
+            row, predicted = _result("finetune", pooling, last, head, runs, len(splits.test.rows),
+                                     float(np.mean([r.predict_seconds for r in runs])),
+                                     train_rows=len(splits.train.rows) - len(val), epochs=job.epochs,
+                                     learning_rate=job.learning_rate,
+                                     pooler_from_checkpoint=runs[0].pooler_from_checkpoint,
+                                     device=runs[0].device, precision=runs[0].precision, history=runs[0].history)
+            results.append(row)
+            predictions[row["key"]] = predicted
+    return results, predictions
 
 
 def run_classify(job: ClassifyJob) -> dict:
@@ -214,11 +300,21 @@ def run_classify(job: ClassifyJob) -> dict:
                     "content_hash": exported.info["content_hash"], "max_length": max_length,
                     "normalize": job.normalize}
     cache = FeatureCache(threads=job.threads)
-    results, heads = _probe_results(job, splits, cache) if job.heads else ([], {})
+    last = cache.last_layer(_spec(job, job.poolings[0]))
+    resolve_layers(job.layers, last)   # a layer the model has not: one line before any work
+    model_record["layers"] = last
+    fit, val = (carve_validation(splits.train.y, job.val_fraction, job.split_seed) if not job.samples_per_label
+                else (np.arange(len(splits.train.rows)), np.zeros(0, dtype=np.int64)))
+    results, predictions, heads, encoding = [], {}, {}, None
+    if job.heads:
+        results, predictions, heads, encoding = _probe_results(job, splits, cache, fit, val, last)
     if job.finetune:
-        results += _finetune_results(job, finetune_splits)
+        tuned, tuned_predictions = _finetune_results(job, finetune_splits, last)
+        results += tuned
+        predictions.update(tuned_predictions)
     best = max(results, key=lambda r: r["accuracy"])
-    probes = [r for r in results if r["method"] == "probe"]
+    probes = [r for r in results if r["method"] == "probe" and heads.get((r["pooling"], r["layer"], r["head"]))
+              and r["layer"] == last]
     report = {
         "embedpipe_version": __version__,
         "created_at": created.isoformat(timespec="seconds"),
@@ -227,33 +323,40 @@ def run_classify(job: ClassifyJob) -> dict:
                    "test": ({"path": str(job.test), "fingerprint": splits.test.source.fingerprint}
                             if job.test else None)},
         "dataset": {"train_path": str(job.train), "classes": splits.classes, "n_classes": len(splits.classes),
-                    "train_rows": int(len(splits.train.rows)), "test_rows": int(len(splits.test.rows)),
+                    "train_rows": int(len(splits.train.rows)), "fit_rows": int(len(fit)),
+                    "validation_rows": int(len(val)), "test_rows": int(len(splits.test.rows)),
                     "test_source": (f"test file {job.test}" if job.test else
                                     f"{job.test_fraction:.0%} of the training file held out, stratified")},
         "model": model_record,
+        "encoding": encoding,
         "results": results,
-        "best": {k: best[k] for k in ("method", "pooling", "head", "accuracy")},
-        "notes": _notes(job),
+        "best": {k: best[k] for k in ("key", "method", "pooling", "layer", "head", "accuracy")},
+        "notes": _notes(job, last),
         "saved_model": None,
         "seconds": 0.0,
     }
+    add_statistics(report, predictions, splits.test.y)
     if job.save_model and probes:
         best_probe = max(probes, key=lambda r: r["accuracy"])
         spec = _spec(job, best_probe["pooling"])
-        save_classifier(job.save_model, heads[(best_probe["pooling"], best_probe["head"])], splits.classes,
-                        spec_record(spec, max_length), model_record,
+        save_classifier(job.save_model, heads[(best_probe["pooling"], best_probe["layer"], best_probe["head"])],
+                        splits.classes, spec_record(spec, max_length), model_record,
                         extra={"pooling": spec.pooling, "head": best_probe["head"],
                                "test_accuracy": best_probe["accuracy"], "trained_on": report["inputs"]},
                         overwrite=job.overwrite)
         report["saved_model"] = {"path": str(job.save_model), "pooling": best_probe["pooling"],
                                  "head": best_probe["head"]}
     report["seconds"] = round(time.perf_counter() - started, 2)
-    _publish(out, report)
+    _publish(out, report, prediction_table(predictions, splits.test.y, splits.classes))
     return report
 
 
-def _notes(job: ClassifyJob) -> list[str]:
+def _notes(job: ClassifyJob, last: int) -> list[str]:
     notes = []
+    if job.val_fraction and not job.samples_per_label:
+        notes.append(f"validation: {job.val_fraction:.0%} of the training rows (stratified) are held out to pick "
+                     "the epoch of the mlp and attention heads and of fine-tuning; every method trains on the "
+                     "rest; the test rows are scored once")
     if "linear" in job.heads:
         notes.append("linear: scikit-learn LogisticRegression (lbfgs, C=1); deterministic, so one run"
                      if not job.samples_per_label else
@@ -261,18 +364,27 @@ def _notes(job: ClassifyJob) -> list[str]:
                      "sampled as MTEB does; LogisticRegression(max_iter=100, random_state=42)")
     if "mlp" in job.heads:
         notes.append(f"mlp: Linear(dim,dim)+ReLU+dropout 0.2+Linear (DistilBERT's head), AdamW 1e-3, "
-                     f"{job.mlp_epochs} epochs, seeds 0..{job.seeds - 1}")
+                     f"at most {job.mlp_epochs} epochs (patience {job.patience}), seeds 0..{job.seeds - 1}")
+    if "attention" in job.heads:
+        notes.append(f"attention: a learned query over the last layer's frozen token states (float16 cache), "
+                     f"then the mlp head; trained like the mlp, seeds 0..{job.seeds - 1}")
+    if job.layers != "last":
+        notes.append(f"layers: hidden state 0 is the embeddings, {last} the last layer; every pooling x layer "
+                     "came from one encoder pass" + ("; pooler only at the last layer (BERT's pooler reads it)"
+                                                     if "pooler" in job.poolings else ""))
     if job.finetune:
-        notes.append(f"fine-tuning: whole encoder, AdamW lr {job.learning_rate}, {job.epochs} epoch(s), batch "
-                     f"{job.finetune_batch_size}, 10% linear warmup; the accuracy is the last epoch's"
+        notes.append(f"fine-tuning: whole encoder, AdamW lr {job.learning_rate}, up to {job.epochs} epoch(s) "
+                     f"(the best on the validation rows kept), batch {job.finetune_batch_size}, 10% linear warmup"
                      + (f"; on a stratified sample of {job.finetune_train_limit} training rows"
                         if job.finetune_train_limit else ""))
+    notes.append("statistics: each method against the best, paired bootstrap (2000 resamples of the test rows) "
+                 "95% CI of the accuracy difference over the seeds' mean, and McNemar's exact p on the first seed")
     return notes
 
 
-def _publish(out: Path, report: dict) -> None:
+def _publish(out: Path, report: dict, predictions) -> None:
     with staged_dir(out) as staging:
-        write_report_files(staging, report)
+        write_report_files(staging, report, predictions)
 
 
 def report_is_current(job: ClassifyJob) -> bool:

@@ -1,64 +1,91 @@
-"""The report directory: report.json (everything), report.md (a table to read), accuracy.png (a plot).
+"""The report directory: report.json (everything), report.md (the verdict, then a table to read),
+accuracy.png (methods by pooling), layers.png (accuracy by layer, when several layers were probed)
+and predictions.parquet (every method's test predictions, to check the statistics).
 
-    >>> write_report_files(staging_dir, report)      # report: the dict run_classify builds  # doctest: +SKIP
+    >>> write_report_files(staging_dir, report, predictions)   # report: the dict run_classify builds  # doctest: +SKIP
 
-report.md and the plot are made from report.json's ``results`` alone, so the three always agree.
+report.md and the plots are made from report.json alone, so they always agree with it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..fsio import write_json_atomic, write_text_atomic
+from ..fsio import atomic_path, write_json_atomic, write_text_atomic
 
 PLOT = "accuracy.png"
-METHOD_ORDER = {("probe", "linear"): 0, ("probe", "mlp"): 1, ("finetune", "finetune"): 2}
+LAYER_PLOT = "layers.png"
+PREDICTIONS = "predictions.parquet"
+METHOD_ORDER = {"linear": 0, "mlp": 1, "attention": 2}
 
 
 def label(result: dict) -> str:
-    """'linear probe', 'mlp probe' or 'fine-tuned'."""
-    return "fine-tuned" if result["method"] == "finetune" else f"{result['head']} probe"
+    """'linear probe', 'mlp probe', 'attention probe' or 'fine-tuned (pooler)'."""
+    return f"fine-tuned ({result['head']})" if result["method"] == "finetune" else f"{result['head']} probe"
+
+
+def _vs_best(r: dict) -> tuple[str, str, str]:
+    c = r.get("vs_best")
+    if not c:
+        return "best", "", ""
+    p = "< 0.001" if c["p_value"] < 0.001 else f"{c['p_value']:.3f}"
+    return (f"{-100 * c['difference'] + 0.0:+.1f}",   # + 0.0: no "-0.0"
+            f"{-100 * c['ci_high'] + 0.0:+.1f} to {-100 * c['ci_low'] + 0.0:+.1f}", p)
 
 
 def markdown(report: dict) -> str:
     data, model = report["dataset"], report["model"]
-    lines = [
-        f"# embedpipe classify: {data['train_path']}",
+    lines = [f"# embedpipe classify: {data['train_path']}", "", "## Verdict", ""]
+    lines += [f"- {sentence}" for sentence in report.get("verdict") or []]
+    lines += [
         "",
-        f"{data['n_classes']} classes; {data['train_rows']} training rows, {data['test_rows']} test rows "
-        f"({data['test_source']}). Model {model['name']}, max_length {model['max_length']}, "
-        f"vectors {'L2-normalized' if model['normalize'] else 'not normalized'}.",
+        f"{data['n_classes']} classes; {data['train_rows']} training rows"
+        + (f" ({data['validation_rows']} of them held out for validation)" if data.get("validation_rows") else "")
+        + f", {data['test_rows']} test rows ({data['test_source']}). Model {model['name']}, "
+        f"max_length {model['max_length']}, vectors {'L2-normalized' if model['normalize'] else 'not normalized'}.",
         "",
-        "| method | pooling | head | train rows | accuracy | ± std | macro-F1 | runs | train s | predict texts/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "Δ vs best: this method's accuracy minus the best's, in points, with its paired bootstrap 95% CI and "
+        "McNemar's exact p.",
+        "",
+        "| method | pooling | layer | head | train rows | accuracy | ± std | macro-F1 | runs | Δ vs best | 95% CI "
+        "| McNemar p | epochs kept | train s | predict texts/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
-        lines.append(f"| {r['method']} | {r['pooling']} | {r['head']} | {r['train_rows']} | {r['accuracy']:.4f} | "
-                     f"{r['accuracy_std']:.4f} | {r['macro_f1']:.4f} | {r['runs']} | {r['train_seconds']:.1f} | "
-                     f"{r['predict_texts_per_s']:.0f} |")
-    best = report.get("best")
-    if best:
-        lines += ["", f"Best: {label(best)} on {best['pooling']} pooling, accuracy {best['accuracy']:.4f}."]
+        delta, ci, p = _vs_best(r)
+        epochs = ",".join(map(str, r["best_epochs"])) if r.get("best_epochs") else ""
+        lines.append(f"| {r['method']} | {r['pooling']} | {r['layer']} | {r['head']} | {r['train_rows']} | "
+                     f"{r['accuracy']:.4f} | {r['accuracy_std']:.4f} | {r['macro_f1']:.4f} | {r['runs']} | "
+                     f"{delta} | {ci} | {p} | {epochs} | {r['train_seconds']:.1f} | {r['predict_texts_per_s']:.0f} |")
+    encoding = report.get("encoding")
+    if encoding and encoding.get("pairs"):
+        lines += ["", f"Encoding: {encoding['pairs']} pooling x layer vector sets from one encoder pass: "
+                      f"{encoding['train_seconds']:.1f} s for the training texts, {encoding['test_seconds']:.1f} s "
+                      "for the test texts (or when they were cached)."]
     notes = report.get("notes") or []
     if notes:
         lines += [""] + [f"- {note}" for note in notes]
     for r in report["results"]:
         if r.get("history"):
-            lines += ["", f"Fine-tuning ({r['pooling']}) by epoch: " + ", ".join(
-                f"{h['epoch']}: {h['accuracy']:.4f}" for h in r["history"])]
+            lines += ["", f"Fine-tuning {r['pooling']} + {r['head']} by epoch: " + ", ".join(
+                f"{h['epoch']}: loss {h['loss']:.4f}" + (f", validation {h['val_accuracy']:.4f}"
+                                                         if "val_accuracy" in h else "") for h in r["history"])]
     return "\n".join(lines) + "\n"
 
 
 def plot(report: dict, path: Path) -> None:
-    """Grouped bars: accuracy by pooling (groups) and method (bars), with ± std error bars."""
+    """Grouped bars: accuracy by pooling (groups) and method (bars), with ± std error bars; the last
+    layer's probes, the attention head and fine-tuning."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    results = report["results"]
+    last = report["model"].get("layers")
+    results = [r for r in report["results"] if r["method"] == "finetune" or r["layer"] == last or last is None]
     poolings = list(dict.fromkeys(r["pooling"] for r in results))
-    methods = sorted({(r["method"], r["head"]) for r in results}, key=lambda m: METHOD_ORDER.get(m, 9))
+    methods = sorted({(r["method"], r["head"]) for r in results},
+                     key=lambda m: (m[0] == "finetune", METHOD_ORDER.get(m[1], 9), m[1]))
     width = 0.8 / max(len(methods), 1)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(poolings) + 2), 4.2))
     for i, method in enumerate(methods):
@@ -69,8 +96,8 @@ def plot(report: dict, path: Path) -> None:
                     xs.append(j + (i - (len(methods) - 1) / 2) * width)
                     ys.append(r["accuracy"])
                     errs.append(r["accuracy_std"])
-        name = label({"method": method[0], "head": method[1]})
-        bars = ax.bar(xs, ys, width * 0.95, yerr=errs, capsize=3, label=name)
+        bars = ax.bar(xs, ys, width * 0.95, yerr=errs, capsize=3, label=label({"method": method[0],
+                                                                                "head": method[1]}))
         ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
     ax.set_xticks(range(len(poolings)), poolings)
     ax.set_xlabel("pooling")
@@ -84,7 +111,43 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report_files(directory: Path, report: dict) -> None:
+def layer_plot(report: dict, path: Path) -> bool:
+    """Accuracy by layer, one line per pooling, one panel per probe head; False when one layer only."""
+    probes = [r for r in report["results"] if r["method"] == "probe" and r["head"] != "attention"]
+    if len({r["layer"] for r in probes}) < 2:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    heads = sorted({r["head"] for r in probes}, key=lambda h: METHOD_ORDER.get(h, 9))
+    fig, axes = plt.subplots(1, len(heads), figsize=(5.2 * len(heads), 4.0), squeeze=False, sharey=True)
+    for ax, head in zip(axes[0], heads):
+        for pooling in dict.fromkeys(r["pooling"] for r in probes if r["head"] == head):
+            rows = sorted((r for r in probes if (r["head"], r["pooling"]) == (head, pooling)), key=lambda r: r["layer"])
+            ax.errorbar([r["layer"] for r in rows], [r["accuracy"] for r in rows],
+                        yerr=[r["accuracy_std"] for r in rows], marker="o", capsize=2, label=pooling)
+        ax.set_title(f"{head} probe", fontsize=10)
+        ax.set_xlabel("layer (0 = embeddings)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("test accuracy")
+    fig.suptitle(f"{report['model']['name'].rsplit('/', 1)[-1]}: accuracy by layer and pooling", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_report_files(directory: Path, report: dict, predictions=None) -> None:
+    """report.json, report.md, the plots and (given the table) predictions.parquet into ``directory``."""
+    import pyarrow.parquet as pq
+
     write_json_atomic(directory / "report.json", report)
     write_text_atomic(directory / "report.md", markdown(report))
     plot(report, directory / PLOT)
+    layer_plot(report, directory / LAYER_PLOT)
+    if predictions is not None:
+        with atomic_path(directory / PREDICTIONS) as tmp:
+            pq.write_table(predictions, tmp)

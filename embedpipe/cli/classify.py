@@ -25,6 +25,22 @@ def _names(allowed, option: str):
     return convert
 
 
+def _optional_names(allowed, option: str):
+    names = _names(allowed, option)
+    return lambda ctx, param, text: None if text is None else names(ctx, param, text)
+
+
+def _layers(ctx, param, text: str):
+    text = text.strip()
+    if text in ("last", "all"):
+        return text
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not last, all or comma-separated layer numbers (e.g. -1,-2,6)",
+                                 param_hint="--layers") from None
+
+
 @click.command("classify")
 @click.argument("train")
 @click.option("--test", default=None, metavar="TEST.parquet",
@@ -36,11 +52,21 @@ def _names(allowed, option: str):
 @click.option("--pooling", "poolings", default="cls,mean", show_default=True,
               callback=_names(list(POOLINGS), "--pooling"),
               help=f"Poolings to probe, comma-separated, from: {', '.join(POOLINGS)}.")
-@click.option("--head", "heads", default="linear,mlp", show_default=True, callback=_names(["linear", "mlp"], "--head"),
+@click.option("--head", "heads", default="linear,mlp", show_default=True,
+              callback=_names(["linear", "mlp", "attention"], "--head"),
               help="linear: logistic regression (scikit-learn); mlp: DistilBERT's head, "
-                   "Linear(dim,dim)+ReLU+dropout+Linear (torch); both on frozen vectors.")
+                   "Linear(dim,dim)+ReLU+dropout+Linear (torch); both on frozen vectors; attention: a learned "
+                   "query over the last layer's frozen token states, then the mlp head.")
+@click.option("--layers", default="last", show_default=True, callback=_layers,
+              help="Layers to probe: last, all (0 = embeddings .. the last), or numbers like -1,-2,6 "
+                   "(negative from the end); every pooling x layer comes from one encoder pass.")
 @click.option("--finetune", is_flag=True,
-              help="Also fine-tune the whole encoder, for cls (BERT's pooler head) and/or mean among --pooling.")
+              help="Also fine-tune the whole encoder, for cls and/or mean among --pooling.")
+@click.option("--finetune-heads", default=None, callback=_optional_names(["pooler", "pre_classifier", "linear"],
+                                                                          "--finetune-heads"),
+              help="Fine-tuning heads, crossed with cls/mean: pooler (BERT's dense+tanh), pre_classifier "
+                   "(DistilBERT's Linear+ReLU+dropout), linear (dropout+classifier) "
+                   "[default: cls with pooler, mean with linear].")
 @click.option("--epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs.")
 @click.option("--lr", "learning_rate", type=float, default=5e-5, show_default=True,
               help="Fine-tuning learning rate (AdamW).")
@@ -56,6 +82,18 @@ def _names(allowed, option: str):
               help="Fine-tuning runs per pooling (each a full training).")
 @click.option("--samples-per-label", type=int, default=None, metavar="K",
               help="MTEB mode: each repeat trains the probes on K rows per label, sampled as MTEB does.")
+@click.option("--mlp-epochs", type=int, default=30, show_default=True,
+              help="Most epochs of the mlp and attention heads.")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+              help="Share of the training rows held out to pick epochs (early stopping); 0 = none.")
+@click.option("--patience", type=int, default=5, show_default=True,
+              help="mlp / attention: stop after this many epochs without a better validation accuracy.")
+@click.option("--token-states-limit-mb", type=float, default=2048, show_default=True,
+              help="attention: refuse to cache more token states (float16) than this.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
+              help="Where fine-tuning runs.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="Fine-tuning: bf16 autocast (auto: where the GPU or CPU has native bf16) or fp32.")
 @click.option("--model", default=None, metavar="NAME_OR_DIR",
               help="Hugging Face model id or local directory [default: bundled all-MiniLM-L6-v2].")
 @click.option("--max-length", type=int, default=None, help="Tokens per text [default: the model's limit].")
@@ -89,6 +127,7 @@ def classify_cmd(as_json, **options):
     click.echo(markdown(report).rstrip())
     click.echo(f"\nwrote {job.out_dir()}" +
                (f" and {report['saved_model']['path']}" if report["saved_model"] else ""))
+    click.echo("\nVerdict:\n" + "\n".join(f"- {sentence}" for sentence in report["verdict"]))
 
 
 @click.command("predict")

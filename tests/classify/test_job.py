@@ -55,7 +55,8 @@ def full_report(data, tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("reports") / "report"
     train, test = data
     result = CliRunner().invoke(main, ["classify", str(train), "--test", str(test), "--model", str(tiny_model_dir),
-                                       "--pooling", "cls,mean,max,pooler", "--head", "linear,mlp", "--finetune",
+                                       "--pooling", "cls,mean,max,pooler", "--head", "linear,mlp,attention",
+                                       "--layers", "all", "--finetune", "--finetune-heads", "pooler,linear",
                                        "--epochs", "1", "--lr", "1e-3", "--seeds", "2", "--finetune-train-limit", "30",
                                        "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
@@ -66,27 +67,30 @@ def test_every_method_runs_and_the_three_report_files_agree(full_report):
     out, printed = full_report
     report = json.loads((out / "report.json").read_text())
     assert printed == report
-    methods = {(r["method"], r["pooling"], r["head"]) for r in report["results"]}
-    assert methods == {("probe", p, h) for p in ("cls", "mean", "max", "pooler") for h in ("linear", "mlp")} | {
-        ("finetune", "cls", "finetune"), ("finetune", "mean", "finetune")}
+    methods = {(r["method"], r["pooling"], r["layer"], r["head"]) for r in report["results"]}
+    probes = {("probe", p, layer, h) for p in ("cls", "mean", "max") for h in ("linear", "mlp") for layer in (0, 1, 2)}
+    assert methods == probes | {("probe", "pooler", 2, h) for h in ("linear", "mlp")} | {
+        ("probe", "attention", 2, "attention")} | {("finetune", p, 2, h) for p in ("cls", "mean")
+                                                   for h in ("pooler", "linear")}
     table = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| probe")
              or line.startswith("| finetune")]
     assert len(table) == len(report["results"])
     for line, result in zip(table, report["results"]):
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert cells[:3] == [result["method"], result["pooling"], result["head"]]
-        assert int(cells[3]) == result["train_rows"]
-        assert float(cells[4]) == pytest.approx(result["accuracy"], abs=5e-5)
-        assert float(cells[6]) == pytest.approx(result["macro_f1"], abs=5e-5)
-        assert int(cells[7]) == result["runs"]
-    assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert cells[:4] == [result["method"], result["pooling"], str(result["layer"]), result["head"]]
+        assert int(cells[4]) == result["train_rows"]
+        assert float(cells[5]) == pytest.approx(result["accuracy"], abs=5e-5)
+        assert float(cells[7]) == pytest.approx(result["macro_f1"], abs=5e-5)
+        assert int(cells[8]) == result["runs"]
+    for name in ("accuracy.png", "layers.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for result in report["results"]:
         assert 0 <= result["accuracy"] <= 1 and result["train_seconds"] >= 0 and result["predict_texts_per_s"] > 0
     mlp = next(r for r in report["results"] if r["head"] == "mlp")
     assert mlp["runs"] == 2 and len(mlp["accuracies"]) == 2
     tuned = [r for r in report["results"] if r["method"] == "finetune"]
-    assert all(len(r["history"]) == 1 and r["train_rows"] == 30 for r in tuned)
-    assert next(r for r in tuned if r["pooling"] == "cls")["pooler_from_checkpoint"] is True
+    assert all(len(r["history"]) == 1 and r["train_rows"] == 27 for r in tuned)   # 30 less 10% validation
+    assert all(r["pooler_from_checkpoint"] is (r["head"] == "pooler") for r in tuned)
     assert report["dataset"]["n_classes"] == 3 and report["dataset"]["train_rows"] == 60
     assert report["dataset"]["test_rows"] == 30
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]   # no staging left behind
@@ -94,7 +98,7 @@ def test_every_method_runs_and_the_three_report_files_agree(full_report):
 
 def test_a_probe_on_well_separated_classes_is_accurate(full_report):
     _, report = full_report
-    linear_mean = next(r for r in report["results"] if (r["pooling"], r["head"]) == ("mean", "linear"))
+    linear_mean = next(r for r in report["results"] if (r["pooling"], r["layer"], r["head"]) == ("mean", 2, "linear"))
     assert linear_mean["accuracy"] >= 0.9, linear_mean
     assert report["best"]["accuracy"] >= 0.9
 
@@ -137,7 +141,7 @@ def test_save_model_then_predict(data, tiny_model_dir, tmp_path):
     result = run("classify", train, "--test", test, "--model", tiny_model_dir, "--pooling", "mean", "--head",
                  "linear", "--out", tmp_path / "r", "--save-model", tmp_path / "clf")
     assert result.exit_code == 0, result.output
-    assert "| probe | mean | linear | 60 |" in result.output
+    assert "| probe | mean | 2 | linear | 54 |" in result.output
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     saved = json.loads((tmp_path / "clf" / "classifier.json").read_text())
     assert saved["pooling"] == "mean" and saved["head"] == "linear" and sorted(saved["classes"]) == saved["classes"]
