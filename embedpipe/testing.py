@@ -1,6 +1,7 @@
 """Real pieces for tests and benchmarks: small models (nothing is downloaded) and a Ray head.
 
     >>> save_tiny_bert(Path("tiny-bert"), words=["cat", "dog"])   # a hub-style model directory  # doctest: +SKIP
+    >>> save_tiny_distilbert(Path("tiny-distilbert"), words=["cat", "dog"])                  # doctest: +SKIP
     >>> with ray_head(log_dir) as head:                           # `ray start --head` on 127.0.0.1  # doctest: +SKIP
     ...     head.gcs_address                                      # "127.0.0.1:PORT", for --ray-address
 
@@ -41,6 +42,25 @@ def save_tiny_bert(path: Path, words: Sequence[str], characters: str = LETTERS, 
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=37, max_position_embeddings=64)
     BertModel(config).eval().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def save_tiny_distilbert(path: Path, words: Sequence[str], characters: str = LETTERS, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide DistilBERT (no pooler, no token types) with random weights, saved like
+    ``save_tiny_bert``."""
+    import torch
+    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *characters, *(f"##{c}" for c in characters)]
+    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    tokenizer = DistilBertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    tokenizer.model_max_length = 64
+    torch.manual_seed(seed)
+    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=37,
+                              max_position_embeddings=64)
+    DistilBertModel(config).eval().save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 

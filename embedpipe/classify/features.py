@@ -45,6 +45,14 @@ class Pooled:
     tokens: TokenStates | None = None             # last layer's token states, when asked
 
 
+def _check_token_size(size_mb: float, rows: int, what: str, limit_mb: float | None) -> None:
+    """One line, before any encoding, when the token states (to encode or as cached) pass the limit."""
+    if limit_mb is not None and size_mb > limit_mb:
+        raise BadInput(f"the attention head needs the token states of {rows} {what} ({size_mb:,.3g} MB in "
+                       f"float16), over the {limit_mb:,.3g} MB limit; raise --token-states-limit-mb or lower "
+                       "--train-limit", fields=("token_states_limit_mb",))
+
+
 class FeatureCache:
     """Encodes rows once per (model, pooling, layer, max_length, normalize, file, rows); later calls load."""
 
@@ -116,19 +124,15 @@ class FeatureCache:
             entry = self._load(replace(spec, pooling="mean"), part, tokens=True)
             if entry is not None:
                 tokens, seconds = TokenStates(entry[0]["states"], entry[0]["offsets"]), max(seconds, entry[1])
+                _check_token_size(tokens.states.nbytes / 2**20, len(part.rows), what, token_limit_mb)
         if not missing and (tokens is not None or not token_states):
             log.info("%d %s: %d pooling x layer vector sets from the feature cache", len(part.rows), what, len(pairs))
             return Pooled(got, seconds, tokens)
         want_tokens = token_states and tokens is None
         encoder = self.multi_encoder(spec, [layer for _, layer in missing])
         texts = part.texts
-        if want_tokens and token_limit_mb is not None:
-            size_mb = encoder.count_tokens(texts) * encoder.dim * 2 / 2**20
-            if size_mb > token_limit_mb:
-                raise BadInput(f"the attention head needs the token states of {len(texts)} {what} "
-                               f"({size_mb:,.0f} MB in float16), over the {token_limit_mb:,.0f} MB limit; "
-                               "raise --token-states-limit-mb or lower --train-limit",
-                               fields=("token_states_limit_mb",))
+        if want_tokens:
+            _check_token_size(encoder.count_tokens(texts) * encoder.dim * 2 / 2**20, len(texts), what, token_limit_mb)
         fresh, new_tokens, seconds = self._encode_many(encoder, texts, missing, want_tokens,
                                                        f"{len(missing) or 1} pooling x layer {what} encoded")
         for (pooling, layer), vectors in fresh.items():

@@ -143,6 +143,8 @@ def test_save_model_then_predict(data, tiny_model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "| probe | mean | 2 | linear | 54 |" in result.output
     report = json.loads((tmp_path / "r" / "report.json").read_text())
+    printed = result.output.rstrip().splitlines()
+    assert printed[-len(report["verdict"]) - 1:] == ["Verdict:"] + [f"- {s}" for s in report["verdict"]]
     saved = json.loads((tmp_path / "clf" / "classifier.json").read_text())
     assert saved["pooling"] == "mean" and saved["head"] == "linear" and sorted(saved["classes"]) == saved["classes"]
     assert (tmp_path / "clf" / "head.safetensors").exists()
@@ -230,3 +232,52 @@ def test_other_usage_errors(data, tiny_model_dir, tmp_path):
                           "not a saved embedpipe classifier")
     bad = run("classify", train, "--pooling", "cls,median")
     assert bad.exit_code == 2 and "median" in bad.output and re.search(r"mean, max", bad.output)
+
+
+def test_report_statistics_and_verdict_agree_with_the_predictions(full_report):
+    """Recompute every result's accuracy, CI and p from predictions.parquet; report.md shows the same."""
+    from embedpipe.classify.stats import compare
+
+    out, report = full_report
+    table = pq.read_table(out / "predictions.parquet").to_pydict()
+    y = np.array(table["label"])
+    best = report["best"]
+    assert best["accuracy"] == max(r["accuracy"] for r in report["results"])
+
+    def correctness(key, runs):
+        right = np.stack([np.array(table[key if s == 0 else f"{key}#{s}"]) == y for s in range(runs)]).astype(float)
+        return right.mean(0), right[0]
+
+    by_key = {r["key"]: r for r in report["results"]}
+    for r in report["results"]:
+        mean, first = correctness(r["key"], r["runs"])
+        assert r["accuracy"] == pytest.approx(mean.mean())
+        if r["key"] == best["key"]:
+            assert r["vs_best"] is None
+            continue
+        best_mean, best_first = correctness(best["key"], by_key[best["key"]]["runs"])
+        assert r["vs_best"] == pytest.approx(compare(best_mean, mean, first_a=best_first, first_b=first))
+        assert r["vs_best"]["ci_low"] <= r["vs_best"]["difference"] <= r["vs_best"]["ci_high"]
+    kinds = {c["kind"] for c in report["comparisons"]}
+    assert {"pooling", "layer", "attention", "finetune", "finetune_heads"} <= kinds
+    md = (out / "report.md").read_text()
+    assert md.index("## Verdict") < md.index("| method |")
+    assert [line[2:] for line in md.split("## Verdict\n\n")[1].split("\n\n")[0].splitlines()] == report["verdict"]
+    assert report["verdict"][0].startswith("Best: ") and f"{100 * best['accuracy']:.1f}%" in report["verdict"][0]
+    for c in report["comparisons"]:
+        assert any(f"{100 * abs(c['difference']):.1f} points" in sentence for sentence in report["verdict"])
+    for line in md.splitlines():
+        if line.startswith("| probe") or line.startswith("| finetune"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            r = next(r for r in report["results"] if [r["method"], r["pooling"], str(r["layer"]), r["head"]]
+                     == cells[:4])
+            if r["vs_best"]:
+                assert float(cells[9]) == pytest.approx(-100 * r["vs_best"]["difference"], abs=0.051)
+
+
+def test_attention_head_refuses_too_many_token_states_in_one_line(data, tiny_model_dir, tmp_path):
+    train, test = data
+    result = run("classify", train, "--test", test, "--model", tiny_model_dir, "--head", "attention",
+                 "--token-states-limit-mb", "0.001", "--out", tmp_path / "r")
+    assert_one_line_error(result, "token states", "--token-states-limit-mb")
+    assert not (tmp_path / "r").exists()
