@@ -11,6 +11,7 @@ import json
 import click
 
 from ..encode.pooling import POOLINGS
+from ..formats.tabular import FORMATS
 from .options import model_option, optimize_option, quantize_option, user_errors
 
 
@@ -46,7 +47,14 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
               help="How token vectors become one vector per text.")
 @model_option
 @click.option("--text-column", default="text", show_default=True)
-@click.option("--id-column", default="id", show_default=True)
+@click.option("--id-column", default="id", show_default=True,
+              help="Column of the ids [default: id; BEIR's _id where there is no id column].")
+@click.option("--title-column", default=None,
+              help="Join this column before the text, with a space, as BEIR does [default: none; "
+                   "a BEIR folder's title].")
+@click.option("--format", "file_format", type=click.Choice(list(FORMATS)), default=None,
+              help="Read CORPUS as this format [default: from the file names: .parquet, .jsonl, .csv, .arrow, "
+                   "each may end in .gz/.zst/.bz2].")
 @click.option("--out", type=click.Path(), default=None,
               help="Vector directory [default: CORPUS_STEM.POOLING.vectors in the working directory].")
 @click.option("--max-length", type=int, default=None,
@@ -80,11 +88,13 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
 @click.option("--ray-dashboard", is_flag=True,
               help="Start the embedded local Ray's dashboard (on 127.0.0.1) [default: no dashboard].")
 @user_errors
-def encode_cmd(corpus, pooling, model, text_column, id_column, out, max_length, batch_size, normalize, optimize,
-           quantize, runner, ray_address, workers, threads, empty_text, dtype, rows_per_shard, overwrite,
-           ray_dashboard):
-    """Encode the texts of CORPUS (a parquet file, a directory of them, or a pyarrow/fsspec URL)
-    into a vector directory: parquet shards of (id, vector) and a manifest.json written last.
+def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, file_format, out, max_length,
+               batch_size, normalize, optimize, quantize, runner, ray_address, workers, threads, empty_text, dtype,
+               rows_per_shard, overwrite, ray_dashboard):
+    """Encode the texts of CORPUS into a vector directory: parquet shards of (id, vector) and a
+    manifest.json written last. CORPUS is parquet, JSON Lines, CSV or a Hugging Face save_to_disk
+    directory: a file, a directory or a glob of them (compressed too), a pyarrow/fsspec URL, or a
+    BEIR dataset folder (its corpus.jsonl: _id, title + " " + text).
 
     Run it again and it does only what is left: over a complete output of the same config it does
     nothing; after the corpus grew it encodes only the new ids, adding shards; after a kill it
@@ -110,6 +120,7 @@ def encode_cmd(corpus, pooling, model, text_column, id_column, out, max_length, 
     spec = EncoderSpec(model=model, pooling=pooling, normalize=normalize, max_length=max_length,
                        optimize=optimize, quantize=quantize)
     job = EncodeJob(corpus=corpus, out=out, spec=spec, text_column=text_column, id_column=id_column,
+                    title_column=title_column, format=file_format,
                     runner=runner, ray_address=ray_address, workers=workers, threads=threads,
                     batch_size=batch_size, empty_text=empty_text, dtype=dtype, rows_per_shard=rows_per_shard,
                     overwrite=overwrite, ray_dashboard=ray_dashboard)

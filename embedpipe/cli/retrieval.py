@@ -83,7 +83,8 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, tuni
 @click.option("--out", type=click.Path(), help="Results parquet for --queries: query_id, rank, doc_id, score.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 # --corpus is read with the columns encode recorded, so a missing one is fixed where it was chosen.
-@user_errors(flags={"k": "-k", "text_column": "encode's --text-column", "id_column": "encode's --id-column"})
+@user_errors(flags={"k": "-k", "text_column": "encode's --text-column", "id_column": "encode's --id-column",
+                    "title_column": "encode's --title-column", "format": "encode's --format"})
 def search_cmd(index_dir, query, k, as_json, corpus, queries, out, overwrite):
     """Search INDEX_DIR for QUERY (or every query of --queries) with the corpus's own encoder."""
     if (query is None) == (queries is None):

@@ -29,6 +29,7 @@ import pyarrow as pa
 from .. import __version__, checks
 from ..errors import BadInput, ConfigError
 from ..formats.corpus import Corpus, id_hashes, open_corpus
+from ..formats.tabular import FORMATS
 from ..formats.vectors import (
     DTYPES,
     ShardWriter,
@@ -56,11 +57,13 @@ log = logging.getLogger("embedpipe.encode")
 
 @dataclass
 class EncodeJob:
-    corpus: str                          # parquet file, directory of them, or a URL
+    corpus: str                          # a file, directory, glob or URL: parquet, JSON Lines, CSV, save_to_disk, BEIR
     out: str | None = None               # vector directory; None = CORPUS_STEM.POOLING.vectors
     spec: EncoderSpec = field(default_factory=EncoderSpec)
     text_column: str = "text"
-    id_column: str = "id"
+    id_column: str = "id"                # without an "id" column, BEIR's "_id" is taken
+    title_column: str | None = None      # joined before the text with a space, as BEIR does (a BEIR folder: "title")
+    format: str | None = None            # parquet, jsonl, csv or arrow; None = from the file names
     runner: str = "auto"                 # "ray" (actor pool), "local" (this process) or "auto" (choose_runner:
                                          # Ray for a named cluster or a large corpus, else local)
     ray_address: str | None = None       # join this cluster; None = $RAY_ADDRESS for auto, else embedded local Ray
@@ -80,6 +83,10 @@ class EncodeJob:
         if not isinstance(self.spec, EncoderSpec):
             raise ConfigError("spec", f"must be an EncoderSpec, got {type(self.spec).__name__}")
         checks.distinct_columns(("text_column", self.text_column), ("id_column", self.id_column))
+        if self.title_column is not None:
+            checks.distinct_columns(("title_column", self.title_column), ("text_column", self.text_column))
+            checks.distinct_columns(("title_column", self.title_column), ("id_column", self.id_column))
+        checks.one_of("format", self.format, FORMATS, optional=True)
         checks.one_of("runner", self.runner, tuple(RUNNERS))
         checks.text("ray_address", self.ray_address, optional=True)
         checks.at_least("workers", self.workers, 1, optional=True)
@@ -111,7 +118,7 @@ def encode_corpus(job: EncodeJob) -> EncodeResult:
 
 def _encode(job: EncodeJob) -> EncodeResult:
     spec = job.spec
-    corpus = open_corpus(job.corpus, text_column=job.text_column, id_column=job.id_column)
+    corpus = open_job_corpus(job)
     # Taken before any row is read and compared before publishing: a file replaced during the run
     # (same row count or not) must not be recorded as the corpus these vectors were made from.
     fingerprint = corpus.fingerprint()
@@ -120,8 +127,8 @@ def _encode(job: EncodeJob) -> EncodeResult:
     if out.exists() and not out.is_dir():
         raise BadInput(f"output {out} exists and is not a directory")
     exported, max_length = prepare(spec)
-    key = run_key(encoder_identity(spec_record(spec, max_length), exported.info["content_hash"]), job.dtype,
-                  job.text_column, job.id_column)
+    key = corpus_run_key(encoder_identity(spec_record(spec, max_length), exported.info["content_hash"]), job.dtype,
+                         corpus)
     with run_lock(out):
         base = None if job.overwrite else published_manifest(out)
         if base is not None:
@@ -145,7 +152,7 @@ def _encode(job: EncodeJob) -> EncodeResult:
             _log_reuse(state, out, len(known), already)
             config = MapperConfig(str(exported.path), spec.pooling, spec.normalize, max_length,
                                   BatchPlan(batch_size=job.batch_size, threads=job.threads),
-                                  job.text_column, job.id_column, job.empty_text)
+                                  corpus.text_column, corpus.id_column, job.empty_text)
             started = datetime.now(timezone.utc)
             encoded = truncated = 0
             address = job.ray_address or (os.environ.get("RAY_ADDRESS") if job.runner == "auto" else None)
@@ -190,6 +197,17 @@ def _encode(job: EncodeJob) -> EncodeResult:
     return EncodeResult(out, manifest)
 
 
+def open_job_corpus(job: EncodeJob) -> Corpus:
+    """The job's corpus, its columns resolved (``_id`` for ``id``, a BEIR folder's title)."""
+    return open_corpus(job.corpus, text_column=job.text_column, id_column=job.id_column,
+                       title_column=job.title_column, file_format=job.format)
+
+
+def corpus_run_key(identity: dict, dtype: str, corpus: Corpus) -> dict:
+    """The run key of vectors of ``corpus``: keyed on the columns actually read."""
+    return run_key(identity, dtype, corpus.text_column, corpus.id_column, corpus.title_column)
+
+
 def _check_corpus(corpus: Corpus, empty_text: str) -> np.ndarray:
     """Whole-corpus checks before anything is encoded; returns the sorted hashes of its ids."""
     hashes = corpus.check_unique_ids()
@@ -215,7 +233,8 @@ def _manifest_fields(job: EncodeJob, spec: EncoderSpec, max_length: int, export_
         "normalize": spec.normalize,
         "max_length": max_length,
         "source": {"path": corpus.location, "fingerprint": fingerprint, "rows": corpus.rows,
-                   "text_column": job.text_column, "id_column": job.id_column},
+                   "format": corpus.format, "text_column": corpus.text_column, "id_column": corpus.id_column,
+                   **({"title_column": corpus.title_column} if corpus.title_column else {})},
         "empty_text": job.empty_text,
         "skipped_rows": last_run["skipped_rows"],
         "truncated_rows": sum(s.get("truncated_rows", 0) for s in shards),

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -23,6 +25,9 @@ def resolve_filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     any other scheme fsspec knows (memory://, http://, az://, ...) through fsspec."""
     if not is_url(location):
         return pafs.LocalFileSystem(), str(location)
+    if location.startswith("hf://") and hub_offline():
+        raise BadInput(f"cannot read {location}: the Hugging Face Hub is offline here (HF_HUB_OFFLINE=1, embedpipe's "
+                       "default); set HF_HUB_OFFLINE=0 to read from the Hub, or give a local copy")
     try:
         return pafs.FileSystem.from_uri(location)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
@@ -34,6 +39,11 @@ def resolve_filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     except (ImportError, ValueError) as e:
         raise BadInput(f"cannot open {location}: no filesystem for that URL ({e})") from None
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE says so (huggingface_hub's reading: 1, true, yes, on)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def read_footer(filesystem: pafs.FileSystem, path: str, where: str) -> tuple[pa.Schema, int]:

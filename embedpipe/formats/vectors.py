@@ -294,15 +294,18 @@ def identity_of(manifest: dict) -> dict:
     return encoder_identity(manifest.get("encoder"), (manifest.get("model") or {}).get("content_hash"))
 
 
-def run_key(identity: dict, dtype: str, text_column: str, id_column: str) -> dict:
+def run_key(identity: dict, dtype: str, text_column: str, id_column: str, title_column: str | None = None) -> dict:
     """What two encode runs must share to write the same output: the identity, how vectors are
-    stored, and which columns they came from."""
-    return {**identity, "dtype": dtype, "text_column": text_column, "id_column": id_column}
+    stored, and which columns they came from (a title column only when there is one, so manifests
+    written before titles existed keep their key)."""
+    key = {**identity, "dtype": dtype, "text_column": text_column, "id_column": id_column}
+    return {**key, "title_column": title_column} if title_column else key
 
 
 def run_key_of(manifest: dict) -> dict:
     source = manifest.get("source") or {}
-    return run_key(identity_of(manifest), manifest.get("dtype"), source.get("text_column"), source.get("id_column"))
+    return run_key(identity_of(manifest), manifest.get("dtype"), source.get("text_column"), source.get("id_column"),
+                   source.get("title_column"))
 
 
 def differences(old: dict, new: dict) -> str:

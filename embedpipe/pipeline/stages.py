@@ -97,7 +97,7 @@ class EncodeStage(Stage):
         return {"out": spec.encode.out}
 
     def status(self, spec: Spec, upstream_runs: bool) -> Status:
-        from ..formats.corpus import open_corpus
+        from ..encode.job import open_job_corpus
         from ..formats.vectors import differences, run_key_of
 
         job = spec.encode
@@ -105,8 +105,9 @@ class EncodeStage(Stage):
         if manifest is None:
             return Status("run", "no vectors yet")
         recorded = run_key_of(manifest)
+        corpus = open_job_corpus(job)
         try:
-            wanted = self.run_key(job, recorded.get("max_length"))
+            wanted = self.run_key(job, recorded.get("max_length"), corpus)
         except EmbedpipeError as e:  # the model cannot be found here: the run will say so
             return Status("run", f"cannot compare the encoder ({e})")
         changed = differences(recorded, wanted)
@@ -114,24 +115,24 @@ class EncodeStage(Stage):
             return Status("run", f"config changed ({changed}): " +
                           ("rebuilds (overwrite: true)" if job.overwrite else "refused unless encode.overwrite: true"))
         source = manifest.get("source") or {}
-        corpus = open_corpus(job.corpus, text_column=job.text_column, id_column=job.id_column)
         if source.get("fingerprint") != corpus.fingerprint():
             return Status("run", f"the corpus changed ({source.get('rows')} -> {corpus.rows} rows): "
                                  "encodes the ids not yet encoded")
         return Status("skip", f"{manifest.get('rows')} vectors, complete for this corpus and config")
 
     @staticmethod
-    def run_key(job, recorded_max_length: int | None) -> dict:
+    def run_key(job, recorded_max_length: int | None, corpus) -> dict:
         """The run key ``encode_corpus`` would write for ``job``, without exporting the model: the model's
         content hash comes from resolving it (hashes are memoized), and a spec without max_length takes the
         recorded one, which is the model's default when it was not set then either."""
         from ..encode.encoder import spec_record
-        from ..formats.vectors import encoder_identity, run_key
+        from ..encode.job import corpus_run_key
+        from ..formats.vectors import encoder_identity
         from ..model.resolve import resolve_model
 
         identity = encoder_identity(spec_record(job.spec, job.spec.max_length or recorded_max_length),
                                     resolve_model(job.spec.model).content_hash)
-        return run_key(identity, job.dtype, job.text_column, job.id_column)
+        return corpus_run_key(identity, job.dtype, corpus)
 
     def run(self, spec: Spec, status: Status) -> str:
         from ..encode.job import encode_corpus

@@ -50,11 +50,12 @@ def query_encoder(index: LoadedIndex) -> Encode:
     return TextEncoder.from_manifest(manifest).encode
 
 
-def corpus_texts(corpus: str | os.PathLike, ids: set[str], *, text_column: str = "text",
-                 id_column: str = "id") -> dict[str, str]:
+def corpus_texts(corpus: str | os.PathLike, ids: set[str], *, text_column: str = "text", id_column: str = "id",
+                 title_column: str | None = None, file_format: str | None = None) -> dict[str, str]:
     """Texts of the given ids (compared as strings), streamed from anything ``encode`` reads."""
     found = {}
-    source = open_corpus(str(corpus), text_column=text_column, id_column=id_column)
+    source = open_corpus(str(corpus), text_column=text_column, id_column=id_column, title_column=title_column,
+                         file_format=file_format)
     for batch in source.iter_batches(65_536):
         for doc_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
             if str(doc_id) in ids:
@@ -62,10 +63,12 @@ def corpus_texts(corpus: str | os.PathLike, ids: set[str], *, text_column: str =
     return found
 
 
-def corpus_columns(index: LoadedIndex) -> dict[str, str]:
-    """The text and id columns the indexed vectors were encoded from (as their manifest recorded)."""
+def corpus_columns(index: LoadedIndex) -> dict[str, str | None]:
+    """The text, id and title columns the indexed vectors were encoded from, and the corpus format
+    (as their manifest recorded): a corpus given to ``search --corpus`` is read the same way."""
     source = (index.info.get("manifest") or {}).get("source") or {}
-    return {"text_column": source.get("text_column") or "text", "id_column": source.get("id_column") or "id"}
+    return {"text_column": source.get("text_column") or "text", "id_column": source.get("id_column") or "id",
+            "title_column": source.get("title_column"), "file_format": source.get("format")}
 
 
 def search_texts(index: LoadedIndex, texts: list[str], k: int = 10, encode: Encode | None = None) -> list[list[Hit]]:

@@ -10,6 +10,7 @@ joins that cluster.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -154,8 +155,13 @@ def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: in
 def _encoded(ray, corpus: Corpus, config: MapperConfig, window: int, layout: ActorLayout, skip_ids):
     """The dataset of (id, vector, truncated) tables: the corpus read in blocks of about ``window``
     rows, each mapped by one encoder actor of the pool."""
-    dataset = ray.data.read_parquet(corpus.files, filesystem=corpus.filesystem,
-                                    columns=[corpus.id_column, corpus.text_column], num_cpus=READ_TASK_CPUS)
+    if corpus.is_plain_parquet:
+        dataset = ray.data.read_parquet(corpus.files, filesystem=corpus.filesystem,
+                                        columns=[corpus.id_column, corpus.text_column], num_cpus=READ_TASK_CPUS)
+    else:  # JSON Lines, CSV, save_to_disk, a title to join: read by embedpipe's own reader, one task a file
+        dataset = ray.data.from_items([{"file": path} for path in corpus.files]).map_batches(
+            functools.partial(read_corpus_files, corpus, window), batch_size=1, batch_format="pyarrow",
+            num_cpus=READ_TASK_CPUS)
     # Blocks of one call's rows whatever the files and row groups (big ones cut, small ones joined):
     # each is one task for one actor.
     dataset = dataset.repartition(target_num_rows_per_block=window)
@@ -165,6 +171,13 @@ def _encoded(ray, corpus: Corpus, config: MapperConfig, window: int, layout: Act
         return dataset.map_batches(CorpusBatchEncoder, fn_constructor_args=(config, skip_ids), batch_size=window,
                                    batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=layout.workers),
                                    num_cpus=layout.actor_cpus, **ACTOR_RETRIES)
+
+
+def read_corpus_files(corpus: Corpus, batch_rows: int, files: pa.Table) -> Iterator[pa.Table]:
+    """The (id, text) rows of the files named in ``files``, as the local runner reads them."""
+    for path in files.column("file").to_pylist():
+        for batch in corpus.read_file(path, batch_rows):
+            yield pa.Table.from_batches([batch])
 
 
 def _user_error(error: BaseException) -> EmbedpipeError:
