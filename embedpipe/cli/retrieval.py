@@ -8,15 +8,18 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
 
 from ..errors import BadInput
+from ..formats.beir import beir_files
 from ..formats.index_dir import INFO_FILE
-from ..fsio import read_json
+from ..formats.reports import mteb_result, trec_run_lines
+from ..fsio import check_output, check_output_file, file_sha256, read_json, write_text_atomic
 from ..index import IndexConfig, append_index, build_index, open_index
-from ..retrieval.evaluate import evaluate
+from ..retrieval.evaluate import evaluate_with_run
 from ..retrieval.search import corpus_columns, corpus_texts, search_file, search_texts
 from .options import user_errors
 
@@ -122,25 +125,77 @@ def _k_values(text: str) -> list[int]:
 
 @click.command("evaluate")
 @click.argument("index_dir", type=click.Path())
-@click.option("--queries", required=True, type=click.Path(), help="Queries parquet: id, text.")
-@click.option("--qrels", required=True, type=click.Path(), help="Qrels parquet: query_id, doc_id, relevance.")
+@click.option("--queries", type=click.Path(),
+              help="Queries file: parquet (id, text) or JSON Lines (BEIR's queries.jsonl: _id, text).")
+@click.option("--qrels", type=click.Path(),
+              help="Qrels file: parquet (query_id, doc_id, relevance) or BEIR's tab-separated .tsv "
+                   "(query-id, corpus-id, score, a header line).")
+@click.option("--beir", "beir_dir", type=click.Path(), default=None,
+              help="A BEIR dataset folder: its queries.jsonl and qrels/SPLIT.tsv (instead of --queries/--qrels).")
+@click.option("--split", default="test", show_default=True,
+              help="The qrels split of --beir (qrels/SPLIT.tsv); also the split named in --format mteb.")
+@click.option("--queries-columns", default=None, metavar="ID,TEXT",
+              help="Column names of the queries file [default: id,text, or BEIR's _id,text].")
+@click.option("--qrels-columns", default=None, metavar="QUERY,DOC,GRADE",
+              help="Column names of the qrels file [default: query_id,doc_id,relevance, or BEIR's "
+                   "query-id,corpus-id,score].")
 @click.option("--k", "k_text", default="10,100", show_default=True, help="Cut-offs, comma-separated.")
 @click.option("--exact/--no-exact", default=True, show_default=True,
               help="Also evaluate exact search over the same vectors (needs the vector directory).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (same as --format json).")
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "mteb", "trec"]), default="table",
+              show_default=True,
+              help="mteb: MTEB's result JSON (task, split, main_score, scores); trec: the index's run as a TREC "
+                   "run file (QID Q0 DOCID RANK SCORE TAG).")
+@click.option("--task-name", default=None,
+              help="Task name in --format mteb [default: the BEIR folder's name, else the queries file's].")
+@click.option("--language", "languages", multiple=True, default=["eng-Latn"], show_default=True,
+              help="Language of the task in --format mteb, as MTEB names them (ISO 639-3 and script; repeatable).")
+@click.option("--out", type=click.Path(), default=None, help="Write --format mteb/trec/json here instead of stdout.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @user_errors(flags={"k_values": "--k"})
-def evaluate_cmd(index_dir, queries, qrels, k_text, exact, as_json):
-    """nDCG@10 (main score), Recall@k and MRR@k of INDEX_DIR on BEIR-style queries and qrels.
+def evaluate_cmd(index_dir, queries, qrels, beir_dir, split, queries_columns, qrels_columns, k_text, exact, as_json,
+                 output_format, task_name, languages, out, overwrite):
+    """nDCG@10 (main score), Recall@k and MRR@k of INDEX_DIR on BEIR-style queries and qrels:
+    --queries and --qrels, or a BEIR dataset folder with --beir DIR --split test.
 
     Without 10 among --k, the main score is nDCG at the cut-off nearest 10 (the smaller on a tie)."""
-    k_values = _k_values(k_text)
-    report = evaluate(index_dir, queries, qrels, k_values, exact=exact)
+    if beir_dir is not None:
+        if queries is not None or qrels is not None:
+            raise click.UsageError("give either --beir DIR or --queries and --qrels")
+        queries, qrels = beir_files(beir_dir, split)
+    elif queries is None or qrels is None:
+        raise click.UsageError("give --queries and --qrels, or a BEIR folder with --beir DIR")
     if as_json:
-        click.echo(json.dumps(report))
+        output_format = "json"
+    if out is not None:
+        out = check_output(out, {"index": index_dir, "queries": queries, "qrels": qrels})
+        check_output_file(out, overwrite)
+    k_values = _k_values(k_text)
+    started = time.monotonic()
+    report, run = evaluate_with_run(index_dir, queries, qrels, k_values, exact=exact,
+                                    queries_columns=queries_columns, qrels_columns=qrels_columns)
+    if output_format == "table":
+        columns = [c for c in ("index", "exact") if c in report]
+        click.echo(f"{report['queries']} queries, {report['factory']} {report['search_params']}".rstrip())
+        click.echo(f"{'metric':<12}" + "".join(f"{c:>10}" for c in columns))
+        for name in report["index"]:
+            kind, k = name.split("_at_")
+            click.echo(f"{METRIC_LABELS[kind] + '@' + k:<12}" + "".join(f"{report[c][name]:>10.4f}" for c in columns))
         return
-    columns = [c for c in ("index", "exact") if c in report]
-    click.echo(f"{report['queries']} queries, {report['factory']} {report['search_params']}".rstrip())
-    click.echo(f"{'metric':<12}" + "".join(f"{c:>10}" for c in columns))
-    for name in report["index"]:
-        kind, k = name.split("_at_")
-        click.echo(f"{METRIC_LABELS[kind] + '@' + k:<12}" + "".join(f"{report[c][name]:>10.4f}" for c in columns))
+    if output_format == "json":
+        text = json.dumps(report)
+    elif output_format == "trec":
+        text = "\n".join(trec_run_lines(run, tag=Path(index_dir).name or "embedpipe"))
+    else:
+        name = task_name or (Path(beir_dir).resolve().name if beir_dir else Path(queries).name.split(".")[0])
+        result = mteb_result(name, split, report["index"], report["main_score"],
+                             evaluation_time=round(time.monotonic() - started, 3), languages=languages,
+                             dataset_revision="qrels-sha256:" + file_sha256(qrels)[:16])
+        text = json.dumps(result, indent=2)
+    if out is None:
+        click.echo(text)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out, text + "\n")
+        click.echo(f"wrote {out}", err=True)

@@ -1,12 +1,17 @@
-"""Retrieval evaluation files as BEIR lays them out (parquet): queries, qrels, and search results.
+"""Retrieval evaluation files: queries, qrels and search results, as parquet or as BEIR ships them.
 
     queries  id, text                       one row per query; ids unique, texts non-blank
     qrels    query_id, doc_id, relevance    graded relevance judgments (integers)
     results  query_id, rank, doc_id, score  what `search --queries` writes (higher score = better)
 
+A BEIR dataset folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl``
+(``_id``, ``text``) and ``qrels/SPLIT.tsv`` (``query-id``, ``corpus-id``, ``score``, a header line).
+Those names are taken when the default ones are absent; other names are given as ``columns``.
+
     >>> ids, texts = read_queries("queries.parquet")      # doctest: +SKIP
     >>> read_qrels("qrels.parquet")["q1"]                  # doctest: +SKIP
     {'d1': 1, 'd3': 2}
+    >>> queries, qrels = beir_files("scifact", "test")    # doctest: +SKIP
 
 Columns follow the rules every reader shares (columns.py): ids are integers or strings, never null;
 texts are strings (string_view and dictionary-encoded too).
@@ -14,18 +19,75 @@ texts are strings (string_view and dictionary-encoded too).
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
+from pathlib import Path
 
 import pyarrow as pa
 
 from ..errors import BadInput
 from .columns import Column, check_ids_present, first_null, invalid_utf8_rows
-from .parquet import read_table
+from .parquet import read_table, resolve_filesystem
+from .tabular import open_stream
 
 RESULT_COLUMNS = ("query_id", "rank", "doc_id", "score")
-QUERY_COLUMNS = [Column("id", "id"), Column("text", "text")]
-QREL_COLUMNS = [Column("query_id", "id"), Column("doc_id", "id"), Column("relevance", "relevance")]
+QUERY_NAMES = ("id", "text")
+QREL_NAMES = ("query_id", "doc_id", "relevance")
+BEIR_QUERY_NAMES = ("_id", "text")
+BEIR_QREL_NAMES = ("query-id", "corpus-id", "score")
+
+
+def query_columns(names=QUERY_NAMES) -> list[Column]:
+    return [Column(names[0], "id", "queries_columns"), Column(names[1], "text", "queries_columns")]
+
+
+def qrel_columns(names=QREL_NAMES) -> list[Column]:
+    return [Column(names[0], "id", "qrels_columns"), Column(names[1], "id", "qrels_columns"),
+            Column(names[2], "relevance", "qrels_columns")]
+
+
+def column_names(value, default: tuple[str, ...], field: str) -> tuple[str, ...]:
+    """``"qid,text"`` or ``("qid", "text")`` -> a tuple of as many names as ``default`` has."""
+    if value is None:
+        return default
+    names = tuple(n.strip() for n in (value.split(",") if isinstance(value, str) else value))
+    if len(names) != len(default) or not all(names) or len(set(names)) != len(names):
+        raise BadInput(f"{field} takes {len(default)} distinct column names like {','.join(default)}, got {value!r}",
+                       fields=(field,))
+    return names
+
+
+def with_beir_names(location: str, names: tuple[str, ...], default: tuple[str, ...],
+                    beir: tuple[str, ...]) -> tuple[str, ...]:
+    """BEIR's names when the defaults were asked for and the file has BEIR's instead."""
+    if names != default:
+        return names
+    from .tabular import file_schema, format_of
+
+    filesystem, path = resolve_filesystem(location)
+    try:
+        present = set(file_schema(filesystem, path, format_of(path) or "parquet").names)
+    except BadInput:
+        return names  # the reader says what is wrong with the file
+    return beir if not set(names) <= present and set(beir) <= present else names
+
+
+def beir_files(folder: str | os.PathLike, split: str) -> tuple[str, str]:
+    """(queries, qrels) of a BEIR dataset folder: queries.jsonl and qrels/SPLIT.tsv."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInput(f"BEIR folder {folder} does not exist")
+    queries = next((folder / n for n in ("queries.jsonl", "queries.jsonl.gz") if (folder / n).is_file()), None)
+    if queries is None:
+        raise BadInput(f"BEIR folder {folder} has no queries.jsonl")
+    qrels = folder / "qrels" / f"{split}.tsv"
+    if not qrels.is_file():
+        have = sorted(p.stem for p in (folder / "qrels").glob("*.tsv")) if (folder / "qrels").is_dir() else []
+        raise BadInput(f"BEIR folder {folder} has no qrels for split={split} ({qrels} does not exist; "
+                       f"splits here: {', '.join(have) or 'none'})", fields=("split",))
+    return str(queries), str(qrels)
 
 
 def examples(values: list, limit: int = 3) -> str:
@@ -33,18 +95,20 @@ def examples(values: list, limit: int = 3) -> str:
     return shown + (", ..." if len(values) > limit else "")
 
 
-def read_queries(path: str | os.PathLike) -> tuple[list, list[str]]:
-    """(ids, texts) from a BEIR queries parquet; null ids, invalid UTF-8, empty texts and repeated ids
-    are errors."""
+def read_queries(path: str | os.PathLike, columns=None) -> tuple[list, list[str]]:
+    """(ids, texts) from a queries file (parquet, or BEIR's queries.jsonl); null ids, invalid UTF-8,
+    empty texts and repeated ids are errors. ``columns``: the (id, text) column names."""
     where = f"queries file {path}"
-    table = read_table(str(path), where, QUERY_COLUMNS)
-    check_ids_present(table.column("id"), where, "id")
-    ids = table.column("id").to_pylist()
-    bad = invalid_utf8_rows(table.column("text"))
+    names = column_names(columns, QUERY_NAMES, "queries_columns")
+    id_name, text_name = with_beir_names(str(path), names, QUERY_NAMES, BEIR_QUERY_NAMES)
+    table = read_table(str(path), where, query_columns((id_name, text_name)))
+    check_ids_present(table.column(id_name), where, id_name)
+    ids = table.column(id_name).to_pylist()
+    bad = invalid_utf8_rows(table.column(text_name))
     if bad:
         raise BadInput(f"{len(bad)} query text(s) in {path} are not valid UTF-8 "
                        f"(ids {examples([ids[i] for i in bad])})")
-    texts = table.column("text").to_pylist()
+    texts = table.column(text_name).to_pylist()
     empty = [i for i, t in zip(ids, texts) if t is None or not t.strip()]
     if empty:
         raise BadInput(f"{len(empty)} query text(s) in {path} are empty (ids {examples(empty)})")
@@ -53,20 +117,65 @@ def read_queries(path: str | os.PathLike) -> tuple[list, list[str]]:
     return ids, texts
 
 
-def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
-    """{query_id: {doc_id: relevance}} from a BEIR qrels parquet (ids compared as strings)."""
+def read_qrels(path: str | os.PathLike, columns=None) -> dict[str, dict[str, int]]:
+    """{query_id: {doc_id: relevance}} from a qrels file: parquet, or BEIR's tab-separated
+    qrels/SPLIT.tsv (ids compared as strings). ``columns``: the (query id, doc id, relevance) names."""
     where = f"qrels file {path}"
-    table = read_table(str(path), where, QREL_COLUMNS)
-    for column in ("query_id", "doc_id"):
-        check_ids_present(table.column(column), where, column)
+    names = column_names(columns, QREL_NAMES, "qrels_columns")
+    if str(path).endswith(".tsv"):
+        query_ids, doc_ids, relevance = read_qrels_tsv(str(path), where, names if columns else BEIR_QREL_NAMES)
+    else:
+        names = with_beir_names(str(path), names, QREL_NAMES, BEIR_QREL_NAMES)
+        table = read_table(str(path), where, qrel_columns(names))
+        for column in names[:2]:
+            check_ids_present(table.column(column), where, column)
+        relevance = integer_relevance(table.column(names[2]), where)
+        query_ids, doc_ids = table.column(names[0]).to_pylist(), table.column(names[1]).to_pylist()
     qrels: dict[str, dict[str, int]] = {}
-    relevance = integer_relevance(table.column("relevance"), where)
-    for query_id, doc_id, grade in zip(table.column("query_id").to_pylist(), table.column("doc_id").to_pylist(),
-                                       relevance):
+    for query_id, doc_id, grade in zip(query_ids, doc_ids, relevance):
         qrels.setdefault(str(query_id), {})[str(doc_id)] = grade
     if not qrels:
         raise BadInput(f"{where} has no rows")
     return qrels
+
+
+def read_qrels_tsv(path: str, where: str, names: tuple[str, ...]) -> tuple[list[str], list[str], list[int]]:
+    """The three columns of a BEIR qrels TSV (a header line, then one judgment a line); a line with
+    too few fields, an empty id or a grade that is not an integer is an error naming its line."""
+    filesystem, inside = resolve_filesystem(path)
+    if filesystem.get_file_info(inside).type.name == "NotFound":
+        raise BadInput(f"{where} does not exist")
+    query_ids, doc_ids, grades = [], [], []
+    with open_stream(filesystem, inside) as stream:
+        lines = csv.reader(io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=""),
+                           delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(lines, None) or []
+        missing = [n for n in names if n not in header]
+        if missing:
+            raise BadInput(f"{where} line 1: no column {missing[0]!r} in the header ({', '.join(header) or 'empty'}); "
+                           f"BEIR qrels start with the line {chr(9).join(BEIR_QREL_NAMES)!r}, or name the columns "
+                           "with qrels_columns", fields=("qrels_columns",))
+        at = [header.index(n) for n in names]
+        for row in lines:
+            if not any(field.strip() for field in row):
+                continue
+            line = f"{where} line {lines.line_num}"
+            if len(row) <= max(at):
+                raise BadInput(f"{line}: {len(row)} tab-separated field(s), the header has {len(header)}")
+            query_id, doc_id, grade = (row[i].strip() for i in at)
+            if not query_id or not doc_id:
+                raise BadInput(f"{line}: an empty {names[0] if not query_id else names[1]}")
+            try:
+                value = int(grade) if grade.lstrip("-").isdigit() else float(grade)
+            except ValueError:
+                value = None
+            if value is None or not math.isfinite(value) or value != int(value):
+                raise BadInput(f"{line}: {names[2]} {grade!r} is not a whole number; graded relevance is an "
+                               "integer (0, 1, 2, ...)")
+            query_ids.append(query_id)
+            doc_ids.append(doc_id)
+            grades.append(int(value))
+    return query_ids, doc_ids, grades
 
 
 def integer_relevance(column: pa.ChunkedArray, where: str) -> list[int]:

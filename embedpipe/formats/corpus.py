@@ -187,7 +187,7 @@ def open_corpus(location: str, *, text_column: str = "text", id_column: str = "i
     """Find the corpus files at ``location`` and check that they hold the columns asked for."""
     location = str(location)
     if file_format is not None and file_format not in FORMATS:
-        raise BadInput(f"unknown format {file_format!r}; choose one of {', '.join(FORMATS)}", fields=("format",))
+        raise BadInput(f"format={file_format} is not one of {', '.join(FORMATS)}", fields=("format",))
     filesystem, path = resolve_filesystem(location)
     try:
         files, fmt, beir = find_files(filesystem, path, location, file_format)
@@ -240,8 +240,7 @@ def find_files(filesystem: pafs.FileSystem, path: str, location: str,
     if info.type != pafs.FileType.Directory:
         fmt = file_format or format_of(path)
         if fmt is None:
-            raise BadInput(f"cannot tell the format of {location} from its name; pass format= one of "
-                           f"{', '.join(FORMATS)}", fields=("format",))
+            raise unknown_kind(location)
         return [path], fmt, False
     inside = {i.base_name: i for i in filesystem.get_file_info(pafs.FileSelector(path))}
     if "dataset_dict.json" in inside:
@@ -274,14 +273,18 @@ def one_format(files: list[str], location: str, file_format: str | None) -> str:
         return file_format
     counts = Counter(format_of(f) for f in files)
     if None in counts:
-        unknown = next(f for f in files if format_of(f) is None)
-        raise BadInput(f"cannot tell the format of {unknown} from its name; pass format= one of "
-                       f"{', '.join(FORMATS)}", fields=("format",))
+        raise unknown_kind(next(f for f in files if format_of(f) is None))
     if len(counts) > 1:
-        found = ", ".join(f"{n} {fmt}" for fmt, n in counts.most_common())
-        raise BadInput(f"{location} holds files of more than one format ({found}); pass format= the one to read",
+        found = ", ".join(f"{counts[fmt]} {fmt}" for fmt in sorted(counts))
+        choices = " or ".join(f"format={fmt}" for fmt in sorted(counts))
+        raise BadInput(f"{location} holds files of more than one kind ({found}); choose with {choices}",
                        fields=("format",))
     return next(iter(counts))
+
+
+def unknown_kind(path: str) -> BadInput:
+    return BadInput(f"cannot tell from its name what {path} holds (.parquet, .jsonl, .csv, .arrow, each maybe "
+                    f"compressed); name it with {' or '.join(f'format={f}' for f in FORMATS)}", fields=("format",))
 
 
 def exists(filesystem: pafs.FileSystem, path: str) -> bool:

@@ -3,12 +3,16 @@ to tell whether it is up to date.
 
     report.json  metrics of the index (and of exact search), main_score, the config it ran with,
                  and the sha256 of index.json, queries and qrels (``inputs``)
+
+and the shapes other tools read: MTEB's result JSON (``mteb_result``), a TREC run file (``trec_run_lines``).
 """
 
 from __future__ import annotations
 
 import os
+import time
 
+from ..errors import BadInput
 from ..fsio import read_json
 
 
@@ -16,3 +20,42 @@ def read_evaluation(path: str | os.PathLike) -> dict | None:
     """A report written by run_evaluate, or None when there is none (or it is not one)."""
     report = read_json(path)
     return report if report is not None and "inputs" in report and "main_score" in report else None
+
+
+# --- what the field compares: MTEB result JSON, TREC run files -------------------------------------
+
+def mteb_result(task_name: str, split: str, scores: dict[str, float], main_score: str, *,
+                evaluation_time: float | None = None, dataset_revision: str = "local",
+                languages: list[str] | tuple[str, ...] = (), hf_subset: str = "default") -> dict:
+    """One task's scores as MTEB writes them (its ``TaskResult``; loads with
+    ``mteb.TaskResult.from_dict``): ``main_score`` is a value, the named metric's.
+
+    >>> result = mteb_result("SciFact", "test", {"ndcg_at_10": 0.5, "mrr_at_10": 0.4}, "ndcg_at_10")
+    >>> result["scores"]["test"][0]["main_score"], result["task_name"]
+    (0.5, 'SciFact')
+    """
+    if main_score not in scores:
+        raise KeyError(f"main score {main_score!r} is not among the scores ({', '.join(scores)})")
+    entry = {**scores, "main_score": scores[main_score], "hf_subset": hf_subset, "languages": list(languages)}
+    return {"dataset_revision": dataset_revision, "task_name": task_name, "mteb_version": None,
+            "scores": {split: [entry]}, "evaluation_time": evaluation_time, "kg_co2_emissions": None,
+            "date": time.time()}
+
+
+def trec_run_lines(run: dict[str, dict[str, float]], tag: str = "embedpipe") -> list[str]:
+    """A run as TREC run file lines, ``QID Q0 DOCID RANK SCORE TAG``, each query's documents in the
+    order every metric ranks them (score, then doc id, descending). Ids must have no whitespace.
+
+    >>> trec_run_lines({"q1": {"d2": 0.5, "d1": 0.5, "d3": 0.9}})
+    ['q1 Q0 d3 1 0.900000 embedpipe', 'q1 Q0 d2 2 0.500000 embedpipe', 'q1 Q0 d1 3 0.500000 embedpipe']
+    """
+    from ..retrieval.metrics import ranking
+
+    lines = []
+    for query_id, doc_scores in run.items():
+        for rank, doc_id in enumerate(ranking(doc_scores), start=1):
+            for name in (query_id, doc_id):
+                if not name or any(c.isspace() for c in name):
+                    raise BadInput(f"id {name!r} cannot be written to a TREC run file (ids are space-separated)")
+            lines.append(f"{query_id} Q0 {doc_id} {rank} {doc_scores[doc_id]:.6f} {tag}")
+    return lines

@@ -79,12 +79,22 @@ def main_score(k_values) -> str:
 
 
 def evaluate(index_dir: str | os.PathLike, queries: str | os.PathLike, qrels: str | os.PathLike,
-             k_values: list[int] = (10, 100), *, exact: bool = True, batch_rows: int = 1024) -> dict:
+             k_values: list[int] = (10, 100), *, exact: bool = True, batch_rows: int = 1024,
+             queries_columns=None, qrels_columns=None) -> dict:
     """Retrieval metrics of the index, and of exact search over the same vectors, on BEIR files."""
+    return evaluate_with_run(index_dir, queries, qrels, k_values, exact=exact, batch_rows=batch_rows,
+                             queries_columns=queries_columns, qrels_columns=qrels_columns)[0]
+
+
+def evaluate_with_run(index_dir: str | os.PathLike, queries: str | os.PathLike, qrels: str | os.PathLike,
+                      k_values: list[int] = (10, 100), *, exact: bool = True, batch_rows: int = 1024,
+                      queries_columns=None, qrels_columns=None) -> tuple[dict, dict[str, dict[str, float]]]:
+    """``evaluate``'s report, and the index's run that it scored: {query id: {doc id: score}} (for
+    a TREC run file). ``queries_columns`` / ``qrels_columns``: the files' column names."""
     k_values = sorted(set(k_values))
     index = open_index(index_dir)
-    query_ids, texts = read_queries(queries)
-    judged = read_qrels(qrels)
+    query_ids, texts = read_queries(queries, queries_columns)
+    judged = read_qrels(qrels, qrels_columns)
     by_id = {str(q): t for q, t in zip(query_ids, texts)}
     unknown_queries = [q for q in judged if q not in by_id]
     if unknown_queries:
@@ -108,12 +118,13 @@ def evaluate(index_dir: str | os.PathLike, queries: str | os.PathLike, qrels: st
             vectors[start:start + len(chunk)] = encode([by_id[q] for q in chunk])
             progress.update(len(chunk))
     k = max(k_values)
-    report = {"index": retrieval_metrics(_run(evaluated, *index_search(index, vectors, k)), judged, k_values)}
+    run = _run(evaluated, *index_search(index, vectors, k))
+    report = {"index": retrieval_metrics(run, judged, k_values)}
     if exact:
         report["exact"] = retrieval_metrics(_run(evaluated, *exact_search(index, vectors, k)), judged, k_values)
     return {**report, "main_score": main_score(k_values), "queries": len(evaluated), "k_values": k_values,
             "factory": index.info["factory"], "search_params": index.info.get("search_params", ""),
-            "index_dir": str(index.path)}
+            "index_dir": str(index.path)}, run
 
 
 @dataclass

@@ -214,13 +214,17 @@ MISSING = {
     "predict text": (lambda p: read_labeled(str(p), "body", None), {"id": [1], "text": ["x"]},
                      "{p} has no text column 'body' (columns: id, text); name one with text_column", "text_column"),
     "queries id": (read_queries, {"qid": ["q1"], "text": ["x"]},
-                   "queries file {p} has no id column 'id' (columns: qid, text)", None),
+                   "queries file {p} has no id column 'id' (columns: qid, text); name one with queries_columns",
+                   "queries_columns"),
     "queries text": (read_queries, {"id": ["q1"], "query": ["x"]},
-                     "queries file {p} has no text column 'text' (columns: id, query)", None),
+                     "queries file {p} has no text column 'text' (columns: id, query); name one with queries_columns",
+                     "queries_columns"),
     "qrels doc_id": (read_qrels, {"query_id": ["q1"], "doc": ["d1"], "relevance": [1]},
-                     "qrels file {p} has no id column 'doc_id' (columns: query_id, doc, relevance)", None),
+                     "qrels file {p} has no id column 'doc_id' (columns: query_id, doc, relevance); name one with "
+                     "qrels_columns", "qrels_columns"),
     "qrels relevance": (read_qrels, {"query_id": ["q1"], "doc_id": ["d1"], "score": [1]},
-                        "qrels file {p} has no relevance column 'relevance' (columns: query_id, doc_id, score)", None),
+                        "qrels file {p} has no relevance column 'relevance' (columns: query_id, doc_id, score); "
+                        "name one with qrels_columns", "qrels_columns"),
 }
 
 
