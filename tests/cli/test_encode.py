@@ -57,9 +57,9 @@ def test_truncated_parquet(base_args, corpus, tmp_path):
     assert_one_line_error(run("encode", tmp_path / "cut.parquet", *base_args), "not a readable parquet file")
 
 
-def test_directory_without_parquet(base_args, tmp_path):
+def test_directory_without_corpus_files(base_args, tmp_path):
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(run("encode", tmp_path / "empty", *base_args), "holds no .parquet files")
+    assert_one_line_error(run("encode", tmp_path / "empty", *base_args), "holds no corpus files (.parquet, .jsonl, .csv, .arrow)")
 
 
 def test_missing_text_column(base_args, corpus):
