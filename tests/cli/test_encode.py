@@ -59,7 +59,8 @@ def test_truncated_parquet(base_args, corpus, tmp_path):
 
 def test_directory_without_corpus_files(base_args, tmp_path):
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(run("encode", tmp_path / "empty", *base_args), "holds no corpus files (.parquet, .jsonl, .csv, .arrow)")
+    assert_one_line_error(run("encode", tmp_path / "empty", *base_args),
+                          "holds no corpus files (.parquet, .jsonl, .csv, .arrow)")
 
 
 def test_missing_text_column(base_args, corpus):
