@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 
 from .. import checks
 from ..encode.encoder import recorded_spec
-from ..formats.classifier import load_classifier
+from ..errors import CorruptArtifact
+from ..formats.classifier import head_input_dim, load_classifier
 from ..formats.labeled import read_labeled
 from ..fsio import atomic_path, check_output, check_output_file
 from .features import FeatureCache
@@ -37,9 +38,13 @@ def predict_file(model_dir: str | os.PathLike, data: str, out: str | os.PathLike
     saved = load_classifier(model_dir)
     check_output_file(out, overwrite)
     source = read_labeled(data, text_column, None)
-    spec = recorded_spec(saved.encoder, saved.meta.get("model", {}).get("content_hash"), "this classifier was trained")
+    model = saved.meta.get("model") or {}
+    spec = recorded_spec(saved.encoder, model.get("content_hash"), "this classifier was trained", model.get("path"))
     started = time.perf_counter()
     vectors, _ = FeatureCache(threads=threads).encode(spec, source.texts, "texts encoded")
+    if vectors.shape[1] != head_input_dim(saved.head):
+        raise CorruptArtifact(f"{model_dir}: the head takes {head_input_dim(saved.head)}-dim vectors, the encoder it "
+                              f"names makes {vectors.shape[1]}-dim ones (was classifier.json edited?)")
     probabilities = softmax(head_logits(saved.head, vectors))
     best = probabilities.argmax(axis=1)
     seconds = time.perf_counter() - started

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from .. import checks
-from ..errors import BadInput, ConfigError, CorruptArtifact, EmbedpipeError
+from ..errors import BadInput, ConfigError, CorruptArtifact, EmbedpipeError, first_line
 from ..formats.export_dir import ExportedModel, load_export
 from ..model.export import ensure_exported
 from ..model.optimize import check_export_options
@@ -55,6 +55,12 @@ def prepare(spec: EncoderSpec) -> tuple[ExportedModel, int]:
     exported = ensure_exported(resolve_model(spec.model), optimize=spec.optimize, quantize=spec.quantize)
     if spec.pooling in NEEDS_POOLER_WEIGHTS and not exported.info.get("has_pooler"):
         raise BadInput(f"pooling 'pooler' needs a model with a pooler layer; {exported.info['model_name']} has none")
+    limit = exported.position_limit
+    if spec.max_length is not None and limit is not None and spec.max_length > limit:
+        # Caught here, before any runner starts: onnxruntime (or a Ray actor) would fail mid-run
+        # on the first text that long, with an index error that never mentions the length.
+        raise BadInput(f"max_length {spec.max_length} is more than model {exported.info.get('model_name')} has "
+                       f"positions for ({limit} tokens); pass max_length={limit} or less", fields=("max_length",))
     return exported, spec.max_length or exported.default_max_length
 
 
@@ -69,10 +75,15 @@ class TextEncoder:
         self.exported = load_export(export_dir)
         self.pooling, self.normalize, self.max_length, self.plan = check_pooling(pooling), normalize, max_length, plan
         self.pool_weights = self.exported.pooler_weights() if pooling in NEEDS_POOLER_WEIGHTS else {}
-        self.session = ort.InferenceSession(str(self.exported.onnx_path), self.session_options(),
-                                            providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.exported.onnx_path), self.session_options(),
+                                                providers=["CPUExecutionProvider"])
+            self.tokenizer = Tokenizer.from_file(str(self.exported.path / "tokenizer.json"))
+        except Exception as e:  # onnxruntime's and tokenizers' own types: a damaged or truncated file
+            raise CorruptArtifact(f"cannot load the encoder in {self.exported.path} ({type(e).__name__}: "
+                                  f"{first_line(e)}); if that export is damaged, delete the directory and run "
+                                  "again to export the model anew") from None
         self.input_names = {i.name for i in self.session.get_inputs()}
-        self.tokenizer = Tokenizer.from_file(str(self.exported.path / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length)
         self.pad_id = int(self.exported.info.get("pad_token_id") or 0)
@@ -88,7 +99,8 @@ class TextEncoder:
         encoder = manifest.get("encoder")
         if not isinstance(encoder, dict):
             raise EmbedpipeError("the manifest has no 'encoder' section; was it written by embedpipe encode?")
-        spec = recorded_spec(encoder, manifest.get("model", {}).get("content_hash"), "these vectors were made")
+        model = manifest.get("model") or {}
+        spec = recorded_spec(encoder, model.get("content_hash"), "these vectors were made", model.get("path"))
         return cls.load(spec, BatchPlan(threads=threads or min(4, os.cpu_count() or 1)))
 
     def session_options(self):
@@ -149,18 +161,26 @@ class TextEncoder:
         return l2_normalize(vectors) if self.normalize else vectors
 
 
-def recorded_spec(record: dict, content_hash: str | None, since: str) -> EncoderSpec:
+def recorded_spec(record: dict, content_hash: str | None, since: str, model_path: str | None = None) -> EncoderSpec:
     """The EncoderSpec a spec_record names, refusing a model whose content changed ``since`` (what
-    was made with it) when the record's ``content_hash`` is known."""
+    was made with it) when the record's ``content_hash`` is known.
+
+    ``model_path`` is the directory the model was resolved to when it was recorded (absolute): the
+    record keeps the name the user gave (``./my-model``, for display), which from another working
+    directory names nothing or something else, so the recorded directory is used while it exists
+    (the content hash still has to match)."""
     try:
         spec = EncoderSpec(**{k: record.get(k) for k in ("model", "pooling", "normalize", "max_length",
                                                            "optimize", "quantize")})
     except ConfigError as e:
         raise CorruptArtifact(f"the encoder recorded when {since} is not valid: {e}") from None
+    if spec.model is not None and isinstance(model_path, str) and os.path.isabs(model_path) \
+            and os.path.isdir(model_path):
+        spec = replace(spec, model=model_path)
     actual = resolve_model(spec.model).content_hash
     if content_hash and actual != content_hash:
         raise EmbedpipeError(f"model {spec.model or 'default'} has changed since {since} "
-                             f"(content hash {actual[:12]} != {content_hash[:12]})")
+                             f"(content hash {actual[:12]} != {str(content_hash)[:12]})")
     return spec
 
 

@@ -70,10 +70,51 @@ def load_classifier(path: str | os.PathLike) -> SavedClassifier:
                              "make one with `embedpipe classify --save-model DIR`)")
     try:
         meta = json.loads((path / META).read_text())
-        kind, classes = meta["kind"], meta["classes"]
         weights = load_file(path / WEIGHTS)
-    except (ValueError, KeyError, OSError, SafetensorError) as e:
+    except (ValueError, OSError, SafetensorError) as e:
         raise CorruptArtifact(f"{path}: cannot read the saved classifier ({e})") from None
-    if meta.get("format_version") != FORMAT_VERSION or kind not in HEADS:
+    if not isinstance(meta, dict):
+        raise CorruptArtifact(f"{path / META} is not a JSON object")
+    kind, classes = meta.get("kind"), meta.get("classes")
+    if meta.get("format_version") != FORMAT_VERSION or not isinstance(kind, str) or kind not in HEADS:
         raise CorruptArtifact(f"{path}: unsupported classifier format {meta.get('format_version')} / head {kind!r}")
+    _check_saved(path, meta, kind, classes, weights)
     return SavedClassifier(path, Head(kind, weights), classes, meta)
+
+
+# The tensors each head needs and their shapes, in letters: C classes, D input dim, H hidden width.
+HEAD_TENSORS = {"linear": {"weight": "CD", "bias": "C"},
+                "mlp": {"pre_classifier.weight": "HD", "pre_classifier.bias": "H",
+                        "classifier.weight": "CH", "classifier.bias": "C"}}
+
+
+def head_input_dim(head: Head) -> int:
+    """The vector dimension a head takes (D)."""
+    return int(head.weights["weight" if head.kind == "linear" else "pre_classifier.weight"].shape[1])
+
+
+def _check_saved(path: Path, meta: dict, kind: str, classes, weights: dict[str, np.ndarray]) -> None:
+    """Everything predict relies on, checked on load: a classifier.json edited by hand (or a head
+    file from another classifier) is one line naming what disagrees, never a traceback mid-predict."""
+    def bad(problem: str) -> CorruptArtifact:
+        return CorruptArtifact(f"{path}: {problem}; retrain it with `embedpipe classify --save-model`")
+
+    if (not isinstance(classes, list) or not classes
+            or not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in classes)):
+        raise bad(f"'classes' in {META} must be a non-empty list of strings or integers, got {classes!r:.60}")
+    if len(set(classes)) != len(classes):
+        raise bad(f"'classes' in {META} names a class twice")
+    for key in ("encoder", "model"):
+        if not isinstance(meta.get(key), dict):
+            raise bad(f"'{key}' in {META} must be an object, got {meta.get(key)!r:.60}")
+    sizes: dict[str, int] = {"C": len(classes)}
+    for name, letters in HEAD_TENSORS[kind].items():
+        tensor = weights.get(name)
+        if tensor is None:
+            raise bad(f"{WEIGHTS} has no tensor {name!r} (a {kind} head needs {', '.join(HEAD_TENSORS[kind])})")
+        if tensor.ndim != len(letters) or not np.isfinite(tensor).all():
+            raise bad(f"tensor {name!r} in {WEIGHTS} has shape {tensor.shape} or non-finite values")
+        for letter, size in zip(letters, tensor.shape):
+            if sizes.setdefault(letter, size) != size:
+                what = f"{len(classes)} classes in {META}" if letter == "C" else "the other tensors"
+                raise bad(f"tensor {name!r} in {WEIGHTS} has shape {tensor.shape}, which does not fit {what}")

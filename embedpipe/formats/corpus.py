@@ -208,6 +208,8 @@ def open_corpus(location: str, *, text_column: str = "text", id_column: str = "i
     file_rows, id_type = [], None
     for file in files:
         schema = schema if file == files[0] else file_schema(filesystem, file, fmt)
+        if id_column in schema.names and pa.types.is_floating(value_type(schema.field(id_column).type)):
+            raise BadInput(_float_id_message(filesystem, file, fmt, id_column, schema.field(id_column).type))
         check_columns(schema, file, wanted)
         # Compared decoded: a categorical id column in one file and plain strings in the next agree.
         this_type = value_type(schema.field(id_column).type)
@@ -216,6 +218,27 @@ def open_corpus(location: str, *, text_column: str = "text", id_column: str = "i
         id_type = this_type
         file_rows.append(count_rows(filesystem, file, fmt, id_column, id_type))
     return Corpus(location, filesystem, files, file_rows, text_column, id_column, id_type, fmt, title_column)
+
+
+def _float_id_message(filesystem: pafs.FileSystem, file: str, fmt: str, id_column: str, kind: pa.DataType) -> str:
+    """Why a float id column is refused, naming the first row with no usable id: a float is no id
+    (1.0 and 1 would be two ids, NaN equals nothing), and pandas writes an integer column with
+    missing values as float, so a NaN row is usually the cause."""
+    message = f"{file}: id column {id_column!r} holds {kind}, not integers or strings"
+    row = 0
+    try:
+        for batch in file_batches(filesystem, file, fmt, [id_column], 65_536):
+            values = decoded(batch.column(0))
+            missing = pc.fill_null(pc.is_nan(values), True) if pa.types.is_floating(values.type) else values.is_null()
+            first = pc.index(missing, True).as_py()
+            if first is not None and first >= 0:
+                what = "null" if values[first].as_py() is None else "NaN"
+                return (f"{message}; row {row + first} is {what} (pandas writes an integer column with missing "
+                        "values as floats): give every row an id, then cast the column to int")
+            row += batch.num_rows
+    except (EmbedpipeError, pa.ArrowException, OSError):
+        return message
+    return f"{message}; cast the column to int or string"
 
 
 def count_rows(filesystem: pafs.FileSystem, path: str, fmt: str, id_column: str, id_type: pa.DataType) -> int:

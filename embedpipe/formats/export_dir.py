@@ -40,6 +40,20 @@ class ExportedModel:
         return int(self.info["default_max_length"])
 
     @property
+    def position_limit(self) -> int | None:
+        """The most tokens the model has positions for (its config.json beside the graph), or None
+        when it names no limit (relative or rotary positions). RoBERTa-style models number
+        positions from ``pad_token_id + 1``: 514 position embeddings hold 512 tokens."""
+        config = _read_config(self.path / "config.json")
+        limit = config.get("max_position_embeddings")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            return None
+        pad = config.get("pad_token_id")
+        if config.get("model_type") in OFFSET_POSITIONS and isinstance(pad, int) and 0 <= pad < limit:
+            limit -= pad + 1
+        return limit
+
+    @property
     def dim(self) -> int:
         return int(self.info["hidden_size"])
 
@@ -49,6 +63,19 @@ class ExportedModel:
             return None
         with np.load(file) as data:
             return {"weight": data["weight"], "bias": data["bias"]}
+
+
+# Model types whose position ids start after the padding index (fairseq's convention).
+OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "mpnet", "data2vec-text",
+                    "ibert", "luke", "markuplm", "roberta-prelayernorm", "xmod", "bart", "mbart"}
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def load_export(path: str | os.PathLike) -> ExportedModel:

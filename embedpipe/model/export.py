@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInput, EmbedpipeError
+from ..errors import BadInput, EmbedpipeError, first_line
 from ..formats.export_dir import EXPORT_INFO, POOLER_WEIGHTS, ExportedModel, load_export
 from ..fsio import check_output, staged_dir, write_json_atomic
 from .optimize import check_export_options, cpu_isa, optimize_graph, quantize_int8
@@ -62,10 +62,16 @@ def ensure_exported(model: ResolvedModel, *, optimize: str | None = None, quanti
                              "runs it only when asked: `embedpipe export --trust-remote-code` once, then encode")
     shipped = shipped_graph(model.path) if optimize is None and quantize is None else None
     with staged_dir(target) as staging:
-        if shipped is not None:
-            info = _adopt_shipped(model, shipped, staging)
-        else:
-            info = _export(model, staging, optimize, quantize, trust_remote_code)
+        try:
+            if shipped is not None:
+                info = _adopt_shipped(model, shipped, staging)
+            else:
+                info = _export(model, staging, optimize, quantize, trust_remote_code)
+        except EmbedpipeError:
+            raise
+        except Exception as e:  # torch, safetensors, transformers, optimum: a damaged or unusable model
+            raise BadInput(f"model {model.name} ({model.path}) cannot be loaded and exported: "
+                           f"{type(e).__name__}: {first_line(e)} (are its weight files complete?)") from None
         write_json_atomic(staging / EXPORT_INFO, info)
     return ExportedModel(target, info)
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from ..errors import EmbedpipeError
+from ..errors import EmbedpipeError, first_line
 
 
 @dataclass
@@ -40,12 +40,10 @@ Tree = dict[str, Entry]
 
 def read_tree(path: Path, sections: Sequence[str]) -> Tree:
     """{top-level key: Entry} of a spec file; ``sections`` (the keys a spec takes) only word the errors."""
+    text = _spec_text(path)
+    loader = None
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise EmbedpipeError(f"cannot read pipeline spec {path}: {e.strerror or e}") from None
-    loader = yaml.SafeLoader(text)
-    try:
+        loader = yaml.SafeLoader(text)  # checks every character already: inside the try
         root = loader.get_single_node()
         if root is None:
             raise EmbedpipeError(f"{path}: the spec is empty")
@@ -66,9 +64,35 @@ def read_tree(path: Path, sections: Sequence[str]) -> Tree:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise EmbedpipeError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+        if isinstance(e, yaml.reader.ReaderError):  # a control character: its message spans lines
+            code = ord(e.character) if isinstance(e.character, str) else int(e.character)
+            raise EmbedpipeError(f"{path}: not valid YAML (control character U+{code:04X} at position {e.position}; "
+                                 "is it a text file?)") from None
+        raise EmbedpipeError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or first_line(e)})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _spec_text(path: Path) -> str:
+    """The spec's text: UTF-8 (a BOM allowed) or UTF-16 with a BOM; a binary file (NUL bytes, not UTF-8)
+    is one line."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise EmbedpipeError(f"cannot read pipeline spec {path}: {e.strerror or e}") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with its BOM (Windows editors): text too
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    if b"\0" in data:
+        raise EmbedpipeError(f"pipeline spec {path} holds NUL bytes: a binary file, not YAML text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise EmbedpipeError(f"pipeline spec {path} is not UTF-8 text (byte {e.start}: {data[e.start]:#04x}); "
+                             "a spec is a YAML text file") from None
 
 
 def _key(path: Path, node: yaml.Node, seen: dict, prefix: str = "") -> tuple[str, str]:
