@@ -15,11 +15,13 @@ export EMBEDPIPE_CACHE ?= $(CURDIR)/.cache/embedpipe
 
 setup: $(VENV)/.installed
 
-# torch is pinned to the CPU wheel first; a looser pin would pull a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml
+# torch's CPU build first, from torch-cpu.txt (its one pinned version, and PyTorch's CPU index);
+# a plain `pip install torch` would pull a multi-GB CUDA build. Two retries: where that index cannot
+# be reached, pip falls back to the indexes and find-links it is configured with, without a long wait.
+$(VENV)/.installed: pyproject.toml torch-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet --retries 2 -r torch-cpu.txt
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 

@@ -32,3 +32,45 @@ def test_sample_corpus_ships_with_the_package():
     assert table.column_names == ["id", "text", "label"] and table.num_rows == 300
     assert len(set(table["label"].to_pylist())) == 10
     assert (ROOT / "embedpipe" / "data" / "LICENSE-WordNet.txt").exists()
+
+
+def test_every_package_embedpipe_imports_is_declared():
+    """A module of the package importing a distribution pyproject.toml does not list works only as
+    long as something else happens to pull it in."""
+    import ast
+    import importlib.metadata
+    import sys
+
+    import tomllib
+
+    imported = set()
+    for path in (ROOT / "embedpipe").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    imported -= set(sys.stdlib_module_names) | {"embedpipe"}
+    declared = {re.split(r"[\[<>=!~; ]", d)[0].lower().replace("_", "-")
+                for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    providers = importlib.metadata.packages_distributions()
+    undeclared = [m for m in sorted(imported)
+                  if not {d.lower().replace("_", "-") for d in providers.get(m, [])} & declared]
+    assert not undeclared
+
+
+def test_torch_is_pinned_once_to_its_cpu_build():
+    """torch-cpu.txt holds torch's one pinned version and PyTorch's CPU index; the Makefile and the
+    Dockerfile install it, nothing else pins torch, and that version is the one tested here."""
+    from importlib.metadata import version
+
+    pins = (ROOT / "torch-cpu.txt").read_text()
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in pins
+    linux = re.search(r'^torch==([\w.]+)\+cpu; sys_platform == "linux"$', pins, re.M)
+    assert linux and re.search(rf'^torch=={re.escape(linux.group(1))}; sys_platform != "linux"$', pins, re.M)
+    assert version("torch").split("+")[0] == linux.group(1)
+    assert "-r torch-cpu.txt" in (ROOT / "Makefile").read_text()
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    assert "RUN pip install -r torch-cpu.txt" in dockerfile and re.search(r"^COPY .*torch-cpu\.txt", dockerfile, re.M)
+    for name in ("Makefile", "docker/Dockerfile", "README.md", "pyproject.toml"):
+        assert not re.search(r"torch==\d", (ROOT / name).read_text()), name
