@@ -1,6 +1,7 @@
 """The report directory: report.json (everything), report.md (the verdict, then a table to read),
 accuracy.png (methods by pooling), layers.png (accuracy by layer, when several layers were probed)
-and predictions.parquet (every method's test predictions, to check the statistics).
+and predictions.parquet (every method's test predictions, to check the statistics); in MTEB mode
+(samples_per_label) also mteb/KEY.json, each probe as MTEB's result JSON.
 
     >>> write_report_files(staging_dir, report, predictions)   # report: the dict run_classify builds  # doctest: +SKIP
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..formats.reports import mteb_classification_results
 from ..fsio import atomic_path, write_json_atomic, write_text_atomic
 
 PLOT = "accuracy.png"
@@ -140,6 +142,9 @@ def layer_plot(report: dict, path: Path) -> bool:
     return True
 
 
+MTEB_DIR = "mteb"  # MTEB mode: one MTEB result JSON per probe (formats/reports.py)
+
+
 def write_report_files(directory: Path, report: dict, predictions=None) -> None:
     """report.json, report.md, the plots and (given the table) predictions.parquet into ``directory``."""
     import pyarrow.parquet as pq
@@ -148,6 +153,11 @@ def write_report_files(directory: Path, report: dict, predictions=None) -> None:
     write_text_atomic(directory / "report.md", markdown(report))
     plot(report, directory / PLOT)
     layer_plot(report, directory / LAYER_PLOT)
+    mteb = mteb_classification_results(report)  # MTEB mode (samples_per_label): its result files too
+    if mteb:
+        (directory / MTEB_DIR).mkdir(exist_ok=True)
+        for name, result in mteb.items():
+            write_json_atomic(directory / MTEB_DIR / name, result)
     if predictions is not None:
         with atomic_path(directory / PREDICTIONS) as tmp:
             pq.write_table(predictions, tmp)

@@ -59,3 +59,20 @@ def trec_run_lines(run: dict[str, dict[str, float]], tag: str = "embedpipe") -> 
                     raise BadInput(f"id {name!r} cannot be written to a TREC run file (ids are space-separated)")
             lines.append(f"{query_id} Q0 {doc_id} {rank} {doc_scores[doc_id]:.6f} {tag}")
     return lines
+
+
+def mteb_classification_results(report: dict, languages=("eng-Latn",)) -> dict[str, dict]:
+    """{file name: MTEB result} for each probe of a classify report run in MTEB mode
+    (``samples_per_label``): accuracy as main_score, macro-F1 as f1, and each experiment's accuracy,
+    as MTEB's classification tasks report them. Other rows (no sampling) have no MTEB counterpart."""
+    train = str((report.get("dataset") or {}).get("train_path") or "classification")
+    task = train.rstrip("/").rsplit("/", 1)[-1].split(".")[0]
+    results = {}
+    for row in report.get("results") or []:
+        if not row.get("samples_per_label"):
+            continue
+        scores = {"accuracy": row["accuracy"], "f1": row["macro_f1"],
+                  "scores_per_experiment": [{"accuracy": a} for a in row.get("accuracies") or []]}
+        results[row["key"].replace("/", "_") + ".json"] = mteb_result(
+            task, "test", scores, "accuracy", evaluation_time=row.get("train_seconds"), languages=languages)
+    return results
