@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, checks
-from ..encode.encoder import EncoderSpec, prepare, spec_record
+from ..encode.encoder import EncoderSpec, model_path_of, prepare, spec_record
 from ..encode.layers import resolve_layers
 from ..encode.pooling import NEEDS_POOLER_WEIGHTS, check_pooling
 from ..errors import ConfigError, EmbedpipeError
@@ -296,7 +296,8 @@ def run_classify(job: ClassifyJob) -> dict:
     for pooling in job.poolings:
         prepare(_spec(job, pooling))   # fail on a bad model / pooler-less model before any work
     exported, max_length = prepare(_spec(job, job.poolings[0]))
-    model_record = {"name": exported.info["model_name"], "path": exported.info["model_path"],
+    model_record = {"name": exported.info["model_name"],
+                    "path": model_path_of(_spec(job, job.poolings[0]), exported.info),
                     "content_hash": exported.info["content_hash"], "max_length": max_length,
                     "normalize": job.normalize}
     cache = FeatureCache(threads=job.threads)

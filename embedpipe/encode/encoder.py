@@ -21,7 +21,7 @@ from ..errors import BadInput, ConfigError, CorruptArtifact, EmbedpipeError, fir
 from ..formats.export_dir import ExportedModel, load_export
 from ..model.export import ensure_exported
 from ..model.optimize import check_export_options
-from ..model.resolve import resolve_model
+from ..model.resolve import local_model_dir, resolve_model
 from .batching import BatchPlan, batches, flatten, pack
 from .pooling import NEEDS_POOLER_WEIGHTS, check_pooling, l2_normalize, pool
 
@@ -182,6 +182,14 @@ def recorded_spec(record: dict, content_hash: str | None, since: str, model_path
         raise EmbedpipeError(f"model {spec.model or 'default'} has changed since {since} "
                              f"(content hash {actual[:12]} != {str(content_hash)[:12]})")
     return spec
+
+
+def model_path_of(spec: EncoderSpec, export_info: dict) -> str:
+    """The directory the spec's model resolves to now, absolute: what a manifest records beside the
+    name the user gave, so a relative name still finds the model from elsewhere. (The export's own
+    ``model_path`` is wherever the first model with this content was exported from.)"""
+    local = local_model_dir(spec.model)
+    return str(local.resolve()) if local is not None else str(export_info["model_path"])
 
 
 def spec_record(spec: EncoderSpec, max_length: int) -> dict:

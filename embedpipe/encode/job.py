@@ -47,7 +47,7 @@ from ..model.resolve import local_model_dir
 from ..progress import Progress
 from ..signals import Interrupted, stop_on_signals
 from .batching import BatchPlan
-from .encoder import EncoderSpec, prepare, spec_record
+from .encoder import EncoderSpec, model_path_of, prepare, spec_record
 from .mapper import EMPTY_TEXT_POLICIES, MapperConfig
 from .resume import abandon, finish, open_staging, run_lock
 from .runners import RUNNERS, RayOptions, choose_runner, run_encoder
@@ -227,7 +227,7 @@ def _manifest_fields(job: EncodeJob, spec: EncoderSpec, max_length: int, export_
         "embedpipe_version": __version__,
         "created_at": created,
         "encoder": spec_record(spec, max_length),
-        "model": {"name": export_info["model_name"], "path": export_info["model_path"],
+        "model": {"name": export_info["model_name"], "path": model_path_of(spec, export_info),
                   "content_hash": export_info["content_hash"], "onnx_file": export_info["onnx_file"]},
         "pooling": spec.pooling,
         "normalize": spec.normalize,

@@ -25,6 +25,7 @@ from ...formats.corpus import Corpus
 from ...formats.export_dir import load_export
 from ...signals import keep_handler_across
 from ..mapper import CorpusBatchEncoder, MapperConfig
+from .ray_address import check_ray_answers
 from .ray_noise import without_known_noise
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def ray_session(address: str | None, dashboard: bool = False):
         # lines printed); embedpipe's (signals.py) is put back so SIGTERM stops a run like Ctrl-C.
         with keep_handler_across():
             if address:
+                check_ray_answers(address)  # ray.init would wait minutes on an address where no Ray answers
                 ray.init(address=address, **quiet)
             else:
                 # At least 2 logical CPUs, so a 1-core machine can run the file listing beside an actor.
