@@ -11,6 +11,7 @@ that group's id (never `ray stop`, which would stop every Ray on the machine).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -125,3 +126,157 @@ def ray_head(log_dir: Path, *, dashboard: bool = False, env: dict | None = None)
             os.killpg(head.pid, signal.SIGKILL)
         log.close()
         shutil.rmtree(ray_temp, ignore_errors=True)
+
+
+# ---- tiny models of every architecture embedpipe supports, saved as sentence-transformers models ----
+
+TINY_WIDTH, TINY_LAYERS, TINY_HEADS, TINY_FFN, TINY_TOKENS = 32, 2, 2, 37, 64
+ARCHITECTURES = ("bert", "distilbert", "roberta", "xlm-roberta", "mpnet", "modernbert", "qwen2")
+
+
+def _training_text(words: Sequence[str], characters: str) -> list[str]:
+    """What the BPE / unigram tokenizers are trained on: the words, their pairs, and single characters."""
+    words = list(words)
+    pairs = [f"{a} {b}" for a, b in zip(words, words[1:] + words[:1])]
+    return words + pairs + list(characters) + [" ".join(words)]
+
+
+def _wordpiece(words: Sequence[str], characters: str, specials: Sequence[str], path: Path) -> Path:
+    vocab = [*specials, *words, *characters, *(f"##{c}" for c in characters)]
+    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    return path / "vocab.txt"
+
+
+def _byte_bpe(words: Sequence[str], characters: str, specials: Sequence[str]):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=list(specials), show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(_training_text(words, characters), trainer)
+    return tokenizer
+
+
+def _unigram(words: Sequence[str], characters: str, specials: Sequence[str]):
+    """A sentencepiece-style unigram tokenizer (what XLM-R ships), trained here with ``tokenizers``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=list(specials), unk_token="<unk>",
+                                      show_progress=False)
+    tokenizer.train_from_iterator(_training_text(words, characters), trainer)
+    return tokenizer
+
+
+def _template(tokenizer, first: str | None, last: str) -> None:
+    """``first $A last`` around every text (``$A last`` when ``first`` is None), as the real tokenizers do."""
+    from tokenizers import processors
+
+    ids = {t: tokenizer.token_to_id(t) for t in (first, last) if t}
+    single = f"{first} $A {last}" if first else f"$A {last}"
+    tokenizer.post_processor = processors.TemplateProcessing(single=single, pair=f"{single} $B {last}",
+                                                             special_tokens=list(ids.items()))
+
+
+def save_tiny_transformer(path: Path, architecture: str, words: Sequence[str], characters: str = LETTERS,
+                          seed: int = 0) -> Path:
+    """A 2-layer, 32-wide random model of ``architecture`` (one of ARCHITECTURES) with its own kind of
+    tokenizer made here (WordPiece, byte-level BPE, or a sentencepiece-style unigram), saved like a hub model."""
+    import torch
+    import transformers as tf
+
+    if architecture == "bert":
+        return save_tiny_bert(path, words, characters, seed)
+    path.mkdir(parents=True, exist_ok=True)
+    common = dict(vocab_size=0, hidden_size=TINY_WIDTH, num_hidden_layers=TINY_LAYERS,
+                  num_attention_heads=TINY_HEADS, intermediate_size=TINY_FFN, max_position_embeddings=TINY_TOKENS)
+    roberta_specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]   # pad id 1, as RoBERTa / XLM-R have it
+    if architecture == "distilbert":
+        vocab = _wordpiece(words, characters, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], path)
+        tokenizer = tf.DistilBertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+        config = tf.DistilBertConfig(vocab_size=len(tokenizer), dim=TINY_WIDTH, n_layers=TINY_LAYERS,
+                                     n_heads=TINY_HEADS, hidden_dim=TINY_FFN, max_position_embeddings=TINY_TOKENS)
+    elif architecture == "mpnet":
+        vocab = _wordpiece(words, characters, ["<s>", "<pad>", "</s>", "<unk>", "[UNK]", "<mask>"], path)
+        tokenizer = tf.MPNetTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+        config = tf.MPNetConfig(**{**common, "vocab_size": len(tokenizer), "max_position_embeddings": TINY_TOKENS + 2})
+    elif architecture in ("roberta", "xlm-roberta"):
+        bpe = architecture == "roberta"
+        raw = (_byte_bpe if bpe else _unigram)(words, characters, roberta_specials)
+        _template(raw, "<s>", "</s>")
+        cls = tf.RobertaTokenizerFast if bpe else tf.XLMRobertaTokenizerFast
+        tokenizer = cls(tokenizer_object=raw, **({"add_prefix_space": False} if bpe else {}))
+        # Positions start after the padding id (RoBERTa's offset), so the table needs two more rows.
+        config = (tf.RobertaConfig if bpe else tf.XLMRobertaConfig)(
+            **{**common, "vocab_size": len(tokenizer), "max_position_embeddings": TINY_TOKENS + 2},
+            pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    elif architecture == "modernbert":
+        vocab = _wordpiece(words, characters, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], path)
+        tokenizer = tf.BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+        tokenizer = tf.PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer, pad_token="[PAD]",
+                                               unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+                                               mask_token="[MASK]", model_input_names=["input_ids", "attention_mask"])
+        config = tf.ModernBertConfig(vocab_size=len(tokenizer), hidden_size=TINY_WIDTH,
+                                     num_hidden_layers=TINY_LAYERS, num_attention_heads=TINY_HEADS,
+                                     intermediate_size=TINY_FFN, max_position_embeddings=TINY_TOKENS,
+                                     pad_token_id=0, cls_token_id=2, sep_token_id=3, bos_token_id=2, eos_token_id=3,
+                                     global_attn_every_n_layers=2, local_attention=16)
+    elif architecture == "qwen2":
+        # Like Qwen3-Embedding: byte-level BPE, the EOS appended to every text, padding on the left.
+        raw = _byte_bpe(words, characters, ["<|endoftext|>"])
+        _template(raw, None, "<|endoftext|>")
+        tokenizer = tf.PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>",
+                                               pad_token="<|endoftext|>", padding_side="left",
+                                               model_input_names=["input_ids", "attention_mask"])
+        config = tf.Qwen2Config(**{**common, "vocab_size": len(tokenizer)}, num_key_value_heads=1,
+                                eos_token_id=0, pad_token_id=0, bos_token_id=None, tie_word_embeddings=False)
+    else:
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    tokenizer.model_max_length = TINY_TOKENS
+    torch.manual_seed(seed)
+    tf.AutoModel.from_config(config).eval().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def save_tiny_sentence_transformer(path: Path, transformer_dir: Path, pooling: str = "mean", *,
+                                   dense: int | None = None, activation: str = "tanh", layer_norm: bool = False,
+                                   normalize: bool = False, prompts: dict | None = None,
+                                   include_prompt: bool = True, seed: int = 0) -> Path:
+    """``transformer_dir`` as a sentence-transformers model: its Pooling (a sentence-transformers mode
+    name: cls, mean, max, mean_sqrt_len_tokens, weightedmean, lasttoken), then a Dense to ``dense`` dims
+    with ``activation`` (tanh, identity, relu, gelu), a LayerNorm, a Normalize, as asked; ``prompts``
+    go to config_sentence_transformers.json."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Dense, LayerNorm, Normalize, Pooling, Transformer
+
+    torch.manual_seed(seed)
+    transformer = Transformer(str(transformer_dir), max_seq_length=TINY_TOKENS)
+    width = transformer.get_embedding_dimension()
+    modules = [transformer, Pooling(width, pooling, include_prompt=include_prompt)]
+    if dense:
+        functions = {"tanh": torch.nn.Tanh(), "identity": torch.nn.Identity(), "relu": torch.nn.ReLU(),
+                     "gelu": torch.nn.GELU()}
+        modules.append(Dense(width, dense, activation_function=functions[activation]))
+        width = dense
+    if layer_norm:
+        modules.append(LayerNorm(width))
+        with torch.no_grad():  # not the identity it starts as
+            modules[-1].norm.weight.uniform_(0.5, 1.5)
+            modules[-1].norm.bias.uniform_(-0.5, 0.5)
+    if normalize:
+        modules.append(Normalize())
+    SentenceTransformer(modules=modules, prompts=prompts or {}, device="cpu").save(str(path))
+    # sentence-transformers 5 saves empty 'query' / 'document' prompts beside the given ones; a hub model
+    # has only its own (E5's are query and passage), which is what encode_document's choice depends on.
+    settings_file = path / "config_sentence_transformers.json"
+    settings = json.loads(settings_file.read_text())
+    settings["prompts"] = dict(prompts or {})
+    settings_file.write_text(json.dumps(settings, indent=2))
+    return path

@@ -10,7 +10,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 import pytest
 
-from tests.helpers import WORDS, write_corpus
+from tests.helpers import MODEL_VARIANTS, WORDS, write_corpus
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,6 +35,25 @@ def tiny_distilbert_dir(tmp_path_factory):
     from embedpipe.testing import LETTERS, save_tiny_distilbert
 
     return save_tiny_distilbert(tmp_path_factory.mktemp("tiny-distilbert"), WORDS, LETTERS + ",.!?'-")
+
+
+@pytest.fixture(scope="session")
+def tiny_st_model(tmp_path_factory):
+    """``tiny_st_model("roberta")``: the tiny sentence-transformers model of that architecture
+    (tests.helpers.MODEL_VARIANTS), built once per session on first use."""
+    from embedpipe.testing import LETTERS, save_tiny_sentence_transformer, save_tiny_transformer
+
+    built = {}
+
+    def get(architecture: str):
+        if architecture not in built:
+            root = tmp_path_factory.mktemp(f"tiny-{architecture}")
+            transformer = save_tiny_transformer(root / "transformer", architecture, WORDS, LETTERS + ",.!?'-")
+            built[architecture] = save_tiny_sentence_transformer(root / "st", transformer,
+                                                                 **MODEL_VARIANTS[architecture])
+        return built[architecture]
+
+    return get
 
 
 @pytest.fixture(scope="session")

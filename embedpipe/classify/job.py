@@ -296,10 +296,14 @@ def run_classify(job: ClassifyJob) -> dict:
     for pooling in job.poolings:
         prepare(_spec(job, pooling))   # fail on a bad model / pooler-less model before any work
     exported, max_length = prepare(_spec(job, job.poolings[0]))
+    recipe = exported.recipe
     model_record = {"name": exported.info["model_name"],
                     "path": model_path_of(_spec(job, job.poolings[0]), exported.info),
                     "content_hash": exported.info["content_hash"], "max_length": max_length,
-                    "normalize": job.normalize}
+                    "normalize": job.normalize,
+                    # The pooling the model was trained with (its sentence-transformers config), which
+                    # the report marks; a plain transformers model has none of its own.
+                    "own_pooling": recipe.pooling if recipe.sentence_transformers else None}
     cache = FeatureCache(threads=job.threads)
     last = cache.last_layer(_spec(job, job.poolings[0]))
     resolve_layers(job.layers, last)   # a layer the model has not: one line before any work
@@ -313,6 +317,8 @@ def run_classify(job: ClassifyJob) -> dict:
         tuned, tuned_predictions = _finetune_results(job, finetune_splits, last)
         results += tuned
         predictions.update(tuned_predictions)
+    for result in results:
+        result["own_pooling"] = result["pooling"] == model_record["own_pooling"]
     best = max(results, key=lambda r: r["accuracy"])
     probes = [r for r in results if r["method"] == "probe" and heads.get((r["pooling"], r["layer"], r["head"]))
               and r["layer"] == last]

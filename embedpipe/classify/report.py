@@ -35,6 +35,11 @@ def _vs_best(r: dict) -> tuple[str, str, str]:
             f"{-100 * c['ci_high'] + 0.0:+.1f} to {-100 * c['ci_low'] + 0.0:+.1f}", p)
 
 
+def pooling_label(pooling: str, own: str | None) -> str:
+    """'cls' or, for the pooling the model was trained with, 'cls *(model's own)*'."""
+    return f"{pooling} *(model's own)*" if pooling == own else pooling
+
+
 def markdown(report: dict) -> str:
     data, model = report["dataset"], report["model"]
     lines = [f"# embedpipe classify: {data['train_path']}", "", "## Verdict", ""]
@@ -53,10 +58,17 @@ def markdown(report: dict) -> str:
         "| McNemar p | epochs kept | train s | predict texts/s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    own = model.get("own_pooling")
+    if own:
+        where = lines.index("Δ vs best: this method's accuracy minus the best's, in points, with its paired "
+                            "bootstrap 95% CI and McNemar's exact p.")
+        lines[where:where] = [f"This model was trained with {own} pooling (its sentence-transformers "
+                              "configuration); its rows are marked *(model's own)*.", ""]
     for r in report["results"]:
         delta, ci, p = _vs_best(r)
         epochs = ",".join(map(str, r["best_epochs"])) if r.get("best_epochs") else ""
-        lines.append(f"| {r['method']} | {r['pooling']} | {r['layer']} | {r['head']} | {r['train_rows']} | "
+        lines.append(f"| {r['method']} | {pooling_label(r['pooling'], own)} | {r['layer']} | {r['head']} | "
+                     f"{r['train_rows']} | "
                      f"{r['accuracy']:.4f} | {r['accuracy_std']:.4f} | {r['macro_f1']:.4f} | {r['runs']} | "
                      f"{delta} | {ci} | {p} | {epochs} | {r['train_seconds']:.1f} | {r['predict_texts_per_s']:.0f} |")
     encoding = report.get("encoding")

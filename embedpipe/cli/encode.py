@@ -10,9 +10,9 @@ import json
 
 import click
 
-from ..encode.pooling import POOLINGS
+from ..encode.pooling import MODEL_POOLING, POOLING_CHOICES
 from ..formats.tabular import FORMATS
-from .options import model_option, optimize_option, quantize_option, user_errors
+from .options import model_option, optimize_option, prompt_options, quantize_option, user_errors
 
 
 @click.command("export")
@@ -43,8 +43,9 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
 
 @click.command("encode")
 @click.argument("corpus")
-@click.option("--pooling", type=click.Choice(list(POOLINGS)), default="mean", show_default=True,
-              help="How token vectors become one vector per text.")
+@click.option("--pooling", type=click.Choice(list(POOLING_CHOICES)), default=MODEL_POOLING, show_default=True,
+              help="How token vectors become one vector per text: 'model' is the model's own "
+                   "(its sentence-transformers config; mean for a plain transformers model).")
 @model_option
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--id-column", default="id", show_default=True,
@@ -88,10 +89,11 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
                    "(the old output stays until the new one is complete).")
 @click.option("--ray-dashboard", is_flag=True,
               help="Start the embedded local Ray's dashboard (on 127.0.0.1) [default: no dashboard].")
+@prompt_options("texts (the model's document prompt by default, if it has one; the manifest records it)")
 @user_errors
 def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, file_format, out, max_length,
                batch_size, normalize, optimize, quantize, runner, ray_address, workers, threads, empty_text, dtype,
-               rows_per_shard, overwrite, ray_dashboard):
+               rows_per_shard, overwrite, ray_dashboard, prompt_name, prompt):
     """Encode the texts of CORPUS into a vector directory: parquet shards of (id, vector) and a
     manifest.json written last. CORPUS is parquet, JSON Lines, CSV or a Hugging Face save_to_disk
     directory: a file, a directory or a glob of them (compressed too), a pyarrow/fsspec URL, or a
@@ -105,8 +107,13 @@ def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, fil
     An --out that is, holds or lies inside the corpus or the model directory is refused before
     anything is written.
 
+    The model is used as its authors meant it: a sentence-transformers model's own pooling, its
+    modules after pooling (Dense, LayerNorm, Normalize) and its document prompt; a named --pooling
+    replaces only the pooling step. `search` then puts the model's query prompt before queries.
+
     \b
     Poolings:
+      model          the model's own (sentence-transformers config; mean otherwise)
       cls            first token ([CLS])
       mean           mean of the tokens (masked)
       max            per-dimension max of the tokens
@@ -119,7 +126,7 @@ def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, fil
     from ..encode.job import EncodeJob, encode_corpus
 
     spec = EncoderSpec(model=model, pooling=pooling, normalize=normalize, max_length=max_length,
-                       optimize=optimize, quantize=quantize)
+                       optimize=optimize, quantize=quantize, prompt_name=prompt_name, prompt=prompt)
     job = EncodeJob(corpus=corpus, out=out, spec=spec, text_column=text_column, id_column=id_column,
                     title_column=title_column, format=file_format,
                     runner=runner, ray_address=ray_address, workers=workers, threads=threads,

@@ -54,3 +54,28 @@ optimize_option = click.option("--optimize", type=click.Choice(["O1", "O2", "O3"
                                help="onnxruntime graph optimization level applied at export.")
 quantize_option = click.option("--quantize", type=click.Choice(["int8"]), default=None,
                                help="Dynamic int8 quantization for this CPU (avx512_vnni / avx2 / arm64).")
+
+
+def prompt_options(what: str):
+    """--prompt-name / --prompt / --no-prompt, as one ``prompt`` choice: ``what`` says whose prompt
+    (the documents' for encode, the queries' for search). The command gets ``prompt_name`` and
+    ``prompt`` (None, a text, or "" for --no-prompt)."""
+
+    def decorate(fn):
+        fn = click.option("--no-prompt", "no_prompt", is_flag=True,
+                          help=f"Put no prompt before the {what}.")(fn)
+        fn = click.option("--prompt", "prompt", default=None, metavar="TEXT",
+                          help=f"Put this text before each of the {what}.")(fn)
+        fn = click.option("--prompt-name", "prompt_name", default=None, metavar="NAME",
+                          help=f"Put the model's prompt NAME (config_sentence_transformers.json) before each of "
+                               f"the {what}.")(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args, prompt_name=None, prompt=None, no_prompt=False, **kwargs):
+            if sum((prompt_name is not None, prompt is not None, no_prompt)) > 1:
+                raise click.UsageError("give one of --prompt-name, --prompt and --no-prompt")
+            return fn(*args, prompt_name=prompt_name, prompt="" if no_prompt else prompt, **kwargs)
+
+        return wrapper
+
+    return decorate

@@ -20,8 +20,8 @@ from ..formats.reports import mteb_result, trec_run_lines
 from ..fsio import check_output, check_output_file, file_sha256, read_json, write_text_atomic
 from ..index import IndexConfig, append_index, build_index, open_index
 from ..retrieval.evaluate import evaluate_with_run
-from ..retrieval.search import corpus_columns, corpus_texts, search_file, search_texts
-from .options import user_errors
+from ..retrieval.search import corpus_columns, corpus_texts, query_encoder, search_file, search_texts
+from .options import prompt_options, user_errors
 
 METRIC_LABELS = {"ndcg": "nDCG", "recall": "Recall", "mrr": "MRR"}
 
@@ -49,14 +49,16 @@ def _megabytes(n: int) -> str:
               help="Add the vectors of shards the index at --out does not hold yet (after an incremental encode), "
                    "keeping its trained structure and search parameters; builds it when --out has no index yet.")
 @click.option("--json", "as_json", is_flag=True, help="Print index.json instead of a summary.")
-@user_errors(flags={"tuning_vectors": "--tuning-queries"})
+@prompt_options("--tuning-queries texts [default: the query prompt recorded with the vectors]")
+@user_errors(flags={"tuning_vectors": "--tuning-queries", "tuning_prompt": "--prompt",
+                    "tuning_prompt_name": "--prompt-name"})
 def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, tuning_queries, overwrite, append,
-              as_json):
+              as_json, prompt_name, prompt):
     """Build a FAISS index over the vectors in VECTORS_DIR (an `embedpipe encode` output)."""
     if append and overwrite:
         raise click.UsageError("--append extends the index and --overwrite rebuilds it; give one of them")
     config = IndexConfig(factory=factory, metric=metric, max_memory=max_memory, target_recall=target_recall,
-                         tuning_vectors=tuning_queries)
+                         tuning_vectors=tuning_queries, tuning_prompt_name=prompt_name, tuning_prompt=prompt)
     appended = 0
     if append and (Path(out) / INFO_FILE).exists():
         before = (read_json(Path(out) / INFO_FILE) or {}).get("n", 0)
@@ -85,23 +87,24 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, tuni
 @click.option("--queries", type=click.Path(), help="Queries parquet (id, text): search them all, write --out.")
 @click.option("--out", type=click.Path(), help="Results parquet for --queries: query_id, rank, doc_id, score.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@prompt_options("queries [default: the query prompt recorded with the vectors, the model's own]")
 # --corpus is read with the columns encode recorded, so a missing one is fixed where it was chosen.
 @user_errors(flags={"k": "-k", "text_column": "encode's --text-column", "id_column": "encode's --id-column",
                     "title_column": "encode's --title-column", "format": "encode's --format"})
-def search_cmd(index_dir, query, k, as_json, corpus, queries, out, overwrite):
+def search_cmd(index_dir, query, k, as_json, corpus, queries, out, overwrite, prompt_name, prompt):
     """Search INDEX_DIR for QUERY (or every query of --queries) with the corpus's own encoder."""
     if (query is None) == (queries is None):
         raise click.UsageError("give either a QUERY text or --queries FILE (with --out)")
     if queries is not None and out is None:
         raise click.UsageError("--queries needs --out RESULTS.parquet")
     if queries is not None:
-        summary = search_file(index_dir, queries, out, k, overwrite=overwrite)
+        summary = search_file(index_dir, queries, out, k, overwrite=overwrite, prompt_name=prompt_name, prompt=prompt)
         click.echo(json.dumps(summary) if as_json else f"wrote {summary['queries']} x {k} hits to {out}")
         return
     if not query.strip():
         raise BadInput("the query text is empty")
     index = open_index(index_dir)
-    hits = search_texts(index, [query], k)[0]
+    hits = search_texts(index, [query], k, query_encoder(index, prompt_name, prompt))[0]
     if corpus:
         texts = corpus_texts(corpus, {str(h.id) for h in hits}, **corpus_columns(index))
         for hit in hits:
@@ -153,9 +156,10 @@ def _k_values(text: str) -> list[int]:
               help="Language of the task in --format mteb, as MTEB names them (ISO 639-3 and script; repeatable).")
 @click.option("--out", type=click.Path(), default=None, help="Write --format mteb/trec/json here instead of stdout.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@prompt_options("queries [default: the query prompt recorded with the vectors, the model's own]")
 @user_errors(flags={"k_values": "--k"})
 def evaluate_cmd(index_dir, queries, qrels, beir_dir, split, queries_columns, qrels_columns, k_text, exact, as_json,
-                 output_format, task_name, languages, out, overwrite):
+                 output_format, task_name, languages, out, overwrite, prompt_name, prompt):
     """nDCG@10 (main score), Recall@k and MRR@k of INDEX_DIR on BEIR-style queries and qrels:
     --queries and --qrels, or a BEIR dataset folder with --beir DIR --split test.
 
@@ -174,7 +178,8 @@ def evaluate_cmd(index_dir, queries, qrels, beir_dir, split, queries_columns, qr
     k_values = _k_values(k_text)
     started = time.monotonic()
     report, run = evaluate_with_run(index_dir, queries, qrels, k_values, exact=exact,
-                                    queries_columns=queries_columns, qrels_columns=qrels_columns)
+                                    queries_columns=queries_columns, qrels_columns=qrels_columns,
+                                    prompt_name=prompt_name, prompt=prompt)
     if output_format == "table":
         columns = [c for c in ("index", "exact") if c in report]
         click.echo(f"{report['queries']} queries, {report['factory']} {report['search_params']}".rstrip())

@@ -58,9 +58,11 @@ def batches(order: np.ndarray, lengths: np.ndarray, plan: BatchPlan):
 
 
 def pack(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray, pad_id: int,
-         token_types: bool = False) -> dict[str, np.ndarray]:
+         token_types: bool = False, position_ids: bool = False) -> dict[str, np.ndarray]:
     """Rows of a flat token array -> right-padded (B, longest) input_ids and attention_mask (and
-    all-zero token_type_ids when the graph takes them)."""
+    all-zero token_type_ids, and position_ids 0, 1, 2, ... over the real tokens, when the graph takes
+    them: decoder exports do). Right padding is exact for decoders too: a causal model's real tokens
+    never attend to the padding after them."""
     columns = np.arange(int(lengths.max()))
     mask = columns[None, :] < lengths[:, None]
     positions = np.minimum(starts[:, None] + columns[None, :], len(flat) - 1)
@@ -68,4 +70,6 @@ def pack(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray, pad_id: int,
     feeds = {"input_ids": input_ids, "attention_mask": mask.astype(np.int64)}
     if token_types:
         feeds["token_type_ids"] = np.zeros_like(input_ids)
+    if position_ids:
+        feeds["position_ids"] = np.maximum(np.cumsum(feeds["attention_mask"], axis=1) - 1, 0)
     return feeds

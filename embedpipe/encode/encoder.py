@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,9 +21,11 @@ from ..errors import BadInput, ConfigError, CorruptArtifact, EmbedpipeError, fir
 from ..formats.export_dir import ExportedModel, load_export
 from ..model.export import ensure_exported
 from ..model.optimize import check_export_options
+from ..model.recipe import ModelRecipe, read_recipe
 from ..model.resolve import local_model_dir, resolve_model
 from .batching import BatchPlan, batches, flatten, pack
-from .pooling import NEEDS_POOLER_WEIGHTS, check_pooling, l2_normalize, pool
+from .modules import apply_modules
+from .pooling import MODEL_POOLING, NEEDS_POOLER_WEIGHTS, check_pooling, l2_normalize, pool
 
 
 @dataclass(frozen=True)
@@ -31,29 +33,63 @@ class EncoderSpec:
     """Everything that decides what vector a text gets (recorded in every manifest)."""
 
     model: str | None = None        # HF id or local dir; None = bundled all-MiniLM-L6-v2
-    pooling: str = "mean"           # a name in pooling.POOLINGS
+    pooling: str = MODEL_POOLING    # "model": the model's own (sentence-transformers config, else mean); or a
+                                    # name in pooling.POOLINGS, which replaces only the pooling step
     normalize: bool = True          # L2-normalize vectors (cosine = inner product)
     max_length: int | None = None   # tokens per text; None = the model's own limit
     optimize: str | None = None     # ORT graph optimization level O1/O2/O3
     quantize: str | None = None     # "int8": dynamic int8 quantization for this CPU
+    prompt_name: str | None = None  # put the model's prompt of this name before every text
+    prompt: str | None = None       # or this text ("" = no prompt); neither: the model's document prompt, if any
 
     def __post_init__(self):
         checks.path("model", self.model, optional=True)
         checks.text("pooling", self.pooling)
-        check_pooling(self.pooling)
+        check_pooling(self.pooling, allow_model=True)
         checks.boolean("normalize", self.normalize)
         checks.at_least("max_length", self.max_length, 2, optional=True)
         check_export_options(self.optimize, self.quantize)
+        checks.text("prompt_name", self.prompt_name, optional=True)
+        if self.prompt is not None and not isinstance(self.prompt, str):
+            raise ConfigError("prompt", f"must be a text, got {self.prompt!r}")
+        if self.prompt is not None and self.prompt_name is not None:
+            raise ConfigError("prompt", "give a prompt text or a prompt_name, not both")
 
     def check(self) -> EncoderSpec:
         """Kept for callers of the earlier API: the spec checked itself when it was built."""
         return self
 
 
+def resolve_spec(spec: EncoderSpec, recipe: ModelRecipe, max_length: int) -> EncoderSpec:
+    """The spec with every model default made concrete: the model's pooling for "model", the prompt as
+    text (the model's document prompt unless one was chosen), the max_length in use.
+
+    >>> recipe = ModelRecipe(True, "cls", prompts={"query": "q: ", "passage": "p: "})
+    >>> resolved = resolve_spec(EncoderSpec(), recipe, 128)
+    >>> resolved.pooling, resolved.prompt, resolve_spec(EncoderSpec(prompt_name="query"), recipe, 128).prompt
+    ('cls', 'p: ', 'q: ')
+    """
+    pooling = recipe.pooling if spec.pooling == MODEL_POOLING else spec.pooling
+    if spec.prompt is not None:
+        prompt = spec.prompt
+    elif spec.prompt_name is not None:
+        prompt = recipe.prompt(spec.prompt_name)
+    else:
+        prompt = recipe.document_prompt()
+    return replace(spec, pooling=pooling, prompt=prompt, prompt_name=None, max_length=max_length)
+
+
 def prepare(spec: EncoderSpec) -> tuple[ExportedModel, int]:
     """Resolve and export (or find the cached export of) the spec's model -> (export, max_length)."""
+    exported, resolved = prepare_resolved(spec)
+    return exported, resolved.max_length
+
+
+def prepare_resolved(spec: EncoderSpec) -> tuple[ExportedModel, EncoderSpec]:
+    """``prepare``, with the spec made concrete for this model (``resolve_spec``)."""
     exported = ensure_exported(resolve_model(spec.model), optimize=spec.optimize, quantize=spec.quantize)
-    if spec.pooling in NEEDS_POOLER_WEIGHTS and not exported.info.get("has_pooler"):
+    resolved = resolve_spec(spec, exported.recipe, spec.max_length or exported.default_max_length)
+    if resolved.pooling in NEEDS_POOLER_WEIGHTS and not exported.info.get("has_pooler"):
         raise BadInput(f"pooling 'pooler' needs a model with a pooler layer; {exported.info['model_name']} has none")
     limit = exported.position_limit
     if spec.max_length is not None and limit is not None and spec.max_length > limit:
@@ -61,20 +97,28 @@ def prepare(spec: EncoderSpec) -> tuple[ExportedModel, int]:
         # on the first text that long, with an index error that never mentions the length.
         raise BadInput(f"max_length {spec.max_length} is more than model {exported.info.get('model_name')} has "
                        f"positions for ({limit} tokens); pass max_length={limit} or less", fields=("max_length",))
-    return exported, spec.max_length or exported.default_max_length
+    return exported, resolved
 
 
 class TextEncoder:
-    """One onnxruntime session plus the model's fast tokenizer; encodes lists of texts."""
+    """One onnxruntime session plus the model's fast tokenizer; encodes lists of texts.
+
+    Vectors are made as sentence-transformers makes them: ``prompt`` put before each text, the token
+    states pooled (leaving the prompt's tokens out when the model says ``include_prompt: false``), then
+    the model's modules after pooling (Dense, LayerNorm, Normalize), then the optional L2 normalization.
+    """
 
     def __init__(self, export_dir: str | os.PathLike, pooling: str, normalize: bool, max_length: int,
-                 plan: BatchPlan = BatchPlan()):
+                 plan: BatchPlan = BatchPlan(), prompt: str = ""):
         import onnxruntime as ort
         from tokenizers import Tokenizer  # the fast tokenizer itself; importing transformers costs seconds
 
         self.exported = load_export(export_dir)
         self.pooling, self.normalize, self.max_length, self.plan = check_pooling(pooling), normalize, max_length, plan
         self.pool_weights = self.exported.pooler_weights() if pooling in NEEDS_POOLER_WEIGHTS else {}
+        self.recipe = self.exported.recipe
+        self.module_weights = self.exported.module_weights() if self.recipe.modules else {}
+        self.prompt = prompt or ""
         try:
             self.session = ort.InferenceSession(str(self.exported.onnx_path), self.session_options(),
                                                 providers=["CPUExecutionProvider"])
@@ -87,20 +131,35 @@ class TextEncoder:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length)
         self.pad_id = int(self.exported.info.get("pad_token_id") or 0)
+        # sentence-transformers counts the prompt's tokens as the tokenizer makes them alone, less a
+        # special token it appends (SEP, EOS): that many leading tokens are left out of the pooling.
+        self.prompt_tokens = 0 if self.recipe.include_prompt or not self.prompt else self._count_prompt_tokens()
+
+    def _count_prompt_tokens(self) -> int:
+        prompt = self.prompt.lower() if self.recipe.lowercase else self.prompt
+        ids = self.tokenizer.encode(prompt, add_special_tokens=True).ids
+        special = {i for i, token in self.tokenizer.get_added_tokens_decoder().items() if token.special}
+        return len(ids) - (1 if ids and ids[-1] in special else 0)
 
     @classmethod
     def load(cls, spec: EncoderSpec, plan: BatchPlan = BatchPlan()) -> TextEncoder:
-        exported, max_length = prepare(spec)
-        return cls(exported.path, spec.pooling, spec.normalize, max_length, plan)
+        exported, resolved = prepare_resolved(spec)
+        return cls(exported.path, resolved.pooling, resolved.normalize, resolved.max_length, plan, resolved.prompt)
 
     @classmethod
-    def from_manifest(cls, manifest: dict, threads: int | None = None) -> TextEncoder:
-        """The encoder that made a vector directory, to encode queries exactly the same way."""
+    def from_manifest(cls, manifest: dict, threads: int | None = None, *, query: bool = False,
+                      prompt_name: str | None = None, prompt: str | None = None) -> TextEncoder:
+        """The encoder that made a vector directory, to encode more texts exactly the same way; with
+        ``query``, queries: the query prompt the manifest recorded, or the ``prompt_name`` / ``prompt`` given."""
         encoder = manifest.get("encoder")
         if not isinstance(encoder, dict):
             raise EmbedpipeError("the manifest has no 'encoder' section; was it written by embedpipe encode?")
         model = manifest.get("model") or {}
         spec = recorded_spec(encoder, model.get("content_hash"), "these vectors were made", model.get("path"))
+        if prompt_name is not None or prompt is not None:
+            spec = replace(spec, prompt_name=prompt_name, prompt=prompt)
+        elif query:
+            spec = replace(spec, prompt=encoder.get("query_prompt") or "")
         return cls.load(spec, BatchPlan(threads=threads or min(4, os.cpu_count() or 1)))
 
     def session_options(self):
@@ -125,7 +184,10 @@ class TextEncoder:
         return [e.ids for e in self._encodings(texts)]
 
     def _encodings(self, texts: Sequence[str]):
-        return self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
+        texts = [self.prompt + t for t in texts] if self.prompt else list(texts)
+        if self.recipe.lowercase:  # sentence-transformers lowercases prompt and text together
+            texts = [t.lower() for t in texts]
+        return self.tokenizer.encode_batch(texts, add_special_tokens=True)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (n, dim) float32, in input order. Empty or null texts are an error."""
@@ -153,25 +215,31 @@ class TextEncoder:
         return self._pack(*flatten(token_ids))
 
     def _pack(self, flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
-        return pack(flat, starts, lengths, self.pad_id, token_types="token_type_ids" in self.input_names)
+        return pack(flat, starts, lengths, self.pad_id, token_types="token_type_ids" in self.input_names,
+                    position_ids="position_ids" in self.input_names)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         hidden = self.session.run(["last_hidden_state"], feeds)[0].astype(np.float32, copy=False)
-        vectors = pool(self.pooling, hidden, feeds["attention_mask"], **self.pool_weights)
+        vectors = pool(self.pooling, hidden, feeds["attention_mask"], self.prompt_tokens, **self.pool_weights)
+        if self.recipe.modules:
+            vectors = apply_modules(vectors, self.recipe.modules, self.module_weights)
         return l2_normalize(vectors) if self.normalize else vectors
+
+
+RECORDED_FIELDS = ("model", "pooling", "normalize", "max_length", "optimize", "quantize")
 
 
 def recorded_spec(record: dict, content_hash: str | None, since: str, model_path: str | None = None) -> EncoderSpec:
     """The EncoderSpec a spec_record names, refusing a model whose content changed ``since`` (what
-    was made with it) when the record's ``content_hash`` is known.
+    was made with it) when the record's ``content_hash`` is known. The recorded prompt is a text
+    (a record without one was made before prompts existed: no prompt).
 
     ``model_path`` is the directory the model was resolved to when it was recorded (absolute): the
     record keeps the name the user gave (``./my-model``, for display), which from another working
     directory names nothing or something else, so the recorded directory is used while it exists
     (the content hash still has to match)."""
     try:
-        spec = EncoderSpec(**{k: record.get(k) for k in ("model", "pooling", "normalize", "max_length",
-                                                           "optimize", "quantize")})
+        spec = EncoderSpec(**{k: record.get(k) for k in RECORDED_FIELDS}, prompt=record.get("prompt") or "")
     except ConfigError as e:
         raise CorruptArtifact(f"the encoder recorded when {since} is not valid: {e}") from None
     if spec.model is not None and isinstance(model_path, str) and os.path.isabs(model_path) \
@@ -192,6 +260,29 @@ def model_path_of(spec: EncoderSpec, export_info: dict) -> str:
     return str(local.resolve()) if local is not None else str(export_info["model_path"])
 
 
-def spec_record(spec: EncoderSpec, max_length: int) -> dict:
-    """The manifest's 'encoder' section: the spec with the max_length actually used."""
-    return {**asdict(spec), "max_length": max_length}
+def spec_record(spec: EncoderSpec, max_length: int, recipe: ModelRecipe | None = None) -> dict:
+    """The manifest's 'encoder' section: the spec made concrete for its model (pooling, prompt text,
+    the max_length actually used), with what else decides a vector and how queries are to be encoded.
+
+    Keys appear only where they matter, so a record of a model without prompts or modules reads as it
+    did before they existed: ``prompt`` and ``query_prompt`` (texts) when not empty, ``modules`` (the
+    model's modules after pooling) unless they are at most a final Normalize that ``normalize`` repeats.
+    ``recipe`` is read from the model directory when not given.
+    """
+    if recipe is None:
+        recipe = read_recipe(resolve_model(spec.model).path)
+    resolved = resolve_spec(spec, recipe, max_length)
+    record = {k: getattr(resolved, k) for k in RECORDED_FIELDS}
+    if resolved.prompt:
+        record["prompt"] = resolved.prompt
+    if recipe.query_prompt():
+        record["query_prompt"] = recipe.query_prompt()
+    modules = [m.describe() for m in recipe.modules]
+    if resolved.normalize and modules[-1:] == ["Normalize"]:
+        modules.pop()
+    if modules:
+        record["modules"] = [m.describe() for m in recipe.modules]
+    if resolved.prompt and not recipe.include_prompt:
+        record["include_prompt"] = False
+    return record
+

@@ -43,12 +43,14 @@ from ..formats.vectors import (
     verify_shard,
 )
 from ..fsio import check_output
+from ..model.recipe import ModelRecipe, read_recipe
 from ..model.resolve import local_model_dir
 from ..progress import Progress
 from ..signals import Interrupted, stop_on_signals
 from .batching import BatchPlan
-from .encoder import EncoderSpec, model_path_of, prepare, spec_record
+from .encoder import EncoderSpec, model_path_of, prepare_resolved, spec_record
 from .mapper import EMPTY_TEXT_POLICIES, MapperConfig
+from .pooling import MODEL_POOLING
 from .resume import abandon, finish, open_staging, run_lock
 from .runners import RUNNERS, RayOptions, choose_runner, run_encoder
 
@@ -122,13 +124,14 @@ def _encode(job: EncodeJob) -> EncodeResult:
     # Taken before any row is read and compared before publishing: a file replaced during the run
     # (same row count or not) must not be recorded as the corpus these vectors were made from.
     fingerprint = corpus.fingerprint()
-    out = check_output(job.out or f"{corpus.stem}.{spec.pooling}.vectors",
+    out = check_output(job.out or f"{corpus.stem}.{_pooling_name(spec)}.vectors",
                        {"corpus": job.corpus, "model": local_model_dir(spec.model)})
     if out.exists() and not out.is_dir():
         raise BadInput(f"output {out} exists and is not a directory")
-    exported, max_length = prepare(spec)
-    key = corpus_run_key(encoder_identity(spec_record(spec, max_length), exported.info["content_hash"]), job.dtype,
-                         corpus)
+    exported, resolved = prepare_resolved(spec)
+    max_length = resolved.max_length
+    record = spec_record(spec, max_length, exported.recipe)
+    key = corpus_run_key(encoder_identity(record, exported.info["content_hash"]), job.dtype, corpus)
     with run_lock(out):
         base = None if job.overwrite else published_manifest(out)
         if base is not None:
@@ -150,9 +153,9 @@ def _encode(job: EncodeJob) -> EncodeResult:
             known = _known_ids(state, corpus)
             already = int(np.isin(id_hashes(known), corpus_hashes).sum()) if len(known) else 0
             _log_reuse(state, out, len(known), already)
-            config = MapperConfig(str(exported.path), spec.pooling, spec.normalize, max_length,
+            config = MapperConfig(str(exported.path), resolved.pooling, spec.normalize, max_length,
                                   BatchPlan(batch_size=job.batch_size, threads=job.threads),
-                                  corpus.text_column, corpus.id_column, job.empty_text)
+                                  corpus.text_column, corpus.id_column, job.empty_text, resolved.prompt)
             started = datetime.now(timezone.utc)
             encoded = truncated = 0
             address = job.ray_address or (os.environ.get("RAY_ADDRESS") if job.runner == "auto" else None)
@@ -182,7 +185,7 @@ def _encode(job: EncodeJob) -> EncodeResult:
                         "removed_ids": len(known) - already, "started_at": started.isoformat(timespec="seconds"),
                         "seconds": round(seconds, 3)}
             shards = (base["shards"] if base else []) + state.reused + writer.shards
-            fields = _manifest_fields(job, spec, max_length, exported.info, corpus, fingerprint, last_run, shards,
+            fields = _manifest_fields(job, record, exported.info, corpus, fingerprint, last_run, shards,
                                       created=(base or {}).get("created_at", last_run["started_at"]))
             manifest = finish(state, fields, exported.dim, job.dtype, writer.shards)
         except Interrupted as stop:
@@ -208,6 +211,18 @@ def corpus_run_key(identity: dict, dtype: str, corpus: Corpus) -> dict:
     return run_key(identity, dtype, corpus.text_column, corpus.id_column, corpus.title_column)
 
 
+def _pooling_name(spec: EncoderSpec) -> str:
+    """The pooling a default output is named after: the model's own for "model" when the model is a
+    local directory (read without exporting, so a bad output is refused first), else as given."""
+    if spec.pooling != MODEL_POOLING:
+        return spec.pooling
+    local = local_model_dir(spec.model)
+    try:
+        return read_recipe(local).pooling if local is not None and local.is_dir() else spec.pooling
+    except BadInput:
+        return spec.pooling  # the export refuses it, with its own message
+
+
 def _check_corpus(corpus: Corpus, empty_text: str) -> np.ndarray:
     """Whole-corpus checks before anything is encoded; returns the sorted hashes of its ids."""
     hashes = corpus.check_unique_ids()
@@ -220,18 +235,19 @@ def _check_corpus(corpus: Corpus, empty_text: str) -> np.ndarray:
     return hashes
 
 
-def _manifest_fields(job: EncodeJob, spec: EncoderSpec, max_length: int, export_info: dict, corpus: Corpus,
+def _manifest_fields(job: EncodeJob, record: dict, export_info: dict, corpus: Corpus,
                      fingerprint: str, last_run: dict, shards: list[dict], created: str) -> dict:
     """What the manifest records besides dim, dtype, rows and shards (vectors.complete_manifest)."""
     return {
         "embedpipe_version": __version__,
         "created_at": created,
-        "encoder": spec_record(spec, max_length),
-        "model": {"name": export_info["model_name"], "path": model_path_of(spec, export_info),
+        "encoder": record,
+        "model": {"name": export_info["model_name"], "path": model_path_of(job.spec, export_info),
                   "content_hash": export_info["content_hash"], "onnx_file": export_info["onnx_file"]},
-        "pooling": spec.pooling,
-        "normalize": spec.normalize,
-        "max_length": max_length,
+        "pooling": record["pooling"],
+        "model_pooling": ModelRecipe.from_dict(export_info.get("recipe")).pooling,
+        "normalize": record["normalize"],
+        "max_length": record["max_length"],
         "source": {"path": corpus.location, "fingerprint": fingerprint, "rows": corpus.rows,
                    "format": corpus.format, "text_column": corpus.text_column, "id_column": corpus.id_column,
                    **({"title_column": corpus.title_column} if corpus.title_column else {})},

@@ -39,6 +39,7 @@ class MapperConfig:
     text_column: str
     id_column: str
     empty_text: str = "error"   # "error": stop on a null/blank text; "skip": leave the row out
+    prompt: str = ""            # put before every text (the model's document prompt, as the job resolved it)
 
     def __post_init__(self):
         # Checked here too, not only in EncodeJob: a runner builds one per actor, where a bad value
@@ -52,6 +53,8 @@ class MapperConfig:
             raise ConfigError("plan", f"must be a BatchPlan, got {type(self.plan).__name__}")
         checks.distinct_columns(("text_column", self.text_column), ("id_column", self.id_column))
         checks.one_of("empty_text", self.empty_text, EMPTY_TEXT_POLICIES)
+        if not isinstance(self.prompt, str):
+            raise ConfigError("prompt", f"must be a text, got {self.prompt!r}")
 
 
 class CorpusBatchEncoder:
@@ -60,7 +63,7 @@ class CorpusBatchEncoder:
         self.skip_ids = skip_ids if skip_ids is not None and len(skip_ids) else None
         try:
             self.encoder = TextEncoder(config.export_dir, config.pooling, config.normalize, config.max_length,
-                                       config.plan)
+                                       config.plan, config.prompt)
         except EmbedpipeError:
             raise
         except Exception as e:  # onnxruntime's own types: a corrupt graph, external data outside the export

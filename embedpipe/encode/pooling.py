@@ -49,12 +49,14 @@ def mean_sqrt_len_pooling(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return _weighted_sum(hidden, mask) / np.sqrt(_count(mask))
 
 
-def weightedmean_pooling(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def weightedmean_pooling(hidden: np.ndarray, mask: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
     """Mean weighted by position (1, 2, 3, ... over real tokens): later tokens count more.
 
-    Positions are counted among real tokens, so left padding gives the same vector.
+    Positions are counted among real tokens, so left padding gives the same vector. ``pool`` passes
+    ``positions`` when a prompt is left out of the pooling: the text's tokens keep the positions they
+    have after the prompt, as sentence-transformers weighs them.
     """
-    positions = np.cumsum(mask, axis=1) * mask
+    positions = np.cumsum(mask, axis=1) * mask if positions is None else positions
     return _weighted_sum(hidden, positions) / _count(positions)
 
 
@@ -81,18 +83,44 @@ POOLINGS: dict[str, PoolingFn] = {
 
 # Strategies that need weights from the checkpoint beyond the encoder graph.
 NEEDS_POOLER_WEIGHTS = frozenset({"pooler"})
+# Not a strategy but a choice: the model's own pooling (its sentence-transformers configuration, mean for
+# a plain transformers model), resolved per model before anything is pooled (model/recipe.py).
+MODEL_POOLING = "model"
+POOLING_CHOICES = (MODEL_POOLING, *POOLINGS)
 
 
-def check_pooling(name: str) -> str:
-    """Return ``name`` if it is a known strategy; otherwise raise an error listing the valid ones."""
-    if name not in POOLINGS:
-        raise ConfigError("pooling", f"{name!r} is unknown; choose one of: {', '.join(POOLINGS)}")
+def check_pooling(name: str, *, allow_model: bool = False) -> str:
+    """Return ``name`` if it is a known strategy (or ``"model"`` where ``allow_model``); otherwise raise
+    an error listing the valid ones."""
+    valid = POOLING_CHOICES if allow_model else tuple(POOLINGS)
+    if name not in valid:
+        raise ConfigError("pooling", f"{name!r} is unknown; choose one of: {', '.join(valid)}")
     return name
 
 
-def pool(name: str, hidden: np.ndarray, mask: np.ndarray, **weights: np.ndarray) -> np.ndarray:
-    """Pool ``hidden`` (B,T,D) under ``mask`` (B,T) with the strategy ``name`` -> (B,D) float32."""
+def exclude_prompt(mask: np.ndarray, prompt_tokens: int) -> np.ndarray:
+    """The mask with each row's first ``prompt_tokens`` real tokens cleared, so pooling skips the prompt
+    (sentence-transformers' ``include_prompt: false``), under right or left padding.
+
+    >>> exclude_prompt(np.array([[1, 1, 1, 0], [0, 1, 1, 1]]), 2).tolist()
+    [[0, 0, 1, 0], [0, 0, 0, 1]]
+    """
+    if prompt_tokens <= 0:
+        return mask
+    first = np.argmax(mask, axis=1)[:, None]
+    columns = np.arange(mask.shape[1])[None, :]
+    return np.where(columns < first + prompt_tokens, 0, mask).astype(mask.dtype)
+
+
+def pool(name: str, hidden: np.ndarray, mask: np.ndarray, skip_tokens: int = 0, **weights: np.ndarray) -> np.ndarray:
+    """Pool ``hidden`` (B,T,D) under ``mask`` (B,T) with the strategy ``name`` -> (B,D) float32, leaving
+    out each row's first ``skip_tokens`` real tokens (a prompt, for models with ``include_prompt: false``)."""
     fn = POOLINGS[check_pooling(name)]
+    if skip_tokens:
+        pooled = exclude_prompt(mask, skip_tokens)
+        if fn is weightedmean_pooling:
+            weights = {**weights, "positions": np.cumsum(mask, axis=1) * pooled}
+        mask = pooled
     return np.ascontiguousarray(fn(hidden, mask, **weights), dtype=np.float32)
 
 

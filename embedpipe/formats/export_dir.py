@@ -3,6 +3,7 @@
     EXPORT/model.onnx (or model_quantized.onnx, model_optimized.onnx)  graph with last_hidden_state
     EXPORT/tokenizer.json ...                                         the model's fast tokenizer
     EXPORT/pooler.npz                                                 BERT's pooler weights, if any
+    EXPORT/modules.npz                                                weights of the modules after pooling, if any
     EXPORT/export.json                                                what was exported, how (written last)
 
     >>> exported = load_export(path)          # doctest: +SKIP
@@ -22,6 +23,7 @@ from ..errors import CorruptArtifact
 
 EXPORT_INFO = "export.json"
 POOLER_WEIGHTS = "pooler.npz"
+MODULE_WEIGHTS = "modules.npz"
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,27 @@ class ExportedModel:
         return limit
 
     @property
-    def dim(self) -> int:
+    def hidden_size(self) -> int:
         return int(self.info["hidden_size"])
+
+    @property
+    def dim(self) -> int:
+        """The width of the vectors the model makes: its hidden size, or the last Dense module's output."""
+        return int(self.info.get("dim") or self.info["hidden_size"])
+
+    @property
+    def recipe(self):
+        """How the model's authors meant it to be used (model/recipe.py), as the export recorded it."""
+        from ..model.recipe import ModelRecipe
+
+        return ModelRecipe.from_dict(self.info.get("recipe"))
+
+    def module_weights(self) -> dict[str, np.ndarray]:
+        file = self.path / MODULE_WEIGHTS
+        if not file.exists():
+            return {}
+        with np.load(file) as data:
+            return {name: data[name] for name in data.files}
 
     def pooler_weights(self) -> dict[str, np.ndarray] | None:
         file = self.path / POOLER_WEIGHTS

@@ -62,6 +62,8 @@ class IndexConfig:
                                        # parquet id,text): for queries unlike documents (keywords vs passages)
     add_batch_rows: int = 65_536     # vectors read and added per step
     seed: int = 0                    # for the training and tuning samples
+    tuning_prompt_name: str | None = None  # a tuning queries parquet gets the recorded query prompt, or the
+    tuning_prompt: str | None = None       # model's prompt of this name, or this text ("" = none)
 
     def __post_init__(self):
         checks.text("factory", self.factory)
@@ -75,6 +77,9 @@ class IndexConfig:
         checks.path("tuning_vectors", self.tuning_vectors, optional=True)
         checks.at_least("add_batch_rows", self.add_batch_rows, 1)
         checks.at_least("seed", self.seed, 0)
+        checks.text("tuning_prompt_name", self.tuning_prompt_name, optional=True)
+        if self.tuning_prompt is not None and not isinstance(self.tuning_prompt, str):
+            raise ConfigError("tuning_prompt", f"must be a text, got {self.tuning_prompt!r}")
 
     def check(self) -> IndexConfig:
         """Kept for callers of the earlier API: the config checked itself when it was built."""
@@ -170,7 +175,8 @@ def _draw_samples(vectors: VectorSet, index: faiss.Index, config: IndexConfig) -
 
 def _tuning_vectors(config: IndexConfig, vectors: VectorSet, rng: np.random.Generator) -> np.ndarray:
     """Sample query vectors to tune on: a vector directory, or a queries parquet (id, text) that is
-    encoded here exactly as the corpus was (model, pooling, normalization from its manifest)."""
+    encoded here exactly as the corpus was (model, pooling, normalization from its manifest), with the
+    query prompt the manifest recorded (or the config's tuning prompt)."""
     path = Path(config.tuning_vectors)
     if path.is_file():
         from ..encode.encoder import TextEncoder
@@ -179,7 +185,8 @@ def _tuning_vectors(config: IndexConfig, vectors: VectorSet, rng: np.random.Gene
         if len(texts) > config.tuning_queries:
             texts = [texts[i] for i in np.sort(rng.choice(len(texts), config.tuning_queries, replace=False))]
         log.info("encoding %d tuning queries from %s", len(texts), path)
-        return TextEncoder.from_manifest(vectors.manifest).encode(texts)
+        return TextEncoder.from_manifest(vectors.manifest, query=True, prompt_name=config.tuning_prompt_name,
+                                         prompt=config.tuning_prompt).encode(texts)
     tuning = open_vectors(path)
     if tuning.dim != vectors.dim:
         raise EmbedpipeError(f"tuning vectors {tuning.path} have dimension {tuning.dim}, the corpus {vectors.dim}")

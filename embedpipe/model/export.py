@@ -4,7 +4,9 @@
     >>> exported.onnx_path, exported.default_max_length  # doctest: +SKIP
 
 The export is a plain feature-extraction graph (``last_hidden_state``), so one export serves every
-pooling; BERT's pooler weights are saved beside it (``pooler.npz``) for ``--pooling pooler``.
+pooling; BERT's pooler weights are saved beside it (``pooler.npz``) for ``--pooling pooler``, and so are
+the weights of a sentence-transformers model's modules after its pooling (``modules.npz``: Dense,
+LayerNorm), with the model's recipe (pooling, modules, prompts) in export.json.
 Exports live in a cache keyed by the model's content hash and the export options.
 
 A model directory that ships its own ONNX graph (``onnx/model.onnx``, as many hub repositories do)
@@ -25,12 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput, EmbedpipeError, first_line
-from ..formats.export_dir import EXPORT_INFO, POOLER_WEIGHTS, ExportedModel, load_export
+from ..formats.export_dir import EXPORT_INFO, MODULE_WEIGHTS, POOLER_WEIGHTS, ExportedModel, load_export
 from ..fsio import check_output, staged_dir, write_json_atomic
 from .optimize import check_export_options, cpu_isa, optimize_graph, quantize_int8
+from .recipe import ModelRecipe, module_weights, read_recipe
 from .resolve import ResolvedModel, cache_root
 
-EXPORT_FORMAT = 4  # bump when the layout of an export directory (or what an option makes) changes
+EXPORT_FORMAT = 5  # bump when the layout of an export directory (or what an option makes) changes
 log = logging.getLogger(__name__)
 
 
@@ -101,6 +104,7 @@ def _adopt_shipped(model: ResolvedModel, graph: Path, staging: Path) -> dict:
             shutil.copy2(file, staging / file.name)
     shutil.copy2(model.path / "tokenizer.json", staging / "tokenizer.json")
     config = json.loads((model.path / "config.json").read_text())
+    recipe = read_recipe(model.path)
     pooler = _shipped_pooler(model.path)
     if pooler is not None:
         np.savez(staging / POOLER_WEIGHTS, **pooler)
@@ -116,6 +120,7 @@ def _adopt_shipped(model: ResolvedModel, graph: Path, staging: Path) -> dict:
         "onnx_file": graph.name,
         "shipped_graph": SHIPPED_GRAPH,
         "hidden_size": int(config["hidden_size"]),
+        **_save_recipe(model, recipe, int(config["hidden_size"]), staging),
         "default_max_length": _shipped_max_length(model.path, config),
         "has_pooler": pooler is not None,
         "pad_token_id": _shipped_pad_id(model.path, config),
@@ -202,6 +207,7 @@ def _export(model: ResolvedModel, staging: Path, optimize: str | None, quantize:
                              "or quantize)") from None
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    recipe = read_recipe(model.path)  # refuses a module it cannot apply before the slow export
     log.info("exporting %s to ONNX (once; later runs load the cached export)", model.name)
     with _quiet():
         try:
@@ -239,10 +245,25 @@ def _export(model: ResolvedModel, staging: Path, optimize: str | None, quantize:
         "quantize_isa": cpu_isa() if quantize else None,
         "onnx_file": onnx_file,
         "hidden_size": int(config.hidden_size),
+        **_save_recipe(model, recipe, int(config.hidden_size), staging),
         "default_max_length": _default_max_length(model.path, config, tokenizer),
         "has_pooler": dense is not None,
         "pad_token_id": tokenizer.pad_token_id or 0,
     }
+
+
+def _save_recipe(model: ResolvedModel, recipe: ModelRecipe, hidden_size: int, staging: Path) -> dict:
+    """The weights of the model's modules after pooling into the export (modules.npz), once each module
+    is checked to take the width the one before it gives; returns export.json's "dim" and "recipe"."""
+    width = hidden_size
+    for module in recipe.modules:
+        if module.kind != "Normalize" and module.in_features != width:
+            raise BadInput(f"{model.name}: module {module.describe()} takes vectors of {module.in_features} dims, "
+                           f"but gets {width}")
+        width = module.out_features or width
+    if recipe.modules:
+        np.savez(staging / MODULE_WEIGHTS, **module_weights(model.path, recipe.modules))
+    return {"dim": recipe.output_dim(hidden_size), "recipe": recipe.as_dict()}
 
 
 def _default_max_length(path: Path, config, tokenizer) -> int:

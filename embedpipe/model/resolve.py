@@ -92,16 +92,36 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1
 
 
+# What embedpipe reads of a hub model: configs, tokenizer files, weights (the model's and its modules',
+# such as 2_Dense/), and the feature-extraction ONNX graph it may ship (used as it is, model/export.py),
+# never the other ONNX / OpenVINO variants some repositories also carry.
+HUB_FILES = ["*.json", "*.txt", "*.safetensors", "*.model", "*pytorch_model.bin", "onnx/model.onnx",
+             "onnx/model.onnx_data"]
+
+
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE forbids downloads (read now, as the hub library reads it at import)."""
+    from huggingface_hub import constants
+
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE") or constants.HF_HUB_OFFLINE
+
+
 def _download(repo_id: str) -> Path:
+    """The hub snapshot of ``repo_id``: downloaded (or updated) as every Hugging Face tool does, or
+    taken from the local hub cache when HF_HUB_OFFLINE=1."""
     from huggingface_hub import snapshot_download
 
+    offline = hub_offline()
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model",
-                                                               "pytorch_model.bin", "1_Pooling/*",
-                                                               "onnx/model.onnx", "onnx/model.onnx_data"]))
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES, local_files_only=offline))
     except Exception as e:  # the hub raises many types: offline, missing repo, auth
+        if offline:
+            raise BadInput(f"model {repo_id!r} is not in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids "
+                           "downloading it; unset HF_HUB_OFFLINE (or set it to 0) to let embedpipe download it, "
+                           "or pass --model a local directory") from None
         raise BadInput(f"cannot get model {repo_id!r}: not a local directory, and the Hugging Face Hub "
-                             f"did not provide it ({type(e).__name__})") from None
+                       f"did not provide it ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+                       ) from None
 
 
 def file_hash(path: Path) -> str:

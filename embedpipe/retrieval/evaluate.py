@@ -80,15 +80,19 @@ def main_score(k_values) -> str:
 
 def evaluate(index_dir: str | os.PathLike, queries: str | os.PathLike, qrels: str | os.PathLike,
              k_values: list[int] = (10, 100), *, exact: bool = True, batch_rows: int = 1024,
-             queries_columns=None, qrels_columns=None) -> dict:
-    """Retrieval metrics of the index, and of exact search over the same vectors, on BEIR files."""
+             queries_columns=None, qrels_columns=None, prompt_name: str | None = None,
+             prompt: str | None = None) -> dict:
+    """Retrieval metrics of the index, and of exact search over the same vectors, on BEIR files.
+    Queries get the query prompt recorded with the vectors, or ``prompt_name`` / ``prompt`` when given."""
     return evaluate_with_run(index_dir, queries, qrels, k_values, exact=exact, batch_rows=batch_rows,
-                             queries_columns=queries_columns, qrels_columns=qrels_columns)[0]
+                             queries_columns=queries_columns, qrels_columns=qrels_columns,
+                             prompt_name=prompt_name, prompt=prompt)[0]
 
 
 def evaluate_with_run(index_dir: str | os.PathLike, queries: str | os.PathLike, qrels: str | os.PathLike,
                       k_values: list[int] = (10, 100), *, exact: bool = True, batch_rows: int = 1024,
-                      queries_columns=None, qrels_columns=None) -> tuple[dict, dict[str, dict[str, float]]]:
+                      queries_columns=None, qrels_columns=None, prompt_name: str | None = None,
+                      prompt: str | None = None) -> tuple[dict, dict[str, dict[str, float]]]:
     """``evaluate``'s report, and the index's run that it scored: {query id: {doc id: score}} (for
     a TREC run file). ``queries_columns`` / ``qrels_columns``: the files' column names."""
     k_values = sorted(set(k_values))
@@ -110,7 +114,7 @@ def evaluate_with_run(index_dir: str | os.PathLike, queries: str | os.PathLike, 
         log.info("%d of %d queries have no relevance judgments and are not evaluated",
                  len(query_ids) - len(evaluated), len(query_ids))
 
-    encode = query_encoder(index)
+    encode = query_encoder(index, prompt_name, prompt)
     vectors = np.empty((len(evaluated), index.dim), dtype=np.float32)
     with Progress(len(evaluated), "queries encoded", unit="queries") as progress:
         for start in range(0, len(evaluated), batch_rows):

@@ -1,7 +1,8 @@
 """Text queries against an index directory: one text, or every query of a queries file.
 
 Queries are encoded with the encoder recorded in index.json (model, pooling, normalization,
-max length), so they land in the same space as the corpus.
+max length), so they land in the same space as the corpus, with the query prompt recorded there (the
+model's own, as sentence-transformers' encode_query applies it) unless another is asked for.
 
     >>> hits = search_texts(open_index("corpus.index"), ["a small dog"], k=3)[0]   # doctest: +SKIP
     >>> [(h.rank, h.id, round(h.score, 3)) for h in hits]                          # doctest: +SKIP
@@ -42,12 +43,14 @@ class Hit:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def query_encoder(index: LoadedIndex) -> Encode:
-    """The encoder that made the indexed vectors (imported here: onnxruntime loads only when needed)."""
+def query_encoder(index: LoadedIndex, prompt_name: str | None = None, prompt: str | None = None) -> Encode:
+    """The encoder that made the indexed vectors, for queries: with the recorded query prompt, or the
+    model's prompt ``prompt_name``, or the text ``prompt`` ("" for none). Imported here: onnxruntime
+    loads only when needed."""
     from ..encode.encoder import TextEncoder
 
     manifest = index.info.get("manifest") or {}
-    return TextEncoder.from_manifest(manifest).encode
+    return TextEncoder.from_manifest(manifest, query=True, prompt_name=prompt_name, prompt=prompt).encode
 
 
 def corpus_texts(corpus: str | os.PathLike, ids: set[str], *, text_column: str = "text", id_column: str = "id",
@@ -80,7 +83,8 @@ def search_texts(index: LoadedIndex, texts: list[str], k: int = 10, encode: Enco
 
 
 def search_file(index_dir: str | os.PathLike, queries: str | os.PathLike, out: str | os.PathLike, k: int = 10,
-                *, overwrite: bool = False, batch_rows: int = 1024) -> dict:
+                *, overwrite: bool = False, batch_rows: int = 1024, prompt_name: str | None = None,
+                prompt: str | None = None) -> dict:
     """Search every query of a queries parquet; write results parquet atomically; returns a summary."""
     checks.at_least("k", k, 1)
     checks.at_least("batch_rows", batch_rows, 1)
@@ -91,7 +95,7 @@ def search_file(index_dir: str | os.PathLike, queries: str | os.PathLike, out: s
     ids, texts = read_queries(queries)
     if not ids:
         raise BadInput(f"{queries} holds no queries")
-    encode = query_encoder(index)
+    encode = query_encoder(index, prompt_name, prompt)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp, Progress(len(ids), "queries searched", unit="queries") as progress:
         writer = None

@@ -81,7 +81,7 @@ def test_text_column_that_is_not_strings(base_args, tmp_path):
 def test_unknown_pooling_lists_choices(base_args, corpus):
     result = run("encode", corpus, *base_args, "--pooling", "avg")
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "'avg' is not one of 'cls', 'mean', 'max'" in result.output
+    assert "'avg' is not one of 'model', 'cls', 'mean', 'max'" in result.output
 
 
 def test_model_path_that_does_not_exist(corpus, tmp_path):

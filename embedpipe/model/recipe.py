@@ -1,0 +1,238 @@
+"""What a sentence-transformers model directory says about using it: its pooling, the modules after
+the pooling, and its prompts (modules.json, 1_Pooling/config.json, config_sentence_transformers.json).
+
+    >>> recipe = read_recipe(Path("bge-small-en-v1.5"))                        # doctest: +SKIP
+    >>> recipe.pooling, [m.kind for m in recipe.modules], recipe.prompt_names   # doctest: +SKIP
+    ('cls', ['Normalize'], ('query',))
+
+A plain transformers model (no modules.json) is pooled with mean and has neither modules nor prompts.
+A module embedpipe cannot run exactly (a custom class, a Router, an unknown activation, a pooling that
+concatenates several modes) is refused with one line naming it, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInput, CorruptArtifact
+
+PLAIN_POOLING = "mean"  # what a plain transformers model gets (sentence-transformers does the same)
+# sentence-transformers' Pooling mode names -> embedpipe's (pooling.POOLINGS)
+ST_POOLING_MODES = {"cls": "cls", "max": "max", "mean": "mean", "mean_sqrt_len_tokens": "mean_sqrt_len",
+                    "weightedmean": "weightedmean", "lasttoken": "lasttoken"}
+# The boolean keys older sentence-transformers versions wrote instead of ``pooling_mode``.
+LEGACY_POOLING_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
+                       "pooling_mode_mean_tokens": "mean", "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+                       "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken"}
+# torch activation classes a Dense module may name -> the numpy function encode/modules.py applies.
+ACTIVATIONS = {"Tanh": "tanh", "Identity": "identity", "ReLU": "relu", "GELU": "gelu", "Sigmoid": "sigmoid",
+               "SiLU": "silu"}
+MODULES_AFTER_POOLING = ("Dense", "LayerNorm", "Normalize")
+# The order encode_document tries the model's prompts in (sentence-transformers 5).
+DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
+QUERY_PROMPT_NAME = "query"
+
+
+@dataclass(frozen=True)
+class Module:
+    """One module after the pooling, as embedpipe applies it (encode/modules.py)."""
+
+    kind: str                     # "Dense", "LayerNorm" or "Normalize"
+    path: str = ""                # its folder in the model directory (weights come from there)
+    in_features: int = 0          # Dense: input and output width; LayerNorm: its width
+    out_features: int = 0
+    bias: bool = True             # Dense: has a bias vector
+    activation: str = "identity"  # Dense: a value of ACTIVATIONS
+
+    def describe(self) -> str:
+        """'Dense(768->256, tanh)', 'LayerNorm(256)', 'Normalize': what manifests and errors show."""
+        if self.kind == "Dense":
+            return f"Dense({self.in_features}->{self.out_features}, {self.activation})"
+        if self.kind == "LayerNorm":
+            return f"LayerNorm({self.in_features})"
+        return self.kind
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How the model's authors meant its vectors to be made."""
+
+    sentence_transformers: bool = False   # the directory is a sentence-transformers model (modules.json)
+    pooling: str = PLAIN_POOLING          # a name in pooling.POOLINGS
+    include_prompt: bool = True           # False: prompt tokens are left out of the pooling
+    lowercase: bool = False               # sentence_bert_config.json's do_lower_case: texts lowercased first
+    modules: tuple[Module, ...] = ()      # applied in order after the pooling
+    prompts: dict = field(default_factory=dict)   # name -> text put before each text
+    default_prompt_name: str | None = None        # what plain `encode` of sentence-transformers applies
+
+    @property
+    def prompt_names(self) -> tuple[str, ...]:
+        return tuple(self.prompts)
+
+    def prompt(self, name: str) -> str:
+        """The text of the prompt ``name``; an unknown name is an error listing the model's prompts."""
+        if name not in self.prompts:
+            have = ", ".join(self.prompts) or "none"
+            raise BadInput(f"the model has no prompt named {name!r} (its prompts: {have})", fields=("prompt_name",))
+        return self.prompts[name]
+
+    def document_prompt(self) -> str:
+        """What goes before a document: the first of the model's prompts 'document', 'passage', 'corpus'
+        that is not empty, else none; sentence-transformers documents encode_document so. (Its 5.x
+        SentenceTransformer fills a missing 'document' prompt with "" when loading, so for a model with only
+        'query' and 'passage' prompts, E5-style, its encode_document applies none; embedpipe applies
+        'passage', as the model's authors meant.)"""
+        return next((self.prompts[n] for n in DOCUMENT_PROMPT_NAMES if self.prompts.get(n)), "")
+
+    def query_prompt(self) -> str:
+        """What encode_query puts before a query: the model's 'query' prompt, else none."""
+        return self.prompts.get(QUERY_PROMPT_NAME, "")
+
+    def output_dim(self, hidden_size: int) -> int:
+        dim = hidden_size
+        for module in self.modules:
+            dim = module.out_features if module.kind == "Dense" else dim
+        return dim
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> ModelRecipe:
+        """The recipe an export recorded (export.json); an export without one is a plain model's."""
+        if not data:
+            return cls()
+        try:
+            return cls(**{**data, "modules": tuple(Module(**m) for m in data.get("modules") or ())})
+        except TypeError as e:
+            raise CorruptArtifact(f"the model recipe recorded in an export is not valid ({e})") from None
+
+
+def read_recipe(path: Path) -> ModelRecipe:
+    """Read a model directory's sentence-transformers configuration; a plain model gets ``ModelRecipe()``."""
+    path = Path(path)
+    modules_file = path / "modules.json"
+    if not modules_file.exists():
+        return ModelRecipe()
+    entries = _json(modules_file)
+    if not isinstance(entries, list) or not entries:
+        raise BadInput(f"{modules_file} does not list the model's modules")
+    kinds = [_kind(e) for e in entries]
+    if kinds[0] != "Transformer":
+        raise BadInput(f"{path.name}: embedpipe runs models whose first module is a Transformer; "
+                       f"this one starts with {entries[0].get('type')!r}")
+    if (entries[0].get("path") or "") not in ("", "."):
+        raise BadInput(f"{path.name}: the Transformer module lives in {entries[0]['path']!r}, not the model "
+                       "directory itself; point --model at that folder")
+    if len(kinds) < 2 or kinds[1] != "Pooling":
+        raise BadInput(f"{path.name}: module {_label(entries[1]) if len(entries) > 1 else '(none)'} follows the "
+                       "Transformer; embedpipe needs a Pooling module there")
+    pooling, include_prompt = _pooling(path / entries[1].get("path", "1_Pooling"))
+    modules = tuple(_module(path, entry, kind) for entry, kind in zip(entries[2:], kinds[2:]))
+    settings = _json(path / "config_sentence_transformers.json", default={})
+    prompts = settings.get("prompts") or {}
+    if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+        raise BadInput(f"{path / 'config_sentence_transformers.json'}: 'prompts' is not a name -> text mapping")
+    transformer = _json(path / "sentence_bert_config.json", default={})
+    return ModelRecipe(True, pooling, include_prompt, bool(transformer.get("do_lower_case")), modules,
+                       dict(prompts), settings.get("default_prompt_name"))
+
+
+def module_weights(model_dir: Path, modules: tuple[Module, ...]) -> dict[str, np.ndarray]:
+    """The weights of the modules that have some, as float32 arrays named '<position>.weight' / '.bias'
+    (what the export saves beside the graph)."""
+    weights = {}
+    for position, module in enumerate(modules):
+        if module.kind == "Normalize":
+            continue
+        folder = Path(model_dir) / module.path
+        tensors = _tensors(folder)
+        prefix = "linear" if module.kind == "Dense" else "norm"
+        for name in ("weight", "bias"):
+            key = f"{prefix}.{name}"
+            if key in tensors:
+                weights[f"{position}.{name}"] = np.asarray(tensors[key], dtype=np.float32)
+            elif name == "weight" or module.bias:
+                raise BadInput(f"{folder}: the {module.kind} module's weights hold no {key!r}")
+        expected = (module.out_features, module.in_features) if module.kind == "Dense" else (module.in_features,)
+        if weights[f"{position}.weight"].shape != expected:
+            raise BadInput(f"{folder}: {module.describe()} has weights of shape {weights[f'{position}.weight'].shape}")
+    return weights
+
+
+def _tensors(folder: Path) -> dict:
+    if (folder / "model.safetensors").exists():
+        from safetensors.numpy import load_file
+
+        return load_file(str(folder / "model.safetensors"))
+    if (folder / "pytorch_model.bin").exists():
+        import torch
+
+        state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        return {k: v.float().numpy() for k, v in state.items()}
+    raise BadInput(f"{folder}: no model.safetensors or pytorch_model.bin for the module's weights")
+
+
+def _json(file: Path, default=None):
+    if not file.exists():
+        if default is not None:
+            return default
+        raise BadInput(f"{file} is missing")
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        raise BadInput(f"{file} is not readable JSON ({e})") from None
+
+
+def _kind(entry: dict) -> str | None:
+    """'Dense' for a sentence-transformers class of that name, whatever its module path
+    (sentence_transformers.models.Dense, ...base.modules.dense.Dense); None for any other class."""
+    type_name = str(entry.get("type", "")) if isinstance(entry, dict) else ""
+    if not type_name.startswith("sentence_transformers."):
+        return None
+    return type_name.rsplit(".", 1)[-1]
+
+
+def _label(entry: dict) -> str:
+    return f"{entry.get('type')!r} ({entry.get('path') or entry.get('name')})"
+
+
+def _pooling(folder: Path) -> tuple[str, bool]:
+    config = _json(folder / "config.json")
+    modes = config.get("pooling_mode")
+    if modes is None:
+        modes = [mode for key, mode in LEGACY_POOLING_KEYS.items() if config.get(key)] or ["mean"]
+    modes = [modes] if isinstance(modes, str) else list(modes)
+    if len(modes) != 1:
+        raise BadInput(f"{folder}: the Pooling module concatenates {' + '.join(modes)}; embedpipe pools with "
+                       "one mode (pass --pooling to choose one)")
+    if modes[0] not in ST_POOLING_MODES:
+        raise BadInput(f"{folder}: unknown pooling mode {modes[0]!r}")
+    return ST_POOLING_MODES[modes[0]], bool(config.get("include_prompt", True))
+
+
+def _module(model_dir: Path, entry: dict, kind: str | None) -> Module:
+    if kind not in MODULES_AFTER_POOLING:
+        raise BadInput(f"{model_dir.name}: module {_label(entry)} after the pooling is not one embedpipe can apply "
+                       f"exactly (it applies {', '.join(MODULES_AFTER_POOLING)})")
+    folder = entry.get("path") or ""
+    if kind == "Normalize":
+        return Module("Normalize", folder)
+    config = _json(model_dir / folder / "config.json")
+    if kind == "LayerNorm":
+        return Module("LayerNorm", folder, in_features=int(config["dimension"]), out_features=int(config["dimension"]))
+    for key in ("module_input_name", "module_output_name"):
+        if config.get(key, "sentence_embedding") not in ("sentence_embedding", None):
+            raise BadInput(f"{model_dir.name}: module {_label(entry)} reads or writes {config[key]!r}, not the "
+                           "sentence embedding; embedpipe cannot apply it")
+    activation_class = str(config.get("activation_function") or "torch.nn.modules.linear.Identity")
+    activation = ACTIVATIONS.get(activation_class.rsplit(".", 1)[-1]) if activation_class.startswith("torch.") else None
+    if activation is None:
+        raise BadInput(f"{model_dir.name}: module {_label(entry)} uses the activation {activation_class!r}; "
+                       f"embedpipe applies {', '.join(ACTIVATIONS)}")
+    return Module("Dense", folder, in_features=int(config["in_features"]), out_features=int(config["out_features"]),
+                  bias=bool(config.get("bias", True)), activation=activation)
