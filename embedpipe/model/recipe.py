@@ -169,12 +169,10 @@ def _tensors(folder: Path) -> dict:
         from safetensors.numpy import load_file
 
         return load_file(str(folder / "model.safetensors"))
-    if (folder / "pytorch_model.bin").exists():
-        import torch
-
-        state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-        return {k: v.float().numpy() for k, v in state.items()}
-    raise BadInput(f"{folder}: no model.safetensors or pytorch_model.bin for the module's weights")
+    if (folder / "pytorch_model.bin").exists():  # a pickle: embedpipe never unpickles (tests/reliability)
+        raise BadInput(f"{folder}: the module's weights are only in pytorch_model.bin, a pickle embedpipe does not "
+                       "load; save them as model.safetensors (sentence-transformers' model.save does)")
+    raise BadInput(f"{folder}: no model.safetensors for the module's weights")
 
 
 def _json(file: Path, default=None):

@@ -124,7 +124,7 @@ def test_urls_pass_through_and_absolute_outputs_may_leave_output_dir(tmp_path):
     ("encode:\n  corpus: c.parquet\n  pooling: [cls\n",
      "spec.yaml:4: not valid YAML"),
     ("encode:\n  corpus: c.parquet\n  pooling: average\n",
-     "spec.yaml:3: encode.pooling 'average' is unknown; choose one of: cls"),
+     "spec.yaml:3: encode.pooling 'average' is unknown; choose one of: model, cls"),
     ("index:\n  factory: Flat\n",
      "spec.yaml:1: index.vectors is required when there is no encode section"),
     ("index:\n  vectors: v\n  target_recall: 2\n",
