@@ -132,7 +132,8 @@ class FeatureCache:
         encoder = self.multi_encoder(spec, [layer for _, layer in missing])
         texts = part.texts
         if want_tokens:
-            _check_token_size(encoder.count_tokens(texts) * encoder.dim * 2 / 2**20, len(texts), what, token_limit_mb)
+            megabytes = encoder.count_tokens(texts) * encoder.exported.hidden_size * 2 / 2**20
+            _check_token_size(megabytes, len(texts), what, token_limit_mb)
         fresh, new_tokens, seconds = self._encode_many(encoder, texts, missing, want_tokens,
                                                        f"{len(missing) or 1} pooling x layer {what} encoded")
         for (pooling, layer), vectors in fresh.items():

@@ -60,8 +60,7 @@ def markdown(report: dict) -> str:
     ]
     own = model.get("own_pooling")
     if own:
-        where = lines.index("Δ vs best: this method's accuracy minus the best's, in points, with its paired "
-                            "bootstrap 95% CI and McNemar's exact p.")
+        where = next(i for i, line in enumerate(lines) if line.startswith("Δ vs best:"))
         lines[where:where] = [f"This model was trained with {own} pooling (its sentence-transformers "
                               "configuration); its rows are marked *(model's own)*.", ""]
     for r in report["results"]:

@@ -10,6 +10,9 @@ Only the last layer is wanted: the model's normal export serves (its ``last_hidd
 ``encode`` runs). Any other layer: the all-layers export (model/export_layers.py), asked for just the
 outputs needed. Every pooling of a layer is computed from the same batch of hidden states, so adding
 a pooling or a layer costs a pooling (microseconds per text), not another pass through the model.
+As in ``encode --pooling NAME``, each pooling replaces only the model's pooling step: the model's
+document prompt goes before every text, and its modules after pooling (Dense, LayerNorm, Normalize)
+apply to every (pooling, layer) vector; token states are the last layer's, hidden-size wide.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from ..formats.export_dir import ExportedModel
 from ..model.export_layers import ensure_layers_exported, hidden_state_output
 from ..model.resolve import resolve_model
 from .batching import BatchPlan, batches, flatten
-from .encoder import EncoderSpec, TextEncoder, prepare
+from .encoder import EncoderSpec, TextEncoder, prepare_resolved
+from .modules import apply_modules
 from .pooling import NEEDS_POOLER_WEIGHTS, check_pooling, l2_normalize, pool
 
 
@@ -88,8 +92,9 @@ class TokenStates:
 class MultiPoolEncoder(TextEncoder):
     """A TextEncoder that returns several (pooling, layer) vectors per text from one pass."""
 
-    def __init__(self, exported: ExportedModel, normalize: bool, max_length: int, plan: BatchPlan = BatchPlan()):
-        super().__init__(exported.path, "mean", normalize, max_length, plan)
+    def __init__(self, exported: ExportedModel, normalize: bool, max_length: int, plan: BatchPlan = BatchPlan(),
+                 prompt: str = ""):
+        super().__init__(exported.path, "mean", normalize, max_length, plan, prompt)
         self.layers = layer_count(exported)
         self.all_layers = bool(exported.info.get("hidden_states"))
         self.pool_weights = exported.pooler_weights() or {}
@@ -98,10 +103,10 @@ class MultiPoolEncoder(TextEncoder):
     def load(cls, *, model: str | None, normalize: bool, max_length: int | None, layers: Sequence[int],
              plan: BatchPlan = BatchPlan()) -> MultiPoolEncoder:
         """The normal export when ``layers`` is only the last one; else the all-layers export."""
-        exported, length = prepare(EncoderSpec(model=model, max_length=max_length))
+        exported, resolved = prepare_resolved(EncoderSpec(model=model, max_length=max_length))
         if any(layer != layer_count(exported) for layer in layers):
             exported = ensure_layers_exported(resolve_model(model))
-        return cls(exported, normalize, length, plan)
+        return cls(exported, normalize, resolved.max_length, plan, resolved.prompt)
 
     def output_name(self, layer: int) -> str:
         if layer == self.layers:
@@ -133,15 +138,17 @@ class MultiPoolEncoder(TextEncoder):
         tokens = None
         if token_states:
             offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-            tokens = TokenStates(np.empty((int(offsets[-1]), self.dim), dtype=np.float16), offsets)
+            tokens = TokenStates(np.empty((int(offsets[-1]), self.exported.hidden_size), dtype=np.float16), offsets)
         order = np.argsort(-lengths, kind="stable")
         for rows in batches(order, lengths, self.plan):
             feeds = self._pack(flat, starts[rows], lengths[rows])
             hidden = dict(zip(layers, self.session.run(names, feeds)))
             mask = feeds["attention_mask"]
             for pooling, layer in pairs:
-                vectors = pool(pooling, hidden[layer].astype(np.float32, copy=False), mask,
+                vectors = pool(pooling, hidden[layer].astype(np.float32, copy=False), mask, self.prompt_tokens,
                                **(self.pool_weights if pooling in NEEDS_POOLER_WEIGHTS else {}))
+                if self.recipe.modules:
+                    vectors = apply_modules(vectors, self.recipe.modules, self.module_weights)
                 out[(pooling, layer)][rows] = l2_normalize(vectors) if self.normalize else vectors
             if tokens is not None:
                 last = hidden[self.layers]
