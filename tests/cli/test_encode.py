@@ -158,5 +158,8 @@ def test_corrupt_data_pages_on_ray(tiny_model_dir, tmp_path, ray_cluster):
 
 
 def test_hub_model_while_offline(corpus, tmp_path):
+    """Tests run with HF_HUB_OFFLINE=1: a hub id not in the cache is one line saying so and how to allow it."""
     result = run("encode", corpus, "--runner", "local", "--model", "no-such-org/no-such-model", "--out", tmp_path / "o")
-    assert_one_line_error(result, "cannot get model 'no-such-org/no-such-model'")
+    assert_one_line_error(result, "model 'no-such-org/no-such-model' is not in the Hugging Face cache",
+                          "HF_HUB_OFFLINE=1 forbids downloading it", "unset HF_HUB_OFFLINE")
+    assert not (tmp_path / "o").exists()
