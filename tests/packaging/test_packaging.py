@@ -36,27 +36,38 @@ def test_sample_corpus_ships_with_the_package():
 
 def test_every_package_embedpipe_imports_is_declared():
     """A module of the package importing a distribution pyproject.toml does not list works only as
-    long as something else happens to pull it in."""
+    long as something else happens to pull it in. embedpipe/testing.py (small real parts for the
+    tests and benchmarks) may also import what the dev extra declares."""
     import ast
     import importlib.metadata
     import sys
 
     import tomllib
 
-    imported = set()
-    for path in (ROOT / "embedpipe").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                imported |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                imported.add(node.module.split(".")[0])
-    imported -= set(sys.stdlib_module_names) | {"embedpipe"}
-    declared = {re.split(r"[\[<>=!~; ]", d)[0].lower().replace("_", "-")
-                for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    def imports(paths) -> set[str]:
+        found = set()
+        for path in paths:
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    found |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.add(node.module.split(".")[0])
+        return found - set(sys.stdlib_module_names) - {"embedpipe"}
+
+    def names(requirements) -> set[str]:
+        return {re.split(r"[\[<>=!~; ]", r)[0].lower().replace("_", "-") for r in requirements}
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     providers = importlib.metadata.packages_distributions()
-    undeclared = [m for m in sorted(imported)
-                  if not {d.lower().replace("_", "-") for d in providers.get(m, [])} & declared]
-    assert not undeclared
+
+    def undeclared(modules, declared):
+        return [m for m in sorted(modules)
+                if not {d.lower().replace("_", "-") for d in providers.get(m, [])} & declared]
+
+    testing = ROOT / "embedpipe" / "testing.py"
+    library = [p for p in (ROOT / "embedpipe").rglob("*.py") if p != testing]
+    assert not undeclared(imports(library), names(project["dependencies"]))
+    assert not undeclared(imports([testing]), names(project["dependencies"] + project["optional-dependencies"]["dev"]))
 
 
 def test_torch_is_pinned_once_to_its_cpu_build():
