@@ -30,7 +30,7 @@ import pyarrow as pa
 from ..errors import BadInput
 from .columns import Column, check_ids_present, first_null, invalid_utf8_rows
 from .parquet import read_table, resolve_filesystem
-from .tabular import open_stream
+from .tabular import file_schema, format_of, open_stream
 
 RESULT_COLUMNS = ("query_id", "rank", "doc_id", "score")
 QUERY_NAMES = ("id", "text")
@@ -64,8 +64,6 @@ def with_beir_names(location: str, names: tuple[str, ...], default: tuple[str, .
     """BEIR's names when the defaults were asked for and the file has BEIR's instead."""
     if names != default:
         return names
-    from .tabular import file_schema, format_of
-
     filesystem, path = resolve_filesystem(location)
     try:
         present = set(file_schema(filesystem, path, format_of(path) or "parquet").names)

@@ -11,7 +11,7 @@ is JSON Lines only when named as a file or with format=jsonl: in a directory, .j
 metadata files datasets ship (dataset_info.json) and are left out.
 
 A line that is not JSON, or a CSV row with more or fewer fields than the header, is an error naming
-the file and its line:
+the file and its line (``c.jsonl line 3: not JSON (...)``).
 
     >>> format_of("data/corpus.jsonl.gz"), compression_of("data/corpus.jsonl.gz")
     ('jsonl', 'gzip')
