@@ -24,6 +24,7 @@ from ..model.optimize import check_export_options
 from ..model.recipe import ModelRecipe, read_recipe
 from ..model.resolve import local_model_dir, resolve_model
 from .batching import BatchPlan, batches, flatten, pack
+from .long_texts import CharCut
 from .modules import apply_modules
 from .pooling import MODEL_POOLING, NEEDS_POOLER_WEIGHTS, check_pooling, l2_normalize, pool
 
@@ -130,6 +131,7 @@ class TextEncoder:
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length)
+        self.cut = CharCut(self.tokenizer, max_length)  # very long texts: cut by characters first, same tokens
         self.pad_id = int(self.exported.info.get("pad_token_id") or 0)
         # sentence-transformers counts the prompt's tokens as the tokenizer makes them alone, less a
         # special token it appends (SEP, EOS): that many leading tokens are left out of the pooling.
@@ -181,13 +183,18 @@ class TextEncoder:
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids with the model's special tokens, truncated to ``max_length``."""
-        return [e.ids for e in self._encodings(texts)]
+        return [e.ids for e in self._encodings(texts)[0]]
 
     def _encodings(self, texts: Sequence[str]):
+        """The truncated encodings, and per text whether it had more than ``max_length`` tokens."""
         texts = [self.prompt + t for t in texts] if self.prompt else list(texts)
         if self.recipe.lowercase:  # sentence-transformers lowercases prompt and text together
             texts = [t.lower() for t in texts]
-        return self.tokenizer.encode_batch(texts, add_special_tokens=True)
+        prepared, cut = self.cut.prepare(texts)  # a very long text: a prefix with the same first tokens
+        encodings = self.tokenizer.encode_batch(prepared, add_special_tokens=True)
+        truncated = np.fromiter((c or bool(e.overflowing) for c, e in zip(cut, encodings)), dtype=bool,
+                                count=len(encodings))
+        return encodings, truncated
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (n, dim) float32, in input order. Empty or null texts are an error."""
@@ -202,8 +209,7 @@ class TextEncoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not len(texts):
             return out, np.zeros(0, dtype=bool)
-        encodings = self._encodings(texts)
-        truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings))
+        encodings, truncated = self._encodings(texts)
         flat, starts, lengths = flatten([e.ids for e in encodings])
         order = np.argsort(-lengths, kind="stable")
         for rows in batches(order, lengths, self.plan):

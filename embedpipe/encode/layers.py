@@ -117,7 +117,7 @@ class MultiPoolEncoder(TextEncoder):
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Tokens the texts make (after truncation), e.g. to size a token-state cache before encoding."""
-        return int(sum(len(e.ids) for e in self._encodings(texts)))
+        return int(sum(len(e.ids) for e in self._encodings(texts)[0]))
 
     def encode_many(self, texts: Sequence[str], pairs: Sequence[tuple[str, int]],
                     token_states: bool = False) -> tuple[dict[tuple[str, int], np.ndarray], TokenStates | None]:
