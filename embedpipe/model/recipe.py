@@ -164,15 +164,22 @@ def module_weights(model_dir: Path, modules: tuple[Module, ...]) -> dict[str, np
     return weights
 
 
-def _tensors(folder: Path) -> dict:
+def _check_weight_file(folder: Path) -> None:
+    """A module's weights must be in model.safetensors: pytorch_model.bin is a pickle, which embedpipe
+    never loads (tests/reliability/test_safe_loading.py)."""
     if (folder / "model.safetensors").exists():
-        from safetensors.numpy import load_file
-
-        return load_file(str(folder / "model.safetensors"))
-    if (folder / "pytorch_model.bin").exists():  # a pickle: embedpipe never unpickles (tests/reliability)
+        return
+    if (folder / "pytorch_model.bin").exists():
         raise BadInput(f"{folder}: the module's weights are only in pytorch_model.bin, a pickle embedpipe does not "
                        "load; save them as model.safetensors (sentence-transformers' model.save does)")
     raise BadInput(f"{folder}: no model.safetensors for the module's weights")
+
+
+def _tensors(folder: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    _check_weight_file(folder)
+    return load_file(str(folder / "model.safetensors"))
 
 
 def _json(file: Path, default=None):
@@ -222,6 +229,7 @@ def _module(model_dir: Path, entry: dict, kind: str | None) -> Module:
         return Module("Normalize", folder)
     config = _json(model_dir / folder / "config.json")
     if kind == "LayerNorm":
+        _check_weight_file(model_dir / folder)
         return Module("LayerNorm", folder, in_features=int(config["dimension"]), out_features=int(config["dimension"]))
     for key in ("module_input_name", "module_output_name"):
         if config.get(key, "sentence_embedding") not in ("sentence_embedding", None):
@@ -232,5 +240,6 @@ def _module(model_dir: Path, entry: dict, kind: str | None) -> Module:
     if activation is None:
         raise BadInput(f"{model_dir.name}: module {_label(entry)} uses the activation {activation_class!r}; "
                        f"embedpipe applies {', '.join(ACTIVATIONS)}")
+    _check_weight_file(model_dir / folder)
     return Module("Dense", folder, in_features=int(config["in_features"]), out_features=int(config["out_features"]),
                   bias=bool(config.get("bias", True)), activation=activation)

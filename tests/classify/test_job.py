@@ -281,3 +281,16 @@ def test_attention_head_refuses_too_many_token_states_in_one_line(data, tiny_mod
                  "--token-states-limit-mb", "0.001", "--out", tmp_path / "r")
     assert_one_line_error(result, "token states", "--token-states-limit-mb")
     assert not (tmp_path / "r").exists()
+
+
+def test_the_report_marks_the_models_own_pooling(data, tiny_st_model, tmp_path):
+    """A sentence-transformers model trained with cls pooling: its cls rows are marked, in report.json
+    and in report.md, which says so in words; a plain model's report marks none (the other tests)."""
+    out = tmp_path / "r"
+    report = run_classify(ClassifyJob(train=str(data[0]), test=str(data[1]), model=str(tiny_st_model("bert")),
+                                      poolings=("cls", "mean"), heads=("linear",), out=str(out)))
+    assert report["model"]["own_pooling"] == "cls"
+    assert {r["pooling"]: r["own_pooling"] for r in report["results"]} == {"cls": True, "mean": False}
+    markdown = (out / "report.md").read_text()
+    assert "This model was trained with cls pooling" in markdown
+    assert "| cls *(model's own)* |" in markdown and "| mean |" in markdown
