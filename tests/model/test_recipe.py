@@ -11,7 +11,7 @@ import pytest
 from embedpipe.encode.encoder import EncoderSpec, resolve_spec, spec_record
 from embedpipe.encode.modules import apply_modules
 from embedpipe.errors import BadInput
-from embedpipe.model.recipe import Module, ModelRecipe, read_recipe
+from embedpipe.model.recipe import ModelRecipe, Module, read_recipe
 from tests.helpers import assert_one_line_error, run_cli, snapshot
 
 
