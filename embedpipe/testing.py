@@ -244,39 +244,84 @@ def save_tiny_transformer(path: Path, architecture: str, words: Sequence[str], c
     return path
 
 
+# One tiny sentence-transformers model per architecture, each configured like a known family, so that
+# between them every pooling mode, module after pooling and prompt arrangement is exercised
+# (arguments of save_tiny_sentence_transformer; pooling is sentence-transformers' name).
+TINY_MODEL_VARIANTS = {
+    "bert": dict(pooling="cls", dense=16, normalize=True,                      # BGE-like, with a Dense
+                 prompts={"query": "query: ", "document": "passage: "}),
+    "distilbert": dict(pooling="mean", normalize=True),                        # all-MiniLM-like, no prompts
+    "roberta": dict(pooling="max", layer_norm=True,                            # nomic-like prompts
+                    prompts={"query": "search_query: ", "document": "search_document: "}),
+    "xlm-roberta": dict(pooling="mean", normalize=True,                        # multilingual-E5-like
+                        prompts={"query": "query: ", "passage": "passage: "}),
+    "mpnet": dict(pooling="mean_sqrt_len_tokens", dense=24, activation="identity"),
+    "modernbert": dict(pooling="weightedmean", dense=20, activation="gelu",    # INSTRUCTOR-like: the prompt
+                       include_prompt=False,                                   # is left out of the pooling
+                       prompts={"query": "Represent the question: ", "document": "Represent the document: "}),
+    "qwen2": dict(pooling="lasttoken", normalize=True,                         # Qwen3-Embedding-like decoder
+                  prompts={"query": "Instruct: find the text\nQuery: "}),
+}
+# The vector width each variant promises (the Dense output where there is one, else the hidden size 32).
+TINY_MODEL_DIMS = {name: variant.get("dense", TINY_WIDTH) for name, variant in TINY_MODEL_VARIANTS.items()}
+
+
+
+TORCH_ACTIVATIONS = {"tanh": "torch.nn.modules.activation.Tanh", "identity": "torch.nn.modules.linear.Identity",
+                     "relu": "torch.nn.modules.activation.ReLU", "gelu": "torch.nn.modules.activation.GELU"}
+
+
 def save_tiny_sentence_transformer(path: Path, transformer_dir: Path, pooling: str = "mean", *,
                                    dense: int | None = None, activation: str = "tanh", layer_norm: bool = False,
                                    normalize: bool = False, prompts: dict | None = None,
                                    include_prompt: bool = True, seed: int = 0) -> Path:
-    """``transformer_dir`` as a sentence-transformers model: its Pooling (a sentence-transformers mode
-    name: cls, mean, max, mean_sqrt_len_tokens, weightedmean, lasttoken), then a Dense to ``dense`` dims
-    with ``activation`` (tanh, identity, relu, gelu), a LayerNorm, a Normalize, as asked; ``prompts``
-    go to config_sentence_transformers.json."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Dense, LayerNorm, Normalize, Pooling, Transformer
+    """``transformer_dir`` as a sentence-transformers model, written file by file as the hub's are
+    (sentence-transformers itself is not needed): its Pooling (a sentence-transformers mode name: cls,
+    mean, max, mean_sqrt_len_tokens, weightedmean, lasttoken), then a Dense to ``dense`` dims with
+    ``activation`` (tanh, identity, relu, gelu) and random weights, a LayerNorm (not the identity), a
+    Normalize, as asked; ``prompts`` in config_sentence_transformers.json."""
+    import numpy as np
+    from safetensors.numpy import save_file
 
-    torch.manual_seed(seed)
-    transformer = Transformer(str(transformer_dir), max_seq_length=TINY_TOKENS)
-    width = transformer.get_embedding_dimension()
-    modules = [transformer, Pooling(width, pooling, include_prompt=include_prompt)]
+    shutil.copytree(transformer_dir, path)  # the Transformer module lives in the model directory itself
+    config = json.loads((path / "config.json").read_text())
+    width = int(config.get("hidden_size") or config["dim"])
+    rng = np.random.default_rng(seed)
+    modules = [("", "sentence_transformers.models.Transformer"), ("1_Pooling", "sentence_transformers.models.Pooling")]
+    (path / "1_Pooling").mkdir()
+    _write_json(path / "1_Pooling" / "config.json",
+                {"embedding_dimension": width, "pooling_mode": pooling, "include_prompt": include_prompt})
     if dense:
-        functions = {"tanh": torch.nn.Tanh(), "identity": torch.nn.Identity(), "relu": torch.nn.ReLU(),
-                     "gelu": torch.nn.GELU()}
-        modules.append(Dense(width, dense, activation_function=functions[activation]))
+        folder = path / f"{len(modules)}_Dense"
+        folder.mkdir()
+        _write_json(folder / "config.json", {"in_features": width, "out_features": dense, "bias": True,
+                                             "activation_function": TORCH_ACTIVATIONS[activation]})
+        bound = 1 / np.sqrt(width)  # torch.nn.Linear's initialization range
+        weights = {"linear.weight": rng.uniform(-bound, bound, (dense, width)).astype(np.float32),
+                   "linear.bias": rng.uniform(-bound, bound, dense).astype(np.float32)}
+        save_file(weights, str(folder / "model.safetensors"))
+        modules.append((folder.name, "sentence_transformers.models.Dense"))
         width = dense
     if layer_norm:
-        modules.append(LayerNorm(width))
-        with torch.no_grad():  # not the identity it starts as
-            modules[-1].norm.weight.uniform_(0.5, 1.5)
-            modules[-1].norm.bias.uniform_(-0.5, 0.5)
+        folder = path / f"{len(modules)}_LayerNorm"
+        folder.mkdir()
+        _write_json(folder / "config.json", {"dimension": width})
+        save_file({"norm.weight": rng.uniform(0.5, 1.5, width).astype(np.float32),
+                   "norm.bias": rng.uniform(-0.5, 0.5, width).astype(np.float32)}, str(folder / "model.safetensors"))
+        modules.append((folder.name, "sentence_transformers.models.LayerNorm"))
     if normalize:
-        modules.append(Normalize())
-    SentenceTransformer(modules=modules, prompts=prompts or {}, device="cpu").save(str(path))
-    # sentence-transformers 5 saves empty 'query' / 'document' prompts beside the given ones; a hub model
-    # has only its own (E5's are query and passage), which is what encode_document's choice depends on.
-    settings_file = path / "config_sentence_transformers.json"
-    settings = json.loads(settings_file.read_text())
-    settings["prompts"] = dict(prompts or {})
-    settings_file.write_text(json.dumps(settings, indent=2))
+        (path / f"{len(modules)}_Normalize").mkdir()
+        modules.append((f"{len(modules)}_Normalize", "sentence_transformers.models.Normalize"))
+    _write_json(path / "modules.json", [{"idx": i, "name": str(i), "path": folder, "type": kind}
+                                        for i, (folder, kind) in enumerate(modules)])
+    _write_json(path / "sentence_bert_config.json", {"max_seq_length": TINY_TOKENS, "do_lower_case": False})
+    _write_json(path / "config_sentence_transformers.json",
+                {"model_type": "SentenceTransformer", "prompts": dict(prompts or {}), "default_prompt_name": None,
+                 "similarity_fn_name": "cosine"})
     return path
+
+
+def _write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, indent=2))
+
+

@@ -8,6 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embedpipe.testing import TINY_MODEL_DIMS, TINY_MODEL_VARIANTS
+
 WORDS = ("the a an of to and in is was for on with as by at from it this that be are not or "
          "cat dog bird fish tree house car road river city water fire sun moon star book word "
          "run walk eat drink read write speak sing make take give find small large red green "
@@ -26,26 +28,9 @@ TEXTS = [
 ]
 
 
-# One tiny sentence-transformers model per architecture, each configured like a known family, so that
-# between them every pooling mode, module after pooling and prompt arrangement is exercised
-# (arguments of embedpipe.testing.save_tiny_sentence_transformer; pooling is sentence-transformers' name).
-MODEL_VARIANTS = {
-    "bert": dict(pooling="cls", dense=16, normalize=True,                      # BGE-like, with a Dense
-                 prompts={"query": "query: ", "document": "passage: "}),
-    "distilbert": dict(pooling="mean", normalize=True),                        # all-MiniLM-like, no prompts
-    "roberta": dict(pooling="max", layer_norm=True,                            # nomic-like prompts
-                    prompts={"query": "search_query: ", "document": "search_document: "}),
-    "xlm-roberta": dict(pooling="mean", normalize=True,                        # multilingual-E5-like
-                        prompts={"query": "query: ", "passage": "passage: "}),
-    "mpnet": dict(pooling="mean_sqrt_len_tokens", dense=24, activation="identity"),
-    "modernbert": dict(pooling="weightedmean", dense=20, activation="gelu",    # INSTRUCTOR-like: the prompt
-                       include_prompt=False,                                   # is left out of the pooling
-                       prompts={"query": "Represent the question: ", "document": "Represent the document: "}),
-    "qwen2": dict(pooling="lasttoken", normalize=True,                         # Qwen3-Embedding-like decoder
-                  prompts={"query": "Instruct: find the text\nQuery: "}),
-}
-# The vector width each variant promises (the Dense output where there is one, else the hidden size 32).
-MODEL_DIMS = {name: variant.get("dense", 32) for name, variant in MODEL_VARIANTS.items()}
+# One tiny sentence-transformers model per architecture (embedpipe.testing.TINY_MODEL_VARIANTS).
+MODEL_VARIANTS = TINY_MODEL_VARIANTS
+MODEL_DIMS = TINY_MODEL_DIMS
 
 
 def write_corpus(path, texts=TEXTS, ids=None, **extra_columns):

@@ -24,7 +24,9 @@ from .encode import encode_cmd, export_cmd
 from .pipeline import run_cmd, submit_cmd
 from .retrieval import evaluate_cmd, index_cmd, search_cmd
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub unless the user opts in
+# The Hugging Face Hub is used as every Hugging Face tool uses it: a model id (or an hf:// corpus) not
+# in the local cache is downloaded, unless HF_HUB_OFFLINE=1 says not to (then one line says so). The
+# bundled default model never needs the network.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

@@ -28,8 +28,8 @@ def resolve_filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     if not is_url(location):
         return pafs.LocalFileSystem(), str(location)
     if location.startswith("hf://") and hub_offline():
-        raise BadInput(f"cannot read {location}: the Hugging Face Hub is offline here (HF_HUB_OFFLINE=1, embedpipe's "
-                       "default); set HF_HUB_OFFLINE=0 to read from the Hub, or give a local copy")
+        raise BadInput(f"cannot read {location}: the Hugging Face Hub is offline here (HF_HUB_OFFLINE=1); "
+                       "unset it (or set HF_HUB_OFFLINE=0) to read from the Hub, or give a local copy")
     try:
         return pafs.FileSystem.from_uri(location)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
@@ -44,7 +44,8 @@ def resolve_filesystem(location: str) -> tuple[pafs.FileSystem, str]:
 
 
 def hub_offline() -> bool:
-    """Whether HF_HUB_OFFLINE says so (huggingface_hub's reading: 1, true, yes, on)."""
+    """Whether HF_HUB_OFFLINE forbids the Hub (huggingface_hub's reading: 1, true, yes, on): for hf://
+    corpora here and for model ids (model/resolve.py)."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 

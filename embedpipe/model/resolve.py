@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInput, CorruptArtifact
+from ..formats.parquet import hub_offline
 from ..fsio import write_text_atomic
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -97,13 +98,6 @@ def _looks_like_path(name: str) -> bool:
 # never the other ONNX / OpenVINO variants some repositories also carry.
 HUB_FILES = ["*.json", "*.txt", "*.safetensors", "*.model", "*pytorch_model.bin", "onnx/model.onnx",
              "onnx/model.onnx_data"]
-
-
-def hub_offline() -> bool:
-    """Whether HF_HUB_OFFLINE forbids downloads (read now, as the hub library reads it at import)."""
-    from huggingface_hub import constants
-
-    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE") or constants.HF_HUB_OFFLINE
 
 
 def _download(repo_id: str) -> Path:
