@@ -35,8 +35,15 @@ class Column:
 
 
 def value_type(kind: pa.DataType) -> pa.DataType:
-    """The type of the values: a dictionary column's value type, any other type as it is."""
-    return kind.value_type if pa.types.is_dictionary(kind) else kind
+    """The type of the values as embedpipe handles them: a dictionary column's value type, and
+    ``string`` for ``string_view`` (a layout, not other values; pyarrow 17-21 cannot filter it);
+    any other type as it is."""
+    kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+    return pa.string() if pa.types.is_string_view(kind) else kind
+
+
+def _is_plain(kind: pa.DataType) -> bool:
+    return not pa.types.is_dictionary(kind) and not pa.types.is_string_view(kind)
 
 
 def is_text_type(kind: pa.DataType) -> bool:
@@ -73,12 +80,13 @@ def check_columns(schema: pa.Schema, where: str, columns: list[Column]) -> None:
 
 
 def decoded(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Plain values of a dictionary-encoded column; any other column as it is."""
-    return values.cast(values.type.value_type) if pa.types.is_dictionary(values.type) else values
+    """Plain values of a dictionary-encoded or string_view column (``value_type``); any other
+    column as it is."""
+    return values if _is_plain(values.type) else values.cast(value_type(values.type))
 
 
 def decoded_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
-    if not any(pa.types.is_dictionary(kind) for kind in batch.schema.types):
+    if all(_is_plain(kind) for kind in batch.schema.types):
         return batch
     return pa.RecordBatch.from_arrays([decoded(c) for c in batch.columns], names=batch.schema.names)
 
