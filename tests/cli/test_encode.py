@@ -163,3 +163,25 @@ def test_hub_model_while_offline(corpus, tmp_path):
     assert_one_line_error(result, "model 'no-such-org/no-such-model' is not in the Hugging Face cache",
                           "HF_HUB_OFFLINE=1 forbids downloading it", "unset HF_HUB_OFFLINE")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_hub_model_in_the_cache_is_used_while_offline(tiny_st_model, corpus, tmp_path, monkeypatch):
+    """A hub id resolves through the Hugging Face cache (here one laid out by hand, as a download leaves
+    it) with HF_HUB_OFFLINE=1: nothing is fetched, and the model's own pooling and modules apply."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    from embedpipe.formats.vectors import open_vectors
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--tiny-org--tiny-distilbert"
+    commit = "0" * 40
+    shutil.copytree(tiny_st_model("distilbert"), repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    result = run("encode", corpus, "--runner", "local", "--model", "tiny-org/tiny-distilbert", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    manifest = open_vectors(tmp_path / "o").manifest
+    assert manifest["model"]["name"] == "tiny-org/tiny-distilbert" and manifest["model_pooling"] == "mean"
