@@ -184,4 +184,4 @@ def test_a_hub_model_in_the_cache_is_used_while_offline(tiny_st_model, corpus, t
     result = run("encode", corpus, "--runner", "local", "--model", "tiny-org/tiny-distilbert", "--out", tmp_path / "o")
     assert result.exit_code == 0, result.output
     manifest = open_vectors(tmp_path / "o").manifest
-    assert manifest["model"]["name"] == "tiny-org/tiny-distilbert" and manifest["model_pooling"] == "mean"
+    assert manifest["encoder"]["model"] == "tiny-org/tiny-distilbert" and manifest["model_pooling"] == "mean"
