@@ -247,15 +247,13 @@ def test_a_file_url_corpus_is_compared_as_its_path(tmp_path, export_cache):
     assert _written_nothing(tmp_path, export_cache) == before
 
 
-@pytest.mark.parametrize("out", ["s3://bucket/vectors", "file:///tmp/vectors"])
-def test_a_url_output_is_refused_because_outputs_are_local_paths(out, tmp_path, export_cache, monkeypatch):
-    """Writers write local files; a URL given as a path would land in a directory named 's3:'."""
-    corpus = write_corpus(tmp_path / "corpus.parquet")
-    model = _model_dir(tmp_path / "m")
+@pytest.mark.parametrize("out", ["s3://bucket/index", "file:///tmp/index"])
+def test_a_url_index_output_is_refused_because_indexes_are_built_locally(out, tmp_path, export_cache, monkeypatch):
+    """The index writer writes local files (encode, whose workers write their own shards, takes
+    URLs); a URL given as a path would land in a directory named 's3:'."""
     monkeypatch.chdir(tmp_path)
     before = _written_nothing(tmp_path, export_cache)
-    assert_one_line_error(run_cli("encode", corpus, "--model", model, "--runner", "local", "--out", out),
-                          f"output {out} is a URL", "local paths")
+    assert_one_line_error(run_cli("index", tmp_path / "vectors", "--out", out), f"output {out} is a URL", "local paths")
     assert _written_nothing(tmp_path, export_cache) == before
 
 

@@ -17,32 +17,29 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 from .. import __version__, checks
 from ..errors import BadInput, ConfigError
-from ..formats.corpus import Corpus, id_hashes, open_corpus
+from ..formats.corpus import Corpus, open_corpus
+from ..formats.store import Store
 from ..formats.tabular import FORMATS
 from ..formats.vectors import (
     DTYPES,
-    ShardWriter,
     differences,
     encoder_identity,
     published_manifest,
     read_ids,
     run_key,
     run_key_of,
-    vectors_from_column,
     verify_shard,
 )
-from ..fsio import check_output
+from ..fsio import check_output, local_path
 from ..model.recipe import ModelRecipe, read_recipe
 from ..model.resolve import local_model_dir
 from ..progress import Progress
@@ -51,8 +48,11 @@ from .batching import BatchPlan
 from .encoder import EncoderSpec, model_path_of, prepare_resolved, spec_record
 from .mapper import EMPTY_TEXT_POLICIES, MapperConfig
 from .pooling import MODEL_POOLING
-from .resume import abandon, finish, open_staging, run_lock
+from .pieces import plan_pieces
+from .resume import abandon, abandon_all, finish, open_staging, run_lock
 from .runners import RUNNERS, RayOptions, choose_runner, run_encoder
+
+PIECES_FOR_BALANCE = 32  # a small corpus on Ray is cut into this many pieces, so no actor waits on one big one
 
 log = logging.getLogger("embedpipe.encode")
 
@@ -60,7 +60,7 @@ log = logging.getLogger("embedpipe.encode")
 @dataclass
 class EncodeJob:
     corpus: str                          # a file, directory, glob or URL: parquet, JSON Lines, CSV, save_to_disk, BEIR
-    out: str | None = None               # vector directory; None = CORPUS_STEM.POOLING.vectors
+    out: str | None = None               # vector directory, path or URL (s3://...); None = CORPUS_STEM.POOLING.vectors
     spec: EncoderSpec = field(default_factory=EncoderSpec)
     text_column: str = "text"
     id_column: str = "id"                # without an "id" column, BEIR's "_id" is taken
@@ -104,13 +104,16 @@ class EncodeJob:
 
 @dataclass(frozen=True)
 class EncodeResult:
-    out: Path                  # the published vector directory
+    out: Path | str            # the published vector directory (a local path, or the URL it was given)
     manifest: dict             # what its manifest.json says
     up_to_date: bool = False   # the output was already complete for this corpus and config: nothing ran
 
 
 def encode_corpus(job: EncodeJob) -> EncodeResult:
-    """Encode the ids of ``job.corpus`` not yet in ``job.out`` and publish the vector directory.
+    """Encode the rows of ``job.corpus`` not yet in ``job.out`` and publish the vector directory.
+
+    Workers write their shards straight to OUT's filesystem (a local or shared path, or a URL such
+    as s3://bucket/vectors) and return only receipts; the manifest, written last, commits them.
 
     SIGTERM and Ctrl-C (in the main thread) raise ``signals.Interrupted`` saying what was kept:
     finished shards stay for the same command to resume from, nothing is published."""
@@ -124,70 +127,86 @@ def _encode(job: EncodeJob) -> EncodeResult:
     # Taken before any row is read and compared before publishing: a file replaced during the run
     # (same row count or not) must not be recorded as the corpus these vectors were made from.
     fingerprint = corpus.fingerprint()
-    out = check_output(job.out or f"{corpus.stem}.{_pooling_name(spec)}.vectors",
-                       {"corpus": job.corpus, "model": local_model_dir(spec.model)})
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"output {out} exists and is not a directory")
+    location = job.out or f"{corpus.stem}.{_pooling_name(spec)}.vectors"
+    shown: Path | str = location
+    if local_path(location) is not None:     # a path, or a file:// URL naming one
+        location = str(local_path(location))
+        shown = check_output(location, {"corpus": job.corpus, "model": local_model_dir(spec.model)})
+        if shown.exists() and not shown.is_dir():
+            raise BadInput(f"output {shown} exists and is not a directory")
+        location = str(shown.absolute())   # workers elsewhere (Ray) do not share this working directory
+    out = Store.at(location)
     exported, resolved = prepare_resolved(spec)
     max_length = resolved.max_length
     record = spec_record(spec, max_length, exported.recipe)
     key = corpus_run_key(encoder_identity(record, exported.info["content_hash"]), job.dtype, corpus)
-    with run_lock(out):
+    with run_lock(location):
         base = None if job.overwrite else published_manifest(out)
         if base is not None:
             changed = differences(run_key_of(base), key)
             if changed:
-                raise BadInput(f"output {out} was encoded with another config ({changed}); "
+                raise BadInput(f"output {shown} was encoded with another config ({changed}); "
                                "pass overwrite=true to rebuild it", fields=("overwrite",))
             if base.get("source", {}).get("fingerprint") == fingerprint:
                 # "Complete" only if what the manifest lists is still there, unchanged.
                 for shard in base["shards"]:
                     verify_shard(out, shard, checksum=True)
-                log.info("%s is already complete for this corpus and config: nothing to do", out)
-                return EncodeResult(out, base, up_to_date=True)
-        corpus_hashes = _check_corpus(corpus, job.empty_text)
-        state = open_staging(out, key, base)
-        writer = ShardWriter(state.staging, exported.dim, dtype=job.dtype, rows_per_shard=job.rows_per_shard,
-                             first_shard=state.next_shard)
+                log.info("%s is already complete for this corpus and config: nothing to do", shown)
+                return EncodeResult(shown, base, up_to_date=True)
+        _check_corpus(corpus, job.empty_text)
+        coverage = _coverage(corpus, base)
+        known = _known_ids(out, coverage.known_shards, corpus)
+        todo_rows = sum(corpus.file_rows[f] for f in coverage.files)
+        address = job.ray_address or (os.environ.get("RAY_ADDRESS") if job.runner == "auto" else None)
+        runner, why = choose_runner(job.runner, todo_rows, address)
+        log.info("runner: %s (%s)", runner, why)
+        state = open_staging(out, key, base, fingerprint, _piece_rows(runner, job.rows_per_shard, todo_rows))
+        pieces = plan_pieces(corpus, coverage.files, state.piece_rows, state.next_shard, coverage.changed)
+        planned = {p.number: p.source() for p in pieces}
+        done = [r for n, r in state.done.items() if planned.get(n) == r.get("source")]
+        finished = {r["number"] for r in done}
+        todo = [p for p in pieces if p.number not in finished]
+        _log_reuse(state, done, shown, base)
+        config = MapperConfig(str(exported.path), resolved.pooling, spec.normalize, max_length,
+                              BatchPlan(batch_size=job.batch_size, threads=job.threads),
+                              corpus.text_column, corpus.id_column, job.empty_text, resolved.prompt)
+        started = datetime.now(timezone.utc)
+        receipts = list(done)
         try:
-            known = _known_ids(state, corpus)
-            already = int(np.isin(id_hashes(known), corpus_hashes).sum()) if len(known) else 0
-            _log_reuse(state, out, len(known), already)
-            config = MapperConfig(str(exported.path), resolved.pooling, spec.normalize, max_length,
-                                  BatchPlan(batch_size=job.batch_size, threads=job.threads),
-                                  corpus.text_column, corpus.id_column, job.empty_text, resolved.prompt)
-            started = datetime.now(timezone.utc)
-            encoded = truncated = 0
-            address = job.ray_address or (os.environ.get("RAY_ADDRESS") if job.runner == "auto" else None)
-            runner, why = choose_runner(job.runner, corpus.rows - already, address)
-            log.info("runner: %s (%s)", runner, why)
-            with Progress(corpus.rows - already, "rows encoded") as progress:
-                # closing(): on an error or a signal the runner stops here (an embedded Ray shut down)
-                # before the shards are kept, not whenever the generator is collected.
-                tables = closing(run_encoder(runner, corpus, config, window=job.window, skip_ids=known,
-                                             ray=RayOptions(address, job.workers, job.ray_dashboard)))
-                with tables:
-                    for table in tables.thing:
-                        flags = table.column("truncated").to_numpy(zero_copy_only=False)
-                        writer.write(table.column("id"), vectors_from_column(table.column("vector")), flags)
-                        encoded += table.num_rows
-                        truncated += int(flags.sum())
-                        progress.update(table.num_rows)
-                writer.flush()
+            with Progress(sum(p.rows for p in todo), "rows encoded") as progress:
+                # closing(): on an error or a signal the runner stops here (actors killed, an embedded
+                # Ray shut down) before the finished shards are counted and kept.
+                with closing(run_encoder(runner, corpus, config, todo, state.staging.location, window=job.window,
+                                         known_ids=known, dtype=job.dtype,
+                                         ray=RayOptions(address, job.workers, job.ray_dashboard))) as finished:
+                    for receipt in finished:
+                        receipts.append(receipt)
+                        source = receipt["source"]
+                        progress.update(source["stop"] - source["start"])
                 seconds = progress.seconds
             if corpus.fingerprint() != fingerprint:
-                shutil.rmtree(state.staging, ignore_errors=True)   # rows of two versions of the corpus: dropped
+                abandon_all(state)                   # rows of two versions of the corpus: dropped
                 raise BadInput(f"corpus {job.corpus} changed while it was being encoded (a file was replaced, "
                                "rewritten or touched); nothing was published: run the command again")
-            last_run = {"runner": runner, "encoded_rows": encoded, "reused_rows": len(known),
-                        "reused_shards": len(state.reused) + len(base["shards"] if base else []),
-                        "skipped_rows": corpus.rows - already - encoded, "truncated_rows": truncated,
-                        "removed_ids": len(known) - already, "started_at": started.isoformat(timespec="seconds"),
-                        "seconds": round(seconds, 3)}
-            shards = (base["shards"] if base else []) + state.reused + writer.shards
-            fields = _manifest_fields(job, record, exported.info, corpus, fingerprint, last_run, shards,
+            new = receipts[len(done):]
+            encoded = sum(r["rows"] for r in new)
+            reused_rows = (base["rows"] if base else 0) + sum(r["rows"] for r in done)
+            already = coverage.unchanged_rows + sum(r["skipped_known"] for r in receipts)
+            last_run = {"runner": runner, "encoded_rows": encoded, "reused_rows": reused_rows,
+                        "reused_shards": len([r for r in done if r["rows"]]) + len(base["shards"] if base else []),
+                        "skipped_rows": corpus.rows - already - encoded - sum(r["rows"] for r in done),
+                        "truncated_rows": sum(r["truncated_rows"] for r in new),
+                        "removed_ids": (len(known) if known is not None else 0)
+                        - sum(r["skipped_known"] for r in receipts),
+                        "nodes": sorted({r["node_id"] for r in new if r.get("node_id")}),
+                        "started_at": started.isoformat(timespec="seconds"), "seconds": round(seconds, 3)}
+            if last_run["removed_ids"] > 0:
+                log.warning("%s id(s) in %s are no longer in the corpus; their vectors stay (overwrite rebuilds)",
+                            f"{last_run['removed_ids']:,}", shown)
+            fields = _manifest_fields(job, record, exported.info, corpus, fingerprint, last_run,
+                                      (base["shards"] if base else []) + receipts,
                                       created=(base or {}).get("created_at", last_run["started_at"]))
-            manifest = finish(state, fields, exported.dim, job.dtype, writer.shards)
+            manifest = finish(state, fields, exported.dim, job.dtype, receipts)
         except Interrupted as stop:
             stop.detail = abandon(state, quiet=True)
             raise
@@ -195,9 +214,41 @@ def _encode(job: EncodeJob) -> EncodeResult:
             abandon(state)
             raise
     log.info("%s: %s rows encoded, %s reused (%d shard(s)), %s skipped (blank), %s truncated to %d tokens",
-             out, f"{encoded:,}", f"{len(known):,}", last_run["reused_shards"], f"{last_run['skipped_rows']:,}",
-             f"{truncated:,}", max_length)
-    return EncodeResult(out, manifest)
+             shown, f"{encoded:,}", f"{reused_rows:,}", last_run["reused_shards"], f"{last_run['skipped_rows']:,}",
+             f"{last_run['truncated_rows']:,}", max_length)
+    return EncodeResult(shown, manifest)
+
+
+def _piece_rows(runner: str, rows_per_shard: int, todo_rows: int) -> int:
+    """Rows per piece (one task, one shard): ``rows_per_shard``, cut smaller on Ray for a corpus too
+    small to give every actor several pieces. It depends on the corpus only, never on the cluster,
+    so a rerun on fewer nodes cuts the same pieces (and a rerun keeps the first run's size anyway)."""
+    if runner == "local":
+        return rows_per_shard
+    return max(1, min(rows_per_shard, -(-todo_rows // PIECES_FOR_BALANCE)))
+
+
+@dataclass(frozen=True)
+class Coverage:
+    files: list[int]            # corpus files (by number) with rows to encode
+    changed: set[int]           # those of them the published output holds rows of: filter by known ids
+    known_shards: list[dict]    # published shards whose ids those files may hold again
+    unchanged_rows: int         # rows the published output holds of files that did not change
+
+
+def _coverage(corpus: Corpus, base: dict | None) -> Coverage:
+    """Which corpus files still need encoding against the published output ``base``: a file it
+    recorded with the same size, modification time and rows is done; any other file is encoded,
+    leaving out only ids that published shards cut from changed or vanished files hold."""
+    if base is None:
+        return Coverage(list(range(len(corpus.files))), set(), [], 0)
+    recorded = {f["path"]: f for f in base.get("source", {}).get("files", [])}
+    signatures = corpus.file_signatures()
+    unchanged = {path for path, sig in zip(corpus.files, signatures) if recorded.get(path) == sig}
+    files = [i for i, path in enumerate(corpus.files) if path not in unchanged]
+    known_shards = [s for s in base["shards"] if (s.get("source") or {}).get("file") not in unchanged]
+    unchanged_rows = sum(s["rows"] for s in base["shards"] if (s.get("source") or {}).get("file") in unchanged)
+    return Coverage(files, set(files) if known_shards else set(), known_shards, unchanged_rows)
 
 
 def open_job_corpus(job: EncodeJob) -> Corpus:
@@ -223,16 +274,15 @@ def _pooling_name(spec: EncoderSpec) -> str:
         return spec.pooling  # the export refuses it, with its own message
 
 
-def _check_corpus(corpus: Corpus, empty_text: str) -> np.ndarray:
-    """Whole-corpus checks before anything is encoded; returns the sorted hashes of its ids."""
-    hashes = corpus.check_unique_ids()
+def _check_corpus(corpus: Corpus, empty_text: str) -> None:
+    """Whole-corpus checks before anything is encoded (ids unique and present, no blank text)."""
+    corpus.check_unique_ids()
     if empty_text == "error":
         bad, examples = corpus.find_bad_rows()
         if bad:
             raise BadInput(f"{bad} row(s) have a null or blank text (ids: {', '.join(map(repr, examples))}"
                            f"{', ...' if bad > len(examples) else ''}); fix them or pass empty_text=skip",
                            fields=("empty_text",))
-    return hashes
 
 
 def _manifest_fields(job: EncodeJob, record: dict, export_info: dict, corpus: Corpus,
@@ -250,10 +300,11 @@ def _manifest_fields(job: EncodeJob, record: dict, export_info: dict, corpus: Co
         "max_length": record["max_length"],
         "source": {"path": corpus.location, "fingerprint": fingerprint, "rows": corpus.rows,
                    "format": corpus.format, "text_column": corpus.text_column, "id_column": corpus.id_column,
-                   **({"title_column": corpus.title_column} if corpus.title_column else {})},
+                   **({"title_column": corpus.title_column} if corpus.title_column else {}),
+                   "files": corpus.file_signatures()},
         "empty_text": job.empty_text,
         "skipped_rows": last_run["skipped_rows"],
-        "truncated_rows": sum(s.get("truncated_rows", 0) for s in shards),
+        "truncated_rows": sum(s.get("truncated_rows", 0) for s in shards if s.get("rows")),
         "last_run": last_run,
         "runner": last_run["runner"],
         "runner_requested": job.runner,
@@ -264,24 +315,23 @@ def _manifest_fields(job: EncodeJob, record: dict, export_info: dict, corpus: Co
     }
 
 
-def _known_ids(state, corpus: Corpus) -> pa.Array:
-    """Ids already encoded: in the published output (checksums verified) and in finished staged shards."""
-    chunks = (read_ids(state.out, state.base["shards"], verify=True) if state.base else [])
-    chunks += read_ids(state.staging, state.reused, verify=False)  # hashed just now
+def _known_ids(out: Store, shards: list[dict], corpus: Corpus) -> pa.Array | None:
+    """The ids of published ``shards`` (checksums verified), which changed files may hold again;
+    None when there are none (a fresh output, or only new files)."""
+    if not shards:
+        return None
+    chunks = read_ids(out, shards, verify=True)
     for chunk in chunks:
         if chunk.type != corpus.id_type:
             raise BadInput(f"ids in {corpus.location} are {corpus.id_type}, the ids already encoded in "
-                           f"{state.out} are {chunk.type}; pass overwrite=true to rebuild it", fields=("overwrite",))
-    return pa.concat_arrays(chunks) if chunks else pa.array([], corpus.id_type)
+                           f"{out.location} are {chunk.type}; pass overwrite=true to rebuild it", fields=("overwrite",))
+    return pa.concat_arrays(chunks) if chunks else None
 
 
-def _log_reuse(state, out: Path, known: int, already: int) -> None:
-    if state.reused:
+def _log_reuse(state, done: list[dict], out: str, base: dict | None) -> None:
+    if done:
         log.info("resuming: %d shard(s) (%s rows) finished by an interrupted run are reused",
-                 len(state.reused), f"{sum(s['rows'] for s in state.reused):,}")
-    if state.base:
+                 len(done), f"{sum(r['rows'] for r in done):,}")
+    if base:
         log.info("%s holds %s rows in %d shard(s); encoding only ids it lacks", out,
-                 f"{state.base['rows']:,}", len(state.base["shards"]))
-    if known > already:
-        log.warning("%s id(s) in %s are no longer in the corpus; their vectors stay (overwrite rebuilds)",
-                    f"{known - already:,}", out)
+                 f"{base['rows']:,}", len(base["shards"]))

@@ -1,20 +1,22 @@
-"""Where an encode run keeps its finished shards, so a killed run resumes and a grown corpus
-encodes only its new ids.
+"""Where an encode run keeps its finished shards, and the commit that makes them the result.
 
-    OUT/                       the published result: shards + manifest.json (never half-written)
-    .OUT.partial/run.json      which run the shards below belong to: encoder config, and the
-                               published manifest it extends (None for a fresh output)
-    .OUT.partial/part-N.parquet  shards finished by this run (each renamed into place when complete)
-    .OUT.lock                  held (flock) while a run writes OUT, so two runs never interleave
+    OUT/manifest.json          the result: it lists every shard; readers trust only what it lists
+    staging/run.json           which run the shards there belong to: encoder config, the published
+                               manifest it extends, the corpus fingerprint, the piece size
+    staging/part-N-A.parquet   shard of piece N, attempt A, written by the worker that encoded it
+    staging/part-N-A.json      its receipt, written once the shard is complete (pieces.py)
 
-A run with the same ``run.json`` picks up the shards already there: their ids are not encoded
-again. Finishing a fresh output renames the whole staging directory to OUT; finishing an
-incremental run moves its new shards into OUT (new names, earlier shards untouched) and then
-replaces manifest.json, the one step that makes them part of the result.
+``staging`` is ``.OUT.partial/`` beside a local OUT (a fresh result then appears by one directory
+rename) and OUT itself on an object store, which has no rename: there the manifest, written last
+by the driver, is the only commit. Shards of attempts that died, and duplicates of a piece two
+attempts both finished, are never listed, and are deleted once the manifest is written.
 
-    >>> with run_lock(out):                               # doctest: +SKIP
-    ...     state = open_staging(out, key, base=None)
-    ...     state.reused, state.next_shard
+A run with the same ``run.json`` takes every piece a receipt says is done and encodes only the
+rest, whatever stopped the run before (kill -9 of the driver, a lost node, an error).
+
+    >>> with run_lock(out):                                   # doctest: +SKIP
+    ...     state = open_staging(Store.at(out), key, base=None, corpus="fp", piece_rows=100_000)
+    ...     state.done, state.next_shard, state.piece_rows
 """
 
 from __future__ import annotations
@@ -22,36 +24,50 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import fsio
-from ..formats.vectors import MANIFEST, complete_manifest, shard_entry, shard_number
-from ..fsio import FileLock, publish_dir, read_json, write_json_atomic
+from ..formats.store import Store
+from ..formats.vectors import MANIFEST, complete_manifest, shard_number
+from ..fsio import FileLock, publish_dir
+from .pieces import RECEIPT, SHARD
 
 RUN_FILE = "run.json"
 log = logging.getLogger("embedpipe.encode")
 
 
-def staging_dir(out: Path) -> Path:
-    return out.with_name(f".{out.name}.partial")
+def staging_store(out: Store) -> Store:
+    if out.local is None:
+        return out
+    return Store.at(out.local.with_name(f".{out.local.name}.partial"))
 
 
-def run_lock(out: Path) -> FileLock:
-    """An exclusive lock beside ``out`` for the length of a run (released by the kernel on kill -9)."""
-    return FileLock(out.with_name(f".{out.name}.lock"),
-                    f"another embedpipe run is writing {out}; wait for it to finish", remove=True)
+def run_lock(out: str | Path) -> FileLock:
+    """An exclusive lock for the length of a run (released by the kernel on kill -9): beside a
+    local OUT; for a URL, on this machine only (object stores offer no lock a driver elsewhere sees)."""
+    busy = f"another embedpipe run is writing {out}; wait for it to finish"
+    if fsio.is_url(out):
+        digest = hashlib.sha256(str(out).rstrip("/").encode()).hexdigest()[:16]
+        return FileLock(Path(tempfile.gettempdir()) / "embedpipe-locks" / f"{digest}.lock", busy)
+    out = Path(out)
+    return FileLock(out.with_name(f".{out.name}.lock"), busy, remove=True)
 
 
 @dataclass
 class RunState:
-    out: Path
-    staging: Path
+    out: Store
+    staging: Store
     base: dict | None      # the published manifest this run extends; None for a fresh output
-    reused: list[dict]     # shards an interrupted run with the same key finished (in staging)
-    next_shard: int        # the number the next new shard gets
+    piece_rows: int        # rows per piece (= per shard at most), fixed by the run that started
+    done: dict[int, dict] = field(default_factory=dict)   # piece number -> the receipt of its finished shard
+    next_shard: int = 0    # the first number new pieces get
+
+    @property
+    def reused(self) -> list[dict]:
+        return [r for r in self.done.values() if r["rows"]]
 
 
 def manifest_signature(manifest: dict | None) -> str | None:
@@ -60,62 +76,119 @@ def manifest_signature(manifest: dict | None) -> str | None:
     return hashlib.sha256(json.dumps(manifest["shards"], sort_keys=True).encode()).hexdigest()
 
 
-def open_staging(out: Path, key: dict, base: dict | None) -> RunState:
-    """Find (or start) the staging area for the run ``key`` extending ``base``."""
-    staging = staging_dir(out)
-    record = json.loads(json.dumps({"key": key, "base": manifest_signature(base)}, default=str))
-    matching = False
-    if staging.exists():
-        matching = read_json(staging / RUN_FILE) == record
-        if not matching:
-            log.info("discarding the unfinished run in %s: it was for another config or an older output", staging)
-            shutil.rmtree(staging)
-    staging.mkdir(parents=True, exist_ok=True)
-    for leftover in staging.glob(".*.tmp"):
-        leftover.unlink()
-    base_files = {s["file"] for s in base["shards"]} if base else set()
-    if base is not None and matching:
-        # Shards an earlier run was moving into OUT when it stopped: finished, but not yet listed.
-        for orphan in out.glob("part-*.parquet"):
-            if orphan.name not in base_files:
-                os.replace(orphan, staging / orphan.name)
-    write_json_atomic(staging / RUN_FILE, record)
-    reused = [shard_entry(p) for p in sorted(staging.glob("part-*.parquet"), key=lambda p: shard_number(p.name))]
-    taken = [shard_number(name) for name in base_files | {s["file"] for s in reused}]
-    if base is not None:
-        taken += [shard_number(p.name) for p in out.glob("part-*.parquet")]
-    numbers = [n for n in taken if n is not None]
-    return RunState(out, staging, base, reused, max(numbers) + 1 if numbers else 0)
+def open_staging(out: Store, key: dict, base: dict | None, corpus: str, piece_rows: int) -> RunState:
+    """Find (or start) the staging area for the run ``key`` over the corpus fingerprint ``corpus``
+    extending ``base``; a matching unfinished run's piece size is kept, so its receipts still apply."""
+    staging = staging_store(out)
+    record = json.loads(json.dumps({"key": key, "base": manifest_signature(base), "corpus": corpus}, default=str))
+    found = staging.read_json(RUN_FILE)
+    matching = found is not None and {k: v for k, v in found.items() if k != "piece_rows"} == record
+    if matching:
+        piece_rows = int(found["piece_rows"])
+    elif found is not None or _our_files(staging, out):
+        log.info("discarding the unfinished run in %s: it was for another config, corpus or output", staging.location)
+        _discard(staging, out)
+    staging.make()
+    if staging.local is not None:
+        for leftover in staging.local.glob(".*.tmp"):
+            leftover.unlink()
+    staging.write_json(RUN_FILE, {**record, "piece_rows": piece_rows})
+    state = RunState(out, staging, base, piece_rows)
+    if matching:
+        state.done = _finished_pieces(staging, out, base)
+    numbers = [shard_number(s["file"]) for s in base["shards"]] if base else []
+    state.next_shard = max([n for n in numbers if n is not None], default=-1) + 1
+    return state
 
 
-def finish(state: RunState, fields: dict, dim: int, dtype: str, new_shards: list[dict]) -> dict:
-    """Publish: the manifest lists every shard, old and new; returns it."""
-    shards = (state.base["shards"] if state.base else []) + state.reused + new_shards
-    manifest = complete_manifest(fields, dim, dtype, shards)
-    if state.base is None:
-        (state.staging / RUN_FILE).unlink()
-        write_json_atomic(state.staging / MANIFEST, manifest)
-        publish_dir(state.staging, state.out)
+def _finished_pieces(staging: Store, out: Store, base: dict | None) -> dict[int, dict]:
+    """Piece number -> one receipt whose shard is there (the first attempt by name, if several)."""
+    present = set(staging.names("part-"))
+    done = {}
+    for name in sorted(present):
+        if not RECEIPT.match(name):
+            continue
+        receipt = staging.read_json(name)
+        if not receipt or not isinstance(receipt.get("number"), int) or receipt["number"] in done:
+            continue
+        shard = receipt.get("file")
+        if shard and shard not in present:
+            if staging.local is not None and base is not None and out.local is not None \
+                    and (out.local / shard).exists():
+                # An earlier finish was moving shards into OUT when it stopped: finished, not yet listed.
+                fsio.rename_into_place(out.local / shard, staging.local / shard)
+            else:
+                continue
+        done[receipt["number"]] = receipt
+    return done
+
+
+def _our_files(staging: Store, out: Store) -> list[str]:
+    """Shards, receipts and run records in ``staging`` that no published manifest lists."""
+    listed = {s["file"] for s in (out.read_json(MANIFEST) or {}).get("shards", [])} if staging == out else set()
+    return [n for n in staging.names() if (SHARD.match(n) or RECEIPT.match(n) or n == RUN_FILE) and n not in listed]
+
+
+def _discard(staging: Store, out: Store) -> None:
+    if staging.local is not None:
+        shutil.rmtree(staging.local, ignore_errors=True)
     else:
-        for shard in state.reused + new_shards:
-            fsio.rename_into_place(state.staging / shard["file"], state.out / shard["file"])
-        write_json_atomic(state.out / MANIFEST, manifest)
-        shutil.rmtree(state.staging)
+        staging.delete(_our_files(staging, out))
+
+
+def manifest_entry(receipt: dict) -> dict:
+    return {k: receipt[k] for k in ("file", "rows", "sha256", "truncated_rows", "node_id", "source")}
+
+
+def finish(state: RunState, fields: dict, dim: int, dtype: str, receipts: list[dict]) -> dict:
+    """Commit: write the manifest listing every shard, old and new (the last step), then delete
+    what it does not list. Returns the manifest."""
+    new = [manifest_entry(r) for r in sorted(receipts, key=lambda r: r["number"]) if r["rows"]]
+    shards = (state.base["shards"] if state.base else []) + new
+    manifest = complete_manifest(fields, dim, dtype, shards)
+    listed = {s["file"] for s in shards}
+    if state.staging.local is None:                  # an object store: no rename anywhere
+        state.out.write_json(MANIFEST, manifest)
+        state.out.delete(_our_files(state.staging, state.out))
+    elif state.base is None:                         # a fresh local output: one rename publishes it
+        state.staging.delete([n for n in state.staging.names() if n not in listed])
+        fsio.write_json_atomic(state.staging.local / MANIFEST, manifest)
+        publish_dir(state.staging.local, state.out.local)
+    else:                                            # extending a local output: new shards, then the manifest
+        for shard in new:
+            fsio.rename_into_place(state.staging.local / shard["file"], state.out.local / shard["file"])
+        fsio.write_json_atomic(state.out.local / MANIFEST, manifest)
+        shutil.rmtree(state.staging.local)
     return manifest
 
 
 def abandon(state: RunState, *, quiet: bool = False) -> str:
-    """After an error or a signal: keep finished shards for the next run; drop an empty staging
-    area. Returns what was kept, in words (logged unless ``quiet``: the caller says it). Shards are
-    counted on disk: one renamed into place just as a signal came is finished too, and so are new
-    shards already moved into OUT by a run stopped before its manifest (open_staging takes them back)."""
-    listed = {s["file"] for s in state.base["shards"]} if state.base else set()
-    moved = [p for p in state.out.glob("part-*.parquet") if p.name not in listed] if state.base else []
-    finished = len(list(state.staging.glob("part-*.parquet"))) + len(moved)
+    """After an error or a signal: keep finished shards (those with a receipt) for the next run,
+    delete shards of attempts that did not finish, drop an empty staging area. Returns what was
+    kept, in words (logged unless ``quiet``: the caller says it). Shards are counted in storage: one
+    finished just as a signal came counts too, and so do new shards already moved into OUT by a run
+    stopped before its manifest (open_staging takes them back)."""
+    names = state.staging.names("part-")
+    receipts = {RECEIPT.match(n).group(1, 2) for n in names if RECEIPT.match(n)}
+    unfinished = [n for n in names if SHARD.match(n) and SHARD.match(n).group(1, 2) not in receipts]
+    state.staging.delete(unfinished)
+    finished = len(receipts)
     if finished:
-        kept = f"{finished} finished shard(s) kept in {state.staging}; the same command resumes from them"
+        kept = (f"{finished} finished shard(s) kept in {state.staging.location}; "
+                "the same command resumes from them")
         if not quiet:
             log.warning("%s", kept)
         return kept
-    shutil.rmtree(state.staging, ignore_errors=True)
+    if state.staging.local is not None:
+        shutil.rmtree(state.staging.local, ignore_errors=True)
+    else:
+        state.staging.delete(_our_files(state.staging, state.out))
     return "nothing was finished, nothing kept"
+
+
+def abandon_all(state: RunState) -> None:
+    """Drop the whole staging area, finished shards too (they no longer match the corpus)."""
+    if state.staging.local is not None:
+        shutil.rmtree(state.staging.local, ignore_errors=True)
+    else:
+        state.staging.delete(_our_files(state.staging, state.out))

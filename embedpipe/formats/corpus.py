@@ -24,6 +24,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,6 +78,13 @@ class Corpus:
         for info, rows in zip(infos, self.file_rows):
             digest.update(f"{info.path}|{info.size}|{info.mtime_ns}|{rows}\n".encode())
         return digest.hexdigest()
+
+    def file_signatures(self) -> list[dict]:
+        """Each file's path, size, modification time and rows: what tells an incremental run
+        which files are as they were."""
+        infos = self.filesystem.get_file_info(self.files)
+        return [{"path": path, "size": info.size, "mtime_ns": info.mtime_ns, "rows": rows}
+                for path, info, rows in zip(self.files, infos, self.file_rows)]
 
     def iter_batches(self, batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """Record batches of (id, text) columns -- or of ``columns`` as stored -- in file then row
@@ -189,6 +197,8 @@ def open_corpus(location: str, *, text_column: str = "text", id_column: str = "i
     if file_format is not None and file_format not in FORMATS:
         raise BadInput(f"format={file_format} is not one of {', '.join(FORMATS)}", fields=("format",))
     filesystem, path = resolve_filesystem(location)
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        path = os.path.abspath(path)   # Ray workers read it too, from working directories of their own
     try:
         files, fmt, beir = find_files(filesystem, path, location, file_format)
     except EmbedpipeError:

@@ -28,7 +28,8 @@ import pyarrow.parquet as pq
 
 from .. import checks, fsio
 from ..errors import BadInput, CorruptArtifact, EmbedpipeError
-from ..fsio import check_output_dir, file_sha256, hidden_sibling, publish_dir, read_json, write_json_atomic
+from ..fsio import check_output_dir, file_sha256, hidden_sibling, publish_dir, write_json_atomic
+from .store import Store
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -55,9 +56,10 @@ def shard_name(number: int) -> str:
 
 
 def shard_number(name: str) -> int | None:
-    """``part-00012.parquet`` -> 12; anything else -> None."""
-    if name.startswith("part-") and name.endswith(".parquet") and name[5:-8].isdigit():
-        return int(name[5:-8])
+    """``part-00012.parquet`` or ``part-00012-ATTEMPT.parquet`` -> 12; anything else -> None."""
+    if name.startswith("part-") and name.endswith(".parquet"):
+        number = name[5:-8].split("-", 1)[0]
+        return int(number) if number.isdigit() else None
     return None
 
 
@@ -178,10 +180,16 @@ class VectorWriter:
 
 @dataclass
 class VectorSet:
-    """A complete vector directory, checked against its manifest; read it batch by batch."""
+    """A complete vector directory (a local path or a URL), checked against its manifest; read it
+    batch by batch."""
 
-    path: Path
+    store: Store
     manifest: dict
+
+    @property
+    def path(self) -> Path | str:
+        """The local directory, or the URL for one on an object store."""
+        return self.store.local if self.store.local is not None else self.store.location
 
     @property
     def dim(self) -> int:
@@ -191,19 +199,24 @@ class VectorSet:
     def rows(self) -> int:
         return int(self.manifest["rows"])
 
+    def manifest_sha256(self) -> str:
+        return self.store.sha256(MANIFEST)
+
     def iter_batches(self, batch_rows: int = 65_536) -> Iterator[tuple[pa.Array, np.ndarray]]:
         """Yield (ids, float32 vectors (n, dim)) in row order, reading one parquet batch at a time."""
         for shard in self.manifest["shards"]:
-            path = self.path / shard["file"]
+            where = self.store.describe(shard["file"])
             try:
-                pf = pq.ParquetFile(path)
+                with self.store.filesystem.open_input_file(self.store.path(shard["file"])) as f:
+                    pf = pq.ParquetFile(f)
+                    width = _vector_width(pf.schema_arrow, where)
+                    if width != self.dim:
+                        raise CorruptArtifact(f"vector shard {where} has dimension {width}, "
+                                              f"the manifest says {self.dim}")
+                    for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", "vector"]):
+                        yield batch.column(0), vectors_from_column(batch.column(1))
             except (OSError, pa.ArrowException) as e:
-                raise CorruptArtifact(f"cannot read vector shard {path}: {e}") from None
-            width = _vector_width(pf.schema_arrow, path)
-            if width != self.dim:
-                raise CorruptArtifact(f"vector shard {path} has dimension {width}, the manifest says {self.dim}")
-            for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", "vector"]):
-                yield batch.column(0), vectors_from_column(batch.column(1))
+                raise CorruptArtifact(f"cannot read vector shard {where}: {e}") from None
 
     def read_all(self) -> tuple[pa.Array, np.ndarray]:
         """All ids and vectors in memory (for small sets and tests)."""
@@ -218,7 +231,7 @@ class VectorSet:
         return (pa.concat_arrays(ids) if ids else pa.array([])), out
 
 
-def _vector_width(schema: pa.Schema, path: Path) -> int:
+def _vector_width(schema: pa.Schema, path) -> int:
     if "id" not in schema.names or "vector" not in schema.names:
         raise CorruptArtifact(f"vector shard {path} lacks the columns 'id' and 'vector'")
     vtype = schema.field("vector").type
@@ -227,12 +240,13 @@ def _vector_width(schema: pa.Schema, path: Path) -> int:
     return vtype.list_size
 
 
-def read_manifest(path: Path) -> dict:
+def read_manifest(path: Path | Store) -> dict:
     """The manifest of the vector directory ``path``, checked for the keys every reader needs."""
-    manifest_path = path / MANIFEST
-    if not manifest_path.exists():
-        raise BadInput(f"{path} is not a complete embedpipe vector directory (no {MANIFEST})")
-    manifest = read_json(manifest_path)
+    store = path if isinstance(path, Store) else Store.at(path)
+    manifest_path = store.describe(MANIFEST)
+    if not store.exists(MANIFEST):
+        raise BadInput(f"{store.location} is not a complete embedpipe vector directory (no {MANIFEST})")
+    manifest = store.read_json(MANIFEST)
     try:
         if manifest is None:
             raise ValueError("not a JSON object")
@@ -243,42 +257,52 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
-def published_manifest(out: Path) -> dict | None:
-    """The manifest of a complete output at ``out``; None if there is none yet. A directory with
-    files but no manifest is refused (it is not ours to replace without ``overwrite``)."""
-    if not out.exists() or not any(out.iterdir()):
+def published_manifest(out: Path | Store) -> dict | None:
+    """The manifest of a complete output at ``out``; None if there is none yet. A local directory
+    with files but no manifest is refused (it is not ours to replace without ``overwrite``); on an
+    object store, files without a manifest are an unfinished run's (the manifest is the commit)."""
+    store = out if isinstance(out, Store) else Store.at(out)
+    if store.local is not None:
+        local = store.local
+        if not local.exists() or not any(local.iterdir()):
+            return None
+        if not (local / MANIFEST).exists():
+            raise BadInput(f"output {local} already holds files; pass overwrite=true to replace them",
+                           fields=("overwrite",))
+    elif not store.exists(MANIFEST):
         return None
-    if not (out / MANIFEST).exists():
-        raise BadInput(f"output {out} already holds files; pass overwrite=true to replace them", fields=("overwrite",))
-    manifest = read_manifest(out)
+    manifest = read_manifest(store)
     if not isinstance(manifest.get("source"), dict):
-        raise CorruptArtifact(f"{out / MANIFEST} is not a valid embedpipe manifest (no source); rebuild it with "
-                              "overwrite=true", fields=("overwrite",))
+        raise CorruptArtifact(f"{store.describe(MANIFEST)} is not a valid embedpipe manifest (no source); "
+                              "rebuild it with overwrite=true", fields=("overwrite",))
     return manifest
 
 
-def verify_shard(directory: Path, shard: dict, *, checksum: bool) -> Path:
-    """The path of a shard the manifest lists; an error when it is missing or (``checksum``) changed."""
-    path = directory / shard["file"]
-    if not path.exists():
-        raise CorruptArtifact(f"{directory}: shard {shard['file']} named in the manifest is missing; "
+def verify_shard(directory: Path | Store, shard: dict, *, checksum: bool) -> str:
+    """The path (inside its store) of a shard the manifest lists; an error when it is missing or
+    (``checksum``) changed."""
+    store = directory if isinstance(directory, Store) else Store.at(directory)
+    if not store.exists(shard["file"]):
+        raise CorruptArtifact(f"{store.location}: shard {shard['file']} named in the manifest is missing; "
                               "re-encode with overwrite=true", fields=("overwrite",))
-    if checksum and file_sha256(path) != shard["sha256"]:
-        raise CorruptArtifact(f"{directory}: shard {shard['file']} does not match its checksum in the manifest "
+    if checksum and store.sha256(shard["file"]) != shard["sha256"]:
+        raise CorruptArtifact(f"{store.location}: shard {shard['file']} does not match its checksum in the manifest "
                               "(changed or corrupt since it was written); re-encode with overwrite=true",
                               fields=("overwrite",))
-    return path
+    return store.path(shard["file"])
 
 
-def read_ids(directory: Path, shards: list[dict], verify: bool) -> list[pa.Array]:
+def read_ids(directory: Path | Store, shards: list[dict], verify: bool) -> list[pa.Array]:
     """The id column of each shard (only that column is read); ``verify`` checks sha256 first."""
+    store = directory if isinstance(directory, Store) else Store.at(directory)
     ids = []
     for shard in shards:
-        path = verify_shard(directory, shard, checksum=verify)
+        path = verify_shard(store, shard, checksum=verify)
         try:
-            ids.append(pq.read_table(path, columns=["id"]).column("id").combine_chunks())
+            with store.filesystem.open_input_file(path) as f:
+                ids.append(pq.read_table(f, columns=["id"]).column("id").combine_chunks())
         except (pa.ArrowException, OSError) as e:
-            raise CorruptArtifact(f"cannot read shard {path}: {e}") from None
+            raise CorruptArtifact(f"cannot read shard {store.describe(shard['file'])}: {e}") from None
     return ids
 
 
@@ -315,16 +339,17 @@ def differences(old: dict, new: dict) -> str:
 
 
 def open_vectors(path: str | os.PathLike, *, verify: bool = False) -> VectorSet:
-    """Open an embedpipe vector directory; errors name what is missing or inconsistent.
+    """Open an embedpipe vector directory, a local path or a URL (s3://...); errors name what is
+    missing or inconsistent.
 
     ``verify=True`` also checks every shard's sha256 against the manifest.
     """
-    path = Path(path)
-    if not path.is_dir():
+    store = Store.at(path)
+    if store.local is not None and not store.local.is_dir():
         raise BadInput(f"vector directory {path} does not exist")
-    manifest = read_manifest(path)
+    manifest = read_manifest(store)
     for shard in manifest["shards"]:
-        verify_shard(path, shard, checksum=verify)
+        verify_shard(store, shard, checksum=verify)
     if int(manifest["dim"]) <= 0:
-        raise CorruptArtifact(f"{path / MANIFEST}: dimension {manifest['dim']} is not positive")
-    return VectorSet(path, manifest)
+        raise CorruptArtifact(f"{store.describe(MANIFEST)}: dimension {manifest['dim']} is not positive")
+    return VectorSet(store, manifest)

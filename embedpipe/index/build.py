@@ -38,8 +38,8 @@ from .. import __version__, checks
 from ..errors import ConfigError, EmbedpipeError
 from ..formats.beir import read_queries
 from ..formats.index_dir import FORMAT_VERSION, INFO_FILE, METRICS, write_index_dir
-from ..formats.vectors import MANIFEST, VectorSet, identity_of, open_vectors
-from ..fsio import check_output, check_output_dir, file_sha256, write_json_atomic
+from ..formats.vectors import VectorSet, identity_of, open_vectors
+from ..fsio import check_output, check_output_dir, write_json_atomic
 from ..progress import Progress
 from .choose import choose_factory, parse_size, training_rows
 from .load import is_exact, open_index
@@ -313,8 +313,8 @@ def build_index(vectors_dir: str | os.PathLike, out: str | os.PathLike, config: 
 
 def _source(vectors: VectorSet) -> dict:
     """What index.json says about the vectors it holds: path, manifest, and the manifest's sha256."""
-    return {"vectors": str(vectors.path.resolve()), "manifest": vectors.manifest,
-            "source_manifest_sha256": file_sha256(vectors.path / MANIFEST)}
+    where = vectors.path.resolve() if isinstance(vectors.path, Path) else vectors.path
+    return {"vectors": str(where), "manifest": vectors.manifest, "source_manifest_sha256": vectors.manifest_sha256()}
 
 
 def shard_key(shard: dict) -> tuple[str, str]:
@@ -365,7 +365,7 @@ def append_index(index_dir: str | os.PathLike, vectors_dir: str | os.PathLike | 
         log.info("%s already holds every shard of %s: nothing to append", path, vectors.path)
         return info
     index, ids = loaded.index, [loaded.ids]
-    added = VectorSet(vectors.path, {**vectors.manifest, "shards": shards, "rows": rows})
+    added = VectorSet(vectors.store, {**vectors.manifest, "shards": shards, "rows": rows})
     with Progress(rows, "vectors appended") as progress:
         for batch_ids, batch in added.iter_batches(batch_rows):
             clash = pc.is_in(batch_ids, value_set=loaded.ids)

@@ -7,8 +7,7 @@ import pytest
 
 from embedpipe.encode import batching
 from embedpipe.encode.encoder import BatchPlan, EncoderSpec, TextEncoder, prepare
-from embedpipe.encode.mapper import MapperConfig
-from embedpipe.encode.runners.ray import BATCHES_PER_ACTOR, batch_rows, run_on_ray
+from embedpipe.encode.pieces import plan_pieces, read_range
 from embedpipe.formats.corpus import open_corpus
 from tests.helpers import TEXTS
 
@@ -113,27 +112,19 @@ def test_int8_quantizes_weight_matmuls_and_keeps_attention_matmuls_fp32(tiny_mod
     assert (quantized * reference).sum(1).mean() >= 0.95
 
 
-def test_ray_batches_give_every_actor_several():
-    assert batch_rows(20_000, 2, 8192) * 2 * BATCHES_PER_ACTOR >= 20_000
-    assert batch_rows(20_000, 2, 8192) <= 20_000 // (2 * BATCHES_PER_ACTOR) + 1
-    assert batch_rows(10_000_000, 4, 8192) == 8192   # large corpora: whole windows
-    assert batch_rows(3, 2, 8192) == 1
-
-
-@pytest.mark.slow
-def test_ray_never_cuts_an_actor_calls_output_into_pieces(tiny_export, tmp_path, ray_cluster):
-    """Each output block holds at least one whole call's rows (one batch), in corpus order, however
-    the files and row groups fall. Ray Data once cut each call's vectors (~20x the texts' bytes) to the
-    texts' block size, and an actor's task then waited on the driver between calls."""
-    exported, max_length = tiny_export
+def test_pieces_read_every_row_once_in_order_whatever_the_row_groups(tmp_path):
+    """Pieces cut files into row ranges that cross row-group boundaries; reading them back gives
+    every row exactly once, in corpus order, and no piece spans two files."""
     (tmp_path / "c").mkdir()
-    for f in range(3):
-        ids = [f"doc-{i:04d}" for i in range(1000 * f, 1000 * f + 1000)]
+    for f, rows in enumerate((1000, 3, 250)):
+        ids = [f"doc-{f}-{i:04d}" for i in range(rows)]
         pq.write_table(pa.table({"id": ids, "text": [f"cat {i}" for i in ids]}), tmp_path / "c" / f"{f}.parquet",
                        row_group_size=7)
     corpus = open_corpus(str(tmp_path / "c"))
-    config = MapperConfig(str(exported.path), "mean", True, max_length, BatchPlan(), "text", "id")
-    tables = list(run_on_ray(corpus, config, window=8192, workers=2))
-    batch = batch_rows(3000, 2, 8192)
-    assert all(t.num_rows >= batch for t in tables[:-1]), [t.num_rows for t in tables]
-    assert pa.concat_tables(tables).column("id").to_pylist() == [f"doc-{i:04d}" for i in range(3000)]
+    pieces = plan_pieces(corpus, [0, 1, 2], piece_rows=96, first_number=5)
+    assert [p.number for p in pieces] == list(range(5, 5 + len(pieces)))
+    assert len({(p.file, p.start) for p in pieces}) == len(pieces) and all(p.rows <= 96 for p in pieces)
+    ids = [i for p in pieces for b in read_range(corpus.filesystem, p.file, p.start, p.stop, 10, ["id"])
+           for i in b.column(0).to_pylist()]
+    expected = [f"doc-{f}-{i:04d}" for f, rows in enumerate((1000, 3, 250)) for i in range(rows)]
+    assert ids == expected

@@ -1,6 +1,7 @@
 """The encode job: output contract, order, sharding, empty-text policy, overwrite safety, inputs."""
 
 import json
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -23,15 +24,18 @@ def job(tiny_model_dir, corpus, out, **kwargs):
 def test_vector_directory_follows_the_contract(tiny_model_dir, corpus, tmp_path):
     result = encode_corpus(job(tiny_model_dir, corpus, tmp_path / "v", rows_per_shard=4))
     files = sorted(p.name for p in result.out.iterdir())
-    assert files == ["manifest.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     manifest = json.loads((result.out / "manifest.json").read_text())
+    assert files == sorted(["manifest.json", *(s["file"] for s in manifest["shards"])])
+    numbers = [re.fullmatch(r"part-(\d{5})-[0-9a-f]{8}\.parquet", f).group(1) for f in files[1:]]
+    assert numbers == ["00000", "00001", "00002"]
     assert manifest["rows"] == len(TEXTS) and manifest["dim"] == 32 and manifest["dtype"] == "float32"
     assert [s["rows"] for s in manifest["shards"]] == [4, 4, 2]
     for shard in manifest["shards"]:
         assert shard["sha256"] == file_sha256(result.out / shard["file"])
     assert manifest["pooling"] == "mean" and manifest["normalize"] is True and manifest["max_length"] == 64
     assert manifest["model"]["content_hash"] and manifest["source"]["fingerprint"]
-    schema = pq.read_schema(result.out / "part-00000.parquet")
+    assert [s["source"]["start"] for s in manifest["shards"]] == [0, 4, 8]   # the row range each holds
+    schema = pq.read_schema(result.out / manifest["shards"][0]["file"])
     assert schema.field("vector").type == pa.list_(pa.float32(), 32)
     assert not list(tmp_path.glob(".v.staging-*"))
 
@@ -114,7 +118,8 @@ def test_existing_result_survives_until_the_new_one_is_complete(tiny_model_dir, 
 
 def test_float16_vectors(tiny_model_dir, corpus, tmp_path):
     result = encode_corpus(job(tiny_model_dir, corpus, tmp_path / "v", dtype="float16"))
-    assert pq.read_schema(result.out / "part-00000.parquet").field("vector").type == pa.list_(pa.float16(), 32)
+    first = result.manifest["shards"][0]["file"]
+    assert pq.read_schema(result.out / first).field("vector").type == pa.list_(pa.float16(), 32)
     _, vectors = open_vectors(result.out).read_all()
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=2e-3)
 
@@ -135,18 +140,20 @@ def test_int8_and_optimized_exports_stay_close_to_fp32(tiny_model_dir):
         assert ((vectors * reference).sum(1)).min() > 0.9, options
 
 
-@pytest.mark.parametrize("cpus, workers, threads, expected", [
-    (2, None, None, (2, 1, 0.5)),     # this 2-core machine: two single-thread actors
-    (16, None, None, (4, 4, 3.75)),   # larger nodes: 4 threads per session
-    (2, None, 2, (1, 2, 1.0)),        # one 2-thread actor still leaves a CPU for Ray Data's listing
-    (8, 2, None, (2, 4, 3.5)),
+@pytest.mark.parametrize("nodes, workers, threads, expected", [
+    ([2], None, None, (2, 1, 1.0)),         # this 2-core machine: two single-thread actors
+    ([1, 1], None, None, (2, 1, 1.0)),      # two 1-CPU nodes: one actor on each (once: none could start)
+    ([16], None, None, (4, 4, 4.0)),        # larger nodes: 4 threads per session
+    ([2], None, 2, (1, 2, 2.0)),
+    ([1, 1], 3, None, (3, 1, 0.5)),         # more actors than whole CPUs: they share, still per node
+    ([8, 1], None, 4, (2, 4, 4.0)),         # 4-thread actors fit only the big node
 ])
-def test_actor_layout_always_leaves_a_cpu_for_ray_data(cpus, workers, threads, expected):
-    from embedpipe.encode.runners.ray import actor_layout
+def test_actor_layout_fits_every_actor_on_one_node(nodes, workers, threads, expected):
+    from embedpipe.encode.runners.ray import actor_layout, actors_fitting
 
-    layout = actor_layout(cpus, workers, threads)
+    layout = actor_layout(nodes, workers, threads)
     assert (layout.workers, layout.threads, layout.actor_cpus) == expected
-    assert layout.workers * layout.actor_cpus <= cpus - 1
+    assert actors_fitting(nodes, layout.actor_cpus) >= layout.workers
 
 
 def test_corpus_rewritten_with_the_same_size_and_rows_gets_a_new_fingerprint(tmp_path):

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embedpipe.encode import encode_corpus
+from embedpipe.formats.vectors import shard_number
 from tests.helpers import assert_one_line_error as one_line_error
 from tests.helpers import run_cli as cli
 from tests.reliability.support import assert_same_vectors, by_id, job, manifest, write_rows
@@ -30,7 +31,8 @@ def test_a_grown_corpus_encodes_only_new_ids_into_new_shards(tiny_model_dir, tmp
     m = manifest(out)
     assert m["last_run"]["encoded_rows"] == 30 and m["last_run"]["reused_rows"] == 300
     assert m["last_run"]["reused_shards"] == 3 and m["rows"] == 330
-    assert [s["file"] for s in m["shards"]] == [f"part-{i:05d}.parquet" for i in range(4)]
+    assert [shard_number(s["file"]) for s in m["shards"]] == [0, 1, 2, 3]
+    assert [s["source"]["file"].rsplit("/", 1)[1] for s in m["shards"]] == ["a.parquet"] * 3 + ["b.parquet"]
     assert snapshot(out).items() >= before.items()          # published shards are never rewritten
     assert "encoding only ids it lacks" in caplog.text and "30 rows encoded, 300 reused" in caplog.text
     full = encode_corpus(job(tiny_model_dir, corpus, tmp_path / "full")).out
@@ -98,11 +100,11 @@ def test_a_corpus_whose_id_type_changed_is_refused(tiny_model_dir, tmp_path):
 def test_a_published_shard_that_changed_is_refused_before_extending(tiny_model_dir, tmp_path):
     path, out = write_rows(tmp_path / "c.parquet", 0, 30), tmp_path / "v"
     encode_corpus(job(tiny_model_dir, path, out, rows_per_shard=10))
-    shard = out / "part-00001.parquet"
+    shard = out / manifest(out)["shards"][1]["file"]
     pq.write_table(pq.read_table(shard).slice(0, 9), shard)                 # a shard edited behind our back
     write_rows(tmp_path / "c.parquet", 0, 40)
     result = cli("encode", path, "--model", tiny_model_dir, "--runner", "local", "--out", out)
-    one_line_error(result, "part-00001.parquet does not match its checksum", "--overwrite")
+    one_line_error(result, f"{shard.name} does not match its checksum", "--overwrite")
     assert manifest(out)["rows"] == 30 and not list(tmp_path.glob(".v.partial"))
 
 

@@ -1,9 +1,10 @@
-"""Runners map a ``CorpusBatchEncoder`` over a corpus and yield (id, vector, truncated) tables in
-corpus order.
+"""Runners encode a list of pieces (pieces.py) and yield one receipt per finished piece, in any
+order: each piece's shard is written to the staging location by whoever encoded it, so vectors
+never pass through the caller.
 
-``local`` runs it in this process; ``ray`` runs an actor pool over a Ray Data dataset (Ray is
-imported only there). Both yield the same tables, so the writer downstream cannot tell them apart;
-``run_encoder`` picks one by name, and ``choose_runner`` resolves ``auto`` (the default) to one of them.
+``local`` runs one encoder in this process; ``ray`` an actor pool over a Ray cluster (Ray is
+imported only there). ``run_encoder`` picks one by name, and ``choose_runner`` resolves ``auto``
+(the default) to one of them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pyarrow as pa
 
 from ...formats.corpus import Corpus
 from ..mapper import MapperConfig
+from ..pieces import Piece
 from .local import run_local
 from .ray import run_on_ray
 
@@ -30,10 +32,11 @@ RUNNERS = ("auto", "ray", "local")
 AUTO_LOCAL_MAX_ROWS = 50_000
 
 
+
 @dataclass(frozen=True)
 class RayOptions:
     address: str | None = None   # join this cluster; None = start an embedded local Ray on 127.0.0.1
-    workers: int | None = None   # encoder actors; None = one per `threads` CPUs of the cluster
+    workers: int | None = None   # encoder actors; None = as many as the cluster's nodes hold
     dashboard: bool = False      # embedded local Ray only: start its dashboard (on 127.0.0.1)
 
 
@@ -57,11 +60,12 @@ def choose_runner(runner: str, rows: int, address: str | None) -> tuple[str, str
                      "in process, no Ray start-up")
 
 
-def run_encoder(runner: str, corpus: Corpus, config: MapperConfig, *, window: int, skip_ids: pa.Array | None,
-                ray: RayOptions = RayOptions()) -> Iterator[pa.Table]:
-    """The tables of the runner named ``runner`` (``local`` or ``ray``: resolve ``auto`` with
+def run_encoder(runner: str, corpus: Corpus, config: MapperConfig, pieces: list[Piece], staging: str, *,
+                window: int, known_ids: pa.Array | None = None, dtype: str = "float32",
+                ray: RayOptions = RayOptions()) -> Iterator[dict]:
+    """The receipts of the runner named ``runner`` (``local`` or ``ray``: resolve ``auto`` with
     ``choose_runner`` first); ``ray`` applies to the Ray runner only."""
     if runner == "local":
-        return run_local(corpus, config, window=window, skip_ids=skip_ids)
-    return run_on_ray(corpus, config, window=window, workers=ray.workers, address=ray.address, skip_ids=skip_ids,
-                      dashboard=ray.dashboard)
+        return run_local(corpus, config, pieces, staging, window=window, known_ids=known_ids, dtype=dtype)
+    return run_on_ray(corpus, config, pieces, staging, window=window, known_ids=known_ids, dtype=dtype,
+                      workers=ray.workers, address=ray.address, dashboard=ray.dashboard)

@@ -1,6 +1,6 @@
-"""In-process runner: one encoder, corpus windows in order.
+"""In-process runner: one encoder, the pieces in order, each written as its shard by this process.
 
-    >>> for table in run_local(corpus, config, window=8192): ...    # doctest: +SKIP
+    >>> for receipt in run_local(corpus, config, pieces, staging, window=8192): ...    # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -10,11 +10,14 @@ from collections.abc import Iterator
 import pyarrow as pa
 
 from ...formats.corpus import Corpus
-from ..mapper import CorpusBatchEncoder, MapperConfig
+from ..mapper import MapperConfig
+from ..pieces import Piece, ShardEncoder, new_attempt
 
 
-def run_local(corpus: Corpus, config: MapperConfig, *, window: int,
-              skip_ids: pa.Array | None = None) -> Iterator[pa.Table]:
-    mapper = CorpusBatchEncoder(config, skip_ids)
-    for batch in corpus.iter_batches(window):
-        yield mapper(batch)
+def run_local(corpus: Corpus, config: MapperConfig, pieces: list[Piece], staging: str, *, window: int,
+              known_ids: pa.Array | None = None, dtype: str = "float32") -> Iterator[dict]:
+    if not pieces:
+        return
+    encoder = ShardEncoder(config, corpus, staging, dtype=dtype, window=window)
+    for piece in pieces:
+        yield encoder.encode(piece, new_attempt(), known_ids)

@@ -1,44 +1,54 @@
-"""Ray runner: Ray Data reads the corpus and maps an actor pool of encoders over it.
+"""Ray runner: a pool of encoder actors, each encoding whole pieces (row ranges of corpus files)
+and writing each piece's shard itself, straight to the output's filesystem (a shared path or an
+object store); the driver gets back only receipts (file, rows, sha256, node).
 
-Each actor holds one onnxruntime session with ``threads`` intra-op threads and asks Ray for about
-that many CPUs (see ``actor_layout``), so actors never oversubscribe a node. Without an address an
+Why not Ray Data: its read and repartition tasks ask for whole CPUs of their own next to the
+actors, so a cluster of small nodes (two 1-CPU nodes) had every CPU held by a half-CPU actor and
+no node with a free CPU for a repartition task: the run made no progress, forever. Here nothing
+but the actors asks for CPUs, and ``actor_layout`` sizes them against each node.
+
+Each actor holds one onnxruntime session with ``threads`` intra-op threads. Without an address an
 embedded local Ray bound to 127.0.0.1 is started (and stopped afterwards); with one, embedpipe
 joins that cluster.
 
-    >>> for table in run_on_ray(corpus, config, window=8192, workers=None, address=None): ...  # doctest: +SKIP
+    >>> for receipt in run_on_ray(corpus, config, pieces, "s3://b/v", window=8192): ...  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import functools
 import logging
+import math
 import os
-import warnings
+import time
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 
 from ...errors import EmbedpipeError, first_line
 from ...formats.corpus import Corpus
-from ...formats.export_dir import load_export
 from ...signals import keep_handler_across
-from ..mapper import CorpusBatchEncoder, MapperConfig
+from ..mapper import MapperConfig
+from ..pieces import Piece, ShardEncoder, new_attempt
 from .ray_address import check_ray_answers
 from .ray_noise import without_known_noise
 
 log = logging.getLogger(__name__)
-READ_TASK_CPUS = 0.1  # reading parquet is light next to encoding
-OUTPUT_ROW_OVERHEAD = 64  # bytes of an output row besides its float32 vector: id, truncated flag, offsets
-BATCHES_PER_ACTOR = 4  # each actor gets at least this many batches, so the last ones balance the load
-
-
-# An actor that dies (OOM kill, preemption, a crash) is restarted and its batch retried, a bounded
-# number of times: a row that kills every actor it meets fails the job instead of looping forever.
-# Exceptions the encoder raises (bad rows) are never retried: they fail the job at once.
-ACTOR_RETRIES = dict(max_restarts=3, max_task_retries=3)
+IN_FLIGHT_PER_ACTOR = 2     # a second piece queued behind the one encoding: no idle gap between pieces
+LOOK_FOR_NODES_S = 5.0      # how often the pool checks for room on nodes that joined
+# An actor that dies (OOM kill, preemption, a lost node) is replaced and its pieces retried, a
+# bounded number of times: a row that kills every actor it meets fails the job instead of looping
+# forever. Exceptions the encoder raises (bad rows) are never retried: they fail the job at once.
+ACTOR_RESTARTS = 3
 ACTOR_DEATHS = {"ActorDiedError", "ActorUnavailableError", "WorkerCrashedError", "OutOfMemoryError", "SystemException"}
+
+
+def _actor_failures():
+    import ray.exceptions as e
+
+    return (e.RayActorError, e.ActorUnavailableError, e.WorkerCrashedError, e.NodeDiedError)
 
 
 @contextmanager
@@ -62,7 +72,7 @@ def ray_session(address: str | None, dashboard: bool = False):
                 check_ray_answers(address)  # ray.init would wait minutes on an address where no Ray answers
                 ray.init(address=address, **quiet)
             else:
-                # At least 2 logical CPUs, so a 1-core machine can run the file listing beside an actor.
+                # At least 2 logical CPUs: two actors even on a 1-core machine (one reading while one encodes).
                 ray.init(address="local", num_cpus=max(2, os.cpu_count() or 1), _node_ip_address="127.0.0.1",
                          **quiet)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -93,93 +103,202 @@ class ActorLayout:
     actor_cpus: float   # CPUs each actor asks Ray for
 
 
-def actor_layout(cluster_cpus: float, workers: int | None, threads: int | None) -> ActorLayout:
-    """Size the actor pool. Ray Data schedules its file listing as a 1-CPU task, so the actors
-    together leave one CPU of the cluster unclaimed; otherwise the pool waits forever for it.
+def actor_layout(node_cpus: list[float], workers: int | None, threads: int | None) -> ActorLayout:
+    """Size the actor pool against each node's CPUs, not the cluster's sum: an actor lives on one
+    node, so two 1-CPU nodes hold two 1-CPU actors, never one 2-CPU actor (which would wait forever).
+    Nothing else of the run asks Ray for CPUs (no Ray Data tasks), so actors may take them all.
 
-    >>> actor_layout(2, None, None)
-    ActorLayout(workers=2, threads=1, actor_cpus=0.5)
+    >>> actor_layout([2], None, None), actor_layout([1, 1], None, None)
+    (ActorLayout(workers=2, threads=1, actor_cpus=1.0), ActorLayout(workers=2, threads=1, actor_cpus=1.0))
+    >>> actor_layout([16], None, None), actor_layout([1, 1], 3, None)
+    (ActorLayout(workers=4, threads=4, actor_cpus=4.0), ActorLayout(workers=3, threads=1, actor_cpus=0.5))
     """
+    nodes = [c for c in node_cpus if c > 0] or [1.0]
+    biggest = max(nodes)
     if threads is None:
-        threads = max(1, min(4, int(cluster_cpus // workers) if workers else int(cluster_cpus // 4)))
-    workers = workers or max(1, int(cluster_cpus // threads))
-    spare = max(cluster_cpus - 1, 0.1 * workers)
-    return ActorLayout(workers, threads, round(min(threads, spare / workers), 3))
+        per_actor = sum(nodes) / workers if workers else biggest / 4
+        threads = max(1, min(4, int(per_actor), int(biggest)))
+    cpus = min(float(threads), biggest)
+    if workers is None:
+        workers = actors_fitting(nodes, cpus)
+    elif actors_fitting(nodes, cpus) < workers:   # more actors asked for than fit whole: share CPUs
+        shares = sorted({c / k for c in nodes for k in range(1, workers + 1) if c / k <= cpus}, reverse=True)
+        cpus = next((a for a in shares if actors_fitting(nodes, a) >= workers), min(nodes) / workers)
+    return ActorLayout(workers, threads, math.floor(cpus * 1000) / 1000)
 
 
-def batch_rows(corpus_rows: int, workers: int, window: int) -> int:
-    """Rows per actor call (and per block): a window, but small enough that every actor gets
-    BATCHES_PER_ACTOR of them. With one batch per actor the pool waits on whichever actor drew the
-    largest or slowest one (20k rows in windows of 8192 on 2 actors: one encodes 60% of the rows).
-
-    >>> batch_rows(20_000, 2, 8192), batch_rows(10_000_000, 8, 8192), batch_rows(10, 2, 8192)
-    (2500, 8192, 2)
-    """
-    return max(1, min(window, -(-corpus_rows // (workers * BATCHES_PER_ACTOR))))
+def actors_fitting(node_cpus: list[float], actor_cpus: float) -> int:
+    return sum(int(c / actor_cpus + 1e-9) for c in node_cpus)
 
 
-def run_on_ray(corpus: Corpus, config: MapperConfig, *, window: int, workers: int | None = None,
-               address: str | None = None, skip_ids: pa.Array | None = None,
-               dashboard: bool = False) -> Iterator[pa.Table]:
-    # Ray's known false alarm is dropped from stderr while actors start (ray_noise.py).
+def alive_node_cpus(ray) -> list[float]:
+    return [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+
+
+def run_on_ray(corpus: Corpus, config: MapperConfig, pieces: list[Piece], staging: str, *, window: int,
+               known_ids: pa.Array | None = None, dtype: str = "float32", workers: int | None = None,
+               address: str | None = None, dashboard: bool = False) -> Iterator[dict]:
+    """Encode ``pieces`` on an actor pool; yield each piece's receipt as it finishes."""
+    if not pieces:
+        return
+    # Ray's known false alarm (ray_noise.py) is dropped from stderr while actors start.
     with without_known_noise(), ray_session(address, dashboard) as ray:
-        from ray.data.context import DEFAULT_TARGET_MAX_BLOCK_SIZE
-
-        context = ray.data.DataContext.get_current()
-        context.execution_options.preserve_order = True  # output rows in corpus order
-        context.enable_progress_bars = False              # embedpipe shows its own
-        context.print_on_execution_start = False
-        # Ray 2.60's new parquet reader lists footers in an actor of its own: one more worker process
-        # to start beside the encoders, ~1 s of a 20k-row job on 2 cores. The classic reader needs none.
-        context.use_datasource_v2 = False
-        context.raise_original_map_exception = True       # an EmbedpipeError (a bad row) reaches the user as is
-        logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # failures reach the user as one line
-        # A corpus smaller than one block per actor simply leaves actors idle; nothing to warn about.
-        warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
-        cpus = ray.cluster_resources().get("CPU", 1)
-        layout = actor_layout(cpus, workers, config.plan.threads)
-        window = batch_rows(corpus.rows, layout.workers, window)
-        # Every block must hold a whole call's output: Ray Data splits a block over this size into
-        # pieces, and an actor's task waits on the driver to take all but a couple of them, so split
-        # outputs left actors idle between calls (output, the vectors, is ~20x the texts' bytes).
-        output_bytes = window * (4 * load_export(config.export_dir).dim + OUTPUT_ROW_OVERHEAD)
-        context.target_max_block_size = max(DEFAULT_TARGET_MAX_BLOCK_SIZE, int(1.5 * output_bytes))
-        config = replace(config, plan=replace(config.plan, threads=layout.threads))
-        log.info("encoding on Ray: %d actor(s) x %d thread(s), %g CPUs in the cluster",
-                 layout.workers, layout.threads, cpus)
+        pool = EncoderPool(ray, ShardEncoder, (config, corpus, staging),
+                           {"dtype": dtype, "window": window}, workers, config.plan.threads)
         try:
-            dataset = _encoded(ray, corpus, config, window, layout, skip_ids)
-            yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
-        except ray.exceptions.RayError as e:  # a bad row, dying actors, an unreadable file
+            known = ray.put(known_ids) if known_ids is not None and any(p.filter_known for p in pieces) else None
+            yield from pool.run(pieces, known)
+        except ray.exceptions.RayError as e:  # a bad row, an unreadable file, a failure Ray reports
             raise _user_error(e) from None
+        finally:
+            pool.stop()
 
 
-def _encoded(ray, corpus: Corpus, config: MapperConfig, window: int, layout: ActorLayout, skip_ids):
-    """The dataset of (id, vector, truncated) tables: the corpus read in blocks of about ``window``
-    rows, each mapped by one encoder actor of the pool."""
-    if corpus.is_plain_parquet:
-        dataset = ray.data.read_parquet(corpus.files, filesystem=corpus.filesystem,
-                                        columns=[corpus.id_column, corpus.text_column], num_cpus=READ_TASK_CPUS)
-    else:  # JSON Lines, CSV, save_to_disk, a title to join: read by embedpipe's own reader, one task a file
-        dataset = ray.data.from_items([{"file": path} for path in corpus.files]).map_batches(
-            functools.partial(read_corpus_files, corpus, window), batch_size=1, batch_format="pyarrow",
-            num_cpus=READ_TASK_CPUS)
-    # Blocks of one call's rows whatever the files and row groups (big ones cut, small ones joined):
-    # each is one task for one actor.
-    dataset = dataset.repartition(target_num_rows_per_block=window)
-    with warnings.catch_warnings():
-        # Ray 2.60 takes actor retry limits only as extra remote args, and calls those deprecated.
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
-        return dataset.map_batches(CorpusBatchEncoder, fn_constructor_args=(config, skip_ids), batch_size=window,
-                                   batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=layout.workers),
-                                   num_cpus=layout.actor_cpus, **ACTOR_RETRIES)
+@dataclass
+class _Actor:
+    handle: object
+    ready_ref: object
+    ready: bool = False
+    node_id: str | None = None
+    in_flight: dict = field(default_factory=dict)   # task ref -> (piece, attempt)
 
 
-def read_corpus_files(corpus: Corpus, batch_rows: int, files: pa.Table) -> Iterator[pa.Table]:
-    """The (id, text) rows of the files named in ``files``, as the local runner reads them."""
-    for path in files.column("file").to_pylist():
-        for batch in corpus.read_file(path, batch_rows):
-            yield pa.Table.from_batches([batch])
+class EncoderPool:
+    """Actors that each encode one piece at a time (a second queued behind it), placed by Ray on
+    whichever nodes have room. The pool, not Ray, replaces an actor that dies: its pieces go back
+    to the queue under a new attempt name, a replacement starts only while the alive nodes have
+    room for it, and work goes only to actors that have started, so a lost node neither stalls
+    the run nor retries forever. Nodes that join later get actors too (unless ``workers`` is fixed)."""
+
+    def __init__(self, ray, actor_class, args: tuple, kwargs: dict, workers: int | None, threads: int | None):
+        self.ray, self.args, self.kwargs, self.fixed = ray, args, kwargs, workers
+        self.layout = actor_layout(alive_node_cpus(ray), workers, threads)
+        config = args[0]
+        self.args = (replace(config, plan=replace(config.plan, threads=self.layout.threads)), *args[1:])
+        self.remote = ray.remote(actor_class).options(num_cpus=self.layout.actor_cpus, max_restarts=0,
+                                                      max_task_retries=0)
+        self.actors: list[_Actor] = []
+        self.queue: deque = deque()
+        self.deaths = 0
+        self.last_look = time.monotonic()
+        log.info("encoding on Ray: %d actor(s) x %d thread(s), %g CPU(s) each; nodes' CPUs: %s",
+                 self.layout.workers, self.layout.threads, self.layout.actor_cpus,
+                 ", ".join(f"{c:g}" for c in alive_node_cpus(ray)))
+        for _ in range(self.layout.workers):
+            self._start_actor()
+
+    def _start_actor(self) -> None:
+        handle = self.remote.remote(*self.args, **self.kwargs)
+        self.actors.append(_Actor(handle, handle.ready.remote()))
+
+    def run(self, pieces: list[Piece], known) -> Iterator[dict]:
+        ray = self.ray
+        self.queue, queue, tries = deque(pieces), None, Counter()
+        queue = self.queue
+        waiting_since = time.monotonic()
+        while queue or any(a.in_flight for a in self.actors):
+            self._assign(queue, known)
+            refs = [a.ready_ref for a in self.actors if not a.ready]
+            refs += [ref for a in self.actors for ref in a.in_flight]
+            if not refs:
+                raise EmbedpipeError(self._give_up())
+            done, _ = ray.wait(refs, num_returns=1, timeout=1.0)
+            for ref in done:
+                actor = next(a for a in self.actors if ref is a.ready_ref or ref in a.in_flight)
+                if ref is actor.ready_ref:
+                    try:
+                        actor.node_id, actor.ready = ray.get(ref), True
+                    except _actor_failures() as e:
+                        self._lost(actor, e)
+                    continue
+                piece, attempt = actor.in_flight.pop(ref)
+                try:
+                    yield ray.get(ref)
+                except _actor_failures() as e:
+                    tries[piece.number] += 1
+                    if tries[piece.number] > ACTOR_RESTARTS:
+                        raise EmbedpipeError(self._give_up()) from None
+                    queue.appendleft(piece)
+                    self._lost(actor, e)
+            if any(a.ready for a in self.actors):
+                waiting_since = time.monotonic()
+            elif queue and time.monotonic() - waiting_since > placement_timeout():
+                raise EmbedpipeError(self._unplaceable())
+            self._look_for_new_nodes()
+
+    def _assign(self, queue: deque, known) -> None:
+        for actor in self.actors:
+            while actor.ready and queue and len(actor.in_flight) < IN_FLIGHT_PER_ACTOR:
+                piece, attempt = queue.popleft(), new_attempt()
+                ref = actor.handle.encode.remote(piece, attempt, known if piece.filter_known else None)
+                actor.in_flight[ref] = (piece, attempt)
+
+    def _lost(self, actor: _Actor, error: BaseException) -> None:
+        """An actor died (killed, out of memory, its node lost): put its pieces back, maybe replace it."""
+        cause = _embedpipe_cause(error)
+        if cause is not None:          # its constructor refused (a corrupt model): no retry helps
+            raise cause
+        if actor not in self.actors:
+            return
+        self.actors.remove(actor)
+        self.deaths += 1
+        log.warning("an encoder actor on node %s died (%s); its pieces go to the others",
+                    (actor.node_id or "?")[:12], type(error).__name__)
+        self.queue.extendleft(piece for piece, _ in actor.in_flight.values())
+        actor.in_flight.clear()
+        try:
+            self.ray.kill(actor.handle, no_restart=True)
+        except Exception:  # already gone with its node
+            pass
+        if self.deaths > ACTOR_RESTARTS * self.layout.workers:
+            raise EmbedpipeError(self._give_up())
+        if len(self.actors) < self._capacity():
+            self._start_actor()
+
+    def _capacity(self) -> int:
+        if self.fixed:
+            return self.fixed
+        return max(1, actors_fitting(alive_node_cpus(self.ray), self.layout.actor_cpus))
+
+    def _look_for_new_nodes(self) -> None:
+        if self.fixed or time.monotonic() - self.last_look < LOOK_FOR_NODES_S:
+            return
+        self.last_look = time.monotonic()
+        for _ in range(self._capacity() - len(self.actors)):
+            log.info("more room on the cluster (a node joined): starting another encoder actor")
+            self._start_actor()
+
+    def _give_up(self) -> str:
+        return (f"encoding failed on Ray: encoder actors kept dying (killed, out of memory, or crashing on some "
+                f"input); gave up after {ACTOR_RESTARTS} restarts of each")
+
+    def _unplaceable(self) -> str:
+        nodes = ", ".join(f"{c:g}" for c in alive_node_cpus(self.ray)) or "none"
+        return (f"no encoder actor could start on the Ray cluster in {placement_timeout():g} s: each asks for "
+                f"{self.layout.actor_cpus:g} CPU(s) and the alive nodes have {nodes} CPU(s), held by other "
+                "jobs or lost; pass fewer threads, or add nodes")
+
+    def stop(self) -> None:
+        for actor in self.actors:
+            try:
+                self.ray.kill(actor.handle, no_restart=True)
+            except Exception:  # its node is gone already
+                pass
+        self.actors = []
+
+
+def placement_timeout() -> float:
+    return float(os.environ.get("EMBEDPIPE_RAY_START_TIMEOUT_S", "120"))
+
+
+def _embedpipe_cause(error: BaseException) -> EmbedpipeError | None:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, EmbedpipeError) and "RayTaskError" not in type(error).__name__:
+            return error
+        error = getattr(error, "cause", None) or error.__cause__
+    return None
 
 
 def _user_error(error: BaseException) -> EmbedpipeError:
@@ -195,7 +314,7 @@ def _user_error(error: BaseException) -> EmbedpipeError:
         error = getattr(error, "cause", None) or error.__cause__
     if names & ACTOR_DEATHS:
         return EmbedpipeError(f"encoding failed on Ray: encoder actors kept dying (killed, out of memory, or crashing "
-                              f"on some input); gave up after {ACTOR_RETRIES['max_restarts']} restarts of each")
+                              f"on some input); gave up after {ACTOR_RESTARTS} restarts of each")
     # Ray Data may wrap it in a UserCodeException that keeps only the remote traceback's text.
     marker = f"{EmbedpipeError.__module__}.{EmbedpipeError.__name__}: "
     for line in str(top).splitlines():

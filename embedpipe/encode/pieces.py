@@ -1,0 +1,185 @@
+"""The unit of work of an encode run: a piece is a row range of one corpus file, and becomes one
+shard, written by whichever worker encodes it, straight to the output's filesystem.
+
+    >>> plan = plan_pieces(corpus, files=[0, 1], piece_rows=100_000, first_number=0)   # doctest: +SKIP
+    >>> receipt = ShardEncoder(config, corpus, staging).encode(plan[0], "a1b2c3d4")  # doctest: +SKIP
+    >>> receipt["file"], receipt["rows"], receipt["sha256"], receipt["node_id"]                  # doctest: +SKIP
+
+A piece's shard is named ``part-NNNNN-ATTEMPT.parquet``: unique per piece (NNNNN, its shard number)
+and per attempt (a fresh token for every try), so two tries of one piece (a task retried after its
+node died, while the first try still runs somewhere) never write the same file. When the shard is
+complete its worker writes a receipt beside it, ``part-NNNNN-ATTEMPT.json``: what the manifest will
+say of it (rows, sha256, truncated rows, the Ray node that wrote it, the row range it holds). Only
+the driver's manifest makes shards part of the result; receipts tell a rerun which pieces are done,
+so it encodes only the rest, whatever killed the run before.
+
+Resuming needs no ids: a piece is identified by (file, row range). Only rows of corpus files that
+changed under a published output are filtered by id, and only against the ids of the published
+shards cut from those same files.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..errors import BadInput, first_line
+from ..formats.columns import decoded_batch
+from ..formats.corpus import Corpus
+from ..formats.store import Store
+from ..formats.vectors import TRUNCATED_KEY, vector_array, vectors_from_column
+from .mapper import CorpusBatchEncoder, MapperConfig
+
+SHARD = re.compile(r"^part-(\d{5,})-([0-9a-f]{8})\.parquet$")
+RECEIPT = re.compile(r"^part-(\d{5,})-([0-9a-f]{8})\.json$")
+
+
+@dataclass(frozen=True)
+class Piece:
+    number: int          # its shard number in the output
+    file: str            # a corpus file (path inside the corpus filesystem)
+    start: int           # first row of the range, in that file
+    stop: int            # one past its last row
+    filter_known: bool = False   # the file changed under a published output: leave out ids already encoded
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+    def source(self) -> dict:
+        return {"file": self.file, "start": self.start, "stop": self.stop}
+
+
+def new_attempt() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def shard_file(number: int, attempt: str) -> str:
+    return f"part-{number:05d}-{attempt}.parquet"
+
+
+def receipt_file(number: int, attempt: str) -> str:
+    return f"part-{number:05d}-{attempt}.json"
+
+
+def plan_pieces(corpus: Corpus, files: list[int], piece_rows: int, first_number: int,
+                filter_known: set[int] = frozenset()) -> list[Piece]:
+    """Cut the corpus files numbered ``files`` into pieces of at most ``piece_rows`` rows, in
+    corpus order, numbered from ``first_number``. A piece never spans two files."""
+    pieces = []
+    for f in files:
+        for start in range(0, corpus.file_rows[f], piece_rows):
+            pieces.append(Piece(first_number + len(pieces), corpus.files[f], start,
+                                min(start + piece_rows, corpus.file_rows[f]), f in filter_known))
+    return pieces
+
+
+def read_range(corpus_fs, path: str, start: int, stop: int, batch_rows: int,
+               columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """Rows [start, stop) of one parquet file in batches of at most ``batch_rows``, reading only the
+    row groups that hold them; dictionary columns decoded."""
+    try:
+        with corpus_fs.open_input_file(path) as f:
+            reader = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
+            groups, first_row, row = [], None, 0
+            for g in range(reader.metadata.num_row_groups):
+                n = reader.metadata.row_group(g).num_rows
+                if row + n > start and row < stop:
+                    groups.append(g)
+                    first_row = row if first_row is None else first_row
+                row += n
+            if not groups:
+                return
+            row = first_row
+            for batch in reader.iter_batches(batch_size=batch_rows, row_groups=groups, columns=columns):
+                lo, hi = max(start - row, 0), min(stop - row, batch.num_rows)
+                row += batch.num_rows
+                if hi > lo:
+                    yield decoded_batch(batch.slice(lo, hi - lo))
+                if row >= stop:
+                    return
+    except (pa.ArrowException, OSError) as e:
+        raise BadInput(f"cannot read {path}: corrupt parquet data ({first_line(e)})") from None
+
+
+class ShardEncoder:
+    """Encodes pieces into shards of ``staging``; one per Ray actor (one onnxruntime session), or
+    one in the driver for the local runner. It holds one window of rows at a time."""
+
+    def __init__(self, config: MapperConfig, corpus: Corpus, staging: str, *, dtype: str = "float32",
+                 window: int = 8192):
+        self.mapper = CorpusBatchEncoder(config)
+        self.config, self.corpus, self.dtype, self.window = config, corpus, dtype, window
+        self.staging = Store.at(staging)
+        self.node_id = None
+
+    def ready(self) -> str | None:
+        """The Ray node this runs on (None outside Ray); answering means the encoder loaded."""
+        try:
+            import ray
+
+            self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        except ImportError:
+            self.node_id = None
+        return self.node_id
+
+    def encode(self, piece: Piece, attempt: str, known_ids: pa.Array | None = None) -> dict:
+        """Encode ``piece`` into ``part-NNNNN-ATTEMPT.parquet``, then write its receipt; return it.
+        A piece whose rows are all left out (known ids, blank texts) gets a receipt and no shard."""
+        if self.node_id is None:
+            self.ready()
+        name = shard_file(piece.number, attempt)
+        rows = truncated = skipped_known = 0
+        with ExitStack() as files:
+            stream = writer = None
+            for batch in self._rows(piece):
+                if piece.filter_known and known_ids is not None and len(known_ids):
+                    keep = pc.invert(pc.is_in(batch.column(0), value_set=known_ids))
+                    skipped_known += batch.num_rows - (pc.sum(keep).as_py() or 0)
+                    batch = batch.filter(keep)
+                table = self.mapper(batch)
+                if not table.num_rows:
+                    continue
+                vectors = table.column("vector")
+                if self.dtype != "float32":
+                    vectors = vector_array(vectors_from_column(vectors), self.dtype)
+                out = pa.table({"id": table.column("id"), "vector": vectors})
+                if writer is None:
+                    stream = files.enter_context(self.staging.open_output(name))
+                    writer = pq.ParquetWriter(stream, out.schema)
+                writer.write_table(out)
+                rows += out.num_rows
+                truncated += int(table.column("truncated").to_numpy(zero_copy_only=False).sum())
+            if writer is not None:
+                writer.add_key_value_metadata({TRUNCATED_KEY: str(truncated)})
+                writer.close()
+        receipt = {"number": piece.number, "attempt": attempt, "file": name if rows else None, "rows": rows,
+                   "sha256": stream.sha256 if rows else None, "truncated_rows": truncated, "node_id": self.node_id,
+                   "source": piece.source(), "skipped_known": skipped_known,
+                   "skipped_blank": piece.rows - skipped_known - rows}
+        self.staging.write_json(receipt_file(piece.number, attempt), receipt)
+        return receipt
+
+    def _rows(self, piece: Piece) -> Iterator[pa.RecordBatch]:
+        """The piece's (id, text) rows: parquet reads only the row groups holding them; other
+        formats (JSON Lines, CSV, arrow, a title to join) are read from the file's start."""
+        corpus = self.corpus
+        if corpus.is_plain_parquet:
+            yield from read_range(corpus.filesystem, piece.file, piece.start, piece.stop, self.window,
+                                  [corpus.id_column, corpus.text_column])
+            return
+        row = 0
+        for batch in corpus.read_file(piece.file, self.window):
+            lo, hi = max(piece.start - row, 0), min(piece.stop - row, batch.num_rows)
+            row += batch.num_rows
+            if hi > lo:
+                yield batch.slice(lo, hi - lo)
+            if row >= piece.stop:
+                return
