@@ -35,7 +35,7 @@ def signal_after_shards(process, staging: Path, signum: int, shards: int = 2, ti
     """Send ``signum`` to the process (not its group) once ``shards`` shards are finished."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        if staging.exists() and len(list(staging.glob("part-*.parquet"))) >= shards:
+        if staging.exists() and len(list(staging.glob("part-*.json"))) >= shards:   # receipts: finished pieces
             process.send_signal(signum)
             return process.wait(timeout=60)
         time.sleep(0.02)
@@ -59,15 +59,17 @@ def stop_and_resume(model, tmp_path, runner, rows, signum=signal.SIGTERM, env_ex
     assert len(errors) == 1 and f"stopped by {name}" in errors[0] and "finished shard(s) kept" in errors[0], first
     assert not [line for line in first.splitlines() if RAY_ERROR_LINE.search(line)], first
     assert not out.exists(), "the stopped run published a result"
-    kept = len(list(staging.glob("part-*.parquet")))
-    assert 2 <= kept < rows // SHARD_ROWS and f"{kept} finished shard(s)" in errors[0]
+    kept = len(list(staging.glob("part-*.parquet")))        # unfinished attempts' shards are deleted
+    assert kept == len(list(staging.glob("part-*.json"))) and f"{kept} finished shard(s)" in errors[0]
     assert not list(tmp_path.glob(".v.lock")), "the lock file outlived the run"
     second = subprocess.run(encode_command(corpus, model, out, runner), env=env, capture_output=True, text=True,
                             timeout=300)
     assert second.returncode == 0, second.stdout + second.stderr
     m = manifest(out)
-    assert m["last_run"]["reused_shards"] == kept and m["last_run"]["reused_rows"] == kept * SHARD_ROWS
-    assert m["last_run"]["encoded_rows"] == rows - kept * SHARD_ROWS and m["rows"] == rows
+    piece_rows = m["shards"][0]["rows"]                     # SHARD_ROWS, or less on Ray (pieces for balance)
+    assert 2 <= kept < len(m["shards"]), "the run was not stopped mid-run"
+    assert m["last_run"]["reused_shards"] == kept and m["last_run"]["reused_rows"] == kept * piece_rows
+    assert m["last_run"]["encoded_rows"] == rows - kept * piece_rows and m["rows"] == rows
     reference = encode_corpus(job(model, corpus, tmp_path / "reference")).out
     assert_same_vectors(by_id(out), by_id(reference))       # every id exactly once (by_id checks), same vectors
     assert not staging.exists()
