@@ -4,9 +4,14 @@
     >>> save_tiny_distilbert(Path("tiny-distilbert"), words=["cat", "dog"])                  # doctest: +SKIP
     >>> with ray_head(log_dir) as head:                           # `ray start --head` on 127.0.0.1  # doctest: +SKIP
     ...     head.gcs_address                                      # "127.0.0.1:PORT", for --ray-address
+    ...     with ray_node(head, log_dir, cpus=1) as node:         # a second node (`ray start --address`)
+    ...         node.kill_raylet()                                # lose it, as a crashed machine would
+    >>> with s3_server(log_dir) as s3:                            # moto's S3 API server on 127.0.0.1  # doctest: +SKIP
+    ...     s3.env                                                # AWS_ENDPOINT_URL & co. for any AWS client
 
-The Ray head runs in its own process group on free loopback ports of its own and is stopped by
-that group's id (never `ray stop`, which would stop every Ray on the machine).
+The Ray head, each extra node and the S3 server run in process groups of their own on free loopback
+ports of their own and are stopped by that group's id (never `ray stop`, which would stop every Ray
+on the machine).
 """
 
 from __future__ import annotations
@@ -98,16 +103,21 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 60) -> 
 
 
 @contextmanager
-def ray_head(log_dir: Path, *, dashboard: bool = False, env: dict | None = None):
+def ray_head(log_dir: Path, *, dashboard: bool = False, env: dict | None = None, cpus: int = 2,
+             system_config: dict | None = None, stop_seconds: float = 30):
+    """``ray start --head`` with ``cpus`` CPUs; ``system_config`` (Ray's ``--system-config``), e.g.
+    a quick node health check, so a lost node is noticed in seconds."""
     ray_temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
     gcs, client, dash, agent_http, agent_grpc, metrics, env_agent, worker_low = free_ports(8)
     command = [str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
-               "--node-ip-address", "127.0.0.1", "--port", str(gcs), "--num-cpus", "2",
+               "--node-ip-address", "127.0.0.1", "--port", str(gcs), "--num-cpus", str(cpus),
                "--ray-client-server-port", str(client),
                "--dashboard-agent-listen-port", str(agent_http), "--dashboard-agent-grpc-port", str(agent_grpc),
                "--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(env_agent),
                "--min-worker-port", str(worker_low), "--max-worker-port", str(worker_low + 60),
                "--temp-dir", ray_temp]
+    if system_config:
+        command += ["--system-config", json.dumps(system_config)]
     command += (["--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash)]
                 if dashboard else ["--include-dashboard", "false"])
     log = open(Path(log_dir) / "ray-head.log", "wb")
@@ -119,11 +129,7 @@ def ray_head(log_dir: Path, *, dashboard: bool = False, env: dict | None = None)
             wait_for_port(dash, head, seconds=120)
         yield RayHead(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}" if dashboard else None)
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+        _stop_group(head, stop_seconds)
         log.close()
         shutil.rmtree(ray_temp, ignore_errors=True)
 
@@ -325,3 +331,101 @@ def _write_json(path: Path, value) -> None:
     path.write_text(json.dumps(value, indent=2))
 
 
+def _stop_group(process: subprocess.Popen, seconds: float = 30) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=seconds)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)   # whatever of the group is left
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+@dataclass
+class RayNode:
+    process: subprocess.Popen      # `ray start --block` (leader of the node's process group)
+
+    def raylet_pids(self) -> list[int]:
+        """The raylet of this node (a child of its `ray start`), found by the process group."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(entry.name)) != self.process.pid:
+                    continue
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            except (OSError, ProcessLookupError):
+                continue
+            if cmdline.endswith(b"/raylet"):
+                found.append(int(entry.name))
+        return found
+
+    def kill_raylet(self) -> int:
+        """SIGKILL this node's raylet (its workers then exit): the node is lost, as if it crashed."""
+        pids = self.raylet_pids()
+        if not pids:
+            raise RuntimeError("no raylet found for this node")
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        return len(pids)
+
+
+@contextmanager
+def ray_node(head: RayHead, log_dir: Path, *, cpus: int = 1, env: dict | None = None, name: str = "node"):
+    """A worker node (`ray start --address HEAD`) with ``cpus`` CPUs, on ports of its own."""
+    ray_temp = tempfile.mkdtemp(prefix="rayn-", dir="/tmp")
+    manager, agent_http, agent_grpc, metrics, env_agent, worker_low = free_ports(6)
+    command = [str(BIN / "ray"), "start", "--address", head.gcs_address, "--block", "--disable-usage-stats",
+               "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus), "--node-manager-port", str(manager),
+               "--dashboard-agent-listen-port", str(agent_http), "--dashboard-agent-grpc-port", str(agent_grpc),
+               "--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(env_agent),
+               "--min-worker-port", str(worker_low), "--max-worker-port", str(worker_low + 60),
+               "--temp-dir", ray_temp]
+    log = open(Path(log_dir) / f"ray-{name}.log", "wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               env=env or RAY_ENV)
+    try:
+        wait_for_port(manager, process)
+        yield RayNode(process)
+    finally:
+        _stop_group(process, seconds=5)
+        log.close()
+        shutil.rmtree(ray_temp, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str       # http://127.0.0.1:PORT
+    env: dict           # os.environ plus the AWS variables every client reads, pointing at it
+
+
+@contextmanager
+def s3_server(log_dir: Path, buckets: Sequence[str] = ("embedpipe",)):
+    """moto's S3 API server (``moto_server``) on a free loopback port, with ``buckets`` created;
+    stopped by its process group's id."""
+    (port,) = free_ports(1)
+    log = open(Path(log_dir) / "s3-server.log", "wb")
+    process = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {**RAY_ENV, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    try:
+        wait_for_port(port, process)
+        import pyarrow.fs as pafs
+
+        filesystem = pafs.S3FileSystem(endpoint_override=endpoint, access_key="testing", secret_key="testing",
+                                       region="us-east-1", scheme="http", allow_bucket_creation=True)
+        for bucket in buckets:
+            filesystem.create_dir(bucket)
+        yield S3Server(endpoint, env)
+    finally:
+        _stop_group(process, seconds=10)
+        log.close()

@@ -47,8 +47,8 @@ from ..signals import Interrupted, stop_on_signals
 from .batching import BatchPlan
 from .encoder import EncoderSpec, model_path_of, prepare_resolved, spec_record
 from .mapper import EMPTY_TEXT_POLICIES, MapperConfig
-from .pooling import MODEL_POOLING
 from .pieces import plan_pieces
+from .pooling import MODEL_POOLING
 from .resume import abandon, abandon_all, finish, open_staging, run_lock
 from .runners import RUNNERS, RayOptions, choose_runner, run_encoder
 

@@ -84,7 +84,8 @@ def test_actors_that_keep_dying_fail_the_job_instead_of_retrying_forever(tiny_mo
     killer = threading.Thread(target=kill_every_encoder_actor)
     killer.start()
     try:
-        result = cli("encode", corpus, "--model", tiny_model_dir, "--out", tmp_path / "v", "--workers", "2")
+        result = cli("encode", corpus, "--model", tiny_model_dir, "--out", tmp_path / "v", "--workers", "2",
+                     "--runner", "ray")
     finally:
         stop.set()
         killer.join()
