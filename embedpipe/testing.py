@@ -350,30 +350,40 @@ def _stop_group(process: subprocess.Popen, seconds: float = 30) -> None:
 class RayNode:
     process: subprocess.Popen      # `ray start --block` (leader of the node's process group)
 
-    def raylet_pids(self) -> list[int]:
-        """The raylet of this node (a child of its `ray start`), found by the process group."""
-        found = []
+    def descendants(self) -> list[tuple[int, bytes]]:
+        """(pid, command) of every process started under this node's `ray start`, by parent links
+        (Ray's workers start sessions of their own, so the process group does not hold them)."""
+        children: dict[int, list[int]] = {}
+        commands: dict[int, bytes] = {}
         for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                if os.getpgid(int(entry.name)) != self.process.pid:
+            if entry.name.isdigit():
+                try:
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                    commands[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0")[0]
+                except (OSError, ValueError, IndexError):
                     continue
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")[0]
-            except (OSError, ProcessLookupError):
-                continue
-            if cmdline.endswith(b"/raylet"):
-                found.append(int(entry.name))
+                children.setdefault(parent, []).append(int(entry.name))
+        found, todo = [], [self.process.pid]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                found.append((child, commands.get(child, b"")))
+                todo.append(child)
         return found
 
-    def kill_raylet(self) -> int:
-        """SIGKILL this node's raylet (its workers then exit): the node is lost, as if it crashed."""
-        pids = self.raylet_pids()
-        if not pids:
+    def kill_raylet(self, with_workers: bool = True) -> int:
+        """SIGKILL this node's raylet, then (``with_workers``) every process under it, its workers
+        and actors among them: the node is lost as if its machine crashed. (On loopback a worker
+        whose raylet alone died keeps answering its caller for a while.)"""
+        processes = self.descendants()
+        raylets = [pid for pid, command in processes if command.endswith(b"/raylet")]
+        if not raylets:
             raise RuntimeError("no raylet found for this node")
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
-        return len(pids)
+        for pid in raylets + ([pid for pid, _ in processes if pid not in raylets] if with_workers else []):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return len(raylets)
 
 
 @contextmanager
@@ -397,6 +407,20 @@ def ray_node(head: RayHead, log_dir: Path, *, cpus: int = 1, env: dict | None = 
         _stop_group(process, seconds=5)
         log.close()
         shutil.rmtree(ray_temp, ignore_errors=True)
+
+
+def wait_for_nodes(head: RayHead, nodes: int, env: dict | None = None, seconds: float = 60) -> None:
+    """Until the cluster at ``head`` counts ``nodes`` alive nodes (a node that just started may not
+    have registered with the head yet)."""
+    probe = ("import ray, sys, time; ray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False)\n"
+             "deadline = time.monotonic() + float(sys.argv[3])\n"
+             "while sum(n['Alive'] for n in ray.nodes()) < int(sys.argv[2]) and time.monotonic() < deadline:\n"
+             "    time.sleep(0.2)\n"
+             "sys.exit(0 if sum(n['Alive'] for n in ray.nodes()) >= int(sys.argv[2]) else 1)")
+    result = subprocess.run([sys.executable, "-c", probe, head.gcs_address, str(nodes), str(seconds)],
+                            env=env or RAY_ENV, capture_output=True, timeout=seconds + 60)
+    if result.returncode:
+        raise RuntimeError(f"the cluster did not reach {nodes} nodes: {result.stderr[-2000:]!r}")
 
 
 @dataclass(frozen=True)

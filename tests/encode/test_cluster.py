@@ -22,7 +22,7 @@ import pytest
 from embedpipe.encode import encode_corpus
 from embedpipe.formats.vectors import open_vectors
 from embedpipe.index.build import IndexConfig, build_index
-from embedpipe.testing import ray_head, ray_node, s3_server
+from embedpipe.testing import ray_head, ray_node, s3_server, wait_for_nodes
 from tests.reliability.support import assert_same_vectors, by_id, job, write_rows
 
 pytestmark = pytest.mark.slow
@@ -46,6 +46,7 @@ def cluster(tmp_path_factory, s3):
     env = {**s3.env, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "EMBEDPIPE_CACHE": os.environ["EMBEDPIPE_CACHE"]}
     with ray_head(logs, cpus=1, env=env, system_config=QUICK_HEALTH_CHECK, stop_seconds=5) as head, \
             ray_node(head, logs, cpus=1, env=env) as node:
+        wait_for_nodes(head, 2, env)
         yield head, node, env
 
 
@@ -120,7 +121,7 @@ def test_two_nodes_write_to_s3_and_a_driver_killed_by_sigkill_reruns_exactly_onc
 
 def test_a_node_lost_mid_encode_the_run_finishes_on_the_other_exactly_once(cluster, tiny_model_dir, tmp_path):
     head, node, env = cluster
-    corpus, out = write_rows(tmp_path / "c.parquet", 0, 6000), tmp_path / "v"
+    corpus, out = write_rows(tmp_path / "c.parquet", 0, 30_000), tmp_path / "v"      # 150 pieces of 200 rows
     staging = tmp_path / ".v.partial"
 
     def nodes_that_finished_pieces():
@@ -136,6 +137,7 @@ def test_a_node_lost_mid_encode_the_run_finishes_on_the_other_exactly_once(clust
                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     wait_for(nodes_that_finished_pieces, run, "both nodes finished a piece")
     assert node.kill_raylet() == 1                                       # the second node is lost mid-run
+    assert len(list(staging.glob("part-*.json"))) < 120                  # of 150 pieces: mid-run
     try:
         output, _ = run.communicate(timeout=240)
     except subprocess.TimeoutExpired:
@@ -149,9 +151,8 @@ def test_a_node_lost_mid_encode_the_run_finishes_on_the_other_exactly_once(clust
         assert rerun.returncode == 0, rerun.stderr[-3000:]
     else:
         assert "died" in output, output[-3000:]                        # the pool said what happened
-    print(f"exit {run.returncode} after losing a node:", output[-1500:])
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["rows"] == 6000 and len({s["node_id"] for s in manifest["shards"]}) == 2
+    assert manifest["rows"] == 30_000 and len({s["node_id"] for s in manifest["shards"]}) == 2
     assert sorted(p.name for p in out.iterdir()) == sorted(["manifest.json", *(s["file"] for s in manifest["shards"])])
     assert not staging.exists()
     assert_same_vectors(by_id(out), by_id(encode_corpus(job(tiny_model_dir, corpus, tmp_path / "ref")).out))
