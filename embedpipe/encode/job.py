@@ -210,6 +210,9 @@ def _encode(job: EncodeJob) -> EncodeResult:
         except Interrupted as stop:
             stop.detail = abandon(state, quiet=True)
             raise
+        except BadInput:
+            abandon_all(state)   # the corpus holds a row it refuses: a rerun would stop there again
+            raise
         except BaseException:
             abandon(state)
             raise

@@ -139,24 +139,29 @@ class ShardEncoder:
         rows = truncated = skipped_known = 0
         with ExitStack() as files:
             stream = writer = None
-            for batch in self._rows(piece):
-                if piece.filter_known and known_ids is not None and len(known_ids):
-                    keep = pc.invert(pc.is_in(batch.column(0), value_set=known_ids))
-                    skipped_known += batch.num_rows - (pc.sum(keep).as_py() or 0)
-                    batch = batch.filter(keep)
-                table = self.mapper(batch)
-                if not table.num_rows:
-                    continue
-                vectors = table.column("vector")
-                if self.dtype != "float32":
-                    vectors = vector_array(vectors_from_column(vectors), self.dtype)
-                out = pa.table({"id": table.column("id"), "vector": vectors})
-                if writer is None:
-                    stream = files.enter_context(self.staging.open_output(name))
-                    writer = pq.ParquetWriter(stream, out.schema)
-                writer.write_table(out)
-                rows += out.num_rows
-                truncated += int(table.column("truncated").to_numpy(zero_copy_only=False).sum())
+            try:
+                for batch in self._rows(piece):
+                    if piece.filter_known and known_ids is not None and len(known_ids):
+                        keep = pc.invert(pc.is_in(batch.column(0), value_set=known_ids))
+                        skipped_known += batch.num_rows - (pc.sum(keep).as_py() or 0)
+                        batch = batch.filter(keep)
+                    table = self.mapper(batch)
+                    if not table.num_rows:
+                        continue
+                    vectors = table.column("vector")
+                    if self.dtype != "float32":
+                        vectors = vector_array(vectors_from_column(vectors), self.dtype)
+                    out = pa.table({"id": table.column("id"), "vector": vectors})
+                    if writer is None:
+                        stream = files.enter_context(self.staging.open_output(name))
+                        writer = pq.ParquetWriter(stream, out.schema)
+                    writer.write_table(out)
+                    rows += out.num_rows
+                    truncated += int(table.column("truncated").to_numpy(zero_copy_only=False).sum())
+            except BaseException:
+                if writer is not None:
+                    writer.is_open = False   # the upload is dropped; no footer to write when collected
+                raise
             if writer is not None:
                 writer.add_key_value_metadata({TRUNCATED_KEY: str(truncated)})
                 writer.close()
