@@ -33,9 +33,11 @@ from pathlib import Path
 LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
-def save_tiny_bert(path: Path, words: Sequence[str], characters: str = LETTERS, seed: int = 0) -> Path:
-    """A 2-layer, 32-wide BERT with random weights and a WordPiece vocab of ``words`` plus single
-    ``characters`` (and their ``##`` continuations), saved like a hub model; 64 tokens at most."""
+def save_tiny_bert(path: Path, words: Sequence[str], characters: str = LETTERS, seed: int = 0,
+                   initializer_range: float = 0.02) -> Path:
+    """A 2-layer, 32-wide BERT with random weights (normal, std ``initializer_range``) and a WordPiece
+    vocab of ``words`` plus single ``characters`` (and their ``##`` continuations), saved like a hub
+    model; 64 tokens at most."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -46,7 +48,7 @@ def save_tiny_bert(path: Path, words: Sequence[str], characters: str = LETTERS, 
     tokenizer.model_max_length = 64
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=37, max_position_embeddings=64)
+                        intermediate_size=37, max_position_embeddings=64, initializer_range=initializer_range)
     BertModel(config).eval().save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
@@ -137,6 +139,10 @@ def ray_head(log_dir: Path, *, dashboard: bool = False, env: dict | None = None,
 # ---- tiny models of every architecture embedpipe supports, saved as sentence-transformers models ----
 
 TINY_WIDTH, TINY_LAYERS, TINY_HEADS, TINY_FFN, TINY_TOKENS = 32, 2, 2, 37, 64
+# Weights drawn wider than transformers' default (std 0.02), so attention is far from uniform and
+# every token state, the first one too, depends on the text: with the default, a tiny BERT's [CLS]
+# state barely moves between texts, and parity of cls pooling would hold for any texts at all.
+TINY_INIT = 0.5
 ARCHITECTURES = ("bert", "distilbert", "roberta", "xlm-roberta", "mpnet", "modernbert", "qwen2")
 
 
@@ -197,16 +203,18 @@ def save_tiny_transformer(path: Path, architecture: str, words: Sequence[str], c
     import transformers as tf
 
     if architecture == "bert":
-        return save_tiny_bert(path, words, characters, seed)
+        return save_tiny_bert(path, words, characters, seed, initializer_range=TINY_INIT)
     path.mkdir(parents=True, exist_ok=True)
     common = dict(vocab_size=0, hidden_size=TINY_WIDTH, num_hidden_layers=TINY_LAYERS,
-                  num_attention_heads=TINY_HEADS, intermediate_size=TINY_FFN, max_position_embeddings=TINY_TOKENS)
+                  num_attention_heads=TINY_HEADS, intermediate_size=TINY_FFN, max_position_embeddings=TINY_TOKENS,
+                  initializer_range=TINY_INIT)
     roberta_specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]   # pad id 1, as RoBERTa / XLM-R have it
     if architecture == "distilbert":
         vocab = _wordpiece(words, characters, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], path)
         tokenizer = tf.DistilBertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
         config = tf.DistilBertConfig(vocab_size=len(tokenizer), dim=TINY_WIDTH, n_layers=TINY_LAYERS,
-                                     n_heads=TINY_HEADS, hidden_dim=TINY_FFN, max_position_embeddings=TINY_TOKENS)
+                                     n_heads=TINY_HEADS, hidden_dim=TINY_FFN, max_position_embeddings=TINY_TOKENS,
+                                     initializer_range=TINY_INIT)
     elif architecture == "mpnet":
         vocab = _wordpiece(words, characters, ["<s>", "<pad>", "</s>", "<unk>", "[UNK]", "<mask>"], path)
         tokenizer = tf.MPNetTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
@@ -231,7 +239,7 @@ def save_tiny_transformer(path: Path, architecture: str, words: Sequence[str], c
                                      num_hidden_layers=TINY_LAYERS, num_attention_heads=TINY_HEADS,
                                      intermediate_size=TINY_FFN, max_position_embeddings=TINY_TOKENS,
                                      pad_token_id=0, cls_token_id=2, sep_token_id=3, bos_token_id=2, eos_token_id=3,
-                                     global_attn_every_n_layers=2, local_attention=16)
+                                     global_attn_every_n_layers=2, local_attention=16, initializer_range=TINY_INIT)
     elif architecture == "qwen2":
         # Like Qwen3-Embedding: byte-level BPE, the EOS appended to every text, padding on the left.
         raw = _byte_bpe(words, characters, ["<|endoftext|>"])

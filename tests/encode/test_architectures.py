@@ -62,6 +62,9 @@ def test_encode_without_pooling_is_encode_document_and_queries_are_encode_query(
     assert ids.to_pylist() == list(range(len(TEXTS)))
     assert vectors.shape == documents.shape == (len(TEXTS), MODEL_DIMS[architecture])
     assert row_cosines(vectors, documents).min() >= 0.9999
+    # The comparison can fail: the model gives different texts clearly different vectors.
+    unit = documents / np.linalg.norm(documents, axis=1, keepdims=True)
+    assert (unit @ unit.T)[~np.eye(len(TEXTS), dtype=bool)].max() < 0.999
     # Queries are encoded the way the manifest says: the model's query prompt, the same modules.
     encoder = vectors_dir.manifest["encoder"]
     own = MODEL_VARIANTS[architecture]
