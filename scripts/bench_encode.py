@@ -16,6 +16,13 @@ Variants (--variants picks some):
   st-onnx        sentence-transformers backend="onnx" (optimum ORTModel, fp32)
   st-onnx-int8   sentence-transformers backend="onnx" with its own export_dynamic_quantized_onnx_model
                  for this CPU, loaded offline from a copy of the bundled model dir (model_kwargs file_name)
+  st-openvino    sentence-transformers backend="openvino" (optimum-intel's OpenVINO export, fp32)
+  st-openvino-int8  the same, statically quantized with sentence-transformers' own
+                 export_static_quantized_openvino_model (NNCF, default OVQuantizationConfig), calibrated on
+                 300 rows of the corpus that are not benchmarked (its default calibration set is on the hub)
+  fastembed      fastembed's TextEmbedding("sentence-transformers/all-MiniLM-L6-v2") on the same fp32 ONNX
+                 graph (sentence-transformers' export), from a local directory (specific_model_path), its
+                 defaults otherwise (batch 256, onnxruntime's threads)
   ep-fp32        embedpipe encode --runner local
   ep-int8        embedpipe encode --runner local --quantize int8
   ep-ray         embedpipe encode --runner ray (an embedded local Ray: its start-up is included)
@@ -51,8 +58,13 @@ import pyarrow.parquet as pq
 
 from embedpipe.testing import RAY_ENV, ray_head
 
-VARIANTS = ("st-torch", "st-onnx", "st-onnx-int8", "ep-fp32", "ep-int8", "ep-ray", "ep-ray-cluster")
-DEFAULT_VARIANTS = "st-torch,st-onnx-int8,ep-fp32,ep-int8,ep-ray"
+VARIANTS = ("st-torch", "st-onnx", "st-onnx-int8", "st-openvino", "st-openvino-int8", "fastembed", "ep-fp32",
+            "ep-int8", "ep-ray", "ep-ray-cluster")
+DEFAULT_VARIANTS = "st-torch,st-onnx-int8,st-openvino,st-openvino-int8,fastembed,ep-fp32,ep-int8"
+FP32_PEERS = ("st-torch", "st-onnx", "st-openvino", "fastembed")   # the same precision as ep-fp32
+INT8_PEERS = ("st-onnx-int8", "st-openvino-int8")                  # ... as ep-int8
+OPENVINO_INT8_FILE = "openvino/openvino_model_qint8_quantized.xml"
+CALIBRATION_ROWS = 300
 ST_BATCH_SIZE = 32  # SentenceTransformer.encode's default
 CLUSTER_SETTLE_SECONDS = 5  # a fresh head is still starting its own processes: let them finish first
 
@@ -63,10 +75,25 @@ a = json.loads(sys.argv[1])
 import numpy as np, pyarrow.parquet as pq
 from sentence_transformers import SentenceTransformer
 texts = pq.read_table(a["corpus"], columns=[a["text_column"]]).column(0).to_pylist()
-kw = {"backend": "onnx", "model_kwargs": {"file_name": a["file_name"]}} if a["backend"] == "onnx" else {}
+kw = {"backend": a["backend"], "model_kwargs": {"file_name": a["file_name"]}} if a["backend"] != "torch" else {}
 model = SentenceTransformer(a["model"], device="cpu", local_files_only=True, **kw)
 t1 = time.perf_counter()
 vectors = model.encode(texts, batch_size=a["batch_size"], convert_to_numpy=True)
+t2 = time.perf_counter()
+np.save(a["vectors"], vectors)
+print(json.dumps({"load_seconds": t1 - t0, "encode_seconds": t2 - t1}))
+"""
+
+FASTEMBED_CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+a = json.loads(sys.argv[1])
+import numpy as np, pyarrow.parquet as pq
+from fastembed import TextEmbedding
+texts = pq.read_table(a["corpus"], columns=[a["text_column"]]).column(0).to_pylist()
+model = TextEmbedding("sentence-transformers/all-MiniLM-L6-v2", specific_model_path=a["model"], local_files_only=True)
+t1 = time.perf_counter()
+vectors = np.stack(list(model.embed(texts)))
 t2 = time.perf_counter()
 np.save(a["vectors"], vectors)
 print(json.dumps({"load_seconds": t1 - t0, "encode_seconds": t2 - t1}))
@@ -125,6 +152,66 @@ def prepare_st_onnx(model_dir: Path, store: Path, isa: str) -> tuple[Path, str]:
     return store, file_name
 
 
+def prepare_st_openvino(model_dir: Path, store: Path, calibration: Path) -> Path:
+    """sentence-transformers' OpenVINO export (fp32) and its static int8, calibrated on a local sample."""
+    if (store / OPENVINO_INT8_FILE).exists() and (store / "openvino" / "openvino_model.xml").exists():
+        return store
+    from optimum.intel import OVQuantizationConfig
+    from sentence_transformers import SentenceTransformer, export_static_quantized_openvino_model
+
+    shutil.rmtree(store, ignore_errors=True)
+    shutil.copytree(model_dir, store)
+    model = SentenceTransformer(str(store), device="cpu", backend="openvino", local_files_only=True)  # exports
+    model.save_pretrained(str(store))                      # -> openvino/openvino_model.xml
+    # a directory of parquet is a local `datasets` dataset: config "default", split "train"
+    export_static_quantized_openvino_model(model, OVQuantizationConfig(num_samples=CALIBRATION_ROWS), str(store),
+                                           dataset_name=str(calibration), dataset_config_name="default",
+                                           dataset_split="train", column_name="text")
+    return store
+
+
+def prepare_fastembed(st_onnx_store: Path, model_dir: Path, store: Path) -> Path:
+    """A directory fastembed loads without the hub: the fp32 ONNX graph sentence-transformers exported
+    (the same graph as st-onnx) and the bundled tokenizer, truncating at 256 tokens as
+    sentence-transformers and fastembed's own copy of this model do."""
+    if (store / "model.onnx").exists():
+        return store
+    store.mkdir(parents=True, exist_ok=True)
+    shutil.copy(st_onnx_store / "onnx" / "model.onnx", store / "model.onnx")
+    for name in ("config.json", "special_tokens_map.json", "tokenizer.json", "vocab.txt"):
+        shutil.copy(model_dir / name, store / name)
+    tokenizer_config = json.loads((model_dir / "tokenizer_config.json").read_text())
+    tokenizer_config["model_max_length"] = json.loads((model_dir / "sentence_bert_config.json").read_text())[
+        "max_seq_length"]
+    (store / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    return store
+
+
+def calibration_sample(args, benchmarked_ids: list, path: Path) -> Path:
+    """CALIBRATION_ROWS texts of the corpus that the benchmark does not encode (or its first rows if
+    it encodes them all), as a directory holding one parquet file."""
+    table = pq.read_table(args.corpus, columns=[args.id_column, args.text_column])
+    unused = np.flatnonzero(~np.isin(np.array(table.column(args.id_column).to_pylist(), dtype=object),
+                                     np.array(benchmarked_ids, dtype=object)))
+    rows = unused if len(unused) >= CALIBRATION_ROWS else np.arange(table.num_rows)
+    rows = np.random.default_rng(1).choice(rows, size=min(CALIBRATION_ROWS, len(rows)), replace=False)
+    path.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"text": table.column(args.text_column).take(pa.array(np.sort(rows)))}),
+                   path / "train.parquet")
+    return path
+
+
+def cpu_flags() -> list[str]:
+    """The vector instruction sets this CPU reports (Linux), for the record next to cpu_isa()."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    wanted = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+              "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+    return [f for f in wanted if f in flags.split(":", 1)[1].split()]
+
+
 def matmul_peak(seconds: float = 3.0) -> float:
     """float32 GFLOP/s of a large matrix multiply on all cores (numpy's BLAS): the machine's ceiling."""
     n = 2048
@@ -160,15 +247,24 @@ def padding_waste(encoder, lengths: np.ndarray, window: int) -> float:
 # ---------------------------------------------------------------- timed runs
 
 
-def run_variant(name: str, corpus: Path, work: Path, st_model: Path, st_onnx: tuple[Path, str] | None) -> dict:
+def run_variant(name: str, corpus: Path, work: Path, st_model: Path, prepared: dict) -> dict:
     vectors = work / f"{name}.npy"
-    if name.startswith("st-"):
+    if name == "fastembed":
+        payload = {"corpus": str(corpus), "text_column": "text", "vectors": str(vectors),
+                   "model": str(prepared["fastembed"])}
+        command = [sys.executable, "-c", FASTEMBED_CHILD, json.dumps(payload)]
+    elif name.startswith("st-"):
         payload = {"corpus": str(corpus), "text_column": "text", "vectors": str(vectors), "batch_size": ST_BATCH_SIZE,
-                   "backend": "torch" if name == "st-torch" else "onnx", "model": str(st_model), "file_name": None}
+                   "backend": "torch", "model": str(st_model), "file_name": None}
         if name == "st-onnx":
-            payload.update(model=str(st_onnx[0]), file_name="onnx/model.onnx")
+            payload.update(backend="onnx", model=str(prepared["st-onnx"][0]), file_name="onnx/model.onnx")
         elif name == "st-onnx-int8":
-            payload.update(model=str(st_onnx[0]), file_name=st_onnx[1])
+            payload.update(backend="onnx", model=str(prepared["st-onnx"][0]), file_name=prepared["st-onnx"][1])
+        elif name == "st-openvino":
+            payload.update(backend="openvino", model=str(prepared["st-openvino"]),
+                           file_name="openvino/openvino_model.xml")
+        elif name == "st-openvino-int8":
+            payload.update(backend="openvino", model=str(prepared["st-openvino"]), file_name=OPENVINO_INT8_FILE)
         command = [sys.executable, "-c", ST_CHILD, json.dumps(payload)]
     else:
         out = work / f"{name}.vectors"
@@ -219,7 +315,7 @@ def startup_times(repeats: int = 3) -> dict:
 # ---------------------------------------------------------------- quality
 
 
-def encoders_for_quality(names: list[str], st_model: Path, st_onnx):
+def encoders_for_quality(names: list[str], st_model: Path, prepared: dict):
     """name -> function(texts) -> normalized vectors, for the variants whose model differs."""
     from embedpipe.encode.encoder import EncoderSpec, TextEncoder
 
@@ -229,10 +325,22 @@ def encoders_for_quality(names: list[str], st_model: Path, st_onnx):
         model = SentenceTransformer(str(path), device="cpu", local_files_only=True, **kw)
         return lambda texts: model.encode(texts, batch_size=ST_BATCH_SIZE, normalize_embeddings=True)
 
+    def fastembed():
+        from fastembed import TextEmbedding
+
+        model = TextEmbedding("sentence-transformers/all-MiniLM-L6-v2", specific_model_path=str(prepared["fastembed"]),
+                              local_files_only=True)
+        return lambda texts: np.stack(list(model.embed(texts)))
+
+    st_onnx, openvino = prepared.get("st-onnx"), prepared.get("st-openvino")
     makers = {
         "st-torch": lambda: st(st_model),
         "st-onnx": lambda: st(st_onnx[0], backend="onnx", model_kwargs={"file_name": "onnx/model.onnx"}),
         "st-onnx-int8": lambda: st(st_onnx[0], backend="onnx", model_kwargs={"file_name": st_onnx[1]}),
+        "st-openvino": lambda: st(openvino, backend="openvino",
+                                  model_kwargs={"file_name": "openvino/openvino_model.xml"}),
+        "st-openvino-int8": lambda: st(openvino, backend="openvino", model_kwargs={"file_name": OPENVINO_INT8_FILE}),
+        "fastembed": fastembed,
         "ep-fp32": lambda: TextEncoder.load(EncoderSpec()).encode,
         "ep-int8": lambda: TextEncoder.load(EncoderSpec(quantize="int8")).encode,
     }
@@ -306,15 +414,21 @@ def main() -> None:
     isa = cpu_isa()
     for spec in (EncoderSpec(), EncoderSpec(quantize="int8")):
         prepare(spec)  # export once, outside the timing: a second `encode` finds it cached
-    st_onnx = None
-    if any(n.startswith("st-onnx") for n in names):
-        print("preparing sentence-transformers' ONNX exports ...", file=sys.stderr)
-        st_onnx = prepare_st_onnx(st_model, out / "st-onnx-model", isa)
+    prepared: dict = {}
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         corpus = work / "corpus.parquet"
         texts, ids, queries = bench_corpus(args, corpus)
+        if any(n.startswith("st-onnx") or n == "fastembed" for n in names):
+            print("preparing sentence-transformers' ONNX exports ...", file=sys.stderr)
+            prepared["st-onnx"] = prepare_st_onnx(st_model, out / "st-onnx-model", isa)
+        if "fastembed" in names:
+            prepared["fastembed"] = prepare_fastembed(prepared["st-onnx"][0], st_model, out / "fastembed-model")
+        if any(n.startswith("st-openvino") for n in names):
+            print("preparing sentence-transformers' OpenVINO exports (static int8: calibrating) ...", file=sys.stderr)
+            prepared["st-openvino"] = prepare_st_openvino(
+                st_model, out / "st-openvino-model", calibration_sample(args, ids, work / "calibration"))
         plan = BatchPlan()
         counter = TextEncoder.load(EncoderSpec(), plan)
         lengths = np.array([len(x) for x in counter.tokenize(texts)])
@@ -326,7 +440,7 @@ def main() -> None:
         runs: dict[str, list[dict]] = {n: [] for n in names}
         for round_ in range(args.repeats):
             for name in names:
-                runs[name].append(run_variant(name, corpus, work, st_model, st_onnx))
+                runs[name].append(run_variant(name, corpus, work, st_model, prepared))
                 print(f"round {round_ + 1}: {name} {len(texts) / runs[name][-1]['wall_seconds']:.0f} texts/s",
                       file=sys.stderr)
         vectors = {n: np.load(work / f"{n}.npy") for n in names}
@@ -349,6 +463,7 @@ def main() -> None:
             "cosine_min": float(cosines.min()), "cosine_mean": float(cosines.mean()),
         })
     by_name = {r["variant"]: r for r in results}
+    leads = precision_leads(by_name)
     for r in results:
         for peer in ("st-torch", "st-onnx-int8", "ep-fp32"):
             if peer in by_name:
@@ -361,7 +476,7 @@ def main() -> None:
         print("quality: nDCG@10 / probe accuracy ...", file=sys.stderr)
         train = read_labeled(args.cls_train, args.cls_rows) if args.cls_train and args.cls_test else None
         test = read_labeled(args.cls_test, args.cls_rows) if train else None
-        for name, make in encoders_for_quality(quality_names, st_model, st_onnx).items():
+        for name, make in encoders_for_quality(quality_names, st_model, prepared).items():
             encode = make()
             if queries:
                 by_name[name]["ndcg_at_10"] = ndcg_at_10(
@@ -377,7 +492,8 @@ def main() -> None:
                     r[f"{metric}_relative_change"] = r[metric] / base[metric] - 1
 
     report = {"corpus": args.corpus, "texts": len(texts), "tokens_mean": float(lengths.mean()),
-              "tokens_max": int(lengths.max()), "cpus": os.cpu_count(), "isa": isa, "model": "all-MiniLM-L6-v2",
+              "tokens_max": int(lengths.max()), "cpus": os.cpu_count(), "isa": isa, "cpu_flags": cpu_flags(),
+              "model": "all-MiniLM-L6-v2", "leads": leads,
               "repeats": args.repeats, "padding_waste": waste, "fp32_matmul_peak_gflops": peak,
               "quality_reference": reference, "results": results,
               "startup": None if args.no_startup else startup_times()}
@@ -386,9 +502,28 @@ def main() -> None:
     print_table(report)
 
 
+def precision_leads(by_name: dict) -> dict:
+    """ep-fp32 / the fastest fp32 peer and ep-int8 / the fastest int8 peer (whole process and encode
+    only), and ep-int8 / ep-fp32: the ratios the goals are stated in."""
+    leads = {}
+    for ours, peers in (("ep-fp32", FP32_PEERS), ("ep-int8", INT8_PEERS)):
+        present = [p for p in peers if p in by_name]
+        if ours not in by_name or not present:
+            continue
+        for key, label in (("texts_per_second", "whole_process"), ("texts_per_second_encode_only", "encode_only")):
+            fastest = max(present, key=lambda p, key=key: by_name[p][key])
+            leads[f"{ours}_vs_fastest_peer_{label}"] = {"peer": fastest,
+                                                        "ratio": by_name[ours][key] / by_name[fastest][key]}
+    if "ep-int8" in by_name and "ep-fp32" in by_name:
+        for key, label in (("texts_per_second", "whole_process"), ("texts_per_second_encode_only", "encode_only")):
+            leads[f"ep-int8_vs_ep-fp32_{label}"] = by_name["ep-int8"][key] / by_name["ep-fp32"][key]
+    return leads
+
+
 def print_table(report: dict) -> None:
     print(f"\n{report['texts']} texts, {report['tokens_mean']:.1f} tokens mean (max {report['tokens_max']}), "
-          f"{report['cpus']} CPUs ({report['isa']}), fp32 matmul peak {report['fp32_matmul_peak_gflops']:.0f} GFLOP/s, "
+          f"{report['cpus']} CPUs ({report['isa']}; {' '.join(report.get('cpu_flags', []))}), "
+          f"fp32 matmul peak {report['fp32_matmul_peak_gflops']:.0f} GFLOP/s, "
           f"padding waste {report['padding_waste']:.1%}, best of {report['repeats']} rounds\n")
     print("| variant | texts/s | tokens/s | vs st-torch | vs st-onnx-int8 | encode-only texts/s (vs st-torch) "
           "| GFLOP/s (% peak) | cos min / mean | nDCG@10 | probe acc |")
@@ -402,6 +537,8 @@ def print_table(report: dict) -> None:
               f"| {r['gflops']:.0f} ({r['gflops_share_of_fp32_peak']:.0%}) "
               f"| {r['cosine_min']:.4f} / {r['cosine_mean']:.5f} | {opt('ndcg_at_10', '.4f')} "
               f"| {opt('probe_accuracy', '.4f')} |")
+    for key, lead in report.get("leads", {}).items():
+        print(f"{key}: " + (f"{lead['ratio']:.2f}x ({lead['peer']})" if isinstance(lead, dict) else f"{lead:.2f}x"))
     by_name = {r["variant"]: r for r in report["results"]}
     for ray, how in (("ep-ray", "an embedded Ray, its start-up included"), ("ep-ray-cluster", "a running cluster")):
         if ray in by_name and "ep-fp32" in by_name:

@@ -19,6 +19,13 @@ Variants:
                                      of the corpus, so no DynamicQuantizeLinear at run time
   fused graph + dynamic              onnxruntime's BERT fusions (Attention, SkipLayerNorm, BiasGelu)
                                      first, then dynamic quantization (QAttention)
+Weight/activation types (the instruction-set question; --types picks which to build):
+  U8S8 / U8U8                        uint8 activations x int8 or uint8 weights. Before VNNI, x86's int8
+                                     dot product (vpmaddubsw) adds pairs of u8*s8 products into int16
+                                     and can saturate; onnxruntime's answer is reduce_range (7-bit
+                                     weights) or U8U8 (a slower widening kernel)
+  reduce_range                       7-bit weights (and activations for static), no saturation
+Every "weight MatMul only" recipe is built for each type in --types; the others use the first.
 Writes results.json and a plot.
 """
 
@@ -52,7 +59,15 @@ class Calibration:
         pass
 
 
-def build_variants(src: Path, workdir: Path, calibration: list[dict], isa: str, heads: int, hidden: int) -> dict:
+TYPES = {  # label -> (weight type, reduce_range)
+    "U8S8 reduce_range": ("QInt8", True),
+    "U8S8": ("QInt8", False),
+    "U8U8": ("QUInt8", False),
+}
+
+
+def build_variants(src: Path, workdir: Path, calibration: list[dict], types: list[str], heads: int,
+                   hidden: int, only_types: bool = False) -> dict:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.transformers.optimizer import optimize_model
@@ -65,8 +80,8 @@ def build_variants(src: Path, workdir: Path, calibration: list[dict], isa: str, 
     layers = sorted({n.split("/")[2] for n in with_weights if n.startswith("/encoder/layer.")},
                     key=lambda s: int(s.split(".")[-1]))
     last_layer = [n for n in with_weights if f"/{layers[-1]}/" in n] if layers else []
-    reduce_range = isa in ("avx2", "avx512")
-    u8s8 = dict(weight_type=QuantType.QInt8, reduce_range=reduce_range)
+    weight_type, reduce_range = TYPES[types[0]]
+    u8s8 = dict(weight_type=getattr(QuantType, weight_type), reduce_range=reduce_range)
     out: dict[str, Path] = {}
 
     def dynamic(name, **kw):
@@ -74,11 +89,20 @@ def build_variants(src: Path, workdir: Path, calibration: list[dict], isa: str, 
         quantize_dynamic(str(src), str(path), **{**u8s8, **kw})
         out[name] = path
 
+    for label in types:  # the recipe embedpipe uses, in each weight type
+        weight, reduce = TYPES[label]
+        dynamic(f"dynamic per-channel, weight MatMul only, {label}", per_channel=True, op_types_to_quantize=["MatMul"],
+                nodes_to_exclude=activation_only, weight_type=getattr(QuantType, weight), reduce_range=reduce)
+    if only_types:
+        return out
     dynamic("dynamic per-tensor, MatMul+Gather", per_channel=False, op_types_to_quantize=["MatMul", "Gather"])
     dynamic("dynamic per-channel, all MatMul+Gather", per_channel=True, op_types_to_quantize=["MatMul", "Gather"],
             extra_options={"MatMulConstBOnly": False})
-    dynamic("dynamic per-channel, weight MatMul only", per_channel=True, op_types_to_quantize=["MatMul"],
+    dynamic("... per-tensor weight scales", per_channel=False, op_types_to_quantize=["MatMul"],
             nodes_to_exclude=activation_only)
+    attention_projections = [n for n in with_weights if "/attention/" in n]
+    dynamic("... FFN MatMuls only (attention projections fp32)", per_channel=True, op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=activation_only + attention_projections)
     dynamic("... keep FFN output dense fp32", per_channel=True, op_types_to_quantize=["MatMul"],
             nodes_to_exclude=activation_only + ffn_out)
     dynamic("... keep last layer fp32", per_channel=True, op_types_to_quantize=["MatMul"],
@@ -108,6 +132,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=3000)
     parser.add_argument("--calibration", type=int, default=512, help="corpus rows (after --rows) to calibrate on")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--types", default=",".join(TYPES),
+                        help=f"comma list of weight/activation types to build the main recipe in: {', '.join(TYPES)}")
+    parser.add_argument("--only-types", action="store_true", help="build only the main recipe in each type")
     parser.add_argument("--out", default="bench_out/quantize")
     args = parser.parse_args()
 
@@ -132,9 +159,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = json.loads((exported.path / "config.json").read_text())
         print("building variants ...", file=sys.stderr)
-        variants = {"fp32": exported.onnx_path, **build_variants(
-            exported.onnx_path, Path(tmp), calibration, cpu_isa(), config["num_attention_heads"],
-            config["hidden_size"])}
+        built = build_variants(exported.onnx_path, Path(tmp), calibration, args.types.split(","),
+                               config["num_attention_heads"], config["hidden_size"], args.only_types)
+        variants = {"fp32": exported.onnx_path, **built}
         encoders = {}
         for name, path in variants.items():
             encoder = TextEncoder(exported.path, "mean", True, max_length)
@@ -160,7 +187,7 @@ def main() -> None:
         row["speedup_vs_fp32"] = row["rows_per_second"] / results[0]["rows_per_second"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"corpus": args.corpus, "rows": len(texts), "cpus": os.cpu_count(), "isa": cpu_isa(),
+    report = {"corpus": args.corpus, "rows": len(texts), "cpus": os.cpu_count(), "isa": cpu_isa(), "types": args.types,
               "repeats": args.repeats, "results": results}
     (out / "results.json").write_text(json.dumps(report, indent=2))
     plot(results, out / "quantize.png")

@@ -48,12 +48,14 @@ def _megabytes(n: int) -> str:
 @click.option("--append", is_flag=True,
               help="Add the vectors of shards the index at --out does not hold yet (after an incremental encode), "
                    "keeping its trained structure and search parameters; builds it when --out has no index yet.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="FAISS threads for training, adding and tuning [default: all cores].")
 @click.option("--json", "as_json", is_flag=True, help="Print index.json instead of a summary.")
 @prompt_options("--tuning-queries texts [default: the query prompt recorded with the vectors]")
 @user_errors(flags={"tuning_vectors": "--tuning-queries", "tuning_prompt": "--prompt",
                     "tuning_prompt_name": "--prompt-name"})
 def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, tuning_queries, overwrite, append,
-              as_json, prompt_name, prompt):
+              threads, as_json, prompt_name, prompt):
     """Build a FAISS index over the vectors in VECTORS_DIR (an `embedpipe encode` output)."""
     if append and overwrite:
         raise click.UsageError("--append extends the index and --overwrite rebuilds it; give one of them")
@@ -62,10 +64,10 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, tuni
     appended = 0
     if append and (Path(out) / INFO_FILE).exists():
         before = (read_json(Path(out) / INFO_FILE) or {}).get("n", 0)
-        info = append_index(out, vectors_dir)
+        info = append_index(out, vectors_dir, threads=threads)
         appended = info["n"] - before
     else:
-        info = build_index(vectors_dir, out, config, overwrite=overwrite)
+        info = build_index(vectors_dir, out, config, overwrite=overwrite, threads=threads)
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
@@ -87,23 +89,27 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, tuni
 @click.option("--queries", type=click.Path(), help="Queries parquet (id, text): search them all, write --out.")
 @click.option("--out", type=click.Path(), help="Results parquet for --queries: query_id, rank, doc_id, score.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option("--mmap/--no-mmap", default=True, show_default=True,
+              help="Memory-map the index file (opens a large index in milliseconds; pages are read as searches "
+                   "touch them) instead of reading it whole first.")
 @prompt_options("queries [default: the query prompt recorded with the vectors, the model's own]")
 # --corpus is read with the columns encode recorded, so a missing one is fixed where it was chosen.
 @user_errors(flags={"k": "-k", "text_column": "encode's --text-column", "id_column": "encode's --id-column",
                     "title_column": "encode's --title-column", "format": "encode's --format"})
-def search_cmd(index_dir, query, k, as_json, corpus, queries, out, overwrite, prompt_name, prompt):
+def search_cmd(index_dir, query, k, as_json, corpus, queries, out, overwrite, mmap, prompt_name, prompt):
     """Search INDEX_DIR for QUERY (or every query of --queries) with the corpus's own encoder."""
     if (query is None) == (queries is None):
         raise click.UsageError("give either a QUERY text or --queries FILE (with --out)")
     if queries is not None and out is None:
         raise click.UsageError("--queries needs --out RESULTS.parquet")
     if queries is not None:
-        summary = search_file(index_dir, queries, out, k, overwrite=overwrite, prompt_name=prompt_name, prompt=prompt)
+        summary = search_file(index_dir, queries, out, k, overwrite=overwrite, prompt_name=prompt_name, prompt=prompt,
+                              mmap=mmap)
         click.echo(json.dumps(summary) if as_json else f"wrote {summary['queries']} x {k} hits to {out}")
         return
     if not query.strip():
         raise BadInput("the query text is empty")
-    index = open_index(index_dir)
+    index = open_index(index_dir, mmap=mmap)
     hits = search_texts(index, [query], k, query_encoder(index, prompt_name, prompt))[0]
     if corpus:
         texts = corpus_texts(corpus, {str(h.id) for h in hits}, **corpus_columns(index))

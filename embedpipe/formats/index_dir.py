@@ -4,6 +4,9 @@
     INDEX_DIR/ids.parquet    id: the corpus id of every row
     INDEX_DIR/index.json     factory, metric, n, dim, build seconds, memory, search parameters,
                              measured recall@10 vs exact search, and the encoder manifest (written last)
+    INDEX_DIR/tuning.parquet the queries the search parameters were tuned on (vector; id: the corpus id
+                             of a held-out corpus vector, null for sample queries), so recall can be
+                             measured again after an append (absent for exact indexes and older ones)
 
 Readers check the three files against each other, so a truncated or swapped file is one clear line.
 
@@ -18,13 +21,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import faiss
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import BadInput, CorruptArtifact
 from ..fsio import staged_dir, write_json_atomic
 
-INDEX_FILE, IDS_FILE, INFO_FILE = "index.faiss", "ids.parquet", "index.json"
+INDEX_FILE, IDS_FILE, INFO_FILE, TUNING_FILE = "index.faiss", "ids.parquet", "index.json", "tuning.parquet"
+# Memory-mapped reading: IO_FLAG_MMAP_IFC ("in-file codes") maps the vectors / codes of flat, HNSW,
+# IVF (inverted lists) and refine indexes from the file; what a type cannot map (an HNSW graph's
+# links, centroids) is read into memory as usual. (IO_FLAG_MMAP alone maps IVF lists too, but fails
+# on IndexRefine and together with MMAP_IFC in FAISS 1.15.)
+MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
 FORMAT_VERSION = 1
 METRICS = ("ip", "l2")
 
@@ -42,7 +51,9 @@ def read_info(path: Path) -> dict:
     return info
 
 
-def read_faiss(path: Path, info: dict) -> faiss.Index:
+def read_faiss(path: Path, info: dict, mmap: bool = False) -> faiss.Index:
+    """The FAISS index; ``mmap`` maps its vectors / lists from the file instead of reading them (opens
+    in milliseconds, pages come in as searches touch them; the index cannot be added to)."""
     index_path = path / INDEX_FILE
     if not index_path.exists():
         raise CorruptArtifact(f"{path}: {INDEX_FILE} is missing")
@@ -51,7 +62,7 @@ def read_faiss(path: Path, info: dict) -> faiss.Index:
         raise CorruptArtifact(f"{index_path} has {size} bytes, {INFO_FILE} says {expected}: "
                              "truncated or replaced; rebuild it with `embedpipe index`")
     try:
-        index = faiss.read_index(str(index_path))
+        index = faiss.read_index(str(index_path), MMAP_FLAGS if mmap else 0)
     except RuntimeError:
         raise CorruptArtifact(f"{index_path} cannot be read by FAISS (truncated or corrupt); "
                              "rebuild it with `embedpipe index`") from None
@@ -74,12 +85,36 @@ def read_ids(path: Path, n: int) -> pa.Array:
     return table.column("id").combine_chunks()
 
 
-def write_index_dir(out: Path, index: faiss.Index, ids: pa.Array, describe: Callable[[int], dict]) -> dict:
-    """index.faiss, ids.parquet and index.json (``describe(index_bytes)``), built in a staging
-    directory that then replaces ``out`` in one rename; returns what index.json holds."""
+def read_tuning(path: Path) -> tuple[np.ndarray, list | None] | None:
+    """(query vectors, their corpus ids or None for sample queries) from tuning.parquet, or None."""
+    tuning_path = path / TUNING_FILE
+    if not tuning_path.exists():
+        return None
+    try:
+        table = pq.read_table(tuning_path)
+        vectors = np.asarray(table.column("vector").combine_chunks().flatten(), dtype=np.float32)
+        ids = table.column("id").to_pylist()
+    except (OSError, KeyError, pa.ArrowException) as e:
+        raise CorruptArtifact(f"cannot read {tuning_path}: {e}") from None
+    dim = len(vectors) // max(table.num_rows, 1)
+    return vectors.reshape(table.num_rows, dim), (None if all(i is None for i in ids) else ids)
+
+
+def write_index_dir(out: Path, index: faiss.Index, ids: pa.Array, describe: Callable[[int], dict],
+                    tuning: tuple[np.ndarray, list | None] | None = None) -> dict:
+    """index.faiss, ids.parquet, tuning.parquet (``tuning``: query vectors and their corpus ids or
+    None) and index.json (``describe(index_bytes)``), built in a staging directory that then
+    replaces ``out`` in one rename; returns what index.json holds."""
     with staged_dir(out) as staging:
         faiss.write_index(index, str(staging / INDEX_FILE))
         pq.write_table(pa.table({"id": ids}), staging / IDS_FILE)
+        if tuning is not None:
+            vectors, query_ids = tuning
+            id_column = pa.array(query_ids, ids.type) if query_ids is not None else pa.nulls(len(vectors), ids.type)
+            flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+            pq.write_table(pa.table({"id": id_column,
+                                     "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])}),
+                           staging / TUNING_FILE)
         info = describe((staging / INDEX_FILE).stat().st_size)
         write_json_atomic(staging / INFO_FILE, info)
     return info

@@ -25,6 +25,8 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,13 +39,13 @@ import pyarrow.compute as pc
 from .. import __version__, checks
 from ..errors import ConfigError, EmbedpipeError
 from ..formats.beir import read_queries
-from ..formats.index_dir import FORMAT_VERSION, INFO_FILE, METRICS, write_index_dir
+from ..formats.index_dir import FORMAT_VERSION, INFO_FILE, METRICS, read_tuning, write_index_dir
 from ..formats.vectors import VectorSet, identity_of, open_vectors
 from ..fsio import check_output, check_output_dir, write_json_atomic
 from ..progress import Progress
 from .choose import choose_factory, parse_size, training_rows
 from .load import is_exact, open_index
-from .params import ExactTopK, Tuning, faiss_metric, tune_search_params
+from .params import ExactTopK, Tuning, apply_search_params, faiss_metric, tune_search_params
 
 log = logging.getLogger("embedpipe.index")
 
@@ -84,6 +86,20 @@ class IndexConfig:
     def check(self) -> IndexConfig:
         """Kept for callers of the earlier API: the config checked itself when it was built."""
         return self
+
+
+@contextmanager
+def faiss_threads(threads: int | None) -> Iterator[None]:
+    """FAISS (OpenMP) threads for the block: training, adding and searching; None = FAISS's default
+    (all cores). Restored afterwards, so a library caller's setting survives."""
+    checks.at_least("threads", threads, 1, optional=True)
+    before = faiss.omp_get_max_threads()
+    if threads is not None:
+        faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _faiss_reason(error: RuntimeError) -> str:
@@ -240,8 +256,14 @@ def _concat_ids(ids: list[pa.Array], vectors: VectorSet) -> pa.Array:
 
 
 def build_index(vectors_dir: str | os.PathLike, out: str | os.PathLike, config: IndexConfig = IndexConfig(),
-                *, overwrite: bool = False) -> dict:
-    """Build, tune and write INDEX_DIR from a vector directory; returns what index.json holds."""
+                *, overwrite: bool = False, threads: int | None = None) -> dict:
+    """Build, tune and write INDEX_DIR from a vector directory; returns what index.json holds.
+    ``threads``: FAISS threads (None = all cores); how fast it builds, not what it builds."""
+    with faiss_threads(threads):
+        return _build_index(vectors_dir, out, config, overwrite)
+
+
+def _build_index(vectors_dir, out, config: IndexConfig, overwrite: bool) -> dict:
     started = time.monotonic()
     checks.boolean("overwrite", overwrite)
     out = check_output(out, {"vectors": vectors_dir, "tuning queries": config.tuning_vectors})
@@ -306,7 +328,10 @@ def build_index(vectors_dir: str | os.PathLike, out: str | os.PathLike, config: 
             **_source(vectors),
         }
 
-    info = write_index_dir(out, index, ids, describe)
+    tuning_sample = None
+    if samples is not None:
+        tuning_sample = (samples.queries, list(samples.query_ids) if len(samples.query_rows) else None)
+    info = write_index_dir(out, index, ids, describe, tuning=tuning_sample)
     log.info("wrote %s (%s, %d bytes, %.1fs)", out, factory, info["memory_bytes"], info["build_seconds"])
     return info
 
@@ -339,11 +364,18 @@ def new_shards(info: dict, manifest: dict, vectors_dir: Path | str) -> list[dict
 
 
 def append_index(index_dir: str | os.PathLike, vectors_dir: str | os.PathLike | None = None,
-                 *, batch_rows: int = 65_536) -> dict:
+                 *, batch_rows: int = 65_536, threads: int | None = None) -> dict:
     """Add to INDEX_DIR the vectors of the shards it does not hold yet (from ``vectors_dir``, by
     default the directory it was built from). The trained index (IVF centroids, PQ codebooks, HNSW
-    graph) is extended, not retrained; the recall in index.json stays the one measured at build
-    time over ``recall_measured_at_n`` vectors. Returns the new index.json."""
+    graph) is extended, not retrained, and its search parameters are kept; recall@10 is measured
+    again on the queries it was tuned on (tuning.parquet) against exact search over all the vectors,
+    and index.json says whether it still reaches the target (a warning says when it fell below:
+    rebuild to retrain and retune). Returns the new index.json."""
+    with faiss_threads(threads):
+        return _append_index(index_dir, vectors_dir, batch_rows)
+
+
+def _append_index(index_dir, vectors_dir, batch_rows: int) -> dict:
     started = time.monotonic()
     path = Path(index_dir)
     loaded = open_index(path)
@@ -377,17 +409,62 @@ def append_index(index_dir: str | os.PathLike, vectors_dir: str | os.PathLike | 
             ids.append(batch_ids)
             progress.update(len(batch))
     ids = _concat_ids(ids, vectors)
+    tuning = read_tuning(path)
+    recall = None if tuning is None else remeasure_recall(index, ids, vectors, tuning, info, batch_rows)
     append = {"rows": rows, "shards": [shard_key(s)[0] for s in shards],
               "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "seconds": round(time.monotonic() - started, 3)}
+              "seconds": round(time.monotonic() - started, 3), "recall_at_10": recall}
+    target = float(info.get("target_recall", IndexConfig.target_recall))
+    measured = {}
+    if recall is not None:
+        measured = {"recall_at_10": recall, "recall_reached": recall >= target,
+                    "recall_measured_at_n": int(index.ntotal)}
+        if recall < target:
+            warning = (f"after appending {rows} vectors, recall@10 on the tuning queries fell to {recall:.3f}, "
+                       f"below the target {target} (it was {info['recall_at_10']:.3f} at "
+                       f"{info.get('recall_measured_at_n')} vectors); rebuild the index (without append) "
+                       "to retrain and retune it")
+            log.warning("warning: %s", warning)
+            measured["warnings"] = [*info.get("warnings", []), warning]
+        else:
+            log.info("recall@10 on the tuning queries after the append: %.4f (target %s)", recall, target)
 
     def describe(index_bytes: int) -> dict:
         return {**info, "n": int(index.ntotal), "memory_bytes": index_bytes, **_source(vectors),
                 "appends": [*info.get("appends", []), append],
-                "recall_measured_at_n": info.get("recall_measured_at_n", info["n"])}
+                "recall_measured_at_n": info.get("recall_measured_at_n", info["n"]), **measured}
 
-    info = write_index_dir(path, index, ids, describe)
+    info = write_index_dir(path, index, ids, describe, tuning=tuning)
     log.info("appended %d vectors from %d new shard(s) to %s: %d in all", rows, len(shards), path, info["n"])
     return info
 
 
+
+
+def remeasure_recall(index: faiss.Index, ids: pa.Array, vectors: VectorSet, tuning: tuple[np.ndarray, list | None],
+                     info: dict, batch_rows: int) -> float:
+    """Recall@10 of ``index`` (its search parameters as recorded) on the tuning queries, against exact
+    search over every vector of ``vectors``, compared by corpus id (the index's rows are not in the
+    vector directory's order). Held-out corpus vectors were added to the index after tuning, so each
+    one's own id is left out of both lists, and the next hit counts instead."""
+    queries, query_ids = tuning
+    k = RECALL_K + (query_ids is not None)
+    exact = ExactTopK(queries, k, info["metric"])
+    chunks, start = [], 0
+    for batch_ids, batch in vectors.iter_batches(batch_rows):
+        exact.add(batch, start)
+        chunks.append(batch_ids)
+        start += len(batch)
+    corpus_ids = _concat_ids(chunks, vectors).to_pylist()
+    truth_rows = exact.result()[1]
+    apply_search_params(index, info.get("search_params", ""))
+    _, found_rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    index_ids = ids.to_pylist()
+    hits = []
+    for i in range(len(queries)):
+        own = query_ids[i] if query_ids is not None else None
+        truth = [corpus_ids[r] for r in truth_rows[i] if r >= 0 and corpus_ids[r] != own][:RECALL_K]
+        found = [index_ids[r] for r in found_rows[i] if r >= 0 and index_ids[r] != own][:RECALL_K]
+        if truth:
+            hits.append(len(set(truth) & set(found)) / len(truth))
+    return float(np.mean(hits)) if hits else 1.0

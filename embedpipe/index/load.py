@@ -63,13 +63,16 @@ class LoadedIndex:
         return [self._id_list[r] for r in rows if r >= 0]
 
 
-def open_index(path: str | os.PathLike) -> LoadedIndex:
-    """Load INDEX_DIR, checking index.json, index.faiss and ids.parquet against each other."""
+def open_index(path: str | os.PathLike, *, mmap: bool = False) -> LoadedIndex:
+    """Load INDEX_DIR, checking index.json, index.faiss and ids.parquet against each other.
+
+    ``mmap``: map the index file instead of reading it (formats/index_dir.py, MMAP_FLAGS): a large
+    index opens in milliseconds and only the pages searches touch are read; for searching only."""
     path = Path(path)
     if not path.is_dir():
         raise EmbedpipeError(f"index directory {path} does not exist")
     info = read_info(path)
-    index = read_faiss(path, info)
+    index = read_faiss(path, info, mmap=mmap)
     ids = read_ids(path, int(info["n"]))
     try:
         apply_search_params(index, info.get("search_params", ""))

@@ -84,14 +84,15 @@ def search_texts(index: LoadedIndex, texts: list[str], k: int = 10, encode: Enco
 
 def search_file(index_dir: str | os.PathLike, queries: str | os.PathLike, out: str | os.PathLike, k: int = 10,
                 *, overwrite: bool = False, batch_rows: int = 1024, prompt_name: str | None = None,
-                prompt: str | None = None) -> dict:
-    """Search every query of a queries parquet; write results parquet atomically; returns a summary."""
+                prompt: str | None = None, mmap: bool = True) -> dict:
+    """Search every query of a queries parquet; write results parquet atomically; returns a summary.
+    The index is memory-mapped unless ``mmap`` is False (index/load.py)."""
     checks.at_least("k", k, 1)
     checks.at_least("batch_rows", batch_rows, 1)
     checks.boolean("overwrite", overwrite)
     out = check_output(out, {"index": index_dir, "queries": queries})
     check_output_file(out, overwrite)
-    index = open_index(index_dir)
+    index = open_index(index_dir, mmap=mmap)
     ids, texts = read_queries(queries)
     if not ids:
         raise BadInput(f"{queries} holds no queries")

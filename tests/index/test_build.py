@@ -133,7 +133,7 @@ def test_auto_index_agrees_with_exact_search(corpus, auto_index, tmp_path):
 def test_index_directory_holds_what_design_says(corpus, auto_index):
     vectors_dir, x = corpus
     out, info = auto_index
-    assert entries(out) == {"index.faiss", "ids.parquet", "index.json"}
+    assert entries(out) == {"index.faiss", "ids.parquet", "index.json", "tuning.parquet"}
     on_disk = json.loads((out / "index.json").read_text())
     assert on_disk == json.loads(json.dumps(info))
     for key in ("factory", "metric", "n", "dim", "build_seconds", "memory_bytes", "search_params",
@@ -238,12 +238,26 @@ def test_matching_metric_gives_no_warning(tmp_path, caplog):
 
 
 def test_index_cli_prints_a_summary(corpus, tmp_path):
+    threads = faiss.omp_get_max_threads()
     result = run_cli("index", str(corpus[0]), "--out", str(tmp_path / "cli.index"), "--factory", "IVF64,Flat",
-                    "--target-recall", "0.9")
+                    "--target-recall", "0.9", "--threads", "1")
     assert result.exit_code == 0, result.output
     assert "IVF64,Flat over 12000 vectors of dimension 24" in result.output
     assert "nprobe=" in result.output and "recall@10" in result.output
-    assert entries(tmp_path / "cli.index") == {"index.faiss", "ids.parquet", "index.json"}
+    assert entries(tmp_path / "cli.index") == {"index.faiss", "ids.parquet", "index.json", "tuning.parquet"}
+    assert faiss.omp_get_max_threads() == threads  # --threads applied to the build only
+
+
+@pytest.mark.parametrize("factory", ["auto", "Flat", "IVF64,PQ12x4fs,RFlat"])
+def test_a_memory_mapped_index_searches_like_a_loaded_one(corpus, auto_index, tmp_path, factory):
+    vectors_dir, x = corpus
+    out = auto_index[0] if factory == "auto" else tmp_path / "i.index"   # auto: HNSW32
+    if factory != "auto":
+        build_index(vectors_dir, out, IndexConfig(factory=factory, target_recall=0.9))
+    loaded, mapped = open_index(out), open_index(out, mmap=True)
+    assert mapped.info["search_params"] == loaded.info["search_params"]
+    queries = clustered_unit_vectors(12_300)[12_000:12_100]        # not in the index
+    np.testing.assert_array_equal(mapped.search(queries, 10)[1], loaded.search(queries, 10)[1])
 
 
 # --- bad input ----------------------------------------------------------------------------------

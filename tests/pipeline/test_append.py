@@ -11,6 +11,7 @@ import json
 import shutil
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -37,7 +38,7 @@ def write(path, x, first_id=0, rows_per_shard=200, **manifest):
 def grow(path, x_new, first_id):
     """Add a shard to a published vector directory and list it in the manifest (as incremental encode does)."""
     extra = path.parent / "extra.vectors"
-    shard = write(extra, x_new, first_id)["shards"][0]
+    shard = write(extra, x_new, first_id, rows_per_shard=len(x_new))["shards"][0]
     name = f"part-{len(json.loads((path / 'manifest.json').read_text())['shards']):05d}.parquet"
     shutil.move(extra / shard["file"], path / name)
     shutil.rmtree(extra)
@@ -65,7 +66,9 @@ def test_append_adds_only_the_new_shard_and_finds_its_vectors(grown):
     assert (info["n"] == 220 and info["appends"][-1]["rows"] == 20
             and info["appends"][-1]["shards"] == ["part-00001.parquet"])
     assert info["factory"] == before["factory"] and info["search_params"] == before["search_params"]
-    assert info["recall_measured_at_n"] == 200
+    # recall measured again over all 220 vectors, on the queries it was tuned on, and still on target
+    assert info["recall_measured_at_n"] == 220 and info["appends"][-1]["recall_at_10"] == info["recall_at_10"]
+    assert info["recall_reached"] and info["recall_at_10"] >= info["target_recall"]
     assert info["manifest"] == open_vectors(vectors).manifest
     loaded = open_index(root / "c.index")            # checks index.faiss, ids.parquet, index.json agree
     loaded.index.nprobe = 4                          # all lists: the new vectors must be their own top hit
@@ -109,3 +112,25 @@ def test_vectors_it_cannot_extend_from_are_refused_and_nothing_changes(grown, da
     assert {p.name: p.read_bytes() for p in (root / "c.index").iterdir()} == files
     result = CliRunner().invoke(main, ["index", str(vectors), "--out", str(root / "c.index"), "--append"])
     assert result.exit_code == 1 and result.output.startswith("Error: ") and "Traceback" not in result.output
+
+
+def test_an_append_that_drops_recall_below_the_target_says_so(tmp_path, caplog):
+    """100 near-copies of every tuning query arrive: exact search ranks them by tiny distances that
+    4-bit PQ codes cannot tell apart, so the index's top 10 misses most of the true top 10."""
+    caplog.set_level("WARNING", logger="embedpipe.index")
+    vectors = tmp_path / "c.vectors"
+    write(vectors, unit(400, 0))
+    built = build_index(vectors, tmp_path / "c.index", IndexConfig(factory="IVF4,PQ4x4", tuning_queries=20,
+                                                                   target_recall=0.25))
+    assert built["recall_reached"]
+    queries = pq.read_table(tmp_path / "c.index" / "tuning.parquet")
+    assert queries.num_rows == 20 and queries.column("id").null_count == 0  # held-out corpus vectors, by id
+    q = np.asarray(queries.column("vector").combine_chunks().flatten()).reshape(20, DIM)
+    steps = np.linspace(1e-3, 1e-4, 100)[None, :, None]         # the last copies are the closest
+    near = q[:, None, :] + steps * unit(20 * 100, 2).reshape(20, 100, DIM)
+    grow(vectors, (near / np.linalg.norm(near, axis=2, keepdims=True)).reshape(-1, DIM).astype(np.float32), 400)
+    info = append_index(tmp_path / "c.index", vectors)
+    assert info["n"] == 2400 and info["recall_measured_at_n"] == 2400
+    assert info["recall_at_10"] < 0.25 and not info["recall_reached"]
+    assert "fell to" in info["warnings"][-1] and "rebuild the index" in info["warnings"][-1]
+    assert "below the target 0.25" in caplog.text
