@@ -43,7 +43,17 @@ from ..formats.index_dir import FORMAT_VERSION, INFO_FILE, METRICS, read_tuning,
 from ..formats.vectors import VectorSet, identity_of, open_vectors
 from ..fsio import check_output, check_output_dir, write_json_atomic
 from ..progress import Progress
-from .choose import choose_factory, parse_size, training_rows
+from .choose import (
+    CHOICE_SAMPLE_ROWS,
+    HNSW_EF_CONSTRUCTION,
+    MEASURED_CHOICE_MIN_ROWS,
+    candidate_factories,
+    choose_factory,
+    measure_candidates,
+    parse_size,
+    pick_measured,
+    training_rows,
+)
 from .load import is_exact, open_index
 from .params import ExactTopK, Tuning, apply_search_params, faiss_metric, tune_search_params
 
@@ -142,6 +152,21 @@ def shorten_opq_training(index: faiss.Index, iterations: int = OPQ_ITERATIONS) -
                 transform.niter = iterations
 
 
+def prepare_auto_index(index: faiss.Index) -> None:
+    """What `auto` sets on the index it chose before training: fewer OPQ iterations, and a wider
+    HNSW construction search (HNSW_EF_CONSTRUCTION)."""
+    shorten_opq_training(index)
+    inner = faiss.downcast_index(index)
+    if isinstance(inner, faiss.IndexHNSW):
+        inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+
+
+def _nlist_for(n: int) -> int:
+    from .choose import ivf_centroids
+
+    return ivf_centroids(n)
+
+
 def _nlist(index: faiss.Index) -> int | None:
     try:
         return faiss.extract_index_ivf(index).nlist
@@ -176,11 +201,16 @@ class _Samples:
     train: np.ndarray | None     # training vectors, never overlapping the queries
 
 
-def _draw_samples(vectors: VectorSet, index: faiss.Index, config: IndexConfig) -> _Samples:
+def _draw_samples(vectors: VectorSet, index: faiss.Index | None, config: IndexConfig, sample_rows: int = 0) -> _Samples:
+    """Held-out tuning queries and a training sample for ``index`` (for an index still to be chosen,
+    None: at least ``sample_rows`` vectors, and enough to train any IVF at this scale)."""
     n, rng = vectors.rows, np.random.default_rng(config.seed)
     external = _tuning_vectors(config, vectors, rng) if config.tuning_vectors else None
     n_queries = 0 if external is not None else min(config.tuning_queries, max(n // 10, 1))
-    n_train = 0 if index.is_trained else min(training_rows(n, _nlist(index)), n - n_queries)
+    if index is None:
+        n_train = min(max(training_rows(n, max(_nlist_for(n), 1)), sample_rows), n - n_queries)
+    else:
+        n_train = 0 if index.is_trained else min(training_rows(n, _nlist(index)), n - n_queries)
     rows = rng.choice(n, size=n_queries + n_train, replace=False)
     ids, picked = gather_rows(vectors, rows, config.add_batch_rows)
     queries = external if external is not None else picked[:n_queries]
@@ -277,14 +307,29 @@ def _build_index(vectors_dir, out, config: IndexConfig, overwrite: bool) -> dict
         log.warning("warning: %s", warning)
     max_memory = parse_size(config.max_memory)
     factory = choose_factory(n, dim, max_memory) if config.factory == "auto" else config.factory
+    samples, choice = None, None
+    candidates = candidate_factories(n, dim, max_memory) if config.factory == "auto" else [factory]
+    if len(candidates) > 1 and n >= MEASURED_CHOICE_MIN_ROWS:
+        samples = _draw_samples(vectors, None, config, sample_rows=CHOICE_SAMPLE_ROWS)
+        base = samples.train[:CHOICE_SAMPLE_ROWS]
+        log.info("auto: measuring %s on %d sampled vectors", ", ".join(candidates), len(base))
+        rows = measure_candidates(candidates, base, samples.queries, config.metric, config.target_recall, RECALL_K)
+        for row in rows:
+            log.info("  %-28s %-34s recall@10 %.4f, %8.0f queries/s", row["measured_as"], row["search_params"],
+                     row["recall_at_10"], row["qps"])
+        factory = pick_measured(rows)["factory"]
+        choice = {"sample_rows": len(base), "candidates": rows}
     log.info("index for %d vectors of dimension %d: %s (metric %s)", n, dim, factory, config.metric)
     index = make_index(factory, dim, config.metric)
     if config.factory == "auto":
-        shorten_opq_training(index)
+        prepare_auto_index(index)
 
-    samples = None if is_exact(index) else _draw_samples(vectors, index, config)
-    if samples is not None and samples.train is not None:
-        _train(index, factory, samples.train)
+    if samples is None and not is_exact(index):
+        samples = _draw_samples(vectors, index, config)
+    trained = 0
+    if samples is not None and samples.train is not None and not index.is_trained:
+        trained = min(len(samples.train), training_rows(n, _nlist(index)))
+        _train(index, factory, samples.train[:trained])
     exact = ExactTopK(samples.queries, RECALL_K, config.metric) if samples is not None else None
     held_out = samples.query_rows if samples is not None else np.empty(0, dtype=np.int64)
     ids = _add_all(index, vectors, exact, config.add_batch_rows, held_out)
@@ -320,9 +365,10 @@ def _build_index(vectors_dir, out, config: IndexConfig, overwrite: bool) -> dict
             "recall_reached": tuning.reached,
             "tuning": {"queries": 0 if samples is None else len(samples.queries),
                        "on": None if samples is None else (config.tuning_vectors or "held-out corpus vectors"),
-                       "training_vectors": 0 if samples is None or samples.train is None else len(samples.train),
+                       "training_vectors": trained,
                        "trials": tuning.trials},
             "recall_measured_at_n": n,
+            "auto_choice": choice,
             "warnings": warnings,
             "config": json.loads(json.dumps(asdict(config))),
             **_source(vectors),

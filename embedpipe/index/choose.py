@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 
 from ..errors import EmbedpipeError
 
@@ -30,6 +31,12 @@ MAX_TRAIN_ROWS = 256_000
 TRAIN_ROWS_PER_CENTROID = 50
 MIN_ROWS_PER_CENTROID = 39
 ID_BYTES = 8  # an IVF list stores an int64 id beside every code
+# `auto` measures its candidates (candidate_factories) on a sample from this many vectors on: below,
+# the ladder's first rung that fits (HNSW or exact search) is the fastest route to the target anyway
+# and measuring would cost more than the build.
+MEASURED_CHOICE_MIN_ROWS = 200_000
+CHOICE_SAMPLE_ROWS = 100_000
+HNSW_EF_CONSTRUCTION = 80  # FAISS's default is 40; a better graph for hard (keyword-like) queries
 
 _UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9,
           "T": 10**12, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -117,3 +124,80 @@ def _quantized_factory(n: int, dim: int, nlist: int, max_memory: int) -> str:
     need = ivf_pq_bytes(n, dim, nlist, 4, (min(dim // 4, 6) + 1) * 4)
     raise EmbedpipeError(f"no index for {n} vectors of dimension {dim} fits in {max_memory} bytes "
                          f"(the smallest needs about {need}); raise max_memory", fields=("max_memory",))
+
+
+def fastscan_refine_bytes(n: int, dim: int, nlist: int) -> int:
+    """IVF with 4-bit fast-scan PQ codes (dim/2 sub-quantizers: dim/4 bytes) + full vectors to refine."""
+    return n * (dim // 4 + ID_BYTES + 4 * dim) + nlist * dim * 4
+
+
+def candidate_factories(n: int, dim: int, max_memory: int) -> list[str]:
+    """The routes `auto` measures for n vectors under max_memory: the ladder's choice, HNSW32, IVF over
+    full vectors, and IVF with 4-bit fast-scan PQ codes whose top hits are re-ranked exactly
+    (`RFlat`), each only where it fits.
+
+    >>> candidate_factories(1_000_000, 384, parse_size("4GB"))
+    ['HNSW32', 'IVF4096,Flat', 'IVF4096,PQ192x4fs,RFlat']
+    >>> candidate_factories(1_000_000, 384, parse_size("1.6GB"))
+    ['HNSW8', 'IVF4096,Flat']
+    """
+    first = choose_factory(n, dim, max_memory)
+    if first == "Flat":
+        return [first]
+    nlist = ivf_centroids(n)
+    out = [first]
+    if hnsw_bytes(n, dim, HNSW_MAX_M) <= max_memory:
+        out.append(f"HNSW{HNSW_MAX_M}")
+    if n <= IVF_FLAT_MAX_ROWS and ivf_flat_bytes(n, dim, nlist) <= max_memory:
+        out.append(f"IVF{nlist},Flat")
+    if dim % 2 == 0 and fastscan_refine_bytes(n, dim, nlist) <= max_memory:
+        out.append(f"IVF{nlist},PQ{dim // 2}x4fs,RFlat")
+    return list(dict.fromkeys(out))
+
+
+def at_scale(factory: str, n: int) -> str:
+    """The same route for n vectors: the IVF cell count follows ivf_centroids(n).
+
+    >>> at_scale("IVF4096,PQ192x4fs,RFlat", 100_000)
+    'IVF1024,PQ192x4fs,RFlat'
+    """
+    return re.sub(r"IVF\d+", f"IVF{ivf_centroids(n)}", factory, count=1)
+
+
+def measure_candidates(factories: list[str], base, queries, metric: str, target: float, k: int = 10) -> list[dict]:
+    """Build each route over ``base`` (a sample of the corpus, at its scale), tune it to ``target``
+    recall@k on ``queries`` (exact top-k over ``base`` as the truth) and time a search of them all:
+    one row per route with its factory at this scale, search parameters, recall and queries/s."""
+    from .build import make_index, prepare_auto_index
+    from .params import ExactTopK, tune_search_params
+
+    exact = ExactTopK(queries, k, metric)
+    exact.add(base, 0)
+    truth = exact.result()[1]
+    rows = []
+    for factory in factories:
+        scaled = at_scale(factory, len(base))
+        started = time.perf_counter()
+        index = make_index(scaled, base.shape[1], metric)
+        prepare_auto_index(index)
+        if not index.is_trained:
+            index.train(base)
+        index.add(base)
+        built = time.perf_counter() - started
+        tuning = tune_search_params(index, queries, truth, target, k)
+        best = float("inf")
+        for _ in range(2):  # best of two: other work on the machine slows some runs
+            started = time.perf_counter()
+            index.search(queries, k)
+            best = min(best, time.perf_counter() - started)
+        rows.append({"factory": factory, "measured_as": scaled, "search_params": tuning.params,
+                     "recall_at_10": tuning.recall, "reached": tuning.reached, "qps": len(queries) / best,
+                     "build_seconds": round(built, 2)})
+        del index
+    return rows
+
+
+def pick_measured(rows: list[dict]) -> dict:
+    """The fastest route that reached the target; the one with the best recall when none did."""
+    reached = [r for r in rows if r["reached"]]
+    return max(reached, key=lambda r: r["qps"]) if reached else max(rows, key=lambda r: r["recall_at_10"])

@@ -20,6 +20,9 @@ METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 
 NPROBE_GRID = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024,
                1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384, 32768, 65536]
+# An index with an exact refine (`...,RFlat`) re-ranks this many times k candidates by their full
+# vectors: 4-bit fast-scan codes order neighbours roughly, and 8k exact distances per query are cheap.
+REFINE_K_FACTOR = 8
 EF_SEARCH_GRID = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096]
 
 
@@ -90,8 +93,10 @@ def parameter_string(index: faiss.Index, name: str, value: int) -> str:
     """An IVF whose coarse quantizer is itself HNSW needs that graph searched wide enough too."""
     if name == "nprobe":
         quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+        refine = f",k_factor_rf={REFINE_K_FACTOR}" if isinstance(faiss.downcast_index(index), faiss.IndexRefine) else ""
         if isinstance(quantizer, faiss.IndexHNSW):
-            return f"nprobe={value},quantizer_efSearch={max(2 * value, 32)}"
+            return f"nprobe={value},quantizer_efSearch={max(2 * value, 32)}{refine}"
+        return f"nprobe={value}{refine}"
     return f"{name}={value}"
 
 

@@ -19,7 +19,15 @@ from embedpipe.errors import EmbedpipeError
 from embedpipe.formats.vectors import VectorWriter, vector_array
 from embedpipe.fsio import file_sha256
 from embedpipe.index import IndexConfig, build_index, open_index
-from embedpipe.index.choose import choose_factory, ivf_centroids, parse_size, training_rows
+from embedpipe.index.choose import (
+    candidate_factories,
+    choose_factory,
+    ivf_centroids,
+    measure_candidates,
+    parse_size,
+    pick_measured,
+    training_rows,
+)
 from embedpipe.index.params import NPROBE_GRID, ExactTopK, recall_at_k
 from tests.helpers import assert_one_line_error, entries, run_cli
 
@@ -66,6 +74,20 @@ def auto_index(corpus, tmp_path_factory) -> tuple[Path, dict]:
 ])
 def test_auto_choice_follows_the_memory_ladder(n, dim, memory, expected):
     assert choose_factory(n, dim, parse_size(memory)) == expected
+
+
+def test_auto_measures_each_route_that_fits_and_picks_the_fastest_on_target(corpus):
+    assert candidate_factories(1_000_000, 384, parse_size("1.56GB")) == ["IVF4096,Flat"]  # nothing else fits
+    x = corpus[1][:4000]
+    queries = clustered_unit_vectors(12_300)[12_000:12_050]
+    rows = measure_candidates(["HNSW8", "IVF4096,Flat", "IVF4096,PQ12x4fs,RFlat"], x, queries, "ip", 0.9)
+    cells = ivf_centroids(4000)  # each route is measured at the sample's scale
+    assert [r["measured_as"] for r in rows] == ["HNSW8", f"IVF{cells},Flat", f"IVF{cells},PQ12x4fs,RFlat"]
+    assert all(r["reached"] and r["recall_at_10"] >= 0.9 and r["qps"] > 0 for r in rows)
+    assert "k_factor_rf=8" in rows[2]["search_params"]       # the refine re-ranks 8k candidates exactly
+    assert pick_measured(rows) == max(rows, key=lambda r: r["qps"])
+    missed = [{**r, "reached": False} for r in rows]
+    assert pick_measured(missed)["factory"] == max(rows, key=lambda r: r["recall_at_10"])["factory"]
 
 
 def test_auto_choice_refuses_an_impossible_budget():
@@ -248,12 +270,12 @@ def test_index_cli_prints_a_summary(corpus, tmp_path):
     assert faiss.omp_get_max_threads() == threads  # --threads applied to the build only
 
 
-@pytest.mark.parametrize("factory", ["auto", "Flat", "IVF64,PQ12x4fs,RFlat"])
+@pytest.mark.parametrize("factory", ["auto", "Flat", "IVF16,PQ12x4fs,RFlat"])
 def test_a_memory_mapped_index_searches_like_a_loaded_one(corpus, auto_index, tmp_path, factory):
-    vectors_dir, x = corpus
     out = auto_index[0] if factory == "auto" else tmp_path / "i.index"   # auto: HNSW32
     if factory != "auto":
-        build_index(vectors_dir, out, IndexConfig(factory=factory, target_recall=0.9))
+        small = write_vectors(tmp_path / "v", corpus[1][:3000])
+        build_index(small, out, IndexConfig(factory=factory, target_recall=0.9, tuning_queries=100))
     loaded, mapped = open_index(out), open_index(out, mmap=True)
     assert mapped.info["search_params"] == loaded.info["search_params"]
     queries = clustered_unit_vectors(12_300)[12_000:12_100]        # not in the index
