@@ -247,13 +247,14 @@ def test_a_file_url_corpus_is_compared_as_its_path(tmp_path, export_cache):
     assert _written_nothing(tmp_path, export_cache) == before
 
 
-@pytest.mark.parametrize("out", ["s3://bucket/index", "file:///tmp/index"])
-def test_a_url_index_output_is_refused_because_indexes_are_built_locally(out, tmp_path, export_cache, monkeypatch):
-    """The index writer writes local files (encode, whose workers write their own shards, takes
-    URLs); a URL given as a path would land in a directory named 's3:'."""
+@pytest.mark.parametrize("out", ["s3://bucket/hits.parquet", "file:///tmp/hits.parquet"])
+def test_a_url_search_output_is_refused_because_it_is_written_locally(out, tmp_path, export_cache, monkeypatch):
+    """search --out writes a local file (encode and index take URLs: their shards and files are
+    uploaded); a URL given as a path would land in a directory named 's3:'."""
     monkeypatch.chdir(tmp_path)
     before = _written_nothing(tmp_path, export_cache)
-    assert_one_line_error(run_cli("index", tmp_path / "vectors", "--out", out), f"output {out} is a URL", "local paths")
+    result = run_cli("search", tmp_path / "index", "--queries", tmp_path / "q.parquet", "--out", out)
+    assert_one_line_error(result, f"output {out} is a URL", "local paths")
     assert _written_nothing(tmp_path, export_cache) == before
 
 

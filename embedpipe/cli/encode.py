@@ -57,7 +57,9 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
               help="Read CORPUS as this format [default: from the file names: .parquet, .jsonl, .csv, .arrow, "
                    "each may end in .gz/.zst/.bz2].")
 @click.option("--out", type=click.Path(), default=None,
-              help="Vector directory [default: CORPUS_STEM.POOLING.vectors in the working directory].")
+              help="Vector directory: a path (on a cluster, one every node sees) or a URL (s3://bucket/vectors, "
+                   "gs://...; workers write their shards there) [default: CORPUS_STEM.POOLING.vectors in the "
+                   "working directory].")
 @click.option("--max-length", type=int, default=None,
               help="Truncate texts to this many tokens [default: the model's limit].")
 @click.option("--batch-size", type=int, default=128, show_default=True,

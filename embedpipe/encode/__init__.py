@@ -4,8 +4,9 @@
     batching.py  token ids -> length-sorted, budgeted onnxruntime calls
     encoder.py   EncoderSpec (what defines a vector) and TextEncoder (onnxruntime + tokenizer)
     mapper.py    a batch of corpus rows -> (id, vector, truncated), the unit runners map
-    runners/     local (this process) and ray (an actor pool on Ray Data)
-    resume.py    staging, locking and resuming a run
+    pieces.py    a row range of a corpus file -> one shard + receipt, written by whoever encodes it
+    runners/     local (this process) and ray (an actor pool sized per node, replacing lost actors)
+    resume.py    staging, locking, resuming a run, and the manifest that commits it
     job.py       EncodeJob -> a published vector directory
 """
 

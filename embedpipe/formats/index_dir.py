@@ -118,3 +118,34 @@ def write_index_dir(out: Path, index: faiss.Index, ids: pa.Array, describe: Call
         info = describe((staging / INDEX_FILE).stat().st_size)
         write_json_atomic(staging / INFO_FILE, info)
     return info
+
+
+INDEX_FILES = (INDEX_FILE, IDS_FILE, INFO_FILE)
+
+
+def upload_index_dir(local: Path, url: str) -> None:
+    """Copy a finished index directory to a URL (s3://...), index.json last: on an object store,
+    with no rename, index.json is what makes the others the index (``open_index`` reads it first)."""
+    from .store import Store
+
+    store = Store.at(url)
+    store.delete([INFO_FILE])        # an earlier index stops being one before its files are replaced
+    for name in INDEX_FILES:
+        with store.open_output(name) as out, open(local / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                out.write(block)
+
+
+def download_index_dir(url: str, local: Path) -> Path:
+    """The index directory at ``url`` copied into ``local`` (index.json first: no index.json, no index)."""
+    from .store import Store
+
+    store = Store.at(url)
+    if not store.exists(INFO_FILE):
+        raise BadInput(f"index directory {url} does not exist (no {INFO_FILE})")
+    for name in (INFO_FILE, INDEX_FILE, IDS_FILE):
+        data = store.read_bytes(name)
+        if data is None:
+            raise CorruptArtifact(f"{url}: {name} is missing; rebuild the index")
+        (local / name).write_bytes(data)
+    return local

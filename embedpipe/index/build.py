@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,11 +38,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import __version__, checks
-from ..errors import ConfigError, EmbedpipeError
+from ..errors import BadInput, ConfigError, EmbedpipeError
 from ..formats.beir import read_queries
-from ..formats.index_dir import FORMAT_VERSION, INFO_FILE, METRICS, read_tuning, write_index_dir
+from ..formats.index_dir import FORMAT_VERSION, INFO_FILE, METRICS, read_tuning, upload_index_dir, write_index_dir
+from ..formats.store import Store
 from ..formats.vectors import VectorSet, identity_of, open_vectors
-from ..fsio import check_output, check_output_dir, write_json_atomic
+from ..fsio import check_output, check_output_dir, is_url, local_path, write_json_atomic
 from ..progress import Progress
 from .choose import (
     CHOICE_SAMPLE_ROWS,
@@ -296,6 +298,15 @@ def build_index(vectors_dir: str | os.PathLike, out: str | os.PathLike, config: 
 def _build_index(vectors_dir, out, config: IndexConfig, overwrite: bool) -> dict:
     started = time.monotonic()
     checks.boolean("overwrite", overwrite)
+    if is_url(out) and local_path(out) is None:   # an object store: build here, then upload
+        if Store.at(str(out)).exists(INFO_FILE) and not overwrite:
+            raise BadInput(f"output {out} already holds an index; pass overwrite=true to replace it",
+                           fields=("overwrite",))
+        with tempfile.TemporaryDirectory(prefix="embedpipe-index-") as local:
+            info = _build_index(vectors_dir, Path(local) / "index", config, overwrite)
+            upload_index_dir(Path(local) / "index", str(out))
+        log.info("uploaded the index to %s", out)
+        return info
     out = check_output(out, {"vectors": vectors_dir, "tuning queries": config.tuning_vectors})
     vectors = open_vectors(vectors_dir, verify=True)
     out = check_output_dir(out, overwrite, INFO_FILE)

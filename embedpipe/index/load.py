@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import EmbedpipeError
-from ..formats.index_dir import INFO_FILE, read_faiss, read_ids, read_info
+from ..formats.index_dir import INFO_FILE, download_index_dir, read_faiss, read_ids, read_info
+from ..fsio import is_url, local_path
 from .params import apply_search_params
 
 
@@ -28,7 +30,7 @@ def is_exact(index: faiss.Index) -> bool:
 class LoadedIndex:
     """An index directory in memory: the FAISS index with its search parameters set, ids and info."""
 
-    path: Path
+    path: Path | str            # a local directory, or the URL it was read from
     index: faiss.Index
     ids: pa.Array
     info: dict
@@ -64,11 +66,18 @@ class LoadedIndex:
 
 
 def open_index(path: str | os.PathLike, *, mmap: bool = False) -> LoadedIndex:
-    """Load INDEX_DIR, checking index.json, index.faiss and ids.parquet against each other.
+    """Load INDEX_DIR, a local path or a URL (s3://...: its files are read into memory), checking
+    index.json, index.faiss and ids.parquet against each other.
 
     ``mmap``: map the index file instead of reading it (formats/index_dir.py, MMAP_FLAGS): a large
-    index opens in milliseconds and only the pages searches touch are read; for searching only."""
-    path = Path(path)
+    index opens in milliseconds and only the pages searches touch are read; for searching only
+    (a local index: one at a URL is read whole)."""
+    if is_url(path) and local_path(path) is None:
+        with tempfile.TemporaryDirectory(prefix="embedpipe-index-") as local:
+            loaded = open_index(download_index_dir(str(path), Path(local)))
+        loaded.path = str(path)
+        return loaded
+    path = local_path(path)
     if not path.is_dir():
         raise EmbedpipeError(f"index directory {path} does not exist")
     info = read_info(path)

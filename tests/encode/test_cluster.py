@@ -81,6 +81,10 @@ def wait_for(condition, process, what: str, timeout: float = 180):
     pytest.fail(f"timed out waiting for {what}")
 
 
+def local_text(corpus: Path, row: int) -> str:
+    return pq.read_table(corpus).column("text")[row].as_py()
+
+
 def test_two_nodes_write_to_s3_and_a_driver_killed_by_sigkill_reruns_exactly_once(cluster, aws, tiny_model_dir,
                                                                                   tmp_path):
     head, _, env = cluster
@@ -115,8 +119,13 @@ def test_two_nodes_write_to_s3_and_a_driver_killed_by_sigkill_reruns_exactly_onc
     on_s3 = by_id(out)                                                   # every id exactly once, checksums verified
     assert_same_vectors(on_s3, by_id(encode_corpus(job(tiny_model_dir, local, tmp_path / "ref")).out))
 
-    info = build_index(out, tmp_path / "index", IndexConfig(factory="Flat"))   # the index reads the same URL
+    # The index stage reads the vectors at the same URL and writes the index there; search opens it there.
+    info = build_index(out, "s3://embedpipe/index", IndexConfig(factory="Flat"))
     assert info["n"] == 4000 and info["vectors"] == out
+    hits = subprocess.run([sys.executable, "-m", "embedpipe", "search", "s3://embedpipe/index", local_text(local, 7),
+                           "--json", "-k", "3"], env=env, capture_output=True, text=True, timeout=120)
+    assert hits.returncode == 0, hits.stderr[-3000:]
+    assert json.loads(hits.stdout)["hits"][0]["id"] == "doc-7"          # a text finds itself first
 
 
 def test_a_node_lost_mid_encode_the_run_finishes_on_the_other_exactly_once(cluster, tiny_model_dir, tmp_path):
