@@ -28,7 +28,12 @@ from contextlib import contextmanager
 
 KNOWN_NOISE = re.compile(
     rb"^\[[^\]]* E \d+ \d+\] core_worker\.cc:\d+: Actor with class name: '[^']*' and ID: '[0-9a-f]+' "
-    rb"has constructor arguments in the object store and max_restarts > 0\. .*ray-project/ray/issues/53727.*$")
+    rb"has constructor arguments in the object store and max_restarts > 0\. .*ray-project/ray/issues/53727.*$"
+    # When a run stops (an error, SIGTERM), Ray Data kills its actors with ray.kill while calls are
+    # queued on them; the raylet then reports each such call as "will be retried". It will not be.
+    rb"|^(\x1b\[\d+m)?\(raylet\)(\x1b\[0m)? Task MapWorker\(MapBatches\(CorpusBatchEncoder\)\)\.submit failed\. "
+    rb"There are \d+ retries remaining, so the task will be retried\. Error: The actor is dead because it was "
+    rb"killed by `ray\.kill`\.?$")
 MAX_HELD = 1 << 16  # a partial line held back longer than this is forwarded as it is
 
 
