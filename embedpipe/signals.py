@@ -49,25 +49,39 @@ def stop_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    global _depth, _received
     previous = {signum: signal.getsignal(signum) for signum in HANDLED}
-    raised = False
+    if _depth == 0:
+        _received = None
 
     def handler(signum, frame):
-        nonlocal raised
-        if raised:
+        global _received
+        if _received is not None:
             return
-        raised = True
+        _received = signum
         raise Interrupted(signum)
 
     handler.embedpipe = True
     for signum, old in previous.items():
         if old in (signal.SIG_DFL, signal.default_int_handler) or getattr(old, "embedpipe", False):
             signal.signal(signum, handler)
+    _depth += 1
     try:
         yield
     finally:
+        _depth -= 1
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+_depth = 0                   # stop_on_signals blocks open (the CLI's and the library's nest)
+_received: int | None = None  # the signal received since the outermost block opened
+
+
+def signal_received() -> int | None:
+    """The signal that stopped the current (or last) run, if one came: whatever exception then
+    surfaces (a library may wrap the KeyboardInterrupt in its own error), the run was stopped by it."""
+    return _received
 
 
 @contextmanager

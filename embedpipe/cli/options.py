@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from ..errors import EmbedpipeError
-from ..signals import Interrupted, stop_on_signals
+from ..errors import EmbedpipeError, first_line
+from ..signals import Interrupted, signal_received, stop_on_signals
 
 
 def flag_of(field: str, value: str | None = None, flags: dict[str, str] | None = None) -> str:
@@ -37,11 +37,17 @@ def user_errors(fn=None, *, flags: dict[str, str] | None = None):
             try:
                 with stop_on_signals():
                     return fn(*args, **kwargs)
-            except EmbedpipeError as e:
-                raise click.ClickException(e.render(lambda field, value: flag_of(field, value, flags))) from None
             except Interrupted as stop:  # SIGTERM or Ctrl-C: one line, and the exit code a shell expects
                 click.echo(f"Error: {stop}", err=True)
                 sys.exit(stop.exit_code)
+            except Exception as e:
+                if signal_received() is not None:  # the error is how the signal surfaced (Ray wraps it)
+                    stop = Interrupted(signal_received(), first_line(e) if isinstance(e, EmbedpipeError) else "")
+                    click.echo(f"Error: {stop}", err=True)
+                    sys.exit(stop.exit_code)
+                if not isinstance(e, EmbedpipeError):
+                    raise
+                raise click.ClickException(e.render(lambda field, value: flag_of(field, value, flags))) from None
 
         return wrapper
 

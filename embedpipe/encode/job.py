@@ -43,7 +43,7 @@ from ..fsio import check_output, local_path
 from ..model.recipe import ModelRecipe, read_recipe
 from ..model.resolve import local_model_dir
 from ..progress import Progress
-from ..signals import Interrupted, stop_on_signals
+from ..signals import Interrupted, signal_received, stop_on_signals
 from .batching import BatchPlan
 from .encoder import EncoderSpec, model_path_of, prepare_resolved, spec_record
 from .mapper import EMPTY_TEXT_POLICIES, MapperConfig
@@ -214,8 +214,12 @@ def _encode(job: EncodeJob) -> EncodeResult:
             abandon_all(state)   # the corpus holds a row it refuses: a rerun would stop there again
             raise
         except BaseException:
-            abandon(state)
-            raise
+            signum = signal_received()
+            if signum is None:
+                abandon(state)
+                raise
+            # A signal came and a library (Ray Data) turned its KeyboardInterrupt into an error of its own.
+            raise Interrupted(signum, abandon(state, quiet=True)) from None
     log.info("%s: %s rows encoded, %s reused (%d shard(s)), %s skipped (blank), %s truncated to %d tokens",
              shown, f"{encoded:,}", f"{reused_rows:,}", last_run["reused_shards"], f"{last_run['skipped_rows']:,}",
              f"{last_run['truncated_rows']:,}", max_length)

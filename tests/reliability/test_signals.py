@@ -18,7 +18,7 @@ import pytest
 
 from embedpipe.encode import encode_corpus
 from embedpipe.encode.encoder import EncoderSpec, prepare
-from embedpipe.signals import Interrupted, stop_on_signals
+from embedpipe.signals import Interrupted, signal_received, stop_on_signals
 from tests.reliability.support import assert_same_vectors, by_id, job, manifest, processes_mentioning, write_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -152,3 +152,18 @@ def test_only_the_first_signal_raises_so_cleanup_is_not_cut_short():
                 os.kill(os.getpid(), signal.SIGTERM)         # a second SIGTERM during cleanup: ignored
                 cleaned = True
     assert cleaned
+
+
+def test_a_signal_a_library_wrapped_in_its_own_error_is_still_known():
+    """Ray Data may turn the KeyboardInterrupt into an error of its own: the signal is remembered, and
+    the job and the CLI report the stop as that signal (exit 128 + N)."""
+    with pytest.raises(RuntimeError):
+        with stop_on_signals():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)
+            except Interrupted:
+                raise RuntimeError("a library's own error") from None
+    assert signal_received() == signal.SIGTERM
+    with stop_on_signals():                                 # the next run starts clean
+        assert signal_received() is None
