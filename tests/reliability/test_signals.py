@@ -110,7 +110,7 @@ def test_sigterm_through_the_library_raises_interrupted_saying_what_was_kept(tin
 
     def terminate_once_two_shards_are_done():
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(list(staging.glob("part-*.parquet"))) < 2:
+        while time.monotonic() < deadline and len(list(staging.glob("part-*.json"))) < 2:
             time.sleep(0.01)
         os.kill(os.getpid(), signal.SIGTERM)
 
