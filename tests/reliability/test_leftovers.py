@@ -2,6 +2,8 @@
 no lock, no temporary file; an earlier output stays byte-identical. (Refusals before staging are
 covered where their inputs are: test_tracebacks, test_unanswered_cluster, test_silent_wrong.)"""
 
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -26,7 +28,8 @@ def id_type_changed_on_extend(tmp_path):
 
 
 def published_shard_gone_on_extend(tmp_path):
-    (tmp_path / "v" / "part-00000.parquet").unlink()
+    first = json.loads((tmp_path / "v" / "manifest.json").read_text())["shards"][0]["file"]
+    (tmp_path / "v" / first).unlink()
     write_rows(tmp_path / "c.parquet", 0, 70)
     return [], {}, "missing"
 
