@@ -236,10 +236,12 @@ def model_flops(lengths: np.ndarray, config: dict) -> float:
 
 def padding_waste(encoder, lengths: np.ndarray, window: int) -> float:
     """Fraction of the tokens onnxruntime computes that are padding, under embedpipe's batching."""
+    from embedpipe.encode.batching import batches
+
     padded = 0
     for start in range(0, len(lengths), window):
         part = lengths[start:start + window]
-        for rows in encoder._batches(np.argsort(-part, kind="stable"), part):
+        for rows in batches(np.argsort(-part, kind="stable"), part, encoder.plan):
             padded += len(rows) * int(part[rows].max())
     return 1 - lengths.sum() / padded
 

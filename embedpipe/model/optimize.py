@@ -64,6 +64,14 @@ def quantize_int8(directory: Path, onnx_file: str) -> str:
     softmax.V, whose inputs get one scale per call and lose most: mean cosine 0.9929 -> 0.9935 and
     min 0.977 -> 0.983 to fp32 on WordNet glosses, at the same speed) and the embedding Gather
     (no speed to gain). scripts/bench_quantize.py measures these and other choices.
+
+    The weight type follows the CPU at export time (cpu_isa, part of the export cache key):
+    optimum's config for that instruction set. On AVX-512 VNNI that is uint8 x int8 (U8S8, the
+    VNNI dot product); on AVX2 it is U8U8. U8S8 runs faster on AVX2 (2.55x fp32 against U8U8's
+    1.79x on 200 passages, `bench_quantize.py --only-types`, README) but vpmaddubsw's int16
+    saturation costs quality (mean cosine 0.9884), and U8S8 with 7-bit weights (reduce_range)
+    still fell short of 0.99 (0.9899, 1.92x); U8U8 is the recipe that keeps mean cosine >= 0.99
+    (0.9917), so AVX2 keeps it.
     """
     import onnx
     from optimum.onnxruntime import ORTQuantizer
