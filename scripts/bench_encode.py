@@ -139,17 +139,20 @@ def bench_corpus(args, path: Path) -> tuple[list[str], list, dict | None]:
 
 def prepare_st_onnx(model_dir: Path, store: Path, isa: str) -> tuple[Path, str]:
     """sentence-transformers' own ONNX export + dynamic int8 for this CPU, in a copy of the model dir."""
-    file_name = f"onnx/model_qint8_{isa}.onnx"
-    if (store / file_name).exists() and (store / "onnx" / "model.onnx").exists():
-        return store, file_name
+    def written() -> str | None:  # model_qint8_avx512_vnni.onnx, model_quint8_avx2.onnx (U8U8 on AVX2), ...
+        found = sorted((store / "onnx").glob(f"model_q*int8_{isa}.onnx")) if (store / "onnx").is_dir() else []
+        return f"onnx/{found[0].name}" if found else None
+
+    if written() and (store / "onnx" / "model.onnx").exists():
+        return store, written()
     from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
 
     shutil.rmtree(store, ignore_errors=True)
     shutil.copytree(model_dir, store)
     model = SentenceTransformer(str(store), device="cpu", backend="onnx", local_files_only=True)  # exports
     model.save_pretrained(str(store))                      # -> onnx/model.onnx
-    export_dynamic_quantized_onnx_model(model, isa, str(store))  # -> onnx/model_qint8_{isa}.onnx
-    return store, file_name
+    export_dynamic_quantized_onnx_model(model, isa, str(store))  # -> onnx/model_q(u)int8_{isa}.onnx
+    return store, written()
 
 
 def prepare_st_openvino(model_dir: Path, store: Path, calibration: Path) -> Path:
