@@ -68,8 +68,13 @@ def ray_cluster():
     """One embedded Ray on loopback for the whole session; embedpipe joins it instead of starting its own."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1")
+    from embedpipe.signals import keep_handler_across
+
+    # As the Ray runner does: ray.init's own SIGTERM handler (exit at once) would outlive this fixture
+    # and decide what later in-process signal tests see.
+    with keep_handler_across():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 _node_ip_address="127.0.0.1")
     yield ray
     ray.shutdown()
 

@@ -15,7 +15,7 @@ from embedpipe.encode import encode_corpus
 from embedpipe.encode.runners.ray_address import DEFAULT_CONNECT_TIMEOUT_S, check_ray_answers
 from embedpipe.errors import EmbedpipeError
 from tests.helpers import assert_one_line_error, run_cli, snapshot, write_corpus
-from tests.reliability.support import job
+from tests.reliability.support import by_id, job
 
 TIMEOUT_S = 2.0
 
@@ -115,3 +115,19 @@ def test_the_default_bound_is_the_documented_one(monkeypatch):
     monkeypatch.setenv("EMBEDPIPE_RAY_CONNECT_TIMEOUT", "soon")
     with pytest.raises(EmbedpipeError, match="EMBEDPIPE_RAY_CONNECT_TIMEOUT"):
         connect_timeout()
+
+
+@pytest.mark.slow
+def test_a_process_already_connected_to_ray_checks_the_address_it_is_given(ray_cluster, tiny_model_dir, tmp_path,
+                                                                          monkeypatch):
+    """In-process (a notebook, this test session) the open Ray connection is used, but an address where
+    no Ray answers is still refused in one line rather than quietly ignored; the same cluster under
+    another spelling of its address is joined."""
+    monkeypatch.setenv("EMBEDPIPE_RAY_CONNECT_TIMEOUT", str(TIMEOUT_S))
+    corpus = write_corpus(tmp_path / "c.parquet")
+    with closed_port() as address, pytest.raises(EmbedpipeError, match="nothing listens there"):
+        encode_corpus(job(tiny_model_dir, corpus, tmp_path / "refused", runner="ray", ray_address=address))
+    assert not (tmp_path / "refused").exists()
+    port = ray_cluster.get_runtime_context().gcs_address.rpartition(":")[2]
+    encode_corpus(job(tiny_model_dir, corpus, tmp_path / "v", runner="ray", ray_address=f"localhost:{port}"))
+    assert len(by_id(tmp_path / "v")) == 10

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -58,6 +59,8 @@ def ray_session(address: str | None, dashboard: bool = False):
     import ray
 
     if ray.is_initialized():
+        if address:
+            _check_connected_to(ray, address)
         yield ray
         return
     # Ray's own warnings (token auth, progress bars) are noise for a CLI user; errors still show.
@@ -84,6 +87,31 @@ def ray_session(address: str | None, dashboard: bool = False):
         if not address:
             _stop_autoscaler_monitor(ray)
         ray.shutdown()
+
+
+def _check_connected_to(ray, address: str) -> None:
+    """A process already connected to Ray (a notebook, a test session) keeps that connection; an
+    address naming another cluster, or where no Ray answers, is refused rather than ignored."""
+    check_ray_answers(address)
+    if address == "auto" or address.startswith("ray://"):
+        return
+    current = ray.get_runtime_context().gcs_address
+    if _endpoint(current) != _endpoint(address):
+        raise EmbedpipeError(f"this process is already connected to the Ray cluster at {current}, not {address}; "
+                             "call ray.shutdown() first, or run in a fresh process")
+
+
+def _endpoint(address: str) -> tuple[str, str]:
+    """(host, port) with every address of this machine as one host: Ray reports its GCS at the
+    node's own IP even when it was named as 127.0.0.1 or localhost."""
+    host, _, port = address.rpartition(":")
+    try:
+        host = socket.gethostbyname(host)
+        with socket.socket() as probe:
+            probe.bind((host, 0))  # only an address of this machine can be bound
+        return "this machine", port
+    except OSError:
+        return host, port
 
 
 def _stop_autoscaler_monitor(ray) -> None:
