@@ -33,7 +33,8 @@ def test_only_the_known_lines_are_dropped(capfd):
     assert CONSTRUCTOR.strip() not in err and KILLED.strip() not in err
     for line in REAL_ERRORS:
         assert line in err
-    assert b"from Python\n" in err and err.endswith(b"\rprogress 50%")
+    # capfd hands Python's sys.stderr its own file, so that line is not ordered with the fd-2 writes
+    assert b"from Python" in err and err.endswith(b"\rprogress 50%")
 
 
 def test_stderr_is_restored_afterwards(capfd):
