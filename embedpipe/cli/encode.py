@@ -69,9 +69,9 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
 @optimize_option
 @quantize_option
 @click.option("--runner", type=click.Choice(["auto", "ray", "local"]), default="auto", show_default=True,
-              help="ray: an actor pool on Ray Data; local: in this process, no Ray; auto: Ray when --ray-address "
-                   "names a cluster or there are 50,000+ rows to encode, else local (an embedded Ray's ~7 s "
-                   "start-up would be most of a smaller job).")
+              help="ray: a pool of encoder actors on Ray, each writing its own shards; local: in this "
+                   "process, no Ray; auto: Ray when --ray-address names a cluster or there are 50,000+ rows "
+                   "to encode, else local (an embedded Ray's ~7 s start-up would be most of a smaller job).")
 @click.option("--ray-address", default=None, metavar="ADDR", envvar="RAY_ADDRESS",
               help="Join this Ray cluster (also read from $RAY_ADDRESS, as `ray job submit` sets it); one "
                    "that does not answer within 15 s ($EMBEDPIPE_RAY_CONNECT_TIMEOUT) is an error "

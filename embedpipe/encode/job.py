@@ -218,7 +218,7 @@ def _encode(job: EncodeJob) -> EncodeResult:
             if signum is None:
                 abandon(state)
                 raise
-            # A signal came and a library (Ray Data) turned its KeyboardInterrupt into an error of its own.
+            # A signal came and a library (Ray) turned its KeyboardInterrupt into an error of its own.
             raise Interrupted(signum, abandon(state, quiet=True)) from None
     log.info("%s: %s rows encoded, %s reused (%d shard(s)), %s skipped (blank), %s truncated to %d tokens",
              shown, f"{encoded:,}", f"{reused_rows:,}", last_run["reused_shards"], f"{last_run['skipped_rows']:,}",

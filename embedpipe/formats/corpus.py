@@ -107,7 +107,7 @@ class Corpus:
 
     @property
     def is_plain_parquet(self) -> bool:
-        """Parquet whose text needs no joining: what Ray Data's own parquet reader can read as is."""
+        """Parquet whose text needs no joining: readable as is, with no per-row work."""
         return self.format == "parquet" and self.title_column is None
 
     def _file_batches(self, path: str, batch_rows: int, columns: list[str]) -> Iterator[pa.RecordBatch]:

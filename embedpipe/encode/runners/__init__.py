@@ -23,7 +23,7 @@ from .ray import run_on_ray
 RUNNERS = ("auto", "ray", "local")
 
 # `auto` encodes in this process below this many rows to encode when no cluster is named. An
-# embedded Ray costs a fixed ~7 s on 2 cores (start 2.5-4 s, actors importing Ray Data and
+# embedded Ray costs a fixed ~7 s on 2 cores (start 2.5-4 s, actors importing Ray and
 # onnxruntime ~3 s, stop 0.35 s) and then encodes no faster than one in-process session on the
 # same cores (README, "Ray against local"). At ~550 short glosses/s this many rows take ~90 s
 # locally, so past it the start-up is under ~8% of the run and Ray's actor pool is worth having

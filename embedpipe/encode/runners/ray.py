@@ -343,7 +343,7 @@ def _user_error(error: BaseException) -> EmbedpipeError:
     if names & ACTOR_DEATHS:
         return EmbedpipeError(f"encoding failed on Ray: encoder actors kept dying (killed, out of memory, or crashing "
                               f"on some input); gave up after {ACTOR_RESTARTS} restarts of each")
-    # Ray Data may wrap it in a UserCodeException that keeps only the remote traceback's text.
+    # Ray may wrap it in an error that keeps only the remote traceback's text.
     marker = f"{EmbedpipeError.__module__}.{EmbedpipeError.__name__}: "
     for line in str(top).splitlines():
         if line.startswith(marker):

@@ -1,4 +1,8 @@
-"""Drop the one error line Ray 2.60 prints on every Ray Data actor pool, and nothing else.
+"""Drop Ray's known false alarms from stderr during a Ray session, and nothing else.
+
+Today's runner (ray.py) starts its own actors with ``max_restarts=0`` and replaces dead ones
+itself, so the alarm below does not fire; the filter stays as a guard, since any actor given
+object-store arguments with Ray-level restarts (as Ray Data's were) brings it back. What it drops:
 
 Every actor Ray Data starts gets its context and UDF as object-store references (Ray Data's own
 ``ray.put``, whatever embedpipe passes), and Ray's core worker, written in C++, then logs to the
@@ -9,12 +13,11 @@ driver's stderr, for each actor with ``max_restarts > 0``::
     store and max_restarts > 0. If the arguments in the object store go out of scope or are lost, the
     actor restart will fail. See https://github.com/ray-project/ray/issues/53727 for more details.
 
-(ray-project/ray#57733). A user reads it as a failure; it is not one here: Ray Data keeps those
-references alive for the whole run, so restarts work (tests/reliability/test_ray_faults.py kills an
-actor mid-run). Turning restarts off would silence it and lose them, so instead, while a Ray
-session is open, file descriptor 2 goes through a pipe whose reader forwards every byte except
-lines matching ``KNOWN_NOISE`` exactly. Partial lines are forwarded at once (a progress bar's
-``\\r`` updates stay live) unless they start like a Ray log line (``[``), which waits for its end.
+(ray-project/ray#57733). A user reads it as a failure; it was not one: Ray Data kept those
+references alive for the whole run, so restarts worked. While a Ray session is open, file descriptor
+2 goes through a pipe whose reader forwards every byte except lines matching ``KNOWN_NOISE``
+exactly. Partial lines are forwarded at once (a progress bar's ``\\r`` updates stay live) unless
+they start like a Ray log line (``[``), which waits for its end.
 """
 
 from __future__ import annotations
