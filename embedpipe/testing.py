@@ -94,6 +94,18 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+WORKER_PORTS = 61  # the range --min-worker-port .. --max-worker-port of a node started here
+
+
+def ray_ports(n: int) -> tuple[list[int], int]:
+    """``n`` free ports for a node's components, and the first of ``WORKER_PORTS`` consecutive ports
+    for its workers, a range holding none of the ``n``: Ray refuses to start a node whose ports overlap."""
+    while True:
+        *ports, low = free_ports(n + 1)
+        if low + WORKER_PORTS <= 65536 and not any(low <= port < low + WORKER_PORTS for port in ports):
+            return ports, low
+
+
 def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and process.poll() is None:
@@ -110,13 +122,13 @@ def ray_head(log_dir: Path, *, dashboard: bool = False, env: dict | None = None,
     """``ray start --head`` with ``cpus`` CPUs; ``system_config`` (Ray's ``--system-config``), e.g.
     a quick node health check, so a lost node is noticed in seconds."""
     ray_temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
-    gcs, client, dash, agent_http, agent_grpc, metrics, env_agent, worker_low = free_ports(8)
+    (gcs, client, dash, agent_http, agent_grpc, metrics, env_agent), worker_low = ray_ports(7)
     command = [str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
                "--node-ip-address", "127.0.0.1", "--port", str(gcs), "--num-cpus", str(cpus),
                "--ray-client-server-port", str(client),
                "--dashboard-agent-listen-port", str(agent_http), "--dashboard-agent-grpc-port", str(agent_grpc),
                "--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(env_agent),
-               "--min-worker-port", str(worker_low), "--max-worker-port", str(worker_low + 60),
+               "--min-worker-port", str(worker_low), "--max-worker-port", str(worker_low + WORKER_PORTS - 1),
                "--temp-dir", ray_temp]
     if system_config:
         command += ["--system-config", json.dumps(system_config)]
@@ -398,12 +410,12 @@ class RayNode:
 def ray_node(head: RayHead, log_dir: Path, *, cpus: int = 1, env: dict | None = None, name: str = "node"):
     """A worker node (`ray start --address HEAD`) with ``cpus`` CPUs, on ports of its own."""
     ray_temp = tempfile.mkdtemp(prefix="rayn-", dir="/tmp")
-    manager, agent_http, agent_grpc, metrics, env_agent, worker_low = free_ports(6)
+    (manager, agent_http, agent_grpc, metrics, env_agent), worker_low = ray_ports(5)
     command = [str(BIN / "ray"), "start", "--address", head.gcs_address, "--block", "--disable-usage-stats",
                "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus), "--node-manager-port", str(manager),
                "--dashboard-agent-listen-port", str(agent_http), "--dashboard-agent-grpc-port", str(agent_grpc),
                "--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(env_agent),
-               "--min-worker-port", str(worker_low), "--max-worker-port", str(worker_low + 60),
+               "--min-worker-port", str(worker_low), "--max-worker-port", str(worker_low + WORKER_PORTS - 1),
                "--temp-dir", ray_temp]
     log = open(Path(log_dir) / f"ray-{name}.log", "wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
