@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptArtifact
+from ..fsio import read_json
 
 EXPORT_INFO = "export.json"
 POOLER_WEIGHTS = "pooler.npz"
@@ -46,7 +47,7 @@ class ExportedModel:
         """The most tokens the model has positions for (its config.json beside the graph), or None
         when it names no limit (relative or rotary positions). RoBERTa-style models number
         positions from ``pad_token_id + 1``: 514 position embeddings hold 512 tokens."""
-        config = _read_config(self.path / "config.json")
+        config = read_json(self.path / "config.json") or {}
         limit = config.get("max_position_embeddings")
         if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
             return None
@@ -89,14 +90,6 @@ class ExportedModel:
 # Model types whose position ids start after the padding index (fairseq's convention).
 OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "mpnet", "data2vec-text",
                     "ibert", "luke", "markuplm", "roberta-prelayernorm", "xmod", "bart", "mbart"}
-
-
-def _read_config(path: Path) -> dict:
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return config if isinstance(config, dict) else {}
 
 
 def load_export(path: str | os.PathLike) -> ExportedModel:

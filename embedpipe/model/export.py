@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import BadInput, EmbedpipeError, first_line
 from ..formats.export_dir import EXPORT_INFO, MODULE_WEIGHTS, POOLER_WEIGHTS, ExportedModel, load_export
-from ..fsio import check_output, staged_dir, write_json_atomic
+from ..fsio import check_output, read_json, staged_dir, write_json_atomic
 from .optimize import check_export_options, cpu_isa, optimize_graph, quantize_int8
 from .recipe import ModelRecipe, module_weights, read_recipe
 from .resolve import ResolvedModel, cache_root
@@ -143,32 +143,25 @@ def _shipped_pooler(path: Path) -> dict[str, np.ndarray] | None:
                 "bias": f.get_tensor(prefix + "bias").astype(np.float32)}
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _shipped_max_length(path: Path, config: dict) -> int:
     """As ``_default_max_length``, from the json files: sentence-transformers' max_seq_length, else
     the smaller of the position embeddings and the tokenizer's model_max_length."""
-    value = _read_json(path / "sentence_bert_config.json").get("max_seq_length")
+    value = (read_json(path / "sentence_bert_config.json") or {}).get("max_seq_length")
     if value:
         return int(value)
-    limits = [config.get("max_position_embeddings"), _read_json(path / "tokenizer_config.json").get("model_max_length")]
+    tokenizer_config = read_json(path / "tokenizer_config.json") or {}
+    limits = [config.get("max_position_embeddings"), tokenizer_config.get("model_max_length")]
     limits = [int(v) for v in limits if isinstance(v, (int, float)) and 0 < v < 1_000_000]
     return min(limits) if limits else 512
 
 
 def _shipped_pad_id(path: Path, config: dict) -> int:
     """The pad token's id: in the tokenizer's padding settings, else its pad token looked up, else the config's."""
-    tokenizer = _read_json(path / "tokenizer.json")
+    tokenizer = read_json(path / "tokenizer.json") or {}
     padding = tokenizer.get("padding") or {}
     if isinstance(padding.get("pad_id"), int):
         return padding["pad_id"]
-    pad = _read_json(path / "tokenizer_config.json").get("pad_token")
+    pad = (read_json(path / "tokenizer_config.json") or {}).get("pad_token")
     pad = pad.get("content") if isinstance(pad, dict) else pad
     for token in tokenizer.get("added_tokens") or []:
         if token.get("content") == pad:
