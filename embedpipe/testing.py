@@ -42,9 +42,8 @@ def save_tiny_bert(path: Path, words: Sequence[str], characters: str = LETTERS, 
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     path.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *characters, *(f"##{c}" for c in characters)]
-    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    vocab = _wordpiece(words, characters, BERT_SPECIALS, path)
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
     tokenizer.model_max_length = 64
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -61,9 +60,8 @@ def save_tiny_distilbert(path: Path, words: Sequence[str], characters: str = LET
     from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
 
     path.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *characters, *(f"##{c}" for c in characters)]
-    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    tokenizer = DistilBertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    vocab = _wordpiece(words, characters, BERT_SPECIALS, path)
+    tokenizer = DistilBertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
     tokenizer.model_max_length = 64
     torch.manual_seed(seed)
     config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=37,
@@ -165,6 +163,9 @@ def _training_text(words: Sequence[str], characters: str) -> list[str]:
     return words + pairs + list(characters) + [" ".join(words)]
 
 
+BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
 def _wordpiece(words: Sequence[str], characters: str, specials: Sequence[str], path: Path) -> Path:
     vocab = [*specials, *words, *characters, *(f"##{c}" for c in characters)]
     (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
@@ -222,7 +223,7 @@ def save_tiny_transformer(path: Path, architecture: str, words: Sequence[str], c
                   initializer_range=TINY_INIT)
     roberta_specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]   # pad id 1, as RoBERTa / XLM-R have it
     if architecture == "distilbert":
-        vocab = _wordpiece(words, characters, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], path)
+        vocab = _wordpiece(words, characters, BERT_SPECIALS, path)
         tokenizer = tf.DistilBertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
         config = tf.DistilBertConfig(vocab_size=len(tokenizer), dim=TINY_WIDTH, n_layers=TINY_LAYERS,
                                      n_heads=TINY_HEADS, hidden_dim=TINY_FFN, max_position_embeddings=TINY_TOKENS,
@@ -242,7 +243,7 @@ def save_tiny_transformer(path: Path, architecture: str, words: Sequence[str], c
             **{**common, "vocab_size": len(tokenizer), "max_position_embeddings": TINY_TOKENS + 2},
             pad_token_id=1, bos_token_id=0, eos_token_id=2)
     elif architecture == "modernbert":
-        vocab = _wordpiece(words, characters, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], path)
+        vocab = _wordpiece(words, characters, BERT_SPECIALS, path)
         tokenizer = tf.BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
         tokenizer = tf.PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer, pad_token="[PAD]",
                                                unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
