@@ -34,6 +34,17 @@ def batch():
     return ids, (ids != 0).long()
 
 
+def assert_same_logits_and_loss(ours, reference):
+    """Our head's logits and cross-entropy equal the transformers class's on the same batch (1e-5)."""
+    ids, mask = batch()
+    expected = reference(input_ids=ids, attention_mask=mask, labels=LABELS)
+    with torch.no_grad():
+        logits = ours(ids, mask)
+    torch.testing.assert_close(logits, expected.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.nn.functional.cross_entropy(logits, LABELS), expected.loss, atol=1e-5,
+                               rtol=1e-5)
+
+
 def test_cls_pooler_head_is_bert_for_sequence_classification(tmp_path):
     torch.manual_seed(3)
     config = BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -43,13 +54,7 @@ def test_cls_pooler_head_is_bert_for_sequence_classification(tmp_path):
     ours = classifier_module(AutoModel.from_pretrained(tmp_path), "cls", "pooler", 3).eval()
     assert ours.pooler_from_checkpoint   # BERT's pooler (dense + tanh) comes from the checkpoint
     ours.classifier.load_state_dict(reference.classifier.state_dict())
-    ids, mask = batch()
-    expected = reference(input_ids=ids, attention_mask=mask, labels=LABELS)
-    with torch.no_grad():
-        logits = ours(ids, mask)
-    torch.testing.assert_close(logits, expected.logits, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(torch.nn.functional.cross_entropy(logits, LABELS), expected.loss, atol=1e-5,
-                               rtol=1e-5)
+    assert_same_logits_and_loss(ours, reference)
     assert ours.dropout.p == config.hidden_dropout_prob
 
 
@@ -62,13 +67,7 @@ def test_cls_pre_classifier_head_is_distilbert_for_sequence_classification(tmp_p
     ours = classifier_module(AutoModel.from_pretrained(tmp_path), "cls", "pre_classifier", 3).eval()
     ours.pre_classifier.load_state_dict(reference.pre_classifier.state_dict())
     ours.classifier.load_state_dict(reference.classifier.state_dict())
-    ids, mask = batch()
-    expected = reference(input_ids=ids, attention_mask=mask, labels=LABELS)
-    with torch.no_grad():
-        logits = ours(ids, mask)
-    torch.testing.assert_close(logits, expected.logits, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(torch.nn.functional.cross_entropy(logits, LABELS), expected.loss, atol=1e-5,
-                               rtol=1e-5)
+    assert_same_logits_and_loss(ours, reference)
     assert ours.dropout.p == config.seq_classif_dropout
 
 
