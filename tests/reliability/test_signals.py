@@ -87,7 +87,7 @@ def test_ctrl_c_stops_the_local_runner_the_same_way(tiny_model_dir, tmp_path):
 @pytest.mark.slow
 def test_sigterm_stops_the_ray_runner_leaving_no_ray_process_and_a_clean_rerun(tiny_model_dir, tmp_path):
     """Also: the rerun, a clean Ray run, prints no ERROR line (Ray's constructor-arguments
-    false alarm, ray-project/ray#57733, is filtered out)."""
+    false alarm, ray-project/ray#57733, does not fire: the pool's actors have max_restarts=0)."""
     ray_tmp = Path(tempfile.mkdtemp(prefix="epray", dir="/tmp"))    # short: Ray's socket paths are length-limited
     try:
         _, rerun = stop_and_resume(tiny_model_dir, tmp_path, "ray", rows=6_000,

@@ -34,7 +34,6 @@ from ...signals import keep_handler_across
 from ..mapper import MapperConfig
 from ..pieces import Piece, ShardEncoder, new_attempt
 from .ray_address import check_ray_answers
-from .ray_noise import without_known_noise
 
 log = logging.getLogger(__name__)
 IN_FLIGHT_PER_ACTOR = 2     # a second piece queued behind the one encoding: no idle gap between pieces
@@ -169,8 +168,9 @@ def run_on_ray(corpus: Corpus, config: MapperConfig, pieces: list[Piece], stagin
     """Encode ``pieces`` on an actor pool; yield each piece's receipt as it finishes."""
     if not pieces:
         return
-    # Ray's known false alarm (ray_noise.py) is dropped from stderr while actors start.
-    with without_known_noise(), ray_session(address, dashboard) as ray:
+    # Actors are started with max_restarts=0 (the pool replaces dead ones itself), so Ray's
+    # "constructor arguments in the object store and max_restarts > 0" false alarm (ray#57733) never fires.
+    with ray_session(address, dashboard) as ray:
         pool = EncoderPool(ray, ShardEncoder, (config, corpus, staging),
                            {"dtype": dtype, "window": window}, workers, config.plan.threads)
         try:
