@@ -41,6 +41,12 @@ def _megabytes(n: int) -> str:
 @click.option("--max-memory", default="4GB", show_default=True, help="Memory the index may use, e.g. 4GB, 512MB.")
 @click.option("--target-recall", type=float, default=0.95, show_default=True,
               help="Recall@10 vs exact search that nprobe / efSearch are tuned to reach.")
+@click.option("--recall-margin", type=float, default=IndexConfig.recall_margin, show_default=True,
+              help="Tune to --target-recall plus this on the tuning queries, so that queries tuning did not see "
+                   "reach the target too (the recall of a sample of queries is a noisy estimate).")
+@click.option("--ef-construction", type=int, default=None,
+              help="HNSW graphs: the construction search width (wider builds slower, a better graph) "
+                   "[default: 80 for --factory auto, FAISS's 40 for a named HNSW factory].")
 @click.option("--tuning-queries", type=click.Path(),
               help="Sample queries to tune on instead of held-out corpus vectors: a queries parquet (id, text), "
                    "encoded like the corpus, or a vector directory. Better when queries look unlike the documents.")
@@ -54,13 +60,14 @@ def _megabytes(n: int) -> str:
 @prompt_options("--tuning-queries texts [default: the query prompt recorded with the vectors]")
 @user_errors(flags={"tuning_vectors": "--tuning-queries", "tuning_prompt": "--prompt",
                     "tuning_prompt_name": "--prompt-name"})
-def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, tuning_queries, overwrite, append,
-              threads, as_json, prompt_name, prompt):
+def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, recall_margin, ef_construction,
+              tuning_queries, overwrite, append, threads, as_json, prompt_name, prompt):
     """Build a FAISS index over the vectors in VECTORS_DIR (an `embedpipe encode` output)."""
     if append and overwrite:
         raise click.UsageError("--append extends the index and --overwrite rebuilds it; give one of them")
     config = IndexConfig(factory=factory, metric=metric, max_memory=max_memory, target_recall=target_recall,
-                         tuning_vectors=tuning_queries, tuning_prompt_name=prompt_name, tuning_prompt=prompt)
+                         recall_margin=recall_margin, ef_construction=ef_construction, tuning_vectors=tuning_queries,
+                         tuning_prompt_name=prompt_name, tuning_prompt=prompt)
     appended = 0
     if append and (Path(out) / INFO_FILE).exists():
         before = (read_json(Path(out) / INFO_FILE) or {}).get("n", 0)

@@ -164,10 +164,12 @@ def at_scale(factory: str, n: int) -> str:
     return re.sub(r"IVF\d+", f"IVF{ivf_centroids(n)}", factory, count=1)
 
 
-def measure_candidates(factories: list[str], base, queries, metric: str, target: float, k: int = 10) -> list[dict]:
-    """Build each route over ``base`` (a sample of the corpus, at its scale), tune it to ``target``
-    recall@k on ``queries`` (exact top-k over ``base`` as the truth) and time a search of them all:
-    one row per route with its factory at this scale, search parameters, recall and queries/s."""
+def measure_candidates(factories: list[str], base, queries, metric: str, target: float, k: int = 10, *,
+                       margin: float = 0.0, ef_construction: int | None = None) -> list[dict]:
+    """Build each route over ``base`` (a sample of the corpus, at its scale), tune it to ``target`` +
+    ``margin`` recall@k on ``queries`` (exact top-k over ``base`` as the truth), as the full build
+    will be, and time a search of them all: one row per route with its factory at this scale, search
+    parameters, recall and queries/s."""
     from .build import make_index, prepare_auto_index
     from .params import ExactTopK, tune_search_params
 
@@ -179,12 +181,12 @@ def measure_candidates(factories: list[str], base, queries, metric: str, target:
         scaled = at_scale(factory, len(base))
         started = time.perf_counter()
         index = make_index(scaled, base.shape[1], metric)
-        prepare_auto_index(index)
+        prepare_auto_index(index, ef_construction)
         if not index.is_trained:
             index.train(base)
         index.add(base)
         built = time.perf_counter() - started
-        tuning = tune_search_params(index, queries, truth, target, k)
+        tuning = tune_search_params(index, queries, truth, target, k, margin=margin)
         best = float("inf")
         for _ in range(2):  # best of two: other work on the machine slows some runs
             started = time.perf_counter()

@@ -3,8 +3,8 @@
     >>> exact = ExactTopK(queries, k=10, metric="ip")  # doctest: +SKIP
     >>> for start, chunk in chunks: exact.add(chunk, start)  # doctest: +SKIP
     >>> truth = exact.result()[1]  # doctest: +SKIP
-    >>> tune_search_params(index, queries, truth, target=0.95)  # doctest: +SKIP
-    Tuning(params='efSearch=48', recall=0.962, reached=True, trials={16: 0.81, 32: 0.93, 48: 0.962, ...})
+    >>> tune_search_params(index, queries, truth, target=0.95, margin=0.01)  # doctest: +SKIP
+    Tuning(params='efSearch=48', recall=0.962, reached=True, trials={16: 0.81, 32: 0.93, 48: 0.962, ...}, aim=0.96)
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ class Tuning:
     recall: float                    # recall@k at those parameters on the tuning queries
     reached: bool                    # whether recall >= the target
     trials: dict = field(default_factory=dict)  # parameter value -> recall, for every value tried
+    aim: float | None = None         # the recall the tuner aimed for: the target plus the margin
 
 
 def tunable_parameter(index: faiss.Index) -> tuple[str, list[int]] | None:
@@ -111,18 +112,33 @@ def measure_recall(index: faiss.Index, params: str, queries: np.ndarray, truth: 
     return recall_at_k(found, truth)
 
 
-def tune_search_params(index: faiss.Index, queries: np.ndarray, truth: np.ndarray, target: float,
-                       k: int = 10) -> Tuning:
-    """Smallest nprobe / efSearch whose recall@k reaches ``target`` (binary search on a grid).
+def tuning_aim(target: float, margin: float) -> float:
+    """The recall the tuner aims for: ``target`` + ``margin``, at most 1 (every neighbour found).
 
-    ``queries`` must not be in ``index`` (an indexed point is found by its own graph links and
-    cells, which flatters recall); ``truth`` is their exact top-k in it. When the target cannot be
-    reached (compressed codes), the largest value is kept and ``reached`` is False.
+    >>> tuning_aim(0.95, 0.01), tuning_aim(0.995, 0.01)
+    (0.96, 1.0)
     """
+    return min(1.0, round(target + margin, 6))
+
+
+def tune_search_params(index: faiss.Index, queries: np.ndarray, truth: np.ndarray, target: float,
+                       k: int = 10, margin: float = 0.0) -> Tuning:
+    """Smallest nprobe / efSearch whose recall@k on ``queries`` reaches ``target`` + ``margin``
+    (binary search on a grid); ``reached`` says whether it reaches ``target``.
+
+    The margin is for the queries tuning did not see: a value picked as the first to reach the target
+    on a sample of queries reaches a little less on others (sampling noise, and picking the first value
+    over the line favours values the sample flatters), see IndexConfig.recall_margin.
+    ``queries`` must not be in ``index`` (an indexed point is found by its own graph links and
+    cells, which flatters recall); ``truth`` is their exact top-k in it. When the aim cannot be
+    reached (compressed codes), the largest value is kept, and ``reached`` is False when even that
+    misses the target.
+    """
+    aim = tuning_aim(target, margin)
     knob = tunable_parameter(index)
     if knob is None:
         recall = measure_recall(index, "", queries, truth, k)
-        return Tuning("", recall, recall >= target)
+        return Tuning("", recall, recall >= target, aim=aim)
     name, grid = knob
     trials: dict[int, float] = {}
 
@@ -132,13 +148,13 @@ def tune_search_params(index: faiss.Index, queries: np.ndarray, truth: np.ndarra
         return trials[grid[i]]
 
     lo, hi = 0, len(grid) - 1
-    while lo < hi:  # recall grows with the parameter: find the first grid value that reaches target
+    while lo < hi:  # recall grows with the parameter: find the first grid value that reaches the aim
         mid = (lo + hi) // 2
-        if recall_at(mid) >= target:
+        if recall_at(mid) >= aim:
             hi = mid
         else:
             lo = mid + 1
     params = parameter_string(index, name, grid[lo])
     recall = recall_at(lo)
     apply_search_params(index, params)
-    return Tuning(params, recall, recall >= target, dict(sorted(trials.items())))
+    return Tuning(params, recall, recall >= target, dict(sorted(trials.items())), aim)

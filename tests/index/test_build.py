@@ -28,7 +28,7 @@ from embedpipe.index.choose import (
     pick_measured,
     training_rows,
 )
-from embedpipe.index.params import NPROBE_GRID, ExactTopK, recall_at_k
+from embedpipe.index.params import NPROBE_GRID, ExactTopK, recall_at_k, tune_search_params
 from tests.helpers import assert_one_line_error, entries, run_cli
 
 DIM = 24
@@ -191,18 +191,55 @@ def test_tight_memory_gives_ivf_tuned_to_the_smallest_nprobe_reaching_target(cor
         rows = index.search(queries, 10)[1]
         return float(np.mean([len(set(index.ids_of(r)) & set(t)) / 10 for r, t in zip(rows, truth)]))
 
-    assert recall_at(nprobe) == pytest.approx(info["recall_at_10"], abs=0.01) and recall_at(nprobe) >= 0.9
-    assert recall_at(NPROBE_GRID[NPROBE_GRID.index(nprobe) - 1]) < 0.9  # one step less misses the target
+    aim = 0.9 + IndexConfig.recall_margin  # tuned above the target by the default margin
+    assert info["tuning"]["aimed_at"] == pytest.approx(aim)
+    assert recall_at(nprobe) == pytest.approx(info["recall_at_10"], abs=0.01) and recall_at(nprobe) >= aim
+    assert recall_at(NPROBE_GRID[NPROBE_GRID.index(nprobe) - 1]) < aim  # one step less misses the aim
 
 
 def test_held_out_tuning_samples_do_not_overlap_training(corpus, tmp_path):
-    info = build_index(corpus[0], tmp_path / "ivf.index", IndexConfig(factory="IVF64,Flat", target_recall=0.9))
+    info = build_index(corpus[0], tmp_path / "ivf.index", IndexConfig(factory="IVF64,Flat", target_recall=0.9,
+                                                                      recall_margin=0.0))
     assert info["tuning"]["on"] == "held-out corpus vectors"
     assert info["tuning"]["queries"] == 1_000 and info["tuning"]["training_vectors"] == 11_000
     trials = {int(k): v for k, v in info["tuning"]["trials"].items()}
     nprobe = int(info["search_params"].split("=")[1])
     assert info["recall_at_10"] == trials[nprobe] >= 0.9
     assert all(recall < 0.9 for value, recall in trials.items() if value < nprobe)
+
+
+def test_tuning_aims_above_the_target_by_the_margin(corpus, tmp_path):
+    """The same index tuned with and without a margin: with it, the smallest nprobe whose recall on
+    the tuning queries reaches target + margin (not just the target), recorded in index.json."""
+    def built(margin: float) -> tuple[dict, int, dict]:
+        info = build_index(corpus[0], tmp_path / f"ivf-{margin}.index",
+                           IndexConfig(factory="IVF256,Flat", target_recall=0.88, recall_margin=margin))
+        return info, int(info["search_params"].split("=")[1]), {int(k): v for k, v in info["tuning"]["trials"].items()}
+
+    plain, plain_nprobe, _ = built(0.0)
+    wide, wide_nprobe, trials = built(0.06)
+    assert 0.88 <= plain["recall_at_10"] < 0.94 <= wide["recall_at_10"]  # the margin moved the pick
+    assert wide_nprobe > plain_nprobe
+    assert all(recall < 0.94 for value, recall in trials.items() if value < wide_nprobe)
+    assert wide["recall_margin"] == wide["config"]["recall_margin"] == 0.06
+    assert wide["tuning"]["aimed_at"] == pytest.approx(0.94) and wide["recall_reached"]
+    searched = open_index(tmp_path / "ivf-0.06.index")
+    assert faiss.extract_index_ivf(searched.index).nprobe == wide_nprobe  # search uses the tuned value
+
+
+def test_an_aim_above_one_keeps_the_largest_value_and_judges_by_the_target(corpus):
+    """target 0.995 + margin 0.01 aims at every neighbour (1.0); a 4-bit PQ index cannot reach it, so
+    tuning keeps the largest nprobe, and `reached` says whether that meets the target itself."""
+    x = corpus[1]
+    queries = clustered_unit_vectors(12_300)[12_000:12_200]
+    index = faiss.index_factory(DIM, "IVF16,PQ12x4fs,RFlat", faiss.METRIC_INNER_PRODUCT)
+    index.train(x)
+    index.add(x)
+    truth = np.argsort(-(queries @ x.T), axis=1)[:, :10]
+    tuning = tune_search_params(index, queries, truth, target=0.995, margin=0.01)
+    assert tuning.aim == 1.0 and tuning.params.startswith("nprobe=16,")  # the whole grid, the largest kept
+    assert tuning.reached == (tuning.recall >= 0.995)
+    assert tune_search_params(index, queries, truth, target=0.5, margin=0.01).params.split(",")[0] != "nprobe=16"
 
 
 def test_any_factory_string_is_accepted_and_unreachable_targets_are_reported(corpus, tmp_path):
@@ -381,3 +418,20 @@ def test_ids_file_that_does_not_match(small_index):
     pq.write_table(pa.table({"id": ["a", "b"]}), small_index / "ids.parquet")
     with pytest.raises(EmbedpipeError, match="one 'id' per indexed vector"):
         open_index(small_index)
+
+
+def test_ef_construction_sets_the_graph_build_width_of_hnsw_indexes(corpus, auto_index, tmp_path):
+    """auto's HNSW gets HNSW_EF_CONSTRUCTION (80), a named HNSW factory FAISS's 40 unless
+    ef_construction says otherwise; an index without an HNSW graph refuses the option."""
+    def ef_construction(path) -> int:
+        return faiss.downcast_index(open_index(path).index).hnsw.efConstruction
+
+    assert auto_index[1]["factory"] == "HNSW32" and ef_construction(auto_index[0]) == 80
+    small = write_vectors(tmp_path / "small.vectors", corpus[1][:3000])
+    build_index(small, tmp_path / "named.index", IndexConfig(factory="HNSW8", tuning_queries=100))
+    build_index(small, tmp_path / "wide.index", IndexConfig(factory="HNSW8", tuning_queries=100, ef_construction=120))
+    assert ef_construction(tmp_path / "named.index") == 40 and ef_construction(tmp_path / "wide.index") == 120
+    result = run_cli("index", str(small), "--out", str(tmp_path / "ivf.index"), "--factory", "IVF16,Flat",
+                     "--ef-construction", "100")
+    assert_one_line_error(result, "--ef-construction applies to HNSW indexes")
+    assert not (tmp_path / "ivf.index").exists()
