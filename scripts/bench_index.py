@@ -87,12 +87,14 @@ def sweep(loaded, queries: np.ndarray, truth_ids: list[list], tuned: str, held_o
     name, grid = knob
     tuned_value = int(tuned.split(",")[0].split("=")[1]) if tuned else grid[-1]
     points = []
-    for value in [v for v in grid if tuned_value / 8 <= v <= 4 * tuned_value]:
+    on_grid = [v for v in grid if tuned_value / 8 <= v <= 4 * tuned_value]
+    halfway = {(a + b) // 2 for a, b in zip(on_grid, on_grid[1:]) if a < (a + b) // 2 < b}  # tried by the tuner too
+    for value in sorted(set(on_grid) | halfway):
         params = parameter_string(loaded.index, name, value)
         apply_search_params(loaded.index, params)
         qps, rows = timed_search(loaded.index, queries, 10, 1)
         per_query = per_query_recall(truth_ids, loaded, rows)
-        points.append({"params": params, "value": value, "qps": qps,
+        points.append({"params": params, "value": value, "on_grid": value in on_grid, "qps": qps,
                        "recall_at_10": float(per_query[:held_out].mean()),
                        "tuning_half_recall_at_10": float(per_query[held_out:].mean()),
                        "per_query": per_query.round(3).tolist()})
@@ -109,11 +111,24 @@ def margin_analysis(points: list[dict], target: float, margins: list[float], siz
     (the smallest grid value whose mean recall on the tuning set reaches target + margin) picks a value,
     and its recall on the held-out set is read off. Per (size, margin): the mean gap (tuning minus
     held-out recall at the pick), how often held-out recall fell below the target, and the mean
-    held-out recall and queries/s of the picks."""
+    held-out recall and queries/s of the picks. The rule is tune_search_params's: the first grid value
+    that reaches the aim, or the value halfway down to the grid step below when that reaches it too."""
     if not points:
         return []
-    recall = np.array([p["per_query"] for p in points])  # (grid values, queries)
+    recall = np.array([p["per_query"] for p in points])  # (values: grid and halfway, queries)
     qps = np.array([p["qps"] for p in points])
+    grid = [i for i, p in enumerate(points) if p["on_grid"]]
+
+    def pick(tuned: np.ndarray, aim: float) -> int:
+        reaching = [g for g in grid if tuned[g] >= aim]
+        if not reaching:
+            return grid[-1]
+        first = reaching[0]
+        below = [g for g in grid if g < first]
+        if below and below[-1] + 1 < first and tuned[below[-1] + 1] >= aim:  # the halfway value
+            return below[-1] + 1
+        return first
+
     rng, n = np.random.default_rng(seed), recall.shape[1]
     out = []
     for size in sizes:
@@ -125,12 +140,11 @@ def margin_analysis(points: list[dict], target: float, margins: list[float], siz
             for order in draws:
                 tune, rest = order[:size], order[size:]
                 tuned = recall[:, tune].mean(axis=1)
-                reaching = np.flatnonzero(tuned >= min(1.0, target + margin))
-                pick = reaching[0] if len(reaching) else len(points) - 1
-                unseen = recall[pick, rest].mean()
-                gaps.append(tuned[pick] - unseen)
+                chosen = pick(tuned, min(1.0, target + margin))
+                unseen = recall[chosen, rest].mean()
+                gaps.append(tuned[chosen] - unseen)
                 held.append(unseen)
-                speed.append(qps[pick])
+                speed.append(qps[chosen])
                 missed += unseen < target
             out.append({"tuning_queries": size, "margin": margin, "mean_gap": float(np.mean(gaps)),
                         "held_out_below_target": missed / splits, "mean_held_out_recall": float(np.mean(held)),

@@ -194,7 +194,8 @@ def test_tight_memory_gives_ivf_tuned_to_the_smallest_nprobe_reaching_target(cor
     aim = 0.9 + IndexConfig.recall_margin  # tuned above the target by the default margin
     assert info["tuning"]["aimed_at"] == pytest.approx(aim)
     assert recall_at(nprobe) == pytest.approx(info["recall_at_10"], abs=0.01) and recall_at(nprobe) >= aim
-    assert recall_at(NPROBE_GRID[NPROBE_GRID.index(nprobe) - 1]) < aim  # one step less misses the aim
+    tried_below = max(int(v) for v in info["tuning"]["trials"] if int(v) < nprobe)
+    assert recall_at(tried_below) < aim  # the value tried next below misses the aim
 
 
 def test_held_out_tuning_samples_do_not_overlap_training(corpus, tmp_path):
@@ -225,6 +226,24 @@ def test_tuning_aims_above_the_target_by_the_margin(corpus, tmp_path):
     assert wide["tuning"]["aimed_at"] == pytest.approx(0.94) and wide["recall_reached"]
     searched = open_index(tmp_path / "ivf-0.06.index")
     assert faiss.extract_index_ivf(searched.index).nprobe == wide_nprobe  # search uses the tuned value
+
+
+def test_tuning_tries_halfway_below_the_first_grid_value_that_reaches_the_aim(corpus):
+    """The grid grows ~1.5x a step; the value halfway down to the step that missed is measured too
+    and kept when it reaches the aim, so a margin costs no more speed than it must."""
+    x = corpus[1]
+    queries = clustered_unit_vectors(12_300)[12_000:]
+    index = faiss.index_factory(DIM, "IVF256,Flat", faiss.METRIC_INNER_PRODUCT)
+    index.train(x)
+    index.add(x)
+    truth = np.argsort(-(queries @ x.T), axis=1)[:, :10]
+    tuning = tune_search_params(index, queries, truth, target=0.93, margin=0.01)
+    value, trials = int(tuning.params.split("=")[1]), tuning.trials
+    assert trials[value] == tuning.recall >= 0.94
+    assert all(recall < 0.94 for tried, recall in trials.items() if tried < value)
+    first = min(v for v in NPROBE_GRID if v in trials and trials[v] >= 0.94)
+    halfway = (NPROBE_GRID[NPROBE_GRID.index(first) - 1] + first) // 2
+    assert halfway in trials and halfway not in NPROBE_GRID and value in (halfway, first)
 
 
 def test_an_aim_above_one_keeps_the_largest_value_and_judges_by_the_target(corpus):
