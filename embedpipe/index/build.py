@@ -75,8 +75,8 @@ OPQ_ITERATIONS = 10
 #     unseen recall below 0.95         35%     13%      2%     1%
 #     mean queries/s (Flat: 112)      3238    2889    2590   2338
 #   88k real, HNSW32
-#     unseen recall below 0.95          4%      4%      1%     0%
-#     mean queries/s (Flat: 1243)     2413    1950    1666   1651
+#     unseen recall below 0.95         40%      4%      1%     0%
+#     mean queries/s (Flat: ~1240)    2942    2515    2277   2024
 # 0.01 is the smallest margin that misses on at most ~2% of splits in both; it costs ~20% of the
 # queries/s at 1M (still ~23x Flat). With 250 / 500 tuning queries the 0.01 margin missed on 15% / 5%
 # of splits at 1M: fewer tuning queries need a wider margin, and the mean tuning-minus-unseen gap was
