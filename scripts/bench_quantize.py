@@ -26,6 +26,11 @@ Weight/activation types (the instruction-set question; --types picks which to bu
                                      weights) or U8U8 (a slower widening kernel)
   reduce_range                       7-bit weights (and activations for static), no saturation
 Every "weight MatMul only" recipe is built for each type in --types; the others use the first.
+  embedpipe <recipe>                 each of embedpipe.model.quantize's recipes (u8s8, u8u8, and the
+                                     pre-VNNI u8s8-7bit-attention-output: U8S8 everywhere, 7-bit weights
+                                     in the attention output projections), built by its own apply_recipe
+  --groups                           which MatMuls saturate: one group at a time (Q, K, V, attention
+                                     output, FFN in, FFN out) in U8S8, every other weight MatMul in U8U8
 Writes results.json and a plot.
 """
 
@@ -66,13 +71,45 @@ TYPES = {  # label -> (weight type, reduce_range)
 }
 
 
+MATMUL_GROUPS = {  # BERT-family node names (MiniLM's): the groups --groups switches to U8S8 one at a time
+    "Q": "/attention/self/query/", "K": "/attention/self/key/", "V": "/attention/self/value/",
+    "attention output": "/attention/output/dense/", "FFN in": "/intermediate/dense/", "FFN out": "/output/dense/",
+}
+
+
+def build_recipes(src: Path, workdir: Path, groups: bool) -> dict:
+    """embedpipe's own recipes, and with ``groups`` one MatMul group at a time in U8S8 (the rest U8U8)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from embedpipe.model.quantize import RECIPES, apply_recipe, split_matmuls
+
+    out: dict[str, Path] = {}
+    for recipe in {r.name: r for recipes in RECIPES.values() for r in recipes}.values():
+        out[f"embedpipe {recipe.name}"] = workdir / f"recipe-{recipe.name}.onnx"
+        apply_recipe(src, out[f"embedpipe {recipe.name}"], recipe)
+    if not groups:
+        return out
+    with_weights, _ = split_matmuls(onnx.load(str(src), load_external_data=False).graph)
+    for label, key in MATMUL_GROUPS.items():
+        signed = [n for n in with_weights if key in n and not (label == "FFN out" and "/attention/" in n)]
+        first, path = workdir / f"group-{len(out)}.1.onnx", workdir / f"group-{len(out)}.onnx"
+        options = dict(per_channel=True, op_types_to_quantize=["MatMul"],
+                       extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_dynamic(str(src), str(first), weight_type=QuantType.QInt8, nodes_to_quantize=signed, **options)
+        quantize_dynamic(str(first), str(path), weight_type=QuantType.QUInt8,
+                         nodes_to_quantize=[n for n in with_weights if n not in signed], **options)
+        out[f"U8S8 only in {label} ({len(signed)}), U8U8 elsewhere"] = path
+    return out
+
+
 def build_variants(src: Path, workdir: Path, calibration: list[dict], types: list[str], heads: int,
                    hidden: int, only_types: bool = False) -> dict:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.transformers.optimizer import optimize_model
 
-    from embedpipe.model.optimize import split_matmuls
+    from embedpipe.model.quantize import split_matmuls
 
     model = onnx.load(str(src), load_external_data=False)
     with_weights, activation_only = split_matmuls(model.graph)
@@ -135,13 +172,17 @@ def main() -> None:
     parser.add_argument("--types", default=",".join(TYPES),
                         help=f"comma list of weight/activation types to build the main recipe in: {', '.join(TYPES)}")
     parser.add_argument("--only-types", action="store_true", help="build only the main recipe in each type")
+    parser.add_argument("--groups", action="store_true",
+                        help="also one MatMul group at a time in U8S8, the rest U8U8 (which groups saturate)")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all)")
     parser.add_argument("--out", default="bench_out/quantize")
     args = parser.parse_args()
 
     import onnxruntime as ort
 
+    from embedpipe.encode.batching import BatchPlan
     from embedpipe.encode.encoder import EncoderSpec, TextEncoder, prepare
-    from embedpipe.model.optimize import cpu_isa
+    from embedpipe.model.quantize import cpu_isa
 
     texts = pq.read_table(args.corpus, columns=[args.text_column]).column(0).to_pylist()
     calibration_texts = texts[args.rows:args.rows + args.calibration] or texts[:args.calibration]
@@ -161,10 +202,10 @@ def main() -> None:
         print("building variants ...", file=sys.stderr)
         built = build_variants(exported.onnx_path, Path(tmp), calibration, args.types.split(","),
                                config["num_attention_heads"], config["hidden_size"], args.only_types)
-        variants = {"fp32": exported.onnx_path, **built}
+        variants = {"fp32": exported.onnx_path, **built, **build_recipes(exported.onnx_path, Path(tmp), args.groups)}
         encoders = {}
         for name, path in variants.items():
-            encoder = TextEncoder(exported.path, "mean", True, max_length)
+            encoder = TextEncoder(exported.path, "mean", True, max_length, BatchPlan(threads=args.threads))
             encoder.session = ort.InferenceSession(str(path), encoder.session_options(),
                                                    providers=["CPUExecutionProvider"])
             encoder.encode(texts[:256])  # warm-up
@@ -187,7 +228,8 @@ def main() -> None:
         row["speedup_vs_fp32"] = row["rows_per_second"] / results[0]["rows_per_second"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"corpus": args.corpus, "rows": len(texts), "cpus": os.cpu_count(), "isa": cpu_isa(), "types": args.types,
+    report = {"corpus": args.corpus, "rows": len(texts), "cpus": os.cpu_count(), "threads": args.threads,
+              "isa": cpu_isa(), "types": args.types,
               "repeats": args.repeats, "results": results}
     (out / "results.json").write_text(json.dumps(report, indent=2))
     plot(results, out / "quantize.png")

@@ -2,7 +2,8 @@
 
     resolve.py   name or directory -> local directory + content hash (bundled MiniLM by default)
     export.py    optimum export into a cache keyed by content and options
-    optimize.py  onnxruntime graph optimization and dynamic int8 quantization for this CPU
+    optimize.py  onnxruntime graph optimization (O1-O3), and the export options' checks
+    quantize.py  dynamic int8 by this CPU's instruction set, checked against fp32 before it is kept
 """
 
 from .export import ensure_exported

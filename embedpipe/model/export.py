@@ -29,7 +29,8 @@ import numpy as np
 from ..errors import BadInput, EmbedpipeError, first_line
 from ..formats.export_dir import EXPORT_INFO, MODULE_WEIGHTS, POOLER_WEIGHTS, ExportedModel, load_export
 from ..fsio import check_output, read_json, staged_dir, write_json_atomic
-from .optimize import check_export_options, cpu_isa, optimize_graph, quantize_int8
+from .optimize import check_export_options, optimize_graph
+from .quantize import RECIPES_VERSION, cpu_isa, quality_warning, quantize_int8
 from .recipe import ModelRecipe, module_weights, read_recipe
 from .resolve import ResolvedModel, cache_root
 
@@ -38,7 +39,8 @@ log = logging.getLogger(__name__)
 
 
 def export_key(model: ResolvedModel, optimize: str | None, quantize: str | None) -> str:
-    return hashlib.sha256(f"{EXPORT_FORMAT}|{model.content_hash}|{optimize}|{quantize}|{cpu_isa()}"
+    recipes = f"|recipes {RECIPES_VERSION}" if quantize else ""  # so fp32 exports stay cached when int8 changes
+    return hashlib.sha256(f"{EXPORT_FORMAT}|{model.content_hash}|{optimize}|{quantize}|{cpu_isa()}{recipes}"
                           .encode()).hexdigest()[:24]
 
 
@@ -117,6 +119,7 @@ def _adopt_shipped(model: ResolvedModel, graph: Path, staging: Path) -> dict:
         "optimize": None,
         "quantize": None,
         "quantize_isa": None,
+        "quantize_recipe": None,
         "onnx_file": graph.name,
         "shipped_graph": SHIPPED_GRAPH,
         "hidden_size": int(config["hidden_size"]),
@@ -209,25 +212,31 @@ def _export(model: ResolvedModel, staging: Path, optimize: str | None, quantize:
         except (ValueError, KeyError, OSError) as e:
             raise EmbedpipeError(f"optimum cannot export {model.name} to ONNX: {e}") from None
         onnx_file = "model.onnx"
+        tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=trust_remote_code)
+        if not tokenizer.is_fast:
+            raise EmbedpipeError(f"{model.name} has no fast tokenizer (tokenizer.json); embedpipe needs one")
+        tokenizer.save_pretrained(staging)  # writes tokenizer.json: the encoder and quantize's check load it
+        config = AutoConfig.from_pretrained(model.path, trust_remote_code=trust_remote_code)
+        max_length = _default_max_length(model.path, config, tokenizer)
         # Quantize before optimizing: the quantizer cannot type the fused (com.microsoft) ops O2+ makes.
+        quantized = None
         if quantize:
-            onnx_file = quantize_int8(staging, onnx_file)
+            limits = [max_length, ExportedModel(staging, {}).position_limit]
+            onnx_file, quantized = quantize_int8(staging, onnx_file, staging / "tokenizer.json",
+                                                 min(v for v in limits if v))
         if optimize:
             onnx_file = optimize_graph(staging, onnx_file, optimize)
         for stale in staging.glob("*.onnx"):
             if stale.name != onnx_file:
                 stale.unlink()
-        config = AutoConfig.from_pretrained(model.path, trust_remote_code=trust_remote_code)
         torch_model = AutoModel.from_pretrained(model.path, trust_remote_code=trust_remote_code)
         pooler = getattr(torch_model, "pooler", None)
         dense = getattr(pooler, "dense", None)
         if dense is not None:
             np.savez(staging / POOLER_WEIGHTS, weight=dense.weight.detach().numpy().astype(np.float32),
                      bias=dense.bias.detach().numpy().astype(np.float32))
-        tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=trust_remote_code)
-    if not tokenizer.is_fast:
-        raise EmbedpipeError(f"{model.name} has no fast tokenizer (tokenizer.json); embedpipe needs one")
-    tokenizer.save_pretrained(staging)  # writes tokenizer.json, which the encoder loads directly
+    if quantized and quality_warning(quantized):  # after _quiet, which silences warnings
+        log.warning("%s", quality_warning(quantized))
     return {
         "export_format": EXPORT_FORMAT,
         "model_name": model.name,
@@ -236,10 +245,11 @@ def _export(model: ResolvedModel, staging: Path, optimize: str | None, quantize:
         "optimize": optimize,
         "quantize": quantize,
         "quantize_isa": cpu_isa() if quantize else None,
+        "quantize_recipe": quantized,
         "onnx_file": onnx_file,
         "hidden_size": int(config.hidden_size),
         **_save_recipe(model, recipe, int(config.hidden_size), staging),
-        "default_max_length": _default_max_length(model.path, config, tokenizer),
+        "default_max_length": max_length,
         "has_pooler": dense is not None,
         "pad_token_id": tokenizer.pad_token_id or 0,
     }

@@ -54,7 +54,7 @@ def ensure_layers_exported(model: ResolvedModel, trust_remote_code: bool = False
             if item.is_file() and item.suffix not in (".onnx", ".onnx_data") and item.name != EXPORT_INFO:
                 shutil.copy2(item, staging / item.name)
         info = {**plain.info, "onnx_file": "model.onnx", "optimize": None, "quantize": None, "quantize_isa": None,
-                "hidden_states": layers + 1, "layers_format": LAYERS_FORMAT}
+                "quantize_recipe": None, "hidden_states": layers + 1, "layers_format": LAYERS_FORMAT}
         write_json_atomic(staging / EXPORT_INFO, info)
     return ExportedModel(target, info)
 
