@@ -38,6 +38,9 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
         check_export_out(out, local_model_dir(model))
     exported = ensure_exported(resolve_model(model), optimize=optimize, quantize=quantize, out=out,
                                trust_remote_code=trust_remote_code)
+    if recipe := exported.info.get("quantize_recipe"):
+        click.echo(f"int8 for {exported.info['quantize_isa']}: {recipe['describe']}; mean cosine "
+                   f"{recipe['cosine_mean']:.4f} to fp32 on {recipe['sample_texts']} sample texts", err=True)
     click.echo(f"{exported.onnx_path}")
 
 

@@ -59,7 +59,9 @@ model_option = click.option("--model", "model", default=None, metavar="NAME_OR_D
 optimize_option = click.option("--optimize", type=click.Choice(["O1", "O2", "O3"]), default=None,
                                help="onnxruntime graph optimization level applied at export.")
 quantize_option = click.option("--quantize", type=click.Choice(["int8"]), default=None,
-                               help="Dynamic int8 quantization for this CPU (avx512_vnni / avx2 / arm64).")
+                               help="Dynamic int8 by this CPU's instruction set (avx512_vnni / avx512 / avx2 / "
+                                    "arm64), kept only if it stays close to fp32 on sample texts "
+                                    "(export.json records the recipe and its cosine).")
 
 
 def prompt_options(what: str):

@@ -30,6 +30,15 @@ def test_export_writes_an_onnx_model(tiny_model_dir, tmp_path):
     assert (tmp_path / "exp" / "model.onnx").exists() and (tmp_path / "exp" / "pooler.npz").exists()
 
 
+def test_an_int8_export_says_which_recipe_it_kept(tiny_model_dir, tmp_path):
+    result = run("export", "--model", tiny_model_dir, "--out", tmp_path / "int8", "--quantize", "int8")
+    assert result.exit_code == 0, result.output
+    recipe = json.loads((tmp_path / "int8" / "export.json").read_text())["quantize_recipe"]
+    said = [line for line in result.output.splitlines() if line.startswith("int8 for ")]
+    assert len(said) == 1 and recipe["describe"] in said[0] and f"{recipe['cosine_mean']:.4f}" in said[0]
+    assert result.output.splitlines()[-1].endswith("model_quantized.onnx")
+
+
 def test_help_lists_every_pooling():
     result = run("encode", "--help")
     for name in POOLINGS:
