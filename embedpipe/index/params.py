@@ -128,8 +128,8 @@ def tune_search_params(index: faiss.Index, queries: np.ndarray, truth: np.ndarra
     whether it reaches ``target``.
 
     The margin is for the queries tuning did not see: a value picked as the first to reach the target
-    on a sample of queries reaches a little less on others (sampling noise, and picking the first value
-    over the line favours values the sample flatters), see IndexConfig.recall_margin.
+    on a sample of queries often reaches a little less on others (the sample's mean recall is noisy),
+    see IndexConfig.recall_margin.
     ``queries`` must not be in ``index`` (an indexed point is found by its own graph links and
     cells, which flatters recall); ``truth`` is their exact top-k in it. When the aim cannot be
     reached (compressed codes), the largest value is kept, and ``reached`` is False when even that
