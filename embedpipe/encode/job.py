@@ -174,15 +174,16 @@ def _encode(job: EncodeJob) -> EncodeResult:
         receipts = list(done)
         try:
             with Progress(sum(p.rows for p in todo), "rows encoded") as progress:
+                by_window = progress.update if runner == "local" else None  # Ray reports whole pieces
                 # closing(): on an error or a signal the runner stops here (actors killed, an embedded
                 # Ray shut down) before the finished shards are counted and kept.
                 with closing(run_encoder(runner, corpus, config, todo, state.staging.location, window=job.window,
-                                         known_ids=known, dtype=job.dtype,
+                                         known_ids=known, dtype=job.dtype, on_rows=by_window,
                                          ray=RayOptions(address, job.workers, job.ray_dashboard))) as finished:
                     for receipt in finished:
                         receipts.append(receipt)
-                        source = receipt["source"]
-                        progress.update(source["stop"] - source["start"])
+                        if by_window is None:
+                            progress.update(receipt["source"]["stop"] - receipt["source"]["start"])
                 seconds = progress.seconds
             if corpus.fingerprint() != fingerprint:
                 abandon_all(state)                   # rows of two versions of the corpus: dropped

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -130,9 +130,11 @@ class ShardEncoder:
             self.node_id = None
         return self.node_id
 
-    def encode(self, piece: Piece, attempt: str, known_ids: pa.Array | None = None) -> dict:
+    def encode(self, piece: Piece, attempt: str, known_ids: pa.Array | None = None,
+               on_rows: Callable[[int], None] | None = None) -> dict:
         """Encode ``piece`` into ``part-NNNNN-ATTEMPT.parquet``, then write its receipt; return it.
-        A piece whose rows are all left out (known ids, blank texts) gets a receipt and no shard."""
+        A piece whose rows are all left out (known ids, blank texts) gets a receipt and no shard.
+        ``on_rows`` hears of each window of the piece's rows once it is encoded (progress)."""
         if self.node_id is None:
             self.ready()
         name = shard_file(piece.number, attempt)
@@ -141,11 +143,14 @@ class ShardEncoder:
             stream = writer = None
             try:
                 for batch in self._rows(piece):
+                    source_rows = batch.num_rows
                     if piece.filter_known and known_ids is not None and len(known_ids):
                         keep = pc.invert(pc.is_in(batch.column(0), value_set=known_ids))
                         skipped_known += batch.num_rows - (pc.sum(keep).as_py() or 0)
                         batch = batch.filter(keep)
                     table = self.mapper(batch)
+                    if on_rows is not None:
+                        on_rows(source_rows)
                     if not table.num_rows:
                         continue
                     vectors = table.column("vector")

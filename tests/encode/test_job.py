@@ -189,3 +189,15 @@ def test_auto_runner_choice(runner, rows, address, chosen):
     from embedpipe.encode.runners import choose_runner
 
     assert choose_runner(runner, rows, address)[0] == chosen
+
+
+def test_local_progress_moves_with_each_window_not_each_shard(tiny_model_dir, corpus, tmp_path, monkeypatch):
+    from embedpipe.progress import Progress
+
+    heard = []
+    original = Progress.update
+    monkeypatch.setattr(Progress, "update", lambda self, n: (heard.append(n), original(self, n))[1])
+    encode_corpus(job(tiny_model_dir, corpus, tmp_path / "v", window=4))   # one shard: rows_per_shard 100,000
+
+    rows = pq.read_metadata(corpus).num_rows
+    assert sum(heard) == rows and heard == [4] * (rows // 4) + ([rows % 4] if rows % 4 else [])

@@ -9,7 +9,7 @@ imported only there). ``run_encoder`` picks one by name, and ``choose_runner`` r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -62,10 +62,12 @@ def choose_runner(runner: str, rows: int, address: str | None) -> tuple[str, str
 
 def run_encoder(runner: str, corpus: Corpus, config: MapperConfig, pieces: list[Piece], staging: str, *,
                 window: int, known_ids: pa.Array | None = None, dtype: str = "float32",
-                ray: RayOptions = RayOptions()) -> Iterator[dict]:
+                ray: RayOptions = RayOptions(), on_rows: Callable[[int], None] | None = None) -> Iterator[dict]:
     """The receipts of the runner named ``runner`` (``local`` or ``ray``: resolve ``auto`` with
-    ``choose_runner`` first); ``ray`` applies to the Ray runner only."""
+    ``choose_runner`` first); ``ray`` applies to the Ray runner only, ``on_rows`` (rows encoded so
+    far, each window as it is done) to the local runner only: Ray's actors report whole pieces."""
     if runner == "local":
-        return run_local(corpus, config, pieces, staging, window=window, known_ids=known_ids, dtype=dtype)
+        return run_local(corpus, config, pieces, staging, window=window, known_ids=known_ids, dtype=dtype,
+                         on_rows=on_rows)
     return run_on_ray(corpus, config, pieces, staging, window=window, known_ids=known_ids, dtype=dtype,
                       workers=ray.workers, address=ray.address, dashboard=ray.dashboard)
