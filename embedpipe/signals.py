@@ -8,8 +8,7 @@ are kept, locks released, an embedded Ray shut down) and the CLI prints one line
 ``Interrupted`` subclasses ``KeyboardInterrupt``: code that already cleans up after Ctrl-C cleans up
 after SIGTERM the same way, and ``except Exception`` never swallows either. Only the first signal
 raises; more of them while the run cleans up are ignored (cleanup is short and bounded; SIGKILL
-still ends it at once). Where a library swallows that exception, ``check_stop`` raises it again at
-the run's next checkpoint.
+still ends it at once).
 
 Ray's ``ray.init`` installs SIGTERM handlers of its own (exit without cleanup, or kill the node and
 exit 1): whoever calls it puts the handler back with ``keep_handler_across``.
@@ -77,15 +76,6 @@ def stop_on_signals() -> Iterator[None]:
 
 _depth = 0                   # stop_on_signals blocks open (the CLI's and the library's nest)
 _received: int | None = None  # the signal received since the outermost block opened
-
-
-def check_stop() -> None:
-    """Raise ``Interrupted`` again when a signal came in this block yet the run goes on: a library
-    caught the KeyboardInterrupt raised inside its own callback, or dropped it (once seen in CI: a
-    Ctrl-C during a local encode, and the run finished with exit 0). Called between windows and
-    pieces, so a stop is never lost, only delayed to the next one."""
-    if _depth and _received is not None:
-        raise Interrupted(_received)
 
 
 def signal_received() -> int | None:

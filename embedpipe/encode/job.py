@@ -43,7 +43,7 @@ from ..fsio import check_output, local_path
 from ..model.recipe import ModelRecipe, read_recipe
 from ..model.resolve import local_model_dir
 from ..progress import Progress
-from ..signals import Interrupted, check_stop, signal_received, stop_on_signals
+from ..signals import Interrupted, signal_received, stop_on_signals
 from .batching import BatchPlan
 from .encoder import EncoderSpec, model_path_of, prepare_resolved, spec_record
 from .mapper import EMPTY_TEXT_POLICIES, MapperConfig
@@ -174,19 +174,15 @@ def _encode(job: EncodeJob) -> EncodeResult:
         receipts = list(done)
         try:
             with Progress(sum(p.rows for p in todo), "rows encoded") as progress:
-                def by_window(rows: int) -> None:  # the local runner reports each window; Ray whole pieces
-                    check_stop()
-                    progress.update(rows)
+                by_window = progress.update if runner == "local" else None  # Ray reports whole pieces
                 # closing(): on an error or a signal the runner stops here (actors killed, an embedded
                 # Ray shut down) before the finished shards are counted and kept.
                 with closing(run_encoder(runner, corpus, config, todo, state.staging.location, window=job.window,
-                                         known_ids=known, dtype=job.dtype,
-                                         on_rows=by_window if runner == "local" else None,
+                                         known_ids=known, dtype=job.dtype, on_rows=by_window,
                                          ray=RayOptions(address, job.workers, job.ray_dashboard))) as finished:
                     for receipt in finished:
                         receipts.append(receipt)
-                        check_stop()
-                        if runner != "local":
+                        if by_window is None:
                             progress.update(receipt["source"]["stop"] - receipt["source"]["start"])
                 seconds = progress.seconds
             if corpus.fingerprint() != fingerprint:

@@ -18,7 +18,7 @@ import pytest
 
 from embedpipe.encode import encode_corpus
 from embedpipe.encode.encoder import EncoderSpec, prepare
-from embedpipe.signals import Interrupted, check_stop, signal_received, stop_on_signals
+from embedpipe.signals import Interrupted, signal_received, stop_on_signals
 from tests.reliability.support import assert_same_vectors, by_id, job, manifest, processes_mentioning, write_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,16 +167,3 @@ def test_a_signal_a_library_wrapped_in_its_own_error_is_still_known():
     assert signal_received() == signal.SIGTERM
     with stop_on_signals():                                 # the next run starts clean
         assert signal_received() is None
-
-
-def test_a_stop_a_library_swallowed_is_raised_again_at_the_next_checkpoint():
-    with pytest.raises(Interrupted) as stopped:
-        with stop_on_signals():
-            check_stop()                       # no signal yet: nothing happens
-            try:
-                signal.raise_signal(signal.SIGTERM)
-            except KeyboardInterrupt:          # a library's callback wrapper caught it and went on
-                pass
-            check_stop()
-    assert stopped.value.signum == signal.SIGTERM and stopped.value.exit_code == 143
-    check_stop()                               # outside a run's block a past signal stops nothing
