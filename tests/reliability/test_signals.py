@@ -44,13 +44,21 @@ def signal_after_shards(process, staging: Path, signum: int, shards: int = 2, ti
     pytest.fail("the run ended (or stalled) before the signal could be sent mid-run")
 
 
+def default_interrupt_handling() -> None:
+    """In the child: SIGINT as an interactive shell's foreground job has it. A suite run as a background
+    job (`make test &`) ignores SIGINT, the child inherits that, and embedpipe rightly leaves an
+    ignored SIGINT ignored (what `cmd &` and nohup'd jobs expect), so Ctrl-C could not be tested."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def stop_and_resume(model, tmp_path, runner, rows, signum=signal.SIGTERM, env_extra=None):
     """Run encode, signal it mid-run, check the stop, rerun, check the result; returns both runs' stderr."""
     corpus, out, staging = write_rows(tmp_path / "c.parquet", 0, rows), tmp_path / "v", tmp_path / ".v.partial"
     prepare(EncoderSpec(model=str(model)))
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", **(env_extra or {})}
     process = subprocess.Popen(encode_command(corpus, model, out, runner), env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=default_interrupt_handling)
     code = signal_after_shards(process, staging, signum)
     first = process.stderr.read() + process.stdout.read()
     name = signal.Signals(signum).name
