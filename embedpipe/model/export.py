@@ -235,8 +235,8 @@ def _export(model: ResolvedModel, staging: Path, optimize: str | None, quantize:
         if dense is not None:
             np.savez(staging / POOLER_WEIGHTS, weight=dense.weight.detach().numpy().astype(np.float32),
                      bias=dense.bias.detach().numpy().astype(np.float32))
-    if quantized and quality_warning(quantized):  # after _quiet, which silences warnings
-        log.warning("%s", quality_warning(quantized))
+    if quantized and (warning := quality_warning(quantized)):  # after _quiet, which silences warnings
+        log.warning("%s", warning)
     return {
         "export_format": EXPORT_FORMAT,
         "model_name": model.name,

@@ -112,11 +112,12 @@ def apply_recipe(source: Path, target: Path, recipe: Int8Recipe) -> None:
     graph = onnx.load(str(source), load_external_data=False).graph
     with_weights, _ = split_matmuls(graph)
     reduced = attention_output_matmuls(graph) if recipe.reduce_attention_output else []
-    passes = [([n for n in with_weights if n not in reduced], False), (reduced, True)]
+    passes = [(nodes, reduce_range) for nodes, reduce_range in
+              [([n for n in with_weights if n not in reduced], False), (reduced, True)] if nodes]
     weight_type = QuantType.QInt8 if recipe.signed_weights else QuantType.QUInt8
     current = source
-    for step, (nodes, reduce_range) in enumerate(p for p in passes if p[0]):
-        out = target if step == len([p for p in passes if p[0]]) - 1 else target.with_suffix(f".pass{step}.onnx")
+    for step, (nodes, reduce_range) in enumerate(passes):
+        out = target if step == len(passes) - 1 else target.with_suffix(f".pass{step}.onnx")
         quantize_dynamic(str(current), str(out), weight_type=weight_type, per_channel=True, reduce_range=reduce_range,
                          op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
@@ -142,14 +143,23 @@ def sample_feeds(tokenizer_file: Path, input_names: set[str], max_tokens: int) -
                  position_ids="position_ids" in input_names) for start in range(0, len(ids), 32)]
 
 
-def pooled_states(onnx_path: Path, tokenizer_file: Path, max_tokens: int = CHECK_MAX_TOKENS) -> np.ndarray:
-    """Mean-pooled, L2-normalized last hidden states of the sample texts: one row per text."""
+def graph_inputs(onnx_path: Path) -> set[str]:
+    """The names of a graph's inputs (fp32 and int8 graphs of one export take the same ones)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return {i.name for i in graph.input} - {i.name for i in graph.initializer}
+
+
+def pooled_states(onnx_path: Path, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
+    """Mean-pooled, L2-normalized last hidden states of the texts in ``batches`` (``sample_feeds``):
+    one row per text."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     output = session.get_outputs()[0].name
     rows = []
-    for feeds in sample_feeds(tokenizer_file, {i.name for i in session.get_inputs()}, max_tokens):
+    for feeds in batches:
         hidden = session.run([output], feeds)[0].astype(np.float64)
         mask = feeds["attention_mask"][..., None]
         pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1)
@@ -172,13 +182,14 @@ def quantize_int8(directory: Path, onnx_file: str, tokenizer_file: Path, max_tok
     When none does, the closest is kept (``quality_warning`` words it)."""
     isa = isa or cpu_isa()
     source = directory / onnx_file
-    reference = pooled_states(source, tokenizer_file, max_tokens)
+    feeds = sample_feeds(tokenizer_file, graph_inputs(source), max_tokens)  # tokenized once for every graph
+    reference = pooled_states(source, feeds)
     target = directory / onnx_file.replace(".onnx", "_quantized.onnx")
     tried, best = [], None
     for recipe in RECIPES[isa]:
         candidate = target.with_suffix(f".{recipe.name}.onnx")
         apply_recipe(source, candidate, recipe)
-        cosines = (pooled_states(candidate, tokenizer_file, max_tokens) * reference).sum(1)
+        cosines = (pooled_states(candidate, feeds) * reference).sum(1)
         tried.append({"recipe": recipe.name, "cosine_mean": round(float(cosines.mean()), 5),
                       "cosine_min": round(float(cosines.min()), 5)})
         if best is None or tried[-1]["cosine_mean"] > best[1]["cosine_mean"]:

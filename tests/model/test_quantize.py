@@ -20,8 +20,10 @@ from embedpipe.model.quantize import (
     U8U8,
     apply_recipe,
     attention_output_matmuls,
+    graph_inputs,
     pooled_states,
     quantize_int8,
+    sample_feeds,
     split_matmuls,
 )
 from embedpipe.model.resolve import resolve_model
@@ -99,10 +101,10 @@ def test_the_vnni_recipe_is_what_optimums_avx512_vnni_config_makes(tiny_fp32, tm
                                                                           save_dir=tmp_path / "optimum")
     apply_recipe(directory / onnx_file, tmp_path / "ours.onnx", U8S8)
 
-    tokenizer = directory / "tokenizer.json"
-    ours = pooled_states(tmp_path / "ours.onnx", tokenizer, 32)
-    np.testing.assert_array_equal(ours, pooled_states(tmp_path / "optimum" / "model_quantized.onnx", tokenizer, 32))
-    assert not np.array_equal(ours, pooled_states(directory / onnx_file, tokenizer, 32))
+    feeds = sample_feeds(directory / "tokenizer.json", graph_inputs(directory / onnx_file), 32)
+    ours = pooled_states(tmp_path / "ours.onnx", feeds)
+    np.testing.assert_array_equal(ours, pooled_states(tmp_path / "optimum" / "model_quantized.onnx", feeds))
+    assert not np.array_equal(ours, pooled_states(directory / onnx_file, feeds))
 
 
 @pytest.mark.parametrize("floor, kept, tried", [
