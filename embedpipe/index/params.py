@@ -143,27 +143,25 @@ def tune_search_params(index: faiss.Index, queries: np.ndarray, truth: np.ndarra
     name, grid = knob
     trials: dict[int, float] = {}
 
-    def recall_at(i: int) -> float:
-        if grid[i] not in trials:
-            trials[grid[i]] = measure_recall(index, parameter_string(index, name, grid[i]), queries, truth, k)
-        return trials[grid[i]]
+    def recall_of(value: int) -> float:
+        if value not in trials:
+            trials[value] = measure_recall(index, parameter_string(index, name, value), queries, truth, k)
+        return trials[value]
 
     lo, hi = 0, len(grid) - 1
     while lo < hi:  # recall grows with the parameter: find the first grid value that reaches the aim
         mid = (lo + hi) // 2
-        if recall_at(mid) >= aim:
+        if recall_of(grid[mid]) >= aim:
             hi = mid
         else:
             lo = mid + 1
-    value, recall = grid[lo], recall_at(lo)
+    value, recall = grid[lo], recall_of(grid[lo])
     if lo > 0 and recall >= aim:
         # the grid grows ~1.5x a step: the value halfway down to the step that missed is often enough,
         # and a margin above the target should not cost a whole step of speed more than it must
         between = (grid[lo - 1] + grid[lo]) // 2
-        if grid[lo - 1] < between < grid[lo]:
-            trials[between] = measure_recall(index, parameter_string(index, name, between), queries, truth, k)
-            if trials[between] >= aim:
-                value, recall = between, trials[between]
+        if grid[lo - 1] < between < grid[lo] and recall_of(between) >= aim:
+            value, recall = between, trials[between]
     params = parameter_string(index, name, value)
     apply_search_params(index, params)
     return Tuning(params, recall, recall >= target, dict(sorted(trials.items())), aim)
