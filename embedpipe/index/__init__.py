@@ -1,12 +1,21 @@
-"""FAISS indexes over vector directories.
+"""FAISS indexes over vector directories. Imports point down this list (factory imports nothing of
+index/; build and append sit on top):
 
-    choose.py   which factory fits n vectors of dim under a memory budget (autofaiss' ladder)
-    params.py   search parameters (nprobe / efSearch) tuned to a target recall; exact top-k
-    build.py    build an index directory, or append new shards to one
+    factory.py  a factory string -> an empty index; FAISS metrics, threads, training, HNSW / IVF settings
+    params.py   search parameters (nprobe / efSearch) tuned to a target recall; exact top-k; recall@k
     load.py     open an index directory for search
+    choose.py   which factory fits n vectors of dim under a memory budget (autofaiss' ladder); parse sizes
+    measure.py  build and time candidate factories on a sample, for `auto`'s measured choice
+    config.py   IndexConfig: what a build takes, checked when made
+    source.py   the vector directory an index holds: ids joined, rows counted, provenance for index.json
+    samples.py  the tuning queries and training sample a build draws from the vectors
+    build.py    build an index directory from a vector directory
+    append.py   add the new shards of a grown vector directory to an index directory
 """
 
-from .build import IndexConfig, append_index, build_index
+from .append import append_index
+from .build import build_index
+from .config import IndexConfig
 from .load import LoadedIndex, open_index
 
 __all__ = ["IndexConfig", "LoadedIndex", "append_index", "build_index", "open_index"]

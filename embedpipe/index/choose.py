@@ -2,7 +2,9 @@
 
 The ladder, from best recall per query to smallest memory (FAISS wiki, "Guidelines to choose an
 index"): exact search for small corpora, HNSW when its graph fits, IVF over full vectors, and
-OPQ-rotated product codes in an IVF for corpora too large for anything else.
+OPQ-rotated product codes in an IVF for corpora too large for anything else. From
+MEASURED_CHOICE_MIN_ROWS vectors on, `auto` measures the routes that fit (candidate_factories, timed
+by measure.py) and takes the fastest that reaches the target (pick_measured).
 
     >>> choose_factory(n=88_000, dim=384, max_memory=parse_size("4GB"))
     'HNSW32'
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 
 from ..errors import EmbedpipeError
 
@@ -36,7 +37,6 @@ ID_BYTES = 8  # an IVF list stores an int64 id beside every code
 # and measuring would cost more than the build.
 MEASURED_CHOICE_MIN_ROWS = 200_000
 CHOICE_SAMPLE_ROWS = 100_000
-HNSW_EF_CONSTRUCTION = 80  # FAISS's default is 40; a better graph for hard (keyword-like) queries
 
 _UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9,
           "T": 10**12, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -153,50 +153,6 @@ def candidate_factories(n: int, dim: int, max_memory: int) -> list[str]:
     if dim % 2 == 0 and fastscan_refine_bytes(n, dim, nlist) <= max_memory:
         out.append(f"IVF{nlist},PQ{dim // 2}x4fs,RFlat")
     return list(dict.fromkeys(out))
-
-
-def at_scale(factory: str, n: int) -> str:
-    """The same route for n vectors: the IVF cell count follows ivf_centroids(n).
-
-    >>> at_scale("IVF4096,PQ192x4fs,RFlat", 100_000)
-    'IVF1024,PQ192x4fs,RFlat'
-    """
-    return re.sub(r"IVF\d+", f"IVF{ivf_centroids(n)}", factory, count=1)
-
-
-def measure_candidates(factories: list[str], base, queries, metric: str, target: float, k: int = 10, *,
-                       margin: float = 0.0, ef_construction: int | None = None) -> list[dict]:
-    """Build each route over ``base`` (a sample of the corpus, at its scale), tune it to ``target`` +
-    ``margin`` recall@k on ``queries`` (exact top-k over ``base`` as the truth), as the full build
-    will be, and time a search of them all: one row per route with its factory at this scale, search
-    parameters, recall and queries/s."""
-    from .build import make_index, prepare_auto_index
-    from .params import ExactTopK, tune_search_params
-
-    exact = ExactTopK(queries, k, metric)
-    exact.add(base, 0)
-    truth = exact.result()[1]
-    rows = []
-    for factory in factories:
-        scaled = at_scale(factory, len(base))
-        started = time.perf_counter()
-        index = make_index(scaled, base.shape[1], metric)
-        prepare_auto_index(index, ef_construction)
-        if not index.is_trained:
-            index.train(base)
-        index.add(base)
-        built = time.perf_counter() - started
-        tuning = tune_search_params(index, queries, truth, target, k, margin=margin)
-        best = float("inf")
-        for _ in range(2):  # best of two: other work on the machine slows some runs
-            started = time.perf_counter()
-            index.search(queries, k)
-            best = min(best, time.perf_counter() - started)
-        rows.append({"factory": factory, "measured_as": scaled, "search_params": tuning.params,
-                     "recall_at_10": tuning.recall, "reached": tuning.reached, "qps": len(queries) / best,
-                     "build_seconds": round(built, 2)})
-        del index
-    return rows
 
 
 def pick_measured(rows: list[dict]) -> dict:

@@ -22,10 +22,6 @@ from ..fsio import is_url, local_path
 from .params import apply_search_params
 
 
-def is_exact(index: faiss.Index) -> bool:
-    return isinstance(faiss.downcast_index(index), faiss.IndexFlat)
-
-
 @dataclass
 class LoadedIndex:
     """An index directory in memory: the FAISS index with its search parameters set, ids and info."""

@@ -14,22 +14,15 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
-from ..errors import EmbedpipeError
+from .factory import faiss_metric, ivf_of
 
-METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
-
+RECALL_K = 10  # the k of the recall index.json records (recall_at_10), measured by build and append
 NPROBE_GRID = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024,
                1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384, 32768, 65536]
 # An index with an exact refine (`...,RFlat`) re-ranks this many times k candidates by their full
 # vectors: 4-bit fast-scan codes order neighbours roughly, and 8k exact distances per query are cheap.
 REFINE_K_FACTOR = 8
 EF_SEARCH_GRID = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096]
-
-
-def faiss_metric(metric: str) -> int:
-    if metric not in METRICS:
-        raise EmbedpipeError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    return METRICS[metric]
 
 
 class ExactTopK:
@@ -76,10 +69,7 @@ class Tuning:
 
 def tunable_parameter(index: faiss.Index) -> tuple[str, list[int]] | None:
     """('nprobe', grid) for IVF indexes, ('efSearch', grid) for HNSW, None when there is no knob."""
-    try:
-        ivf = faiss.extract_index_ivf(index)
-    except RuntimeError:
-        ivf = None
+    ivf = ivf_of(index)
     if ivf is not None:
         return "nprobe", [p for p in NPROBE_GRID if p < ivf.nlist] + [ivf.nlist]
     inner = faiss.downcast_index(index)

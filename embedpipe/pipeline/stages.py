@@ -159,7 +159,7 @@ class IndexStage(Stage):
 
     def status(self, spec: Spec, upstream_runs: bool) -> Status:
         from ..formats.index_dir import INFO_FILE
-        from ..index.build import new_shards
+        from ..index.append import new_shards
 
         stage = spec.index
         manifest_path = stage.vectors / MANIFEST
@@ -191,7 +191,8 @@ class IndexStage(Stage):
 
     def run(self, spec: Spec, status: Status) -> str:
         from ..formats.index_dir import INFO_FILE
-        from ..index.build import append_index, build_index
+        from ..index.append import append_index
+        from ..index.build import build_index
 
         stage = spec.index
         note = ""

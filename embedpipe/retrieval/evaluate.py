@@ -22,7 +22,8 @@ from ..formats.beir import examples, read_qrels, read_queries
 from ..formats.index_dir import INFO_FILE
 from ..formats.vectors import open_vectors
 from ..fsio import check_output, check_output_file, file_sha256, write_json_atomic
-from ..index.load import LoadedIndex, is_exact, open_index
+from ..index.factory import is_exact
+from ..index.load import LoadedIndex, open_index
 from ..index.params import ExactTopK
 from ..progress import Progress
 from .metrics import MAIN_SCORE, retrieval_metrics

@@ -122,14 +122,15 @@ def test_a_query_prompt_can_be_overridden_or_dropped(reference, corpus, tmp_path
 
 
 def test_index_tunes_on_queries_encoded_with_the_query_prompt(reference, corpus, tmp_path):
-    from embedpipe.index.build import IndexConfig, _tuning_vectors
+    from embedpipe.index import IndexConfig
+    from embedpipe.index.samples import tuning_vectors
 
     model_dir, _, queries = reference("qwen2")
     out = tmp_path / "v"
     assert run_cli("encode", corpus, "--model", model_dir, "--runner", "local", "--out", out).exit_code == 0
     path = tmp_path / "q.parquet"
     pq.write_table(pa.table({"id": list(range(len(QUERIES))), "text": QUERIES}), path)
-    vectors = _tuning_vectors(IndexConfig(tuning_vectors=str(path)), open_vectors(out), np.random.default_rng(0))
+    vectors = tuning_vectors(IndexConfig(tuning_vectors=str(path)), open_vectors(out), np.random.default_rng(0))
     assert row_cosines(vectors, queries).min() >= 0.9999
 
 

@@ -23,11 +23,11 @@ from embedpipe.index.choose import (
     candidate_factories,
     choose_factory,
     ivf_centroids,
-    measure_candidates,
     parse_size,
     pick_measured,
     training_rows,
 )
+from embedpipe.index.measure import measure_candidates
 from embedpipe.index.params import NPROBE_GRID, ExactTopK, recall_at_k, tune_search_params
 from tests.helpers import assert_one_line_error, entries, run_cli
 
