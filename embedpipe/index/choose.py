@@ -92,6 +92,15 @@ def ivf_pq_bytes(n: int, dim: int, nlist: int, code_bytes: int, opq_dim: int) ->
     return n * (code_bytes + ID_BYTES) + nlist * opq_dim * 4 + dim * opq_dim * 4
 
 
+def _ivf_flat_fits(n: int, dim: int, nlist: int, max_memory: int) -> bool:
+    return n <= IVF_FLAT_MAX_ROWS and ivf_flat_bytes(n, dim, nlist) <= max_memory
+
+
+def _opq_dim(dim: int, code_bytes: int) -> int:
+    """The OPQ output width: a multiple of the code size (which PQ needs), a bit above dim (which loses nothing)."""
+    return (min(dim // code_bytes, 6) + 1) * code_bytes
+
+
 def choose_factory(n: int, dim: int, max_memory: int) -> str:
     """The FAISS factory string autofaiss would pick first for n vectors of dim under max_memory bytes.
 
@@ -104,7 +113,7 @@ def choose_factory(n: int, dim: int, max_memory: int) -> str:
     if hnsw_m >= HNSW_MIN_M:
         return f"HNSW{hnsw_m}"
     nlist = ivf_centroids(n)
-    if n <= IVF_FLAT_MAX_ROWS and ivf_flat_bytes(n, dim, nlist) <= max_memory:
+    if _ivf_flat_fits(n, dim, nlist, max_memory):
         return f"IVF{nlist},Flat"
     return _quantized_factory(n, dim, nlist, max_memory)
 
@@ -114,14 +123,13 @@ def _quantized_factory(n: int, dim: int, nlist: int, max_memory: int) -> str:
     for code_bytes in (256, 128, 64, 48, 32, 24, 16, 8, 4):
         if code_bytes >= dim:
             continue
-        # the OPQ output width must be a multiple of the code size; a bit above dim loses nothing
-        opq_dim = (min(dim // code_bytes, 6) + 1) * code_bytes
+        opq_dim = _opq_dim(dim, code_bytes)
         if ivf_pq_bytes(n, dim, nlist, code_bytes, opq_dim) <= max_memory:
             coarse = f"IVF{nlist}_HNSW32" if nlist >= 1024 else f"IVF{nlist}"
             # 'np': no polysemous training, which only serves Hamming-threshold search and made
             # training ~15x slower in our measurements
             return f"OPQ{code_bytes}_{opq_dim},{coarse},PQ{code_bytes}x8np"
-    need = ivf_pq_bytes(n, dim, nlist, 4, (min(dim // 4, 6) + 1) * 4)
+    need = ivf_pq_bytes(n, dim, nlist, 4, _opq_dim(dim, 4))
     raise EmbedpipeError(f"no index for {n} vectors of dimension {dim} fits in {max_memory} bytes "
                          f"(the smallest needs about {need}); raise max_memory", fields=("max_memory",))
 
@@ -148,7 +156,7 @@ def candidate_factories(n: int, dim: int, max_memory: int) -> list[str]:
     out = [first]
     if hnsw_bytes(n, dim, HNSW_MAX_M) <= max_memory:
         out.append(f"HNSW{HNSW_MAX_M}")
-    if n <= IVF_FLAT_MAX_ROWS and ivf_flat_bytes(n, dim, nlist) <= max_memory:
+    if _ivf_flat_fits(n, dim, nlist, max_memory):
         out.append(f"IVF{nlist},Flat")
     if dim % 2 == 0 and fastscan_refine_bytes(n, dim, nlist) <= max_memory:
         out.append(f"IVF{nlist},PQ{dim // 2}x4fs,RFlat")

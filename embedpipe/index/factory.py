@@ -92,8 +92,11 @@ def shorten_opq_training(index: faiss.Index, iterations: int = OPQ_ITERATIONS) -
 
 
 def hnsw_graph(index: faiss.Index) -> faiss.IndexHNSW | None:
-    """The HNSW index that holds the vectors' graph (not an IVF's HNSW quantizer), if there is one."""
+    """The HNSW index that holds the vectors' graph, behind any transform (``PCA64,HNSW32``), if
+    there is one; not an IVF's HNSW quantizer (that graph holds centroids)."""
     inner = faiss.downcast_index(index)
+    while isinstance(inner, faiss.IndexPreTransform):
+        inner = faiss.downcast_index(inner.index)
     return inner if isinstance(inner, faiss.IndexHNSW) else None
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
-from .factory import faiss_metric, ivf_of
+from .factory import faiss_metric, hnsw_graph, ivf_of
 
 RECALL_K = 10  # the k of the recall index.json records (recall_at_10), measured by build and append
 NPROBE_GRID = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024,
@@ -72,10 +72,7 @@ def tunable_parameter(index: faiss.Index) -> tuple[str, list[int]] | None:
     ivf = ivf_of(index)
     if ivf is not None:
         return "nprobe", [p for p in NPROBE_GRID if p < ivf.nlist] + [ivf.nlist]
-    inner = faiss.downcast_index(index)
-    while isinstance(inner, faiss.IndexPreTransform):
-        inner = faiss.downcast_index(inner.index)
-    if isinstance(inner, faiss.IndexHNSW):
+    if hnsw_graph(index) is not None:
         return "efSearch", EF_SEARCH_GRID
     return None
 

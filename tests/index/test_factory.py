@@ -1,13 +1,17 @@
-"""factory.py, through build_index and the CLI: a factory string FAISS cannot parse, one it cannot
-train, and the HNSW construction width."""
+"""factory.py, directly and through build_index and the CLI: a factory string FAISS cannot parse,
+one it cannot train, and the HNSW construction width."""
 
 from __future__ import annotations
 
 import faiss
+import pytest
 
+from embedpipe.errors import EmbedpipeError
 from embedpipe.index import IndexConfig, build_index, open_index
+from embedpipe.index.factory import hnsw_graph, make_index, set_ef_construction
+from embedpipe.index.params import tunable_parameter
 from tests.helpers import assert_one_line_error, entries, run_cli
-from tests.index.clustered import clustered_unit_vectors, write_vectors
+from tests.index.clustered import DIM, clustered_unit_vectors, write_vectors
 
 
 def test_unknown_factory_string_is_one_clear_error(corpus, tmp_path):
@@ -38,3 +42,16 @@ def test_ef_construction_sets_the_graph_build_width_of_hnsw_indexes(corpus, auto
                      "--ef-construction", "100")
     assert_one_line_error(result, "--ef-construction applies to HNSW indexes")
     assert not (tmp_path / "ivf.index").exists()
+
+
+def test_the_hnsw_graph_behind_a_transform_takes_ef_construction_and_is_tuned_by_ef_search():
+    """``PCA16,HNSW8`` wraps its graph in a transform: the graph is still found, for the construction
+    width and for tuning; an IVF whose coarse quantizer is HNSW has no graph over the vectors."""
+    index = make_index("PCA16,HNSW8", DIM, "ip")
+    set_ef_construction(index, "PCA16,HNSW8", 99)
+    assert hnsw_graph(index).hnsw.efConstruction == 99
+    assert tunable_parameter(index)[0] == "efSearch"
+    quantized = make_index("IVF16_HNSW8,Flat", DIM, "ip")
+    assert hnsw_graph(quantized) is None and tunable_parameter(quantized)[0] == "nprobe"
+    with pytest.raises(EmbedpipeError, match="builds no HNSW graph"):
+        set_ef_construction(quantized, "IVF16_HNSW8,Flat", 99)
