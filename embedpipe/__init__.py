@@ -29,6 +29,7 @@ _API = {
     "build_index": "embedpipe.index.build",
     "append_index": "embedpipe.index.append",
     "open_index": "embedpipe.index.load",
+    "LoadedIndex": "embedpipe.index.load",
     "search": ("embedpipe.retrieval.search", "search_texts"),
     "search_file": "embedpipe.retrieval.search",
     "evaluate": "embedpipe.retrieval.evaluate",
