@@ -6,10 +6,15 @@ is built: from Python, from a YAML spec, from ``--set`` and from the CLI alike, 
     embedpipe.errors.ConfigError: rows_per_shard must be an integer of at least 1, got 0
     >>> one_of("runner", "ray", ("ray", "local"))
     'ray'
+
+A field with a fixed set of values is declared with ``choice``, which is the one place its choices and
+default are written: ``declared_choices`` checks it, and the CLI builds the option from it
+(``cli/options.py: from_config``), so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -44,6 +49,52 @@ def one_of(field: str, value, choices: Sequence, *, optional: bool = False):
         extra = " or null" if optional else ""
         raise ConfigError(field, f"must be one of {', '.join(map(str, choices))}{extra}, got {value!r}")
     return value
+
+
+def choice(default, choices: Sequence, *, optional: bool = False):
+    """A dataclass field whose value must be one of ``choices`` (or None when ``optional``).
+
+    >>> @dataclasses.dataclass
+    ... class Job:
+    ...     runner: str = choice("auto", ("auto", "local"))
+    ...     def __post_init__(self):
+    ...         declared_choices(self)
+    >>> choices_of(Job, "runner"), default_of(Job, "runner")
+    (('auto', 'local'), 'auto')
+    >>> Job(runner="ray")
+    Traceback (most recent call last):
+    embedpipe.errors.ConfigError: runner must be one of auto, local, got 'ray'
+    """
+    return dataclasses.field(default=default, metadata={"choices": tuple(choices), "optional": optional})
+
+
+def declared_choices(config) -> None:
+    """Check every field of ``config`` declared with ``choice``."""
+    for f in dataclasses.fields(config):
+        if "choices" in f.metadata:
+            one_of(f.name, getattr(config, f.name), f.metadata["choices"], optional=f.metadata["optional"])
+
+
+def choices_of(config_class, name: str) -> tuple | None:
+    """The choices of a field declared with ``choice``; None for any other field."""
+    return _field(config_class, name).metadata.get("choices")
+
+
+def default_of(config_class, name: str):
+    """A dataclass field's default (its default_factory called, for a mutable one)."""
+    f = _field(config_class, name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise TypeError(f"{config_class.__name__}.{name} has no default")
+
+
+def _field(config_class, name: str) -> dataclasses.Field:
+    for f in dataclasses.fields(config_class):
+        if f.name == name:
+            return f
+    raise TypeError(f"{config_class.__name__} has no field {name!r}")
 
 
 def boolean(field: str, value) -> bool:

@@ -1,6 +1,8 @@
-"""What every command shares: common options, and library errors as click's one-line error.
+"""What every command shares: common options, options built from config fields, and library
+errors as click's one-line error.
 
     @click.command()
+    @from_config(ClassifyJob, "learning_rate", "--lr", help="...")  # default (and choices) from the field
     @user_errors(flags={"learning_rate": "--lr"})   # fields whose flag is not --field-name
     def classify_cmd(...): ...
 """
@@ -12,6 +14,7 @@ import sys
 
 import click
 
+from .. import checks
 from ..errors import EmbedpipeError, first_line
 from ..signals import Interrupted, signal_received, stop_on_signals
 
@@ -52,6 +55,36 @@ def user_errors(fn=None, *, flags: dict[str, str] | None = None):
         return wrapper
 
     return decorate(fn) if fn is not None else decorate
+
+
+class ConfigOption(click.Option):
+    """A click option made by ``from_config``: it remembers the config field it stands for, so a test
+    can prove that every option naming a config field takes that field's default and choices."""
+
+    def __init__(self, *param_decls, config_field: tuple[type, str], to_cli=None, **attrs):
+        super().__init__(*param_decls, **attrs)
+        self.config_field = config_field
+        self.to_cli = to_cli
+
+
+def from_config(config: type, field: str, *param_decls: str, to_cli=None, **attrs):
+    """``click.option`` for the config field ``field``: its default is the field's default (shown in
+    --help), and a field declared with ``checks.choice`` gives its choices; ``to_cli`` turns a default
+    that is not a command-line value (a tuple of names) into one. The flag defaults to ``--field-name``
+    and the parameter's name to the field's. Defaults and choices are never restated here."""
+    if "default" in attrs or "type" in attrs and checks.choices_of(config, field) is not None:
+        raise TypeError(f"--{field}: the default and choices come from {config.__name__}.{field}")
+    default = checks.default_of(config, field)
+    if to_cli is not None and default is not None:
+        default = to_cli(default)
+    if (choices := checks.choices_of(config, field)) is not None:
+        attrs["type"] = click.Choice([c for c in choices if c is not None])
+    attrs.setdefault("show_default", default is not None and default is not False)
+    decls = param_decls or ("--" + field.replace("_", "-"),)
+    if not any(d.isidentifier() for d in decls):
+        decls = (*decls, field)
+    return click.option(*decls, cls=ConfigOption, config_field=(config, field), to_cli=to_cli, default=default,
+                        **attrs)
 
 
 model_option = click.option("--model", "model", default=None, metavar="NAME_OR_DIR",

@@ -21,7 +21,7 @@ from ..fsio import check_output, check_output_file, file_sha256, read_json, writ
 from ..index import IndexConfig, append_index, build_index, open_index
 from ..retrieval.evaluate import evaluate_with_run
 from ..retrieval.search import corpus_columns, corpus_texts, query_encoder, search_file, search_texts
-from .options import prompt_options, user_errors
+from .options import from_config, prompt_options, user_errors
 
 METRIC_LABELS = {"ndcg": "nDCG", "recall": "Recall", "mrr": "MRR"}
 
@@ -33,23 +33,21 @@ def _megabytes(n: int) -> str:
 @click.command("index")
 @click.argument("vectors_dir", type=click.Path())
 @click.option("--out", required=True, type=click.Path(), help="Index directory to write.")
-@click.option("--factory", default="auto", show_default=True,
-              help="'auto' (chosen for the corpus under --max-memory) or any FAISS factory string, "
-                   "e.g. 'IVF1024,Flat'.")
-@click.option("--metric", type=click.Choice(["ip", "l2"]), default="ip", show_default=True,
-              help="ip = inner product (cosine for normalized vectors); l2 = Euclidean distance.")
-@click.option("--max-memory", default="4GB", show_default=True, help="Memory the index may use, e.g. 4GB, 512MB.")
-@click.option("--target-recall", type=float, default=0.95, show_default=True,
-              help="Recall@10 vs exact search that nprobe / efSearch are tuned to reach.")
-@click.option("--recall-margin", type=float, default=IndexConfig.recall_margin, show_default=True,
-              help="Tune to --target-recall plus this on the tuning queries, so that queries tuning did not see "
-                   "reach the target too (the recall of a sample of queries is a noisy estimate).")
-@click.option("--ef-construction", type=int, default=None,
-              help="HNSW graphs: the construction search width (wider builds slower, a better graph) "
-                   "[default: 80 for --factory auto, FAISS's 40 for a named HNSW factory].")
-@click.option("--tuning-queries", type=click.Path(),
-              help="Sample queries to tune on instead of held-out corpus vectors: a queries parquet (id, text), "
-                   "encoded like the corpus, or a vector directory. Better when queries look unlike the documents.")
+@from_config(IndexConfig, "factory",
+             help="'auto' (chosen for the corpus under --max-memory) or any FAISS factory string, e.g. 'IVF1024,Flat'.")
+@from_config(IndexConfig, "metric", help="ip = inner product (cosine for normalized vectors); l2 = Euclidean distance.")
+@from_config(IndexConfig, "max_memory", help="Memory the index may use, e.g. 4GB, 512MB.")
+@from_config(IndexConfig, "target_recall", type=float,
+             help="Recall@10 vs exact search that nprobe / efSearch are tuned to reach.")
+@from_config(IndexConfig, "recall_margin", type=float,
+             help="Tune to --target-recall plus this on the tuning queries, so that queries tuning did not see "
+                  "reach the target too (the recall of a sample of queries is a noisy estimate).")
+@from_config(IndexConfig, "ef_construction", type=int,
+             help="HNSW graphs: the construction search width (wider builds slower, a better graph) "
+                  "[default: 80 for --factory auto, FAISS's 40 for a named HNSW factory].")
+@from_config(IndexConfig, "tuning_vectors", "--tuning-queries", "tuning_queries", type=click.Path(),
+             help="Sample queries to tune on instead of held-out corpus vectors: a queries parquet (id, text), "
+                  "encoded like the corpus, or a vector directory. Better when queries look unlike the documents.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index directory (a full rebuild).")
 @click.option("--append", is_flag=True,
               help="Add the vectors of shards the index at --out does not hold yet (after an incremental encode), "

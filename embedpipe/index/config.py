@@ -35,7 +35,7 @@ from .choose import parse_size
 @dataclass(frozen=True)
 class IndexConfig:
     factory: str = "auto"            # "auto" (chosen under max_memory) or any FAISS factory string
-    metric: str = "ip"               # "ip": inner product (cosine for normalized vectors); "l2"
+    metric: str = checks.choice("ip", METRICS)  # "ip": inner product (cosine for normalized vectors); "l2"
     max_memory: int | str = "4GB"    # what the index may take in memory; guides the auto choice
     target_recall: float = 0.95      # recall@10 vs exact search that nprobe / efSearch are tuned to
     recall_margin: float = 0.01      # tuned to target_recall + this on the tuning queries (above)
@@ -51,7 +51,7 @@ class IndexConfig:
 
     def __post_init__(self):
         checks.text("factory", self.factory)
-        checks.one_of("metric", self.metric, METRICS)
+        checks.declared_choices(self)
         try:
             parse_size(self.max_memory)
         except EmbedpipeError as e:
