@@ -9,7 +9,7 @@
     PYTHONPATH=. python scripts/cluster_scale.py --rows 100000 1000000 --json scale.json
 
 Each size is one fresh ``embedpipe encode --runner ray --ray-address HEAD`` process; the figures
-are printed as a table and written as JSON. README "Sizing a cluster" extrapolates them.
+are printed as a table and written as JSON. docs/scaling.md ("Sizing a 1-billion-row job") extrapolates them.
 """
 
 from __future__ import annotations

@@ -34,8 +34,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @click.version_option(__version__, prog_name="embedpipe")
 @click.option("-q", "--quiet", is_flag=True, help="Only print results and errors.")
 def main(quiet: bool) -> None:
-    """Sentence embeddings for large parquet corpora: encode with ONNX encoders in Ray actors,
-    index and search with FAISS, and measure which pooling and head work best on your data.
+    """Sentence embeddings for large corpora: encode with ONNX encoders (in this process or in a pool
+    of Ray actors), index and search with FAISS, and measure which pooling and head work best on
+    your data.
 
     Models are never downloaded unless you name a hub model and unset HF_HUB_OFFLINE.
     """

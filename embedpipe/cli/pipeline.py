@@ -32,8 +32,8 @@ def run_cmd(spec, output_dir, overrides, dry_run):
 
     A stage whose output is already complete for the same inputs and config is skipped, so a rerun
     after a failure continues where it stopped, and a rerun after the corpus grew encodes only the
-    new rows and appends them to the index. Sections are the library's configs (see README,
-    "Pipelines"); relative paths in the spec are relative to the spec's directory.
+    new rows and appends them to the index. Sections are the library's configs (see
+    docs/pipelines.md); relative paths in the spec are relative to the spec's directory.
     """
     from ..pipeline import load_spec, make_plan, run_pipeline
 
