@@ -1,30 +1,23 @@
-"""What can be checked of the Docker image without a Docker engine, and the package's data files."""
+"""What the distribution ships and declares: the package's data files, a dependency for every import
+(and an import for every dependency), the Python it claims, torch's one pin. (docker/ is test_docker.py.)"""
 
+import ast
+import functools
+import importlib.metadata
 import re
+import sys
+import tomllib
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from click.testing import CliRunner
-
-from embedpipe.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_dockerfile_copies_files_that_exist():
-    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
-    sources = [s for line in re.findall(r"^COPY (.+)$", dockerfile, re.M) for s in line.split()[:-1]
-               if not s.startswith("--")]  # flags such as --chown=ray:users
-    assert sources
-    for source in sources:
-        assert (ROOT / source).exists(), source
-
-
-def test_dockerfile_entrypoint_commands_work():
-    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
-    assert 'ENTRYPOINT ["embedpipe"]' in dockerfile
-    for args in (["--help"], ["export", "--help"], ["encode", "--help"]):
-        assert CliRunner().invoke(main, args).exit_code == 0
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PROJECT = PYPROJECT["project"]
+TESTING = ROOT / "embedpipe" / "testing.py"
+LIBRARY = [p for p in (ROOT / "embedpipe").rglob("*.py") if p != TESTING]
+# Declared but run as programs, not imported: each names a file that runs it (checked below).
+RUN_NOT_IMPORTED = {"ruff": "Makefile", "moto": "embedpipe/testing.py"}   # `ruff check`, `moto_server`
 
 
 def test_sample_corpus_ships_with_the_package():
@@ -34,40 +27,74 @@ def test_sample_corpus_ships_with_the_package():
     assert (ROOT / "embedpipe" / "data" / "LICENSE-WordNet.txt").exists()
 
 
+def imported(paths) -> set[str]:
+    """The top-level modules ``paths`` import (lazy imports inside functions too), less the standard
+    library and the repository's own packages."""
+    found = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"embedpipe", "tests"}
+
+
+def names(requirements) -> set[str]:
+    """pip requirement strings -> normalized distribution names: "ray[default]>=2.43" -> "ray"."""
+    return {normalized(re.split(r"[\[<>=!~; ]", r)[0]) for r in requirements}
+
+
+def normalized(distribution: str) -> str:
+    return distribution.lower().replace("_", "-")
+
+
+@functools.cache
+def providers() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()   # reads every installed distribution: once
+
+
+def distributions(module: str) -> set[str]:
+    """The installed distributions that provide ``module``; its own name when none here does (a bench
+    extra need not be installed to run the tests)."""
+    return {normalized(d) for d in providers().get(module, [module])}
+
+
+def undeclared(modules, declared) -> list[str]:
+    return [m for m in sorted(modules) if not distributions(m) & declared]
+
+
+DEPENDENCIES = names(PROJECT["dependencies"])
+DEV = DEPENDENCIES | names(PROJECT["optional-dependencies"]["dev"])
+BENCH = DEV | names(PROJECT["optional-dependencies"]["bench"])
+
+
 def test_every_package_embedpipe_imports_is_declared():
-    """A module of the package importing a distribution pyproject.toml does not list works only as
-    long as something else happens to pull it in. embedpipe/testing.py (small real parts for the
-    tests and benchmarks) may also import what the dev extra declares."""
-    import ast
-    import importlib.metadata
-    import sys
+    """A module importing a distribution pyproject.toml does not list works only as long as something
+    else happens to pull it in. embedpipe/testing.py (small real parts for the tests and benchmarks)
+    and tests/ may also import what the dev extra declares; scripts/ what the bench extra adds."""
+    assert not undeclared(imported(LIBRARY), DEPENDENCIES)
+    assert not undeclared(imported([TESTING, *(ROOT / "tests").rglob("*.py")]), DEV)
+    assert not undeclared(imported((ROOT / "scripts").rglob("*.py")), BENCH)
 
-    import tomllib
 
-    def imports(paths) -> set[str]:
-        found = set()
-        for path in paths:
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.Import):
-                    found |= {alias.name.split(".")[0] for alias in node.names}
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    found.add(node.module.split(".")[0])
-        return found - set(sys.stdlib_module_names) - {"embedpipe"}
+def test_every_declared_package_is_imported():
+    """What nothing imports is not a dependency (Ray Data was one, once encode stopped using it)."""
+    by_library = set().union(*map(distributions, imported(LIBRARY)))
+    assert sorted(DEPENDENCIES - by_library) == []
+    everywhere = by_library.union(*map(distributions, imported([TESTING, *(ROOT / "tests").rglob("*.py"),
+                                                                 *(ROOT / "scripts").rglob("*.py")])))
+    assert sorted(DEV - everywhere) == sorted(RUN_NOT_IMPORTED)
+    for tool, runner in RUN_NOT_IMPORTED.items():
+        assert tool in (ROOT / runner).read_text(), f"{tool} is declared for {runner}, which no longer runs it"
 
-    def names(requirements) -> set[str]:
-        return {re.split(r"[\[<>=!~; ]", r)[0].lower().replace("_", "-") for r in requirements}
 
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    providers = importlib.metadata.packages_distributions()
-
-    def undeclared(modules, declared):
-        return [m for m in sorted(modules)
-                if not {d.lower().replace("_", "-") for d in providers.get(m, [])} & declared]
-
-    testing = ROOT / "embedpipe" / "testing.py"
-    library = [p for p in (ROOT / "embedpipe").rglob("*.py") if p != testing]
-    assert not undeclared(imports(library), names(project["dependencies"]))
-    assert not undeclared(imports([testing]), names(project["dependencies"] + project["optional-dependencies"]["dev"]))
+def test_the_python_claimed_is_the_one_ruff_checks_for_and_the_image_runs():
+    floor = re.fullmatch(r">=3\.(\d+)", PROJECT["requires-python"])
+    assert floor, PROJECT["requires-python"]
+    assert PYPROJECT["tool"]["ruff"]["target-version"] == f"py3{floor.group(1)}"
+    assert sys.version_info >= (3, int(floor.group(1)))
+    assert f"-py3{floor.group(1)}-cpu" in (ROOT / "docker" / "Dockerfile").read_text()   # the image runs the floor
 
 
 def test_torch_is_pinned_once_to_its_cpu_build():
