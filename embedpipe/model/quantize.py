@@ -21,11 +21,14 @@ list is tried when it falls below ``QUALITY_FLOOR``; export.json records what wa
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..errors import EmbedpipeError
 
 QUALITY_FLOOR = 0.99          # mean cosine to fp32 a recipe must keep on the sample texts
 CHECK_TEXTS = 128             # sample texts the check encodes with both graphs
@@ -57,19 +60,38 @@ RECIPES = {  # by cpu_isa(): the fastest first, then what to fall back to when t
 }
 
 
-def cpu_isa() -> str:
-    """The instruction set dynamic int8 quantization is tuned for on this machine."""
-    if platform.machine().lower() in ("arm64", "aarch64"):
+FORCE_ISA_ENV = "EMBEDPIPE_INT8_ISA"  # a key of RECIPES: quantize as for that CPU (tests pin each one this way)
+
+
+def isa_of(machine: str, cpuinfo: str) -> str:
+    """The instruction set dynamic int8 is tuned for, from ``platform.machine()`` and /proc/cpuinfo's text.
+
+        >>> isa_of("x86_64", "flags : fpu sse2 avx2 avx512f avx512bw")
+        'avx512'
+    """
+    if machine.lower() in ("arm64", "aarch64"):
         return "arm64"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
-    if "avx512_vnni" in flags:
+    if "avx512_vnni" in cpuinfo:
         return "avx512_vnni"
-    if "avx512f" in flags:
+    if "avx512f" in cpuinfo:
         return "avx512"
     return "avx2"
+
+
+def cpu_isa() -> str:
+    """The instruction set dynamic int8 quantization is tuned for on this machine, or the one
+    $EMBEDPIPE_INT8_ISA names (an export made here for other CPUs, or a test of each recipe list)."""
+    forced = os.environ.get(FORCE_ISA_ENV)
+    if forced:
+        if forced not in RECIPES:
+            raise EmbedpipeError(f"{FORCE_ISA_ENV}={forced!r} is not an instruction set embedpipe knows; "
+                                 f"choose one of {', '.join(RECIPES)}")
+        return forced
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    return isa_of(platform.machine(), cpuinfo)
 
 
 def split_matmuls(graph) -> tuple[list[str], list[str]]:

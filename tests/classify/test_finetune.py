@@ -23,7 +23,7 @@ from embedpipe.classify.finetune import (
     resolve_precision,
 )
 from embedpipe.errors import ConfigError
-from tests.classify.test_job import labeled_rows, write
+from tests.classify.helpers import labeled_rows, write
 
 LABELS = torch.tensor([0, 2, 1])
 

@@ -1,7 +1,6 @@
 """Very long texts are cut by characters before tokenizing (long_texts.py) and the model sees the
 very same tokens: ids, truncation flags and vectors equal those of tokenizing the whole text."""
 
-import time
 
 import numpy as np
 import pytest
@@ -53,7 +52,7 @@ def test_the_cut_never_changes_the_tokens_or_the_truncation_flag(tokenizers, tex
     assert all(len(p) <= len(t) for p, t in zip(prepared, texts))
 
 
-def test_long_texts_get_the_same_vectors_and_a_5_mb_text_is_fast(tiny_model_dir):
+def test_long_texts_get_the_same_vectors_and_a_5_mb_text_is_cut_before_tokenizing(tiny_model_dir):
     encoder = TextEncoder.load(EncoderSpec(model=str(tiny_model_dir)))
     texts = ["cat dog bird " * 4000, "the sun " * 5000 + "moon", "x" * 150_000, "a" + " " * 100_000 + " b",
              "a short text"]
@@ -64,9 +63,8 @@ def test_long_texts_get_the_same_vectors_and_a_5_mb_text_is_fast(tiny_model_dir)
     assert list(truncated) == [bool(e.overflowing) for e in whole] == [True, True, False, False, False]
     # 5 MB: its first 64 tokens are those of the 52 kB text above (tokenizing it whole took 17 s on MiniLM).
     huge = "cat dog bird " * 400_000
-    started = time.perf_counter()
     huge_vector, huge_truncated = encoder.encode_flagging_truncation([huge])
-    seconds = time.perf_counter() - started
     np.testing.assert_array_equal(huge_vector[0], reference[0])
-    assert huge_truncated[0] and encoder.cut.prepare([huge])[1] == [True]
-    assert seconds < 1, f"{seconds:.1f} s for a {len(huge):,}-character text"
+    prepared, was_cut = encoder.cut.prepare([huge])
+    # What keeps it fast: the tokenizer is handed a prefix of first_cut characters, never the 5 MB.
+    assert huge_truncated[0] and was_cut == [True] and len(prepared[0]) <= encoder.cut.first_cut < len(huge) // 1000

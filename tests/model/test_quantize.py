@@ -11,13 +11,13 @@ import numpy as np
 import onnx
 import pytest
 
+from embedpipe.errors import EmbedpipeError
 from embedpipe.model import quantize
 from embedpipe.model.export import ensure_exported
 from embedpipe.model.quantize import (
     RECIPES,
     U8S8,
     U8S8_7BIT_ATTENTION_OUTPUT,
-    U8U8,
     apply_recipe,
     attention_output_matmuls,
     graph_inputs,
@@ -107,34 +107,94 @@ def test_the_vnni_recipe_is_what_optimums_avx512_vnni_config_makes(tiny_fp32, tm
     assert not np.array_equal(ours, pooled_states(directory / onnx_file, feeds))
 
 
-@pytest.mark.parametrize("floor, kept, tried", [
-    (0.0, "u8s8-7bit-attention-output", 1),   # the first recipe passes: the fastest is kept
-    (1.01, None, 2),                          # none can pass: both tried, the closer one kept
+# What each CPU a user or CI may have is detected as (platform.machine(), a line of /proc/cpuinfo's flags).
+CPUS = {
+    "AVX2 only (Haswell .. Comet Lake, Zen 1-3)": ("x86_64", "flags : fpu sse4_2 avx avx2 fma", "avx2"),
+    # AVX-VNNI (Alder Lake and later, no AVX-512) is treated as AVX2 today: the 256-bit VNNI is not looked for.
+    "AVX-VNNI without AVX-512": ("x86_64", "flags : fpu avx2 fma avx_vnni", "avx2"),
+    "AVX-512 without VNNI (Skylake-X)": ("x86_64", "flags : fpu avx2 avx512f avx512bw avx512vl", "avx512"),
+    "AVX-512 VNNI (Cascade Lake and later, Zen 4)": ("x86_64", "flags : avx2 avx512f avx512_vnni", "avx512_vnni"),
+    "AVX-512 VNNI + AMX (Sapphire Rapids)": ("x86_64", "flags : avx512f avx512_vnni amx_int8", "avx512_vnni"),
+    "ARM (Graviton, Apple silicon under Linux)": ("aarch64", "Features : fp asimd asimddp", "arm64"),
+    "ARM reported as arm64 (macOS)": ("arm64", "", "arm64"),
+}
+
+
+@pytest.mark.parametrize("cpu", list(CPUS))
+def test_each_cpu_is_tuned_for_its_instruction_set(cpu):
+    machine, cpuinfo, isa = CPUS[cpu]
+    assert quantize.isa_of(machine, cpuinfo) == isa and isa in RECIPES
+
+
+def test_the_instruction_set_can_be_forced_and_a_wrong_one_is_refused(monkeypatch):
+    for isa in RECIPES:
+        monkeypatch.setenv(quantize.FORCE_ISA_ENV, isa)
+        assert quantize.cpu_isa() == isa
+    monkeypatch.setenv(quantize.FORCE_ISA_ENV, "avx1024")
+    with pytest.raises(EmbedpipeError, match="choose one of avx512_vnni, arm64, avx512, avx2"):
+        quantize.cpu_isa()
+
+
+@pytest.mark.parametrize("isa", list(RECIPES))
+@pytest.mark.parametrize("floor, first_kept, tried", [
+    (0.0, True, 1),       # the first recipe passes: the fastest is kept
+    (1.01, False, 2),     # none can pass: both tried, the closer one kept
 ])
-def test_the_check_against_fp32_falls_back_to_the_next_recipe(tiny_fp32, tmp_path, monkeypatch, floor, kept, tried):
+def test_the_check_against_fp32_falls_back_to_the_next_recipe(tiny_fp32, tmp_path, monkeypatch, isa, floor,
+                                                              first_kept, tried):
     directory, onnx_file = tiny_fp32
     work = tmp_path / "export"
     shutil.copytree(directory, work)
     monkeypatch.setattr(quantize, "QUALITY_FLOOR", floor)
 
-    name, record = quantize_int8(work, onnx_file, work / "tokenizer.json", 32, isa="avx2")
+    name, record = quantize_int8(work, onnx_file, work / "tokenizer.json", 32, isa=isa)
 
-    assert [t["recipe"] for t in record["tried"]] == [r.name for r in RECIPES["avx2"]][:tried]
+    assert [t["recipe"] for t in record["tried"]] == [r.name for r in RECIPES[isa]][:tried]
     best = max(record["tried"], key=lambda t: t["cosine_mean"])
-    assert record["recipe"] == (kept or best["recipe"]) and record["cosine_mean"] == best["cosine_mean"]
+    assert record["recipe"] == (RECIPES[isa][0].name if first_kept else best["recipe"])
+    assert record["cosine_mean"] == best["cosine_mean"]
     assert sorted(p.name for p in work.glob("*.onnx")) == sorted([onnx_file, name])
     assert (quantize.quality_warning(record) is None) == (floor == 0.0)
 
 
-def test_an_int8_export_records_its_recipe_and_warns_below_the_floor(tiny_model_dir, tmp_path, monkeypatch, caplog):
+# The recipes an int8 export tries, per instruction set, fastest first (the tests pin each one).
+EXPECTED_RECIPES = {
+    "avx2": ["u8s8-7bit-attention-output", "u8u8"],
+    "avx512": ["u8s8-7bit-attention-output", "u8u8"],
+    "avx512_vnni": ["u8s8", "u8u8"],
+    "arm64": ["u8s8", "u8u8"],
+}
+
+
+def test_every_instruction_set_has_its_expected_recipes():
+    assert {isa: [r.name for r in recipes] for isa, recipes in RECIPES.items()} == EXPECTED_RECIPES
+
+
+@pytest.mark.parametrize("isa", sorted(EXPECTED_RECIPES))
+def test_an_int8_export_records_its_recipe_and_warns_below_the_floor(isa, tiny_model_dir, tmp_path, monkeypatch,
+                                                                     caplog):
+    monkeypatch.setenv(quantize.FORCE_ISA_ENV, isa)
     monkeypatch.setattr(quantize, "QUALITY_FLOOR", 1.01)
     with caplog.at_level(logging.WARNING, logger="embedpipe.model.export"):
         exported = ensure_exported(resolve_model(str(tiny_model_dir)), quantize="int8", out=tmp_path / "int8")
 
     record = exported.info["quantize_recipe"]
-    assert record["recipe"] in {U8S8_7BIT_ATTENTION_OUTPUT.name, U8U8.name} and len(record["tried"]) == 2
+    assert exported.info["quantize_isa"] == isa
+    assert [t["recipe"] for t in record["tried"]] == EXPECTED_RECIPES[isa]
+    assert record["recipe"] == max(record["tried"], key=lambda t: t["cosine_mean"])["recipe"]
     assert exported.info["onnx_file"] == "model_quantized.onnx" and exported.onnx_path.exists()
     assert [r.message for r in caplog.records if "int8 keeps a mean cosine" in r.message]
+
+
+def test_an_int8_export_key_depends_on_the_instruction_set(tiny_model_dir, monkeypatch):
+    from embedpipe.model import export
+
+    model = resolve_model(str(tiny_model_dir))
+    keys = {}
+    for isa in RECIPES:
+        monkeypatch.setenv(quantize.FORCE_ISA_ENV, isa)
+        keys[isa] = export.export_key(model, None, "int8")
+    assert len(set(keys.values())) == len(RECIPES)   # an int8 export made for one CPU is not reused on another
 
 
 def test_only_int8_export_keys_depend_on_the_recipes_version(tiny_model_dir, monkeypatch):

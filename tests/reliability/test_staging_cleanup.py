@@ -1,6 +1,7 @@
 """A run refused after its staging area was made leaves nothing behind: no empty `.OUT.partial`,
 no lock, no temporary file; an earlier output stays byte-identical. (Refusals before staging are
-covered where their inputs are: test_tracebacks, test_unanswered_cluster, test_silent_wrong.)"""
+covered where their inputs are: test_max_length_limits, test_damaged_models, test_float_ids,
+test_ray_address_check, test_output_completeness.)"""
 
 import json
 

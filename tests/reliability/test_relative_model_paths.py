@@ -1,7 +1,6 @@
-"""Legitimate input that used to be refused: a model given as a relative path still serves search,
-evaluate and predict run from another directory. The manifest keeps the name the user gave (for
-display) and the directory it resolved to (absolute), which is what is loaded later; the content
-hash still has to match."""
+"""A model given as a relative path still serves search, evaluate and predict run from another
+directory. The manifest keeps the name the user gave (for display) and the directory it resolved to
+(absolute), which is what is loaded later; the content hash still has to match."""
 
 import json
 import shutil
