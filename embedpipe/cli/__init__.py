@@ -41,7 +41,7 @@ def main(quiet: bool) -> None:
     Models are never downloaded unless you name a hub model and unset HF_HUB_OFFLINE.
     """
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
-    for noisy in ("ray", "ray.data", "optimum", "transformers", "filelock"):
+    for noisy in ("ray", "optimum", "transformers", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

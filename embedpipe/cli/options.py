@@ -93,8 +93,8 @@ optimize_option = click.option("--optimize", type=click.Choice(["O1", "O2", "O3"
                                help="onnxruntime graph optimization level applied at export.")
 quantize_option = click.option("--quantize", type=click.Choice(["int8"]), default=None,
                                help="Dynamic int8 by this CPU's instruction set (avx512_vnni / avx512 / avx2 / "
-                                    "arm64), kept only if it stays close to fp32 on sample texts "
-                                    "(export.json records the recipe and its cosine).")
+                                    "arm64; $EMBEDPIPE_INT8_ISA names another), kept only if it stays close to fp32 on "
+                                    "sample texts (export.json records the recipe and its cosine).")
 
 
 def prompt_options(what: str):
