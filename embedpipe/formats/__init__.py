@@ -1,7 +1,7 @@
 """One module per on-disk contract, each with its schema, reader, writer and checks.
 
     columns.py     the column rules every reader shares: text and id types, missing columns, null ids
-    parquet.py     where a parquet file is (path or URL); reading a small one whole
+    parquet.py     a parquet footer (schema, rows); reading a small table whole
 
     corpus.py      the texts to encode: parquet files, directories, URLs
     vectors.py     a vector directory: (id, vector) shards + manifest.json; what defines a vector

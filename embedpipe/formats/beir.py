@@ -28,8 +28,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..errors import BadInput
+from ..storage.filesystem import resolve_filesystem
 from .columns import Column, check_ids_present, first_null, invalid_utf8_rows
-from .parquet import read_table, resolve_filesystem
+from .parquet import read_table
 from .tabular import file_schema, format_of, open_stream
 
 RESULT_COLUMNS = ("query_id", "rank", "doc_id", "score")

@@ -35,8 +35,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from ..errors import BadInput, EmbedpipeError, first_line
+from ..storage.filesystem import resolve_filesystem
 from .columns import Column, check_columns, check_ids_present, decoded, decoded_batch, invalid_utf8_rows, value_type
-from .parquet import read_footer, resolve_filesystem
+from .parquet import read_footer
 from .tabular import FORMATS, file_batches, file_schema, format_of, split_compression
 
 BEIR_CORPUS = ("corpus.jsonl", "corpus.jsonl.gz")

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from ..errors import BadInput, first_line
+from ..storage.filesystem import resolve_filesystem
 from .columns import Column, first_null, invalid_utf8_rows, is_text_type
-from .parquet import read_table, resolve_filesystem
+from .parquet import read_table
 
 
 @dataclass

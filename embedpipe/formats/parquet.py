@@ -1,4 +1,4 @@
-"""Where a file is (a local path or any pyarrow/fsspec URL), and reading a small table whole
+"""Reading a small table whole
 (queries, qrels, labeled data) through the shared column checks: parquet, or any format of
 tabular.py (BEIR's queries.jsonl) chosen by the file's name.
 
@@ -10,43 +10,14 @@ tabular.py (BEIR's queries.jsonl) chosen by the file's name.
 
 from __future__ import annotations
 
-import os
-
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..errors import BadInput, first_line
-from ..fsio import is_url
+from ..storage.filesystem import resolve_filesystem
 from .columns import Column, check_columns, decoded
 from .tabular import file_batches, file_schema, format_of
-
-
-def resolve_filesystem(location: str) -> tuple[pafs.FileSystem, str]:
-    """A path or URL -> (filesystem, path inside it). Local paths, s3://, gs://, hdfs:// via pyarrow;
-    any other scheme fsspec knows (memory://, http://, az://, ...) through fsspec."""
-    if not is_url(location):
-        return pafs.LocalFileSystem(), str(location)
-    if location.startswith("hf://") and hub_offline():
-        raise BadInput(f"cannot read {location}: the Hugging Face Hub is offline here (HF_HUB_OFFLINE=1); "
-                       "unset it (or set HF_HUB_OFFLINE=0) to read from the Hub, or give a local copy")
-    try:
-        return pafs.FileSystem.from_uri(location)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
-        pass
-    try:
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(location)
-    except (ImportError, ValueError) as e:
-        raise BadInput(f"cannot open {location}: no filesystem for that URL ({e})") from None
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
-
-
-def hub_offline() -> bool:
-    """Whether HF_HUB_OFFLINE forbids the Hub (huggingface_hub's reading: 1, true, yes, on): for hf://
-    corpora here and for model ids (model/resolve.py)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def read_footer(filesystem: pafs.FileSystem, path: str, where: str) -> tuple[pa.Schema, int]:

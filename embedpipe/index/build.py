@@ -41,10 +41,10 @@ from .. import __version__, checks
 from ..errors import BadInput, ConfigError, EmbedpipeError
 from ..formats.beir import read_queries
 from ..formats.index_dir import FORMAT_VERSION, INFO_FILE, METRICS, read_tuning, upload_index_dir, write_index_dir
-from ..formats.store import Store
 from ..formats.vectors import VectorSet, identity_of, open_vectors
 from ..fsio import check_output, check_output_dir, is_url, local_path, write_json_atomic
 from ..progress import Progress
+from ..storage.store import Store
 from .choose import (
     CHOICE_SAMPLE_ROWS,
     HNSW_EF_CONSTRUCTION,

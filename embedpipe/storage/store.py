@@ -26,7 +26,7 @@ import pyarrow.fs as pafs
 from .. import fsio
 from ..errors import BadInput, first_line
 from ..fsio import local_path
-from .parquet import resolve_filesystem
+from .filesystem import resolve_filesystem
 
 
 @dataclass(frozen=True)
