@@ -27,7 +27,7 @@ import pyarrow as pa
 from .. import __version__, checks
 from ..errors import BadInput, ConfigError
 from ..formats.corpus import Corpus, open_corpus
-from ..formats.tabular import FORMATS
+from ..formats.readers import FORMATS
 from ..formats.vectors import (
     DTYPES,
     differences,

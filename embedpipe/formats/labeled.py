@@ -19,7 +19,7 @@ import pyarrow as pa
 from ..errors import BadInput, first_line
 from ..storage.filesystem import resolve_filesystem
 from .columns import Column, first_null, invalid_utf8_rows, is_text_type
-from .parquet import read_table
+from .table import read_table
 
 
 @dataclass
