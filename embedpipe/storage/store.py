@@ -88,11 +88,8 @@ class Store:
             f.write(text.encode())
 
     def sha256(self, name: str) -> str:
-        digest = hashlib.sha256()
         with self.filesystem.open_input_stream(self.path(name)) as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+            return fsio.stream_sha256(f)
 
     def delete(self, names: list[str]) -> None:
         for name in names:
