@@ -9,7 +9,7 @@
     check_output_dir(out, ...) refuse to replace an existing result unless ``overwrite``
     check_output_file(out, ..) the same for a single-file result, which may not be a directory
     read_json(path)            a JSON object, or None when there is none (or it is not one)
-    file_sha256(path)          a file's checksum, streamed
+    file_sha256(path)          a file's checksum, streamed (stream_sha256: of any binary stream)
 
     >>> with staged_dir(Path("out")) as staging:        # doctest: +SKIP
     ...     write_json_atomic(staging / "info.json", {"n": 3})
@@ -33,12 +33,18 @@ from urllib.request import url2pathname
 from .errors import BadInput, EmbedpipeError, first_line
 
 
-def file_sha256(path: str | os.PathLike) -> str:
+def stream_sha256(stream) -> str:
+    """The sha256 of what is left in a binary stream (a local file, or a pyarrow filesystem's
+    stream), read a MiB at a time."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        return stream_sha256(f)
 
 
 def rename_into_place(src: Path, dst: Path) -> None:

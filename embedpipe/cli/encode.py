@@ -11,7 +11,7 @@ import json
 import click
 
 from ..encode.pooling import MODEL_POOLING, POOLING_CHOICES
-from ..formats.tabular import FORMATS
+from ..formats.readers import FORMATS
 from .options import model_option, optimize_option, prompt_options, quantize_option, user_errors
 
 

@@ -20,10 +20,11 @@ from .. import checks
 from ..errors import BadInput, ConfigError, CorruptArtifact, EmbedpipeError, first_line
 from ..formats.export_dir import ExportedModel, load_export
 from ..model.export import ensure_exported
+from ..model.feeds import flatten, pack
 from ..model.optimize import check_export_options
 from ..model.recipe import ModelRecipe, read_recipe
 from ..model.resolve import local_model_dir, resolve_model
-from .batching import BatchPlan, batches, flatten, pack
+from .batching import BatchPlan, batches
 from .long_texts import CharCut
 from .modules import apply_modules
 from .pooling import MODEL_POOLING, NEEDS_POOLER_WEIGHTS, check_pooling, l2_normalize, pool

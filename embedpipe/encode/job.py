@@ -27,8 +27,7 @@ import pyarrow as pa
 from .. import __version__, checks
 from ..errors import BadInput, ConfigError
 from ..formats.corpus import Corpus, open_corpus
-from ..formats.store import Store
-from ..formats.tabular import FORMATS
+from ..formats.readers import FORMATS
 from ..formats.vectors import (
     DTYPES,
     differences,
@@ -44,6 +43,7 @@ from ..model.recipe import ModelRecipe, read_recipe
 from ..model.resolve import local_model_dir
 from ..progress import Progress
 from ..signals import Interrupted, signal_received, stop_on_signals
+from ..storage.store import Store
 from .batching import BatchPlan
 from .encoder import EncoderSpec, model_path_of, prepare_resolved, spec_record
 from .mapper import EMPTY_TEXT_POLICIES, MapperConfig

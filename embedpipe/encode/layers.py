@@ -27,8 +27,9 @@ import numpy as np
 from ..errors import BadInput, ConfigError, EmbedpipeError
 from ..formats.export_dir import ExportedModel
 from ..model.export_layers import ensure_layers_exported, hidden_state_output
+from ..model.feeds import flatten
 from ..model.resolve import resolve_model
-from .batching import BatchPlan, batches, flatten
+from .batching import BatchPlan, batches
 from .encoder import EncoderSpec, TextEncoder, prepare_resolved
 from .modules import apply_modules
 from .pooling import NEEDS_POOLER_WEIGHTS, check_pooling, l2_normalize, pool

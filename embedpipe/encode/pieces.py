@@ -33,8 +33,8 @@ import pyarrow.parquet as pq
 from ..errors import BadInput, first_line
 from ..formats.columns import decoded_batch
 from ..formats.corpus import Corpus
-from ..formats.store import Store
 from ..formats.vectors import TRUNCATED_KEY, vector_array, vectors_from_column
+from ..storage.store import Store
 from .mapper import CorpusBatchEncoder, MapperConfig
 
 SHARD = re.compile(r"^part-(\d{5,})-([0-9a-f]{8})\.parquet$")

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import fsio
-from ..formats.store import Store
 from ..formats.vectors import MANIFEST, complete_manifest, shard_number
 from ..fsio import FileLock, publish_dir
+from ..storage.store import Store
 from .pieces import RECEIPT, SHARD
 
 RUN_FILE = "run.json"

@@ -1,14 +1,18 @@
 """One module per on-disk contract, each with its schema, reader, writer and checks.
 
+    readers/       one reader per file format (parquet, JSON Lines, CSV, Arrow) chosen by name, and
+                   what a location holds (a file, directory, glob, save_to_disk dir, BEIR folder)
     columns.py     the column rules every reader shares: text and id types, missing columns, null ids
-    parquet.py     where a parquet file is (path or URL); reading a small one whole
+    table.py       a small table (queries, qrels, labeled data) read whole through those rules
 
-    corpus.py      the texts to encode: parquet files, directories, URLs
+    corpus.py      the texts to encode, opened in one pass and streamed as (id, text) batches
     vectors.py     a vector directory: (id, vector) shards + manifest.json; what defines a vector
-    export_dir.py  an ONNX export: graph, tokenizer, pooler weights, export.json
+    export_dir.py  an ONNX export: graph, tokenizer, pooler weights, export.json and its model recipe
     index_dir.py   an index directory: index.faiss, ids.parquet, index.json
     beir.py        retrieval evaluation files: queries, qrels, search results
-    reports.py     the evaluation report a pipeline writes and reads back
+    reports.py     the evaluation report a pipeline writes and reads back; MTEB JSON, TREC run files
     labeled.py     labeled parquet for classification
     classifier.py  a saved probe: safetensors + json, no pickle
+
+Where files live (paths, URLs, object stores) is the storage package's business, below this one.
 """

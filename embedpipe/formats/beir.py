@@ -28,9 +28,11 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..errors import BadInput
+from ..storage.filesystem import resolve_filesystem
 from .columns import Column, check_ids_present, first_null, invalid_utf8_rows
-from .parquet import read_table, resolve_filesystem
-from .tabular import file_schema, format_of, open_stream
+from .readers import format_of, reader_for
+from .readers.files import open_stream
+from .table import read_table
 
 RESULT_COLUMNS = ("query_id", "rank", "doc_id", "score")
 QUERY_NAMES = ("id", "text")
@@ -66,7 +68,7 @@ def with_beir_names(location: str, names: tuple[str, ...], default: tuple[str, .
         return names
     filesystem, path = resolve_filesystem(location)
     try:
-        present = set(file_schema(filesystem, path, format_of(path) or "parquet").names)
+        present = set(reader_for(format_of(path) or "parquet").inspect(filesystem, path).schema.names)
     except BadInput:
         return names  # the reader says what is wrong with the file
     return beir if not set(names) <= present and set(beir) <= present else names

@@ -8,12 +8,10 @@ rules every reader shares (columns.py); categorical (dictionary) columns stream 
     >>> corpus.rows, corpus.files, corpus.format                                 # doctest: +SKIP
     >>> for batch in corpus.iter_batches(10_000): ...                            # doctest: +SKIP
 
-What a location is:
-    a file                 its format from its name (tabular.py), or ``file_format`` to override
-    a directory            its files of one format, recursively (hidden and _-prefixed ones left out)
-    a glob                 ``data/*.jsonl.gz``: the files it matches
-    a save_to_disk dir     state.json lists its .arrow files (a DatasetDict: name one split's directory)
-    a BEIR folder          its corpus.jsonl; ids in ``_id``, title joined to text
+Opening one is one pass: the location's files are found (readers/locate.py: a file, a directory, a
+glob, a save_to_disk directory, a BEIR folder), the reader of their format (readers/) gives each
+file's columns once -- a parquet footer its row count too; other formats are counted by a pass over
+the id column -- and the column rules (``CorpusColumns``, columns.py) are applied to each file.
 
 With ``title_column`` each text is BEIR's and MTEB's ``(title + " " + text).strip()`` (a null title
 counts as empty). Without an ``id`` column, BEIR's ``_id`` is the id column.
@@ -21,9 +19,7 @@ counts as empty). Without an ``id`` column, BEIR's ``_id`` is the id column.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
-import json
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -34,13 +30,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from ..errors import BadInput, EmbedpipeError, first_line
+from ..errors import BadInput, EmbedpipeError
+from ..storage.filesystem import resolve_filesystem
 from .columns import Column, check_columns, check_ids_present, decoded, decoded_batch, invalid_utf8_rows, value_type
-from .parquet import read_footer, resolve_filesystem
-from .tabular import FORMATS, file_batches, file_schema, format_of, split_compression
-
-BEIR_CORPUS = ("corpus.jsonl", "corpus.jsonl.gz")
-GLOB_CHARACTERS = "*?["
+from .readers import Reader, format_of, reader_for
+from .readers.files import split_compression
+from .readers.locate import GLOB_CHARACTERS, locate
 
 
 @dataclass
@@ -52,12 +47,16 @@ class Corpus:
     text_column: str
     id_column: str
     id_type: pa.DataType
-    format: str = "parquet"    # one of tabular.FORMATS, the same for every file
+    format: str = "parquet"    # one of readers.FORMATS, the same for every file
     title_column: str | None = None  # joined before the text, BEIR's way
 
     @property
     def rows(self) -> int:
         return sum(self.file_rows)
+
+    @property
+    def reader(self) -> Reader:
+        return reader_for(self.format)
 
     @property
     def stem(self) -> str:
@@ -115,7 +114,7 @@ class Corpus:
         types = {self.id_column: self.id_type, self.text_column: pa.string()}
         if self.title_column:
             types[self.title_column] = pa.string()
-        for batch in file_batches(self.filesystem, path, self.format, columns, batch_rows, types):
+        for batch in self.reader.batches(self.filesystem, path, columns, batch_rows, types):
             yield decoded_batch(batch)
 
     def find_bad_rows(self, batch_rows: int = 65_536, examples: int = 3) -> tuple[int, list]:
@@ -192,52 +191,68 @@ def join_title(titles: pa.Array, texts: pa.Array) -> pa.Array:
 
 def open_corpus(location: str, *, text_column: str = "text", id_column: str = "id", title_column: str | None = None,
                 file_format: str | None = None) -> Corpus:
-    """Find the corpus files at ``location`` and check that they hold the columns asked for."""
+    """Find the corpus files at ``location`` and check that they hold the columns asked for: each
+    file's columns read once (a parquet footer gives its rows too), the column rules applied to each."""
     location = str(location)
-    if file_format is not None and file_format not in FORMATS:
-        raise BadInput(f"format={file_format} is not one of {', '.join(FORMATS)}", fields=("format",))
+    reader = reader_for(file_format) if file_format is not None else None  # a bad name fails before any I/O
     filesystem, path = resolve_filesystem(location)
     if isinstance(filesystem, pafs.LocalFileSystem):
         path = os.path.abspath(path)   # Ray workers read it too, from working directories of their own
-    try:
-        files, fmt, beir = find_files(filesystem, path, location, file_format)
-    except EmbedpipeError:
-        raise
-    except Exception as e:  # an fsspec filesystem's own errors: no network, no credentials, no such bucket
-        raise BadInput(f"cannot list corpus {location}: {type(e).__name__}: {first_line(e)}") from None
-    if beir and title_column is None:
-        title_column = "title"
-    schema = file_schema(filesystem, files[0], fmt)
-    if id_column == "id" and "id" not in schema.names and "_id" in schema.names:
-        id_column = "_id"  # BEIR's and MTEB's name for it
-    if beir and title_column not in schema.names:
-        title_column = None  # a BEIR corpus without titles
-    wanted = [Column(text_column, "text", "text_column"), Column(id_column, "id", "id_column")]
-    if title_column is not None:
-        wanted.append(Column(title_column, "text", "title_column"))
-    file_rows, id_type = [], None
-    for file in files:
-        schema = schema if file == files[0] else file_schema(filesystem, file, fmt)
-        if id_column in schema.names and pa.types.is_floating(value_type(schema.field(id_column).type)):
-            raise BadInput(_float_id_message(filesystem, file, fmt, id_column, schema.field(id_column).type))
-        check_columns(schema, file, wanted)
-        # Compared decoded: a categorical id column in one file and plain strings in the next agree.
-        this_type = value_type(schema.field(id_column).type)
+    found = locate(filesystem, path, location, file_format)
+    reader = reader or reader_for(found.format)
+    columns, id_type, file_rows = None, None, []
+    for file in found.files:
+        facts = reader.inspect(filesystem, file)
+        columns = columns or CorpusColumns.resolve(facts.schema, text_column, id_column, title_column, found.beir)
+        this_type = columns.check(facts.schema, file, reader, filesystem)
         if id_type is not None and this_type != id_type:
-            raise BadInput(f"{file}: column {id_column!r} is {this_type}, other files have {id_type}")
+            raise BadInput(f"{file}: column {columns.id!r} is {this_type}, other files have {id_type}")
         id_type = this_type
-        file_rows.append(count_rows(filesystem, file, fmt, id_column, id_type))
-    return Corpus(location, filesystem, files, file_rows, text_column, id_column, id_type, fmt, title_column)
+        file_rows.append(facts.rows if facts.rows is not None else
+                         reader.count_rows(filesystem, file, columns.id, id_type))
+    return Corpus(location, filesystem, found.files, file_rows, columns.text, columns.id, id_type, reader.format,
+                  columns.title)
 
 
-def _float_id_message(filesystem: pafs.FileSystem, file: str, fmt: str, id_column: str, kind: pa.DataType) -> str:
+@dataclass(frozen=True)
+class CorpusColumns:
+    """The columns a corpus is read by, its defaults resolved once from the first file's columns."""
+
+    text: str
+    id: str
+    title: str | None  # joined before the text, BEIR's way
+
+    @classmethod
+    def resolve(cls, schema: pa.Schema, text: str, id: str, title: str | None, beir: bool) -> CorpusColumns:
+        """``_id`` (BEIR's and MTEB's name) for a default ``id`` the file lacks; a BEIR folder's
+        ``title`` unless another is named, and none when its corpus has no titles."""
+        if id == "id" and "id" not in schema.names and "_id" in schema.names:
+            id = "_id"
+        if beir:
+            title = title or "title"
+            title = title if title in schema.names else None  # a BEIR corpus without titles
+        return cls(text, id, title)
+
+    def check(self, schema: pa.Schema, file: str, reader: Reader, filesystem: pafs.FileSystem) -> pa.DataType:
+        """Raise naming what is wrong with one file's columns; return its id type, decoded (so a
+        categorical id column in one file and plain strings in the next agree)."""
+        if self.id in schema.names and pa.types.is_floating(value_type(schema.field(self.id).type)):
+            raise BadInput(_float_id_message(reader, filesystem, file, self.id, schema.field(self.id).type))
+        wanted = [Column(self.text, "text", "text_column"), Column(self.id, "id", "id_column")]
+        if self.title is not None:
+            wanted.append(Column(self.title, "text", "title_column"))
+        check_columns(schema, file, wanted)
+        return value_type(schema.field(self.id).type)
+
+
+def _float_id_message(reader: Reader, filesystem: pafs.FileSystem, file: str, id_column: str, kind: pa.DataType) -> str:
     """Why a float id column is refused, naming the first row with no usable id: a float is no id
     (1.0 and 1 would be two ids, NaN equals nothing), and pandas writes an integer column with
     missing values as float, so a NaN row is usually the cause."""
     message = f"{file}: id column {id_column!r} holds {kind}, not integers or strings"
     row = 0
     try:
-        for batch in file_batches(filesystem, file, fmt, [id_column], 65_536):
+        for batch in reader.batches(filesystem, file, [id_column], 65_536):
             values = decoded(batch.column(0))
             missing = pc.fill_null(pc.is_nan(values), True) if pa.types.is_floating(values.type) else values.is_null()
             first = pc.index(missing, True).as_py()
@@ -249,100 +264,3 @@ def _float_id_message(filesystem: pafs.FileSystem, file: str, fmt: str, id_colum
     except (EmbedpipeError, pa.ArrowException, OSError):
         return message
     return f"{message}; cast the column to int or string"
-
-
-def count_rows(filesystem: pafs.FileSystem, path: str, fmt: str, id_column: str, id_type: pa.DataType) -> int:
-    """Rows of one file: its footer for parquet; for the others a pass over the id column (which
-    also finds a line that is not JSON, or a ragged CSV row, before anything is encoded)."""
-    if fmt == "parquet":
-        return read_footer(filesystem, path, path)[1]
-    return sum(b.num_rows for b in file_batches(filesystem, path, fmt, [id_column], 65_536, {id_column: id_type}))
-
-
-def find_files(filesystem: pafs.FileSystem, path: str, location: str,
-               file_format: str | None) -> tuple[list[str], str, bool]:
-    """(files sorted by path, their format, whether ``location`` is a BEIR folder)."""
-    if any(c in path for c in GLOB_CHARACTERS) and not exists(filesystem, path):
-        files = glob(filesystem, path)
-        if not files:
-            raise BadInput(f"corpus {location} matches no files")
-        return files, one_format(files, location, file_format), False
-    info = filesystem.get_file_info(path)
-    if info.type == pafs.FileType.NotFound:
-        raise BadInput(f"corpus {location} does not exist")
-    if info.type != pafs.FileType.Directory:
-        fmt = file_format or format_of(path)
-        if fmt is None:
-            raise unknown_kind(location)
-        return [path], fmt, False
-    inside = {i.base_name: i for i in filesystem.get_file_info(pafs.FileSelector(path))}
-    if "dataset_dict.json" in inside:
-        splits = read_json_file(filesystem, f"{path}/dataset_dict.json").get("splits") or sorted(
-            n for n, i in inside.items() if i.type == pafs.FileType.Directory)
-        raise BadInput(f"{location} is a Hugging Face DatasetDict (splits: {', '.join(splits)}); "
-                       f"give one split's directory, e.g. {location.rstrip('/')}/{splits[0] if splits else 'train'}")
-    if "state.json" in inside and file_format in (None, "arrow"):
-        state = read_json_file(filesystem, f"{path}/state.json")
-        names = [f.get("filename") for f in state.get("_data_files") or []]
-        if names and all(names):  # datasets' save_to_disk: its .arrow files, in the order it wrote them
-            return [f"{path}/{name}" for name in names], "arrow", False
-    for name in BEIR_CORPUS:
-        if name in inside and file_format in (None, "jsonl"):
-            return [f"{path}/{name}"], "jsonl", True
-    selector = pafs.FileSelector(path, recursive=True)
-    files = sorted(i.path for i in filesystem.get_file_info(selector)
-                   if i.type == pafs.FileType.File and not i.base_name.startswith((".", "_"))
-                   and format_of(i.path, in_directory=file_format is None) is not None)
-    if file_format is not None:
-        files = [f for f in files if format_of(f) == file_format]
-    if not files:
-        what = f"{file_format} files" if file_format else "corpus files (.parquet, .jsonl, .csv, .arrow)"
-        raise BadInput(f"corpus directory {location} holds no {what}")
-    return files, one_format(files, location, file_format), False
-
-
-def one_format(files: list[str], location: str, file_format: str | None) -> str:
-    if file_format is not None:
-        return file_format
-    counts = Counter(format_of(f) for f in files)
-    if None in counts:
-        raise unknown_kind(next(f for f in files if format_of(f) is None))
-    if len(counts) > 1:
-        found = ", ".join(f"{counts[fmt]} {fmt}" for fmt in sorted(counts))
-        choices = " or ".join(f"format={fmt}" for fmt in sorted(counts))
-        raise BadInput(f"{location} holds files of more than one kind ({found}); choose with {choices}",
-                       fields=("format",))
-    return next(iter(counts))
-
-
-def unknown_kind(path: str) -> BadInput:
-    return BadInput(f"cannot tell from its name what {path} holds (.parquet, .jsonl, .csv, .arrow, each maybe "
-                    f"compressed); name it with {' or '.join(f'format={f}' for f in FORMATS)}", fields=("format",))
-
-
-def exists(filesystem: pafs.FileSystem, path: str) -> bool:
-    return filesystem.get_file_info(path).type != pafs.FileType.NotFound
-
-
-def glob(filesystem: pafs.FileSystem, pattern: str) -> list[str]:
-    """Files matching a shell pattern (``*`` also crosses directories), listed from the deepest
-    directory the pattern names without a wildcard."""
-    parts = pattern.split("/")
-    fixed = next(i for i, part in enumerate(parts) if any(c in part for c in GLOB_CHARACTERS))
-    base = "/".join(parts[:fixed]) or ("/" if pattern.startswith("/") else ".")
-    if not exists(filesystem, base):
-        return []
-    selector = pafs.FileSelector(base, recursive=True)
-    found = [i.path for i in filesystem.get_file_info(selector) if i.type == pafs.FileType.File]
-    if base == ".":
-        found = [p[2:] if p.startswith("./") else p for p in found]
-    return sorted(p for p in found if fnmatch.fnmatchcase(p, pattern))
-
-
-def read_json_file(filesystem: pafs.FileSystem, path: str) -> dict:
-    try:
-        with filesystem.open_input_stream(path) as f:
-            value = json.loads(f.read())
-    except (OSError, pa.ArrowException, ValueError) as e:
-        raise BadInput(f"cannot read {path}: {first_line(e)}") from None
-    return value if isinstance(value, dict) else {}

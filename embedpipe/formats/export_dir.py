@@ -6,6 +6,9 @@
     EXPORT/modules.npz                                                weights of the modules after pooling, if any
     EXPORT/export.json                                                what was exported, how (written last)
 
+export.json's ``recipe`` is a ``ModelRecipe``: the model's pooling, the modules after it (``Module``)
+and its prompts, as model/recipe.py read them from a sentence-transformers directory.
+
     >>> exported = load_export(path)          # doctest: +SKIP
     >>> exported.onnx_path, exported.dim, exported.default_max_length  # doctest: +SKIP
 """
@@ -14,17 +17,96 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import CorruptArtifact
+from ..errors import BadInput, CorruptArtifact
 from ..fsio import read_json
 
 EXPORT_INFO = "export.json"
 POOLER_WEIGHTS = "pooler.npz"
 MODULE_WEIGHTS = "modules.npz"
+PLAIN_POOLING = "mean"  # what a plain transformers model gets (sentence-transformers does the same)
+# The order encode_document tries the model's prompts in (sentence-transformers 5).
+DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
+QUERY_PROMPT_NAME = "query"
+
+
+@dataclass(frozen=True)
+class Module:
+    """One module after the pooling, as embedpipe applies it (encode/modules.py)."""
+
+    kind: str                     # "Dense", "LayerNorm" or "Normalize"
+    path: str = ""                # its folder in the model directory (weights come from there)
+    in_features: int = 0          # Dense: input and output width; LayerNorm: its width
+    out_features: int = 0
+    bias: bool = True             # Dense: has a bias vector
+    activation: str = "identity"  # Dense: a value of model/recipe.py's ACTIVATIONS
+
+    def describe(self) -> str:
+        """'Dense(768->256, tanh)', 'LayerNorm(256)', 'Normalize': what manifests and errors show."""
+        if self.kind == "Dense":
+            return f"Dense({self.in_features}->{self.out_features}, {self.activation})"
+        if self.kind == "LayerNorm":
+            return f"LayerNorm({self.in_features})"
+        return self.kind
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How the model's authors meant its vectors to be made."""
+
+    sentence_transformers: bool = False   # the directory is a sentence-transformers model (modules.json)
+    pooling: str = PLAIN_POOLING          # a name in pooling.POOLINGS
+    include_prompt: bool = True           # False: prompt tokens are left out of the pooling
+    lowercase: bool = False               # sentence_bert_config.json's do_lower_case: texts lowercased first
+    modules: tuple[Module, ...] = ()      # applied in order after the pooling
+    prompts: dict = field(default_factory=dict)   # name -> text put before each text
+    default_prompt_name: str | None = None        # what plain `encode` of sentence-transformers applies
+
+    @property
+    def prompt_names(self) -> tuple[str, ...]:
+        return tuple(self.prompts)
+
+    def prompt(self, name: str) -> str:
+        """The text of the prompt ``name``; an unknown name is an error listing the model's prompts."""
+        if name not in self.prompts:
+            have = ", ".join(self.prompts) or "none"
+            raise BadInput(f"the model has no prompt named {name!r} (its prompts: {have})", fields=("prompt_name",))
+        return self.prompts[name]
+
+    def document_prompt(self) -> str:
+        """What goes before a document: the first of the model's prompts 'document', 'passage', 'corpus'
+        that is not empty, else none; sentence-transformers documents encode_document so. (Its 5.x
+        SentenceTransformer fills a missing 'document' prompt with "" when loading, so for a model with only
+        'query' and 'passage' prompts, E5-style, its encode_document applies none; embedpipe applies
+        'passage', as the model's authors meant.)"""
+        return next((self.prompts[n] for n in DOCUMENT_PROMPT_NAMES if self.prompts.get(n)), "")
+
+    def query_prompt(self) -> str:
+        """What encode_query puts before a query: the model's 'query' prompt, else none."""
+        return self.prompts.get(QUERY_PROMPT_NAME, "")
+
+    def output_dim(self, hidden_size: int) -> int:
+        dim = hidden_size
+        for module in self.modules:
+            dim = module.out_features if module.kind == "Dense" else dim
+        return dim
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> ModelRecipe:
+        """The recipe an export recorded (export.json); an export without one is a plain model's."""
+        if not data:
+            return cls()
+        try:
+            return cls(**{**data, "modules": tuple(Module(**m) for m in data.get("modules") or ())})
+        except TypeError as e:
+            raise CorruptArtifact(f"the model recipe recorded in an export is not valid ({e})") from None
 
 
 @dataclass(frozen=True)
@@ -66,10 +148,8 @@ class ExportedModel:
         return int(self.info.get("dim") or self.info["hidden_size"])
 
     @property
-    def recipe(self):
-        """How the model's authors meant it to be used (model/recipe.py), as the export recorded it."""
-        from ..model.recipe import ModelRecipe
-
+    def recipe(self) -> ModelRecipe:
+        """How the model's authors meant it to be used (read by model/recipe.py), as the export recorded it."""
         return ModelRecipe.from_dict(self.info.get("recipe"))
 
     def module_weights(self) -> dict[str, np.ndarray]:

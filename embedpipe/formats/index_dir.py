@@ -126,7 +126,7 @@ INDEX_FILES = (INDEX_FILE, IDS_FILE, INFO_FILE)
 def upload_index_dir(local: Path, url: str) -> None:
     """Copy a finished index directory to a URL (s3://...), index.json last: on an object store,
     with no rename, index.json is what makes the others the index (``open_index`` reads it first)."""
-    from .store import Store
+    from ..storage.store import Store
 
     store = Store.at(url)
     store.delete([INFO_FILE])        # an earlier index stops being one before its files are replaced
@@ -138,7 +138,7 @@ def upload_index_dir(local: Path, url: str) -> None:
 
 def download_index_dir(url: str, local: Path) -> Path:
     """The index directory at ``url`` copied into ``local`` (index.json first: no index.json, no index)."""
-    from .store import Store
+    from ..storage.store import Store
 
     store = Store.at(url)
     if not store.exists(INFO_FILE):

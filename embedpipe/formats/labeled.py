@@ -11,14 +11,15 @@ reader shares (columns.py): string, large_string, string_view, or those dictiona
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import pyarrow as pa
 
 from ..errors import BadInput, first_line
+from ..fsio import stream_sha256
+from ..storage.filesystem import resolve_filesystem
 from .columns import Column, first_null, invalid_utf8_rows, is_text_type
-from .parquet import read_table, resolve_filesystem
+from .table import read_table
 
 
 @dataclass
@@ -35,14 +36,11 @@ class LabeledFile:
 def fingerprint(location: str) -> str:
     """sha256 of a file's bytes (local path or any URL pyarrow/fsspec opens)."""
     filesystem, path = resolve_filesystem(location)
-    digest = hashlib.sha256()
     try:
         with filesystem.open_input_stream(path) as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
+            return stream_sha256(f)
     except (OSError, pa.ArrowException) as e:
         raise BadInput(f"cannot read {location}: {first_line(e)}") from None
-    return digest.hexdigest()
 
 
 def read_labeled(location: str, text_column: str, label_column: str | None) -> LabeledFile:

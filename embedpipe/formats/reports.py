@@ -42,6 +42,17 @@ def mteb_result(task_name: str, split: str, scores: dict[str, float], main_score
             "date": time.time()}
 
 
+def ranking(doc_scores: dict[str, float]) -> list[str]:
+    """Doc ids best first: by score, ties by doc id, both descending. trec_eval re-sorts a run file
+    so, whatever order its lines come in; the ranks written here, pytrec_eval and MTEB's metrics
+    (retrieval/metrics.py) all follow it.
+
+    >>> ranking({"d1": 0.5, "d3": 0.5, "d2": 0.9})
+    ['d2', 'd3', 'd1']
+    """
+    return [doc for doc, _ in sorted(doc_scores.items(), key=lambda item: (item[1], item[0]), reverse=True)]
+
+
 def trec_run_lines(run: dict[str, dict[str, float]], tag: str = "embedpipe") -> list[str]:
     """A run as TREC run file lines, ``QID Q0 DOCID RANK SCORE TAG``, each query's documents in the
     order every metric ranks them (score, then doc id, descending). Ids must have no whitespace.
@@ -49,8 +60,6 @@ def trec_run_lines(run: dict[str, dict[str, float]], tag: str = "embedpipe") -> 
     >>> trec_run_lines({"q1": {"d2": 0.5, "d1": 0.5, "d3": 0.9}})
     ['q1 Q0 d3 1 0.900000 embedpipe', 'q1 Q0 d2 2 0.500000 embedpipe', 'q1 Q0 d1 3 0.500000 embedpipe']
     """
-    from ..retrieval.metrics import ranking
-
     lines = []
     for query_id, doc_scores in run.items():
         for rank, doc_id in enumerate(ranking(doc_scores), start=1):

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from .. import checks, fsio
 from ..errors import BadInput, CorruptArtifact, EmbedpipeError
 from ..fsio import check_output_dir, file_sha256, hidden_sibling, publish_dir, write_json_atomic
-from .store import Store
+from ..storage.store import Store
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

@@ -32,10 +32,10 @@ import pyarrow as pa
 from .. import __version__, checks
 from ..errors import BadInput, EmbedpipeError
 from ..formats.index_dir import FORMAT_VERSION, INFO_FILE, upload_index_dir, write_index_dir
-from ..formats.store import Store
 from ..formats.vectors import VectorSet, open_vectors
 from ..fsio import check_output, check_output_dir, is_url, local_path
 from ..progress import Progress
+from ..storage.store import Store
 from .choose import (
     CHOICE_SAMPLE_ROWS,
     MEASURED_CHOICE_MIN_ROWS,

@@ -154,7 +154,7 @@ def sample_feeds(tokenizer_file: Path, input_names: set[str], max_tokens: int) -
     import pyarrow.parquet as pq
     from tokenizers import Tokenizer
 
-    from ..encode.batching import flatten, pack
+    from .feeds import flatten, pack
 
     texts = pq.read_table(SAMPLE_TEXTS, columns=["text"]).column(0).to_pylist()[:CHECK_TEXTS]
     tokenizer = Tokenizer.from_file(str(tokenizer_file))

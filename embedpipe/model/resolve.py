@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInput, CorruptArtifact
-from ..formats.parquet import hub_offline
 from ..fsio import write_text_atomic
+from ..storage.filesystem import hub_offline
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 # The bundled model's package is pinned (pyproject.toml); its weights are checked against the sha256

@@ -5,11 +5,9 @@ discount), averaged over the evaluated queries as BEIR does; MRR@k is MTEB's: 1/
 relevant document (relevance > 0) in the top k, 0 when none, averaged.
 
 Every metric ranks a query's documents the way trec_eval does: by score, then ties by doc id, both
-descending (``ranking``). Tied scores are common (duplicates in a corpus, quantized indexes), and any
-other order -- say the order FAISS returned them in -- makes the same scores give MRR 1.0 or 0.0.
-
-    >>> ranking({"d1": 0.5, "d3": 0.5, "d2": 0.9})
-    ['d2', 'd3', 'd1']
+descending (``ranking``, defined with the TREC run file it also orders: formats/reports.py). Tied
+scores are common (duplicates in a corpus, quantized indexes), and any other order -- say the order
+FAISS returned them in -- makes the same scores give MRR 1.0 or 0.0.
 
     >>> run = {"q1": {"d2": 0.9, "d1": 0.8, "d3": 0.7}}      # query -> doc -> score (higher = better)
     >>> qrels = {"q1": {"d1": 1, "d3": 2}}                   # query -> doc -> relevance
@@ -22,14 +20,9 @@ from __future__ import annotations
 import pytrec_eval
 
 from ..errors import EmbedpipeError
+from ..formats.reports import ranking
 
 MAIN_SCORE = "ndcg_at_10"
-
-
-def ranking(doc_scores: dict[str, float]) -> list[str]:
-    """Doc ids best first: by score, ties by doc id, both descending (trec_eval's order, which
-    pytrec_eval and MTEB use)."""
-    return [doc for doc, _ in sorted(doc_scores.items(), key=lambda item: (item[1], item[0]), reverse=True)]
 
 
 def mrr_at_k(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]], k: int) -> list[float]:

@@ -165,9 +165,9 @@ def test_bad_input_is_one_line_naming_file_and_line(case, tmp_path):
 
 def test_a_jsonl_line_far_into_a_big_file_is_named_by_its_line(tmp_path, monkeypatch):
     """Blocks of lines are parsed one at a time: the line number counts across blocks."""
-    import embedpipe.formats.tabular as tabular
+    import embedpipe.formats.readers.jsonl as jsonl
 
-    monkeypatch.setattr(tabular, "JSON_BLOCK_BYTES", 256)
+    monkeypatch.setattr(jsonl, "JSON_BLOCK_BYTES", 256)
     rows = [json.dumps({"_id": f"d{i}", "text": f"text {i}"}) for i in range(500)]
     rows[321] = '{"_id": "d321", "text": "unterminated}'
     corpus = lines(tmp_path / "c.jsonl", "\n".join(rows) + "\n")

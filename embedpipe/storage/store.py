@@ -26,7 +26,7 @@ import pyarrow.fs as pafs
 from .. import fsio
 from ..errors import BadInput, first_line
 from ..fsio import local_path
-from .parquet import resolve_filesystem
+from .filesystem import resolve_filesystem
 
 
 @dataclass(frozen=True)
@@ -88,11 +88,8 @@ class Store:
             f.write(text.encode())
 
     def sha256(self, name: str) -> str:
-        digest = hashlib.sha256()
         with self.filesystem.open_input_stream(self.path(name)) as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+            return fsio.stream_sha256(f)
 
     def delete(self, names: list[str]) -> None:
         for name in names:
