@@ -1,6 +1,6 @@
 """Many poolings x many layers (and, if asked, the last layer's token states) from ONE encoder pass.
 
-    >>> encoder = MultiPoolEncoder.load(model=None, normalize=True, max_length=None, layers=[6, 3])  # doctest: +SKIP
+    >>> encoder = PoolingGridEncoder.load(model=None, normalize=True, max_length=None, layers=[6, 3])  # doctest: +SKIP
     >>> pooled, tokens = encoder.encode_many(texts, [("mean", 6), ("cls", 6), ("mean", 3)], token_states=True)
     ... # doctest: +SKIP
     >>> pooled[("mean", 3)].shape, tokens.states.dtype                # (n, dim), float16  # doctest: +SKIP
@@ -89,8 +89,9 @@ class TokenStates:
         return len(self.offsets) - 1
 
 
-class MultiPoolEncoder(TextEncoder):
-    """A TextEncoder that returns several (pooling, layer) vectors per text from one pass."""
+class PoolingGridEncoder(TextEncoder):
+    """A TextEncoder that returns a grid of vectors per text, one per (pooling, layer) pair asked
+    for, all from one pass of the model."""
 
     def __init__(self, exported: ExportedModel, normalize: bool, max_length: int, plan: BatchPlan = BatchPlan(),
                  prompt: str = ""):
@@ -101,7 +102,7 @@ class MultiPoolEncoder(TextEncoder):
 
     @classmethod
     def load(cls, *, model: str | None, normalize: bool, max_length: int | None, layers: Sequence[int],
-             plan: BatchPlan = BatchPlan()) -> MultiPoolEncoder:
+             plan: BatchPlan = BatchPlan()) -> PoolingGridEncoder:
         """The normal export when ``layers`` is only the last one; else the all-layers export."""
         exported, resolved = prepare_resolved(EncoderSpec(model=model, max_length=max_length))
         if any(layer != layer_count(exported) for layer in layers):

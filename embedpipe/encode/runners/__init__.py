@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from ...formats.corpus import Corpus
-from ..mapper import MapperConfig
 from ..pieces import Piece
+from ..rows import WorkerConfig
 from .local import run_local
 from .ray import run_on_ray
 
@@ -34,7 +34,7 @@ AUTO_LOCAL_MAX_ROWS = 50_000
 
 
 @dataclass(frozen=True)
-class RayOptions:
+class RayRunnerOptions:
     address: str | None = None   # join this cluster; None = start an embedded local Ray on 127.0.0.1
     workers: int | None = None   # encoder actors; None = as many as the cluster's nodes hold
     dashboard: bool = False      # embedded local Ray only: start its dashboard (on 127.0.0.1)
@@ -60,9 +60,10 @@ def choose_runner(runner: str, rows: int, address: str | None) -> tuple[str, str
                      "in process, no Ray start-up")
 
 
-def run_encoder(runner: str, corpus: Corpus, config: MapperConfig, pieces: list[Piece], staging: str, *,
+def run_encoder(runner: str, corpus: Corpus, config: WorkerConfig, pieces: list[Piece], staging: str, *,
                 window: int, known_ids: pa.Array | None = None, dtype: str = "float32",
-                ray: RayOptions = RayOptions(), on_rows: Callable[[int], None] | None = None) -> Iterator[dict]:
+                ray: RayRunnerOptions = RayRunnerOptions(),
+                on_rows: Callable[[int], None] | None = None) -> Iterator[dict]:
     """The receipts of the runner named ``runner`` (``local`` or ``ray``: resolve ``auto`` with
     ``choose_runner`` first); ``ray`` applies to the Ray runner only, ``on_rows`` (rows encoded so
     far, each window as it is done) to the local runner only: Ray's actors report whole pieces."""

@@ -31,8 +31,8 @@ import pyarrow as pa
 from ...errors import EmbedpipeError, first_line
 from ...formats.corpus import Corpus
 from ...signals import keep_handler_across
-from ..mapper import MapperConfig
-from ..pieces import Piece, ShardEncoder, new_attempt
+from ..pieces import Piece, ShardWriter, new_attempt
+from ..rows import WorkerConfig
 from .ray_address import check_ray_answers
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ def alive_node_cpus(ray) -> list[float]:
     return [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
 
 
-def run_on_ray(corpus: Corpus, config: MapperConfig, pieces: list[Piece], staging: str, *, window: int,
+def run_on_ray(corpus: Corpus, config: WorkerConfig, pieces: list[Piece], staging: str, *, window: int,
                known_ids: pa.Array | None = None, dtype: str = "float32", workers: int | None = None,
                address: str | None = None, dashboard: bool = False) -> Iterator[dict]:
     """Encode ``pieces`` on an actor pool; yield each piece's receipt as it finishes."""
@@ -171,7 +171,7 @@ def run_on_ray(corpus: Corpus, config: MapperConfig, pieces: list[Piece], stagin
     # Actors are started with max_restarts=0 (the pool replaces dead ones itself), so Ray's
     # "constructor arguments in the object store and max_restarts > 0" false alarm (ray#57733) never fires.
     with ray_session(address, dashboard) as ray:
-        pool = EncoderPool(ray, ShardEncoder, (config, corpus, staging),
+        pool = ShardWriterPool(ray, ShardWriter, (config, corpus, staging),
                            {"dtype": dtype, "window": window}, workers, config.plan.threads)
         try:
             known = ray.put(known_ids) if known_ids is not None and any(p.filter_known for p in pieces) else None
@@ -191,7 +191,7 @@ class _Actor:
     in_flight: dict = field(default_factory=dict)   # task ref -> (piece, attempt)
 
 
-class EncoderPool:
+class ShardWriterPool:
     """Actors that each encode one piece at a time (a second queued behind it), placed by Ray on
     whichever nodes have room. The pool, not Ray, replaces an actor that dies: its pieces go back
     to the queue under a new attempt name, a replacement starts only while the alive nodes have
