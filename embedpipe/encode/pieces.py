@@ -119,16 +119,10 @@ class ShardWriter:
         self.to_vectors = RowsToVectors(config)
         self.config, self.corpus, self.dtype, self.window = config, corpus, dtype, window
         self.staging = Store.at(staging)
-        self.node_id = None
+        self.node_id: str | None = None   # the Ray node this runs on, recorded in receipts (runners/ray_pool.py)
 
     def ready(self) -> str | None:
-        """The Ray node this runs on (None outside Ray); answering means the encoder loaded."""
-        try:
-            import ray
-
-            self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        except ImportError:
-            self.node_id = None
+        """``node_id``; answering at all means the encoder loaded (the Ray pool's first call)."""
         return self.node_id
 
     def encode(self, piece: Piece, attempt: str, known_ids: pa.Array | None = None,
@@ -136,8 +130,6 @@ class ShardWriter:
         """Encode ``piece`` into ``part-NNNNN-ATTEMPT.parquet``, then write its receipt; return it.
         A piece whose rows are all left out (known ids, blank texts) gets a receipt and no shard.
         ``on_rows`` hears of each window of the piece's rows once it is encoded (progress)."""
-        if self.node_id is None:
-            self.ready()
         name = shard_file(piece.number, attempt)
         rows = truncated = skipped_known = 0
         with ExitStack() as files:
