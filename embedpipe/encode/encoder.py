@@ -199,9 +199,7 @@ class TextEncoder:
     def encode_flagging_truncation(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``encode``, plus one bool per text: True where it had more than ``max_length`` tokens, so
         the model saw it cut (read off the same tokenization; nothing is tokenized twice)."""
-        bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
-        if bad:
-            raise EmbedpipeError(f"{len(bad)} text(s) are empty or not strings (first at position {bad[0]})")
+        check_texts(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not len(texts):
             return out, np.zeros(0, dtype=bool)
@@ -221,11 +219,24 @@ class TextEncoder:
                     position_ids="position_ids" in self.input_names)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        hidden = self.session.run(["last_hidden_state"], feeds)[0].astype(np.float32, copy=False)
-        vectors = pool(self.pooling, hidden, feeds["attention_mask"], self.prompt_tokens, **self.pool_weights)
+        hidden = self.session.run(["last_hidden_state"], feeds)[0]
+        return self._vectors(self.pooling, hidden, feeds["attention_mask"])
+
+    def _vectors(self, pooling: str, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Token states (B, T, D) -> final vectors (B, dim): ``pooling`` (leaving the prompt's tokens
+        out where the model says so), the model's modules after pooling, the optional L2 norm."""
+        weights = self.pool_weights if pooling in NEEDS_POOLER_WEIGHTS else {}
+        vectors = pool(pooling, hidden.astype(np.float32, copy=False), mask, self.prompt_tokens, **weights)
         if self.recipe.modules:
             vectors = apply_modules(vectors, self.recipe.modules, self.module_weights)
         return l2_normalize(vectors) if self.normalize else vectors
+
+
+def check_texts(texts: Sequence) -> None:
+    """Refuse empty, blank or non-string texts, naming how many and where the first is."""
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise EmbedpipeError(f"{len(bad)} text(s) are empty or not strings (first at position {bad[0]})")
 
 
 RECORDED_FIELDS = ("model", "pooling", "normalize", "max_length", "optimize", "quantize")

@@ -29,9 +29,8 @@ from ..formats.export_dir import ExportedModel
 from ..model.export_layers import ensure_layers_exported, hidden_state_output
 from ..model.resolve import resolve_model
 from .batching import BatchPlan, batches, flatten
-from .encoder import EncoderSpec, TextEncoder, prepare_resolved
-from .modules import apply_modules
-from .pooling import NEEDS_POOLER_WEIGHTS, check_pooling, l2_normalize, pool
+from .encoder import EncoderSpec, TextEncoder, check_texts, prepare_resolved
+from .pooling import NEEDS_POOLER_WEIGHTS, check_pooling
 
 
 def layer_count(exported: ExportedModel) -> int:
@@ -129,9 +128,7 @@ class PoolingGridEncoder(TextEncoder):
             if pooling in NEEDS_POOLER_WEIGHTS and not self.pool_weights:
                 raise BadInput(f"pooling {pooling!r} needs a model with a pooler layer; "
                                f"{self.exported.info['model_name']} has none")
-        bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
-        if bad:
-            raise EmbedpipeError(f"{len(bad)} text(s) are empty or not strings (first at position {bad[0]})")
+        check_texts(texts)
         layers = sorted({layer for _, layer in pairs} | ({self.layers} if token_states else set()))
         names = [self.output_name(layer) for layer in layers]
         out = {pair: np.empty((len(texts), self.dim), dtype=np.float32) for pair in pairs}
@@ -146,11 +143,7 @@ class PoolingGridEncoder(TextEncoder):
             hidden = dict(zip(layers, self.session.run(names, feeds)))
             mask = feeds["attention_mask"]
             for pooling, layer in pairs:
-                vectors = pool(pooling, hidden[layer].astype(np.float32, copy=False), mask, self.prompt_tokens,
-                               **(self.pool_weights if pooling in NEEDS_POOLER_WEIGHTS else {}))
-                if self.recipe.modules:
-                    vectors = apply_modules(vectors, self.recipe.modules, self.module_weights)
-                out[(pooling, layer)][rows] = l2_normalize(vectors) if self.normalize else vectors
+                out[(pooling, layer)][rows] = self._vectors(pooling, hidden[layer], mask)
             if tokens is not None:
                 last = hidden[self.layers]
                 for r, row in enumerate(rows):

@@ -131,6 +131,7 @@ def _our_files(staging: Store, out: Store) -> list[str]:
 
 
 def _discard(staging: Store, out: Store) -> None:
+    """Delete the staging area (a local one whole; on an object store, what no manifest lists)."""
     if staging.local is not None:
         shutil.rmtree(staging.local, ignore_errors=True)
     else:
@@ -180,16 +181,10 @@ def abandon(state: RunState, *, quiet: bool = False) -> str:
         if not quiet:
             log.warning("%s", kept)
         return kept
-    if state.staging.local is not None:
-        shutil.rmtree(state.staging.local, ignore_errors=True)
-    else:
-        state.staging.delete(_our_files(state.staging, state.out))
+    _discard(state.staging, state.out)
     return "nothing was finished, nothing kept"
 
 
 def abandon_all(state: RunState) -> None:
     """Drop the whole staging area, finished shards too (they no longer match the corpus)."""
-    if state.staging.local is not None:
-        shutil.rmtree(state.staging.local, ignore_errors=True)
-    else:
-        state.staging.delete(_our_files(state.staging, state.out))
+    _discard(state.staging, state.out)
