@@ -29,7 +29,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from embedpipe.encode.batching import BatchPlan  # noqa: E402
 from embedpipe.encode.encoder import EncoderSpec, TextEncoder  # noqa: E402
-from embedpipe.encode.layers import MultiPoolEncoder  # noqa: E402
+from embedpipe.encode.layers import PoolingGridEncoder  # noqa: E402
 
 POOLINGS = ("cls", "mean", "max", "pooler")
 
@@ -47,10 +47,10 @@ def main() -> None:
     texts = pq.read_table(args.data, columns=[args.text_column]).column(0).to_pylist()[:args.limit]
     plan = BatchPlan(threads=args.threads)
     separate = {p: TextEncoder.load(EncoderSpec(model=args.model, pooling=p), plan) for p in POOLINGS}
-    last_only = MultiPoolEncoder.load(model=args.model, normalize=True, max_length=None, layers=[], plan=plan)
+    last_only = PoolingGridEncoder.load(model=args.model, normalize=True, max_length=None, layers=[], plan=plan)
     layers = last_only.layers
     last_pairs = [(p, layers) for p in POOLINGS]
-    everything = MultiPoolEncoder.load(model=args.model, normalize=True, max_length=None, layers=list(range(layers)),
+    everything = PoolingGridEncoder.load(model=args.model, normalize=True, max_length=None, layers=list(range(layers)),
                                        plan=plan)
     all_pairs = [(p, layer) for layer in range(layers + 1) for p in POOLINGS if p != "pooler" or layer == layers]
     timings = {"before: 4 poolings, 4 passes": [], "4 poolings, last layer, 1 pass": [],

@@ -60,7 +60,7 @@ def actor_pids() -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if b"ShardEncoder" in (entry / "cmdline").read_bytes():
+                if b"ShardWriter" in (entry / "cmdline").read_bytes():
                     found.append(int(entry.name))
             except OSError:
                 continue

@@ -16,7 +16,7 @@ from embedpipe.classify.probes import MlpOptions
 from embedpipe.encode import EncodeJob
 from embedpipe.encode.batching import BatchPlan
 from embedpipe.encode.encoder import EncoderSpec
-from embedpipe.encode.mapper import MapperConfig
+from embedpipe.encode.rows import WorkerConfig
 from embedpipe.errors import ConfigError
 from embedpipe.index import IndexConfig
 from embedpipe.pipeline.schema import RaySettings
@@ -42,7 +42,7 @@ TABLES = [
         "threads": [0, -1, True, 1.0],
         "max_padding": [NAN, INF, -INF, -0.1, 1.5, True, "0.1", None],
     }),
-    (MapperConfig, {"export_dir": "export", "pooling": "mean", "normalize": True, "max_length": 64,
+    (WorkerConfig, {"export_dir": "export", "pooling": "mean", "normalize": True, "max_length": 64,
                     "plan": BatchPlan(), "text_column": "text", "id_column": "id"}, {
         "export_dir": ["", None, 3],
         "pooling": ["median", None],

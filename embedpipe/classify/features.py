@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ..encode.batching import BatchPlan
-from ..encode.encoder import EncoderSpec, TextEncoder, prepare, spec_record
-from ..encode.layers import MultiPoolEncoder, TokenStates, layer_count
+from ..encode.encoder import EncoderSpec, TextEncoder, prepare, spec_to_record
+from ..encode.layers import PoolingGridEncoder, TokenStates, layer_count
 from ..errors import BadInput
 from ..formats.vectors import encoder_identity
 from ..fsio import atomic_path
@@ -64,7 +64,7 @@ class FeatureCache:
     def key(self, spec: EncoderSpec, part: Part, rows: str | None = None, layer: int | None = None,
             tokens: bool = False) -> str:
         exported, max_length = prepare(spec)
-        record = {**encoder_identity(spec_record(spec, max_length), exported.info["content_hash"]),
+        record = {**encoder_identity(spec_to_record(spec, max_length), exported.info["content_hash"]),
                   "onnx": exported.info["onnx_file"], "file": part.source.fingerprint, "rows": rows or part.rows_key()}
         if layer is not None:
             record["layer"] = layer
@@ -145,17 +145,17 @@ class FeatureCache:
             tokens = new_tokens
         return Pooled(got, seconds, tokens)
 
-    def multi_encoder(self, spec: EncoderSpec, layers: list[int]) -> MultiPoolEncoder:
+    def multi_encoder(self, spec: EncoderSpec, layers: list[int]) -> PoolingGridEncoder:
         last = self.last_layer(spec)
         all_layers = any(layer != last for layer in layers)
         key = (spec.model, spec.normalize, spec.max_length, all_layers)
         if key not in self._encoders:
-            self._encoders[key] = MultiPoolEncoder.load(model=spec.model, normalize=spec.normalize,
+            self._encoders[key] = PoolingGridEncoder.load(model=spec.model, normalize=spec.normalize,
                                                         max_length=spec.max_length, layers=layers or [last],
                                                         plan=BatchPlan(threads=self.threads))
         return self._encoders[key]
 
-    def _encode_many(self, encoder: MultiPoolEncoder, texts: list[str], pairs, tokens: bool, desc: str):
+    def _encode_many(self, encoder: PoolingGridEncoder, texts: list[str], pairs, tokens: bool, desc: str):
         out = {pair: np.empty((len(texts), encoder.dim), dtype=np.float32) for pair in pairs}
         pieces = []
         with Progress(len(texts), desc) as progress:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, checks
-from ..encode.encoder import EncoderSpec, model_path_of, prepare, spec_record
+from ..encode.encoder import EncoderSpec, model_path_of, prepare, spec_to_record
 from ..encode.layers import resolve_layers
 from ..encode.pooling import NEEDS_POOLER_WEIGHTS, check_pooling
 from ..errors import ConfigError, EmbedpipeError
@@ -347,7 +347,7 @@ def run_classify(job: ClassifyJob) -> dict:
         best_probe = max(probes, key=lambda r: r["accuracy"])
         spec = _spec(job, best_probe["pooling"])
         save_classifier(job.save_model, heads[(best_probe["pooling"], best_probe["layer"], best_probe["head"])],
-                        splits.classes, spec_record(spec, max_length), model_record,
+                        splits.classes, spec_to_record(spec, max_length), model_record,
                         extra={"pooling": spec.pooling, "head": best_probe["head"],
                                "test_accuracy": best_probe["accuracy"], "trained_on": report["inputs"]},
                         overwrite=job.overwrite)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import checks
-from ..encode.encoder import recorded_spec
+from ..encode.encoder import spec_from_record
 from ..errors import CorruptArtifact
 from ..formats.classifier import head_input_dim, load_classifier
 from ..formats.labeled import read_labeled
@@ -39,7 +39,7 @@ def predict_file(model_dir: str | os.PathLike, data: str, out: str | os.PathLike
     check_output_file(out, overwrite)
     source = read_labeled(data, text_column, None)
     model = saved.meta.get("model") or {}
-    spec = recorded_spec(saved.encoder, model.get("content_hash"), "this classifier was trained", model.get("path"))
+    spec = spec_from_record(saved.encoder, model.get("content_hash"), "this classifier was trained", model.get("path"))
     started = time.perf_counter()
     vectors, _ = FeatureCache(threads=threads).encode(spec, source.texts, "texts encoded")
     if vectors.shape[1] != head_input_dim(saved.head):

@@ -77,7 +77,7 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
                    "to encode, else local (an embedded Ray's ~7 s start-up would be most of a smaller job).")
 @click.option("--ray-address", default=None, metavar="ADDR", envvar="RAY_ADDRESS",
               help="Join this Ray cluster (also read from $RAY_ADDRESS, as `ray job submit` sets it); one "
-                   "that does not answer within 15 s ($EMBEDPIPE_RAY_CONNECT_TIMEOUT) is an error "
+                   "that does not answer within 15 s ($EMBEDPIPE_RAY_CONNECT_TIMEOUT_S) is an error "
                    "[default: start an embedded local Ray on 127.0.0.1 when the Ray runner runs].")
 @click.option("--workers", type=int, default=None,
               help="Encoder actors [default: one per --threads CPUs of the cluster].")

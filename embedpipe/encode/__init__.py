@@ -1,13 +1,18 @@
 """Texts -> vectors: the encoder and the job that streams a corpus into a vector directory.
 
-    pooling.py   token states -> one vector per text (one pure function per strategy)
-    batching.py  token ids -> length-sorted, budgeted onnxruntime calls
-    encoder.py   EncoderSpec (what defines a vector) and TextEncoder (onnxruntime + tokenizer)
-    mapper.py    a batch of corpus rows -> (id, vector, truncated), the unit runners map
-    pieces.py    a row range of a corpus file -> one shard + receipt, written by whoever encodes it
-    runners/     local (this process) and ray (an actor pool sized per node, replacing lost actors)
-    resume.py    staging, locking, resuming a run, and the manifest that commits it
-    job.py       EncodeJob -> a published vector directory
+    pooling.py     token states -> one vector per text (one pure function per strategy)
+    modules.py     the model's modules after pooling (Dense, LayerNorm, Normalize), in numpy
+    batching.py    token ids -> length-sorted, budgeted onnxruntime calls
+    long_texts.py  very long texts cut by characters first, the tokens the model sees unchanged
+    encoder.py     EncoderSpec (what defines a vector; spec_to_record / spec_from_record: it in a
+                   manifest and back) and TextEncoder (onnxruntime + tokenizer: texts -> vectors)
+    layers.py      PoolingGridEncoder: every (pooling, layer) vector from one pass (for classify)
+    rows.py        WorkerConfig and RowsToVectors: a batch of corpus rows -> (id, vector, truncated)
+    pieces.py      a row range of a corpus file -> one shard + receipt (ShardWriter), written by
+                   whichever worker encodes it
+    runners/       who encodes the pieces: local (this process) or ray (embedpipe's own actor pool)
+    resume.py      the output lock, staging, resuming a run, and the manifest that commits it
+    job.py         EncodeJob -> a published vector directory (encode_corpus)
 """
 
 from .encoder import EncoderSpec, TextEncoder

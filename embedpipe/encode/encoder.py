@@ -57,10 +57,6 @@ class EncoderSpec:
         if self.prompt is not None and self.prompt_name is not None:
             raise ConfigError("prompt", "give a prompt text or a prompt_name, not both")
 
-    def check(self) -> EncoderSpec:
-        """Kept for callers of the earlier API: the spec checked itself when it was built."""
-        return self
-
 
 def resolve_spec(spec: EncoderSpec, recipe: ModelRecipe, max_length: int) -> EncoderSpec:
     """The spec with every model default made concrete: the model's pooling for "model", the prompt as
@@ -158,7 +154,7 @@ class TextEncoder:
         if not isinstance(encoder, dict):
             raise EmbedpipeError("the manifest has no 'encoder' section; was it written by embedpipe encode?")
         model = manifest.get("model") or {}
-        spec = recorded_spec(encoder, model.get("content_hash"), "these vectors were made", model.get("path"))
+        spec = spec_from_record(encoder, model.get("content_hash"), "these vectors were made", model.get("path"))
         if prompt_name is not None or prompt is not None:
             spec = replace(spec, prompt_name=prompt_name, prompt=prompt)
         elif query:
@@ -204,9 +200,7 @@ class TextEncoder:
     def encode_flagging_truncation(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``encode``, plus one bool per text: True where it had more than ``max_length`` tokens, so
         the model saw it cut (read off the same tokenization; nothing is tokenized twice)."""
-        bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
-        if bad:
-            raise EmbedpipeError(f"{len(bad)} text(s) are empty or not strings (first at position {bad[0]})")
+        check_texts(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not len(texts):
             return out, np.zeros(0, dtype=bool)
@@ -226,20 +220,34 @@ class TextEncoder:
                     position_ids="position_ids" in self.input_names)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        hidden = self.session.run(["last_hidden_state"], feeds)[0].astype(np.float32, copy=False)
-        vectors = pool(self.pooling, hidden, feeds["attention_mask"], self.prompt_tokens, **self.pool_weights)
+        hidden = self.session.run(["last_hidden_state"], feeds)[0]
+        return self._vectors(self.pooling, hidden, feeds["attention_mask"])
+
+    def _vectors(self, pooling: str, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Token states (B, T, D) -> final vectors (B, dim): ``pooling`` (leaving the prompt's tokens
+        out where the model says so), the model's modules after pooling, the optional L2 norm."""
+        weights = self.pool_weights if pooling in NEEDS_POOLER_WEIGHTS else {}
+        vectors = pool(pooling, hidden.astype(np.float32, copy=False), mask, self.prompt_tokens, **weights)
         if self.recipe.modules:
             vectors = apply_modules(vectors, self.recipe.modules, self.module_weights)
         return l2_normalize(vectors) if self.normalize else vectors
 
 
+def check_texts(texts: Sequence) -> None:
+    """Refuse empty, blank or non-string texts, naming how many and where the first is."""
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise EmbedpipeError(f"{len(bad)} text(s) are empty or not strings (first at position {bad[0]})")
+
+
 RECORDED_FIELDS = ("model", "pooling", "normalize", "max_length", "optimize", "quantize")
 
 
-def recorded_spec(record: dict, content_hash: str | None, since: str, model_path: str | None = None) -> EncoderSpec:
-    """The EncoderSpec a spec_record names, refusing a model whose content changed ``since`` (what
-    was made with it) when the record's ``content_hash`` is known. The recorded prompt is a text
-    (a record without one was made before prompts existed: no prompt).
+def spec_from_record(record: dict, content_hash: str | None, since: str, model_path: str | None = None) -> EncoderSpec:
+    """A manifest's 'encoder' section (``spec_to_record``) -> the EncoderSpec it names, refusing a
+    model whose content changed ``since`` (what was made with it) when the record's ``content_hash``
+    is known. The recorded prompt is a text (a record without one was made before prompts existed:
+    no prompt).
 
     ``model_path`` is the directory the model was resolved to when it was recorded (absolute): the
     record keeps the name the user gave (``./my-model``, for display), which from another working
@@ -267,9 +275,10 @@ def model_path_of(spec: EncoderSpec, export_info: dict) -> str:
     return str(local.resolve()) if local is not None else str(export_info["model_path"])
 
 
-def spec_record(spec: EncoderSpec, max_length: int, recipe: ModelRecipe | None = None) -> dict:
-    """The manifest's 'encoder' section: the spec made concrete for its model (pooling, prompt text,
-    the max_length actually used), with what else decides a vector and how queries are to be encoded.
+def spec_to_record(spec: EncoderSpec, max_length: int, recipe: ModelRecipe | None = None) -> dict:
+    """An EncoderSpec -> the manifest's 'encoder' section (read back by ``spec_from_record``): the
+    spec made concrete for its model (pooling, prompt text, the max_length actually used), with what
+    else decides a vector and how queries are to be encoded.
 
     Keys appear only where they matter, so a record of a model without prompts or modules reads as it
     did before they existed: ``prompt`` and ``query_prompt`` (texts) when not empty, ``modules`` (the

@@ -45,12 +45,12 @@ from ..progress import Progress
 from ..signals import Interrupted, signal_received, stop_on_signals
 from ..storage.store import Store
 from .batching import BatchPlan
-from .encoder import EncoderSpec, model_path_of, prepare_resolved, spec_record
-from .mapper import EMPTY_TEXT_POLICIES, MapperConfig
+from .encoder import EncoderSpec, model_path_of, prepare_resolved, spec_to_record
 from .pieces import plan_pieces
 from .pooling import MODEL_POOLING
-from .resume import abandon, abandon_all, finish, open_staging, run_lock
-from .runners import RUNNERS, RayOptions, choose_runner, run_encoder
+from .resume import abandon, abandon_all, finish, open_staging, output_lock
+from .rows import EMPTY_TEXT_POLICIES, WorkerConfig
+from .runners import RUNNERS, RayRunnerOptions, choose_runner, run_encoder
 
 PIECES_FOR_BALANCE = 32  # a small corpus on Ray is cut into this many pieces, so no actor waits on one big one
 
@@ -72,7 +72,7 @@ class EncodeJob:
     workers: int | None = None           # encoder actors; None = one per `threads` CPUs
     threads: int | None = None           # onnxruntime threads per worker; None = local: all cores, Ray: 1-4
     batch_size: int = 128                # texts per onnxruntime call (a token budget caps it too)
-    window: int = 8192                   # rows sorted by length together, per mapper call
+    window: int = 8192                   # rows read, sorted by length and encoded together
     empty_text: str = "error"            # null/blank text: "error" stops before encoding, "skip" drops rows
     dtype: str = "float32"               # vector dtype on disk: float32 or float16
     rows_per_shard: int = 100_000
@@ -138,9 +138,9 @@ def _encode(job: EncodeJob) -> EncodeResult:
     out = Store.at(location)
     exported, resolved = prepare_resolved(spec)
     max_length = resolved.max_length
-    record = spec_record(spec, max_length, exported.recipe)
+    record = spec_to_record(spec, max_length, exported.recipe)
     key = corpus_run_key(encoder_identity(record, exported.info["content_hash"]), job.dtype, corpus)
-    with run_lock(location):
+    with output_lock(location):
         base = None if job.overwrite else published_manifest(out)
         if base is not None:
             changed = differences(run_key_of(base), key)
@@ -167,7 +167,7 @@ def _encode(job: EncodeJob) -> EncodeResult:
         finished = {r["number"] for r in done}
         todo = [p for p in pieces if p.number not in finished]
         _log_reuse(state, done, shown, base)
-        config = MapperConfig(str(exported.path), resolved.pooling, spec.normalize, max_length,
+        config = WorkerConfig(str(exported.path), resolved.pooling, spec.normalize, max_length,
                               BatchPlan(batch_size=job.batch_size, threads=job.threads),
                               corpus.text_column, corpus.id_column, job.empty_text, resolved.prompt)
         started = datetime.now(timezone.utc)
@@ -179,7 +179,7 @@ def _encode(job: EncodeJob) -> EncodeResult:
                 # Ray shut down) before the finished shards are counted and kept.
                 with closing(run_encoder(runner, corpus, config, todo, state.staging.location, window=job.window,
                                          known_ids=known, dtype=job.dtype, on_rows=by_window,
-                                         ray=RayOptions(address, job.workers, job.ray_dashboard))) as finished:
+                                         ray=RayRunnerOptions(address, job.workers, job.ray_dashboard))) as finished:
                     for receipt in finished:
                         receipts.append(receipt)
                         if by_window is None:

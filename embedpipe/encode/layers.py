@@ -1,6 +1,6 @@
 """Many poolings x many layers (and, if asked, the last layer's token states) from ONE encoder pass.
 
-    >>> encoder = MultiPoolEncoder.load(model=None, normalize=True, max_length=None, layers=[6, 3])  # doctest: +SKIP
+    >>> encoder = PoolingGridEncoder.load(model=None, normalize=True, max_length=None, layers=[6, 3])  # doctest: +SKIP
     >>> pooled, tokens = encoder.encode_many(texts, [("mean", 6), ("cls", 6), ("mean", 3)], token_states=True)
     ... # doctest: +SKIP
     >>> pooled[("mean", 3)].shape, tokens.states.dtype                # (n, dim), float16  # doctest: +SKIP
@@ -30,9 +30,8 @@ from ..model.export_layers import ensure_layers_exported, hidden_state_output
 from ..model.feeds import flatten
 from ..model.resolve import resolve_model
 from .batching import BatchPlan, batches
-from .encoder import EncoderSpec, TextEncoder, prepare_resolved
-from .modules import apply_modules
-from .pooling import NEEDS_POOLER_WEIGHTS, check_pooling, l2_normalize, pool
+from .encoder import EncoderSpec, TextEncoder, check_texts, prepare_resolved
+from .pooling import NEEDS_POOLER_WEIGHTS, check_pooling
 
 
 def layer_count(exported: ExportedModel) -> int:
@@ -90,8 +89,9 @@ class TokenStates:
         return len(self.offsets) - 1
 
 
-class MultiPoolEncoder(TextEncoder):
-    """A TextEncoder that returns several (pooling, layer) vectors per text from one pass."""
+class PoolingGridEncoder(TextEncoder):
+    """A TextEncoder that returns a grid of vectors per text, one per (pooling, layer) pair asked
+    for, all from one pass of the model."""
 
     def __init__(self, exported: ExportedModel, normalize: bool, max_length: int, plan: BatchPlan = BatchPlan(),
                  prompt: str = ""):
@@ -102,7 +102,7 @@ class MultiPoolEncoder(TextEncoder):
 
     @classmethod
     def load(cls, *, model: str | None, normalize: bool, max_length: int | None, layers: Sequence[int],
-             plan: BatchPlan = BatchPlan()) -> MultiPoolEncoder:
+             plan: BatchPlan = BatchPlan()) -> PoolingGridEncoder:
         """The normal export when ``layers`` is only the last one; else the all-layers export."""
         exported, resolved = prepare_resolved(EncoderSpec(model=model, max_length=max_length))
         if any(layer != layer_count(exported) for layer in layers):
@@ -129,9 +129,7 @@ class MultiPoolEncoder(TextEncoder):
             if pooling in NEEDS_POOLER_WEIGHTS and not self.pool_weights:
                 raise BadInput(f"pooling {pooling!r} needs a model with a pooler layer; "
                                f"{self.exported.info['model_name']} has none")
-        bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
-        if bad:
-            raise EmbedpipeError(f"{len(bad)} text(s) are empty or not strings (first at position {bad[0]})")
+        check_texts(texts)
         layers = sorted({layer for _, layer in pairs} | ({self.layers} if token_states else set()))
         names = [self.output_name(layer) for layer in layers]
         out = {pair: np.empty((len(texts), self.dim), dtype=np.float32) for pair in pairs}
@@ -146,11 +144,7 @@ class MultiPoolEncoder(TextEncoder):
             hidden = dict(zip(layers, self.session.run(names, feeds)))
             mask = feeds["attention_mask"]
             for pooling, layer in pairs:
-                vectors = pool(pooling, hidden[layer].astype(np.float32, copy=False), mask, self.prompt_tokens,
-                               **(self.pool_weights if pooling in NEEDS_POOLER_WEIGHTS else {}))
-                if self.recipe.modules:
-                    vectors = apply_modules(vectors, self.recipe.modules, self.module_weights)
-                out[(pooling, layer)][rows] = l2_normalize(vectors) if self.normalize else vectors
+                out[(pooling, layer)][rows] = self._vectors(pooling, hidden[layer], mask)
             if tokens is not None:
                 last = hidden[self.layers]
                 for r, row in enumerate(rows):

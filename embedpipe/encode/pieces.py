@@ -2,7 +2,7 @@
 shard, written by whichever worker encodes it, straight to the output's filesystem.
 
     >>> plan = plan_pieces(corpus, files=[0, 1], piece_rows=100_000, first_number=0)   # doctest: +SKIP
-    >>> receipt = ShardEncoder(config, corpus, staging).encode(plan[0], "a1b2c3d4")  # doctest: +SKIP
+    >>> receipt = ShardWriter(config, corpus, staging).encode(plan[0], "a1b2c3d4")  # doctest: +SKIP
     >>> receipt["file"], receipt["rows"], receipt["sha256"], receipt["node_id"]                  # doctest: +SKIP
 
 A piece's shard is named ``part-NNNNN-ATTEMPT.parquet``: unique per piece (NNNNN, its shard number)
@@ -35,7 +35,7 @@ from ..formats.columns import decoded_batch
 from ..formats.corpus import Corpus
 from ..formats.vectors import TRUNCATED_KEY, vector_array, vectors_from_column
 from ..storage.store import Store
-from .mapper import CorpusBatchEncoder, MapperConfig
+from .rows import RowsToVectors, WorkerConfig
 
 SHARD = re.compile(r"^part-(\d{5,})-([0-9a-f]{8})\.parquet$")
 RECEIPT = re.compile(r"^part-(\d{5,})-([0-9a-f]{8})\.json$")
@@ -109,25 +109,20 @@ def read_range(corpus_fs, path: str, start: int, stop: int, batch_rows: int,
         raise BadInput(f"cannot read {path}: corrupt parquet data ({first_line(e)})") from None
 
 
-class ShardEncoder:
-    """Encodes pieces into shards of ``staging``; one per Ray actor (one onnxruntime session), or
-    one in the driver for the local runner. It holds one window of rows at a time."""
+class ShardWriter:
+    """A piece -> its shard and receipt in ``staging``: reads the piece's rows a window at a time,
+    encodes them (RowsToVectors) and writes the vectors. One per Ray actor (one onnxruntime session),
+    or one in the driver for the local runner."""
 
-    def __init__(self, config: MapperConfig, corpus: Corpus, staging: str, *, dtype: str = "float32",
+    def __init__(self, config: WorkerConfig, corpus: Corpus, staging: str, *, dtype: str = "float32",
                  window: int = 8192):
-        self.mapper = CorpusBatchEncoder(config)
+        self.to_vectors = RowsToVectors(config)
         self.config, self.corpus, self.dtype, self.window = config, corpus, dtype, window
         self.staging = Store.at(staging)
-        self.node_id = None
+        self.node_id: str | None = None   # the Ray node this runs on, recorded in receipts (runners/ray_pool.py)
 
     def ready(self) -> str | None:
-        """The Ray node this runs on (None outside Ray); answering means the encoder loaded."""
-        try:
-            import ray
-
-            self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        except ImportError:
-            self.node_id = None
+        """``node_id``; answering at all means the encoder loaded (the Ray pool's first call)."""
         return self.node_id
 
     def encode(self, piece: Piece, attempt: str, known_ids: pa.Array | None = None,
@@ -135,8 +130,6 @@ class ShardEncoder:
         """Encode ``piece`` into ``part-NNNNN-ATTEMPT.parquet``, then write its receipt; return it.
         A piece whose rows are all left out (known ids, blank texts) gets a receipt and no shard.
         ``on_rows`` hears of each window of the piece's rows once it is encoded (progress)."""
-        if self.node_id is None:
-            self.ready()
         name = shard_file(piece.number, attempt)
         rows = truncated = skipped_known = 0
         with ExitStack() as files:
@@ -148,7 +141,7 @@ class ShardEncoder:
                         keep = pc.invert(pc.is_in(batch.column(0), value_set=known_ids))
                         skipped_known += batch.num_rows - (pc.sum(keep).as_py() or 0)
                         batch = batch.filter(keep)
-                    table = self.mapper(batch)
+                    table = self.to_vectors(batch)
                     if on_rows is not None:
                         on_rows(source_rows)
                     if not table.num_rows:

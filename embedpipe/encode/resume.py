@@ -14,7 +14,7 @@ attempts both finished, are never listed, and are deleted once the manifest is w
 A run with the same ``run.json`` takes every piece a receipt says is done and encodes only the
 rest, whatever stopped the run before (kill -9 of the driver, a lost node, an error).
 
-    >>> with run_lock(out):                                   # doctest: +SKIP
+    >>> with output_lock(out):                                   # doctest: +SKIP
     ...     state = open_staging(Store.at(out), key, base=None, corpus="fp", piece_rows=100_000)
     ...     state.done, state.next_shard, state.piece_rows
 """
@@ -45,9 +45,10 @@ def staging_store(out: Store) -> Store:
     return Store.at(out.local.with_name(f".{out.local.name}.partial"))
 
 
-def run_lock(out: str | Path) -> FileLock:
-    """An exclusive lock for the length of a run (released by the kernel on kill -9): beside a
-    local OUT; for a URL, on this machine only (object stores offer no lock a driver elsewhere sees)."""
+def output_lock(out: str | Path) -> FileLock:
+    """An exclusive lock on the output ``out`` for the length of a run, so two runs never write it
+    at once (released by the kernel on kill -9): beside a local OUT; for a URL, on this machine
+    only (object stores offer no lock a driver elsewhere sees)."""
     busy = f"another embedpipe run is writing {out}; wait for it to finish"
     if fsio.is_url(out):
         digest = hashlib.sha256(str(out).rstrip("/").encode()).hexdigest()[:16]
@@ -130,6 +131,7 @@ def _our_files(staging: Store, out: Store) -> list[str]:
 
 
 def _discard(staging: Store, out: Store) -> None:
+    """Delete the staging area (a local one whole; on an object store, what no manifest lists)."""
     if staging.local is not None:
         shutil.rmtree(staging.local, ignore_errors=True)
     else:
@@ -179,16 +181,10 @@ def abandon(state: RunState, *, quiet: bool = False) -> str:
         if not quiet:
             log.warning("%s", kept)
         return kept
-    if state.staging.local is not None:
-        shutil.rmtree(state.staging.local, ignore_errors=True)
-    else:
-        state.staging.delete(_our_files(state.staging, state.out))
+    _discard(state.staging, state.out)
     return "nothing was finished, nothing kept"
 
 
 def abandon_all(state: RunState) -> None:
     """Drop the whole staging area, finished shards too (they no longer match the corpus)."""
-    if state.staging.local is not None:
-        shutil.rmtree(state.staging.local, ignore_errors=True)
-    else:
-        state.staging.delete(_our_files(state.staging, state.out))
+    _discard(state.staging, state.out)

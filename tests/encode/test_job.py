@@ -149,7 +149,7 @@ def test_int8_and_optimized_exports_stay_close_to_fp32(tiny_model_dir):
     ([8, 1], None, 4, (2, 4, 4.0)),         # 4-thread actors fit only the big node
 ])
 def test_actor_layout_fits_every_actor_on_one_node(nodes, workers, threads, expected):
-    from embedpipe.encode.runners.ray import actor_layout, actors_fitting
+    from embedpipe.encode.runners.ray_pool import actor_layout, actors_fitting
 
     layout = actor_layout(nodes, workers, threads)
     assert (layout.workers, layout.threads, layout.actor_cpus) == expected

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from embedpipe.encode.encoder import EncoderSpec, TextEncoder
-from embedpipe.encode.layers import MultiPoolEncoder, resolve_layers
+from embedpipe.encode.layers import PoolingGridEncoder, resolve_layers
 from embedpipe.encode.pooling import pool
 from embedpipe.errors import ConfigError
 from embedpipe.model.export import ensure_exported
@@ -15,7 +15,7 @@ from embedpipe.model.resolve import resolve_model
 TEXTS = ["the cat", "a small dog ran on the road", "fish", "the old red house by the river and the tree"]
 
 
-def torch_hidden_states(model_dir, encoder: MultiPoolEncoder):
+def torch_hidden_states(model_dir, encoder: PoolingGridEncoder):
     import torch
     from transformers import AutoModel
 
@@ -31,7 +31,7 @@ def torch_hidden_states(model_dir, encoder: MultiPoolEncoder):
 @pytest.mark.parametrize("which", ["bert", "distilbert"])
 def test_every_layer_and_pooling_from_one_pass_matches_transformers(which, tiny_model_dir, tiny_distilbert_dir):
     model_dir = str(tiny_model_dir if which == "bert" else tiny_distilbert_dir)
-    encoder = MultiPoolEncoder.load(model=model_dir, normalize=False, max_length=None, layers=[0, 1, 2])
+    encoder = PoolingGridEncoder.load(model=model_dir, normalize=False, max_length=None, layers=[0, 1, 2])
     assert encoder.all_layers and encoder.layers == 2
     pairs = [(p, layer) for layer in (0, 1, 2) for p in ("cls", "mean", "max")]
     got, tokens = encoder.encode_many(TEXTS, pairs, token_states=True)
@@ -44,13 +44,13 @@ def test_every_layer_and_pooling_from_one_pass_matches_transformers(which, tiny_
         np.testing.assert_allclose(tokens.states[tokens.offsets[i]:tokens.offsets[i + 1]], states[2][i, :n],
                                    atol=2e-3, rtol=1e-3)   # float16
     # the last layer, normalized, is exactly what `encode` gives
-    normalized = MultiPoolEncoder.load(model=model_dir, normalize=True, max_length=None, layers=[0, 2])
+    normalized = PoolingGridEncoder.load(model=model_dir, normalize=True, max_length=None, layers=[0, 2])
     plain = TextEncoder.load(EncoderSpec(model=model_dir, pooling="mean")).encode(TEXTS)
     np.testing.assert_allclose(normalized.encode_many(TEXTS, [("mean", 2)])[0][("mean", 2)], plain, atol=1e-5)
 
 
 def test_the_last_layer_alone_uses_the_normal_export(tiny_model_dir):
-    encoder = MultiPoolEncoder.load(model=str(tiny_model_dir), normalize=True, max_length=None, layers=[2])
+    encoder = PoolingGridEncoder.load(model=str(tiny_model_dir), normalize=True, max_length=None, layers=[2])
     assert not encoder.all_layers
     assert encoder.exported.path == ensure_exported(resolve_model(str(tiny_model_dir))).path
     with pytest.raises(Exception, match="all-layers export"):

@@ -1,5 +1,5 @@
 """The corpus contract past the shared column rules (test_columns.py): categorical columns decoded
-wherever a corpus is read (batches, whole-corpus checks, the Ray path's mapper, encode), ids checked
+wherever a corpus is read (batches, whole-corpus checks, rows to vectors, encode), ids checked
 file by file, and the text and id column names carried through the manifest to `search --corpus`."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from embedpipe.encode.encoder import BatchPlan, EncoderSpec, prepare
-from embedpipe.encode.mapper import CorpusBatchEncoder, MapperConfig
+from embedpipe.encode.rows import RowsToVectors, WorkerConfig
 from embedpipe.errors import BadInput
 from embedpipe.formats.corpus import open_corpus
 from embedpipe.formats.vectors import open_vectors
@@ -75,13 +75,14 @@ def tiny_export(tiny_model_dir):
     return prepare(EncoderSpec(model=str(tiny_model_dir)))
 
 
-def test_the_mapper_decodes_categorical_batches(tiny_export):
-    """The Ray runner reads the files itself and hands the mapper batches still dictionary-encoded."""
+def test_rows_to_vectors_decodes_categorical_batches(tiny_export):
+    """Batches of a categorical column may reach RowsToVectors still dictionary-encoded."""
     exported, max_length = tiny_export
-    config = MapperConfig(str(exported.path), "mean", True, max_length, BatchPlan(threads=1), "body", "doc")
-    mapper = CorpusBatchEncoder(config)
-    plain = mapper(pa.table({"doc": IDS, "body": TEXTS}))
-    encoded = mapper(pa.table({"doc": pa.array(IDS).dictionary_encode(), "body": pa.array(TEXTS).dictionary_encode()}))
+    config = WorkerConfig(str(exported.path), "mean", True, max_length, BatchPlan(threads=1), "body", "doc")
+    to_vectors = RowsToVectors(config)
+    plain = to_vectors(pa.table({"doc": IDS, "body": TEXTS}))
+    encoded = to_vectors(pa.table({"doc": pa.array(IDS).dictionary_encode(),
+                                   "body": pa.array(TEXTS).dictionary_encode()}))
     assert encoded.column("id").type == pa.string() and encoded.column("id").to_pylist() == IDS
     np.testing.assert_array_equal(np.stack(encoded.column("vector").to_numpy(zero_copy_only=False)),
                                   np.stack(plain.column("vector").to_numpy(zero_copy_only=False)))

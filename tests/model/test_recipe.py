@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from embedpipe.encode.encoder import EncoderSpec, resolve_spec, spec_record
+from embedpipe.encode.encoder import EncoderSpec, resolve_spec, spec_to_record
 from embedpipe.encode.modules import apply_modules
 from embedpipe.errors import BadInput
 from embedpipe.model.recipe import ModelRecipe, Module, read_recipe
@@ -50,16 +50,16 @@ def test_legacy_pooling_keys_are_read(bert_st):
 
 def test_a_record_without_prompts_or_modules_keeps_its_old_shape(tiny_model_dir):
     """Vectors made before prompts and modules existed stay current: the record gains no keys."""
-    record = spec_record(EncoderSpec(model=str(tiny_model_dir)), 64)
+    record = spec_to_record(EncoderSpec(model=str(tiny_model_dir)), 64)
     assert set(record) == {"model", "pooling", "normalize", "max_length", "optimize", "quantize"}
     assert record["pooling"] == "mean"
 
 
 def test_the_record_names_prompt_query_prompt_and_modules(bert_st):
-    record = spec_record(EncoderSpec(model=str(bert_st)), 64)
+    record = spec_to_record(EncoderSpec(model=str(bert_st)), 64)
     assert (record["pooling"], record["prompt"], record["query_prompt"]) == ("cls", "passage: ", "query: ")
     assert record["modules"] == ["Dense(32->16, tanh)", "Normalize"]
-    assert spec_record(EncoderSpec(model=str(bert_st), prompt=""), 64).get("prompt") is None
+    assert spec_to_record(EncoderSpec(model=str(bert_st), prompt=""), 64).get("prompt") is None
 
 
 @pytest.mark.parametrize("activation", ["identity", "tanh", "relu", "gelu", "sigmoid", "silu"])

@@ -109,10 +109,10 @@ def test_a_published_shard_that_changed_is_refused_before_extending(tiny_model_d
 
 
 def test_two_runs_never_write_one_output_at_once(tiny_model_dir, tmp_path):
-    from embedpipe.encode.resume import run_lock
+    from embedpipe.encode.resume import output_lock
 
     corpus, out = write_rows(tmp_path / "c.parquet", 0, 20), tmp_path / "v"
-    with run_lock(out):                                      # another run holds the output
+    with output_lock(out):                                      # another run holds the output
         result = cli("encode", corpus, "--model", tiny_model_dir, "--runner", "local", "--out", out)
         one_line_error(result, f"another embedpipe run is writing {out}")
     assert not out.exists()

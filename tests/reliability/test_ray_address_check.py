@@ -1,5 +1,5 @@
 """--ray-address of a cluster that does not answer fails within a bounded, documented time
-(ray_address.py: 15 s by default, $EMBEDPIPE_RAY_CONNECT_TIMEOUT) with one line, instead of
+(runners/timeouts.py: 15 s by default, $EMBEDPIPE_RAY_CONNECT_TIMEOUT_S) with one line, instead of
 ray.init waiting for minutes; nothing is written. The real-cluster case (the check lets a live head
 through) is tests/encode/test_ray_runner.py::test_encode_joins_a_running_cluster."""
 
@@ -11,7 +11,8 @@ from contextlib import contextmanager
 import pytest
 
 from embedpipe.encode import encode_corpus
-from embedpipe.encode.runners.ray_address import DEFAULT_CONNECT_TIMEOUT_S, check_ray_answers
+from embedpipe.encode.runners.ray_cluster import check_ray_answers
+from embedpipe.encode.runners.timeouts import DEFAULT_CONNECT_TIMEOUT_S
 from embedpipe.errors import EmbedpipeError
 from tests.helpers import assert_one_line_error, run_cli, snapshot, write_corpus
 from tests.reliability.support import by_id, job
@@ -77,13 +78,13 @@ CASES = {"closed port": (closed_port, "nothing listens there"),
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_an_address_where_no_ray_answers_is_refused_by_the_bounded_check(case, tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("EMBEDPIPE_RAY_CONNECT_TIMEOUT", str(TIMEOUT_S))
+    monkeypatch.setenv("EMBEDPIPE_RAY_CONNECT_TIMEOUT_S", str(TIMEOUT_S))
     server, says = CASES[case]
     corpus = write_corpus(tmp_path / "c.parquet")
     encode_corpus(job(tiny_model_dir, corpus, tmp_path / "earlier"))           # an earlier output stays as it is
     before = snapshot(tmp_path)
     # Each message comes from check_ray_answers, which runs before ray.init (that would wait minutes)
-    # and waits at most $EMBEDPIPE_RAY_CONNECT_TIMEOUT: the silent listener's says it waited TIMEOUT_S.
+    # and waits at most $EMBEDPIPE_RAY_CONNECT_TIMEOUT_S: the silent listener's says it waited TIMEOUT_S.
     with server() as address:
         assert_one_line_error(run_cli("encode", corpus, "--model", tiny_model_dir, "--runner", "ray",
                                       "--ray-address", address, "--out", tmp_path / "v"),
@@ -107,12 +108,13 @@ def test_ray_client_addresses_are_checked_too():
 
 
 def test_the_default_bound_is_the_documented_one(monkeypatch):
-    from embedpipe.encode.runners.ray_address import connect_timeout
+    from embedpipe.encode.runners.timeouts import connect_timeout
 
+    monkeypatch.delenv("EMBEDPIPE_RAY_CONNECT_TIMEOUT_S", raising=False)
     monkeypatch.delenv("EMBEDPIPE_RAY_CONNECT_TIMEOUT", raising=False)
     assert connect_timeout() == DEFAULT_CONNECT_TIMEOUT_S == 15
-    monkeypatch.setenv("EMBEDPIPE_RAY_CONNECT_TIMEOUT", "soon")
-    with pytest.raises(EmbedpipeError, match="EMBEDPIPE_RAY_CONNECT_TIMEOUT"):
+    monkeypatch.setenv("EMBEDPIPE_RAY_CONNECT_TIMEOUT_S", "soon")
+    with pytest.raises(EmbedpipeError, match="EMBEDPIPE_RAY_CONNECT_TIMEOUT_S must be a number"):
         connect_timeout()
 
 
@@ -122,7 +124,7 @@ def test_a_process_already_connected_to_ray_checks_the_address_it_is_given(ray_c
     """In-process (a notebook, this test session) the open Ray connection is used, but an address where
     no Ray answers is still refused in one line rather than quietly ignored; the same cluster under
     another spelling of its address is joined."""
-    monkeypatch.setenv("EMBEDPIPE_RAY_CONNECT_TIMEOUT", str(TIMEOUT_S))
+    monkeypatch.setenv("EMBEDPIPE_RAY_CONNECT_TIMEOUT_S", str(TIMEOUT_S))
     corpus = write_corpus(tmp_path / "c.parquet")
     with closed_port() as address, pytest.raises(EmbedpipeError, match="nothing listens there"):
         encode_corpus(job(tiny_model_dir, corpus, tmp_path / "refused", runner="ray", ray_address=address))

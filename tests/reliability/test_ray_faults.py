@@ -27,7 +27,7 @@ def parent_pid(pid: int) -> int:
 def encoder_actor_pids(ray) -> list[int]:
     """Encoder actors of *this* test session's Ray (children of its raylet), never anyone else's."""
     raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
-    return [pid for pid in processes_mentioning("ShardEncoder") if parent_pid(pid) == raylet]
+    return [pid for pid in processes_mentioning("ShardWriter") if parent_pid(pid) == raylet]
 
 
 def test_an_actor_killed_mid_run_is_restarted_and_output_stays_exactly_once(tiny_model_dir, tmp_path, ray_cluster):

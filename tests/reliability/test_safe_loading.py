@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from embedpipe.encode.encoder import BatchPlan, EncoderSpec, prepare
-from embedpipe.encode.mapper import CorpusBatchEncoder, MapperConfig
+from embedpipe.encode.rows import RowsToVectors, WorkerConfig
 from embedpipe.errors import EmbedpipeError
 from tests.helpers import assert_one_line_error as one_line_error
 from tests.helpers import run_cli as cli
@@ -34,8 +34,8 @@ def export_copy(tiny_model_dir, tmp_path):
     return Path(shutil.copytree(exported.path, tmp_path / "export"))
 
 
-def mapper_config(export_dir: Path, pooling: str = "mean") -> MapperConfig:
-    return MapperConfig(str(export_dir), pooling, True, 64, BatchPlan(threads=1), "text", "id")
+def worker_config(export_dir: Path, pooling: str = "mean") -> WorkerConfig:
+    return WorkerConfig(str(export_dir), pooling, True, 64, BatchPlan(threads=1), "text", "id")
 
 
 class Payload:
@@ -52,7 +52,7 @@ def test_a_pickled_payload_in_pooler_weights_is_not_run(export_copy, tmp_path):
     marker = tmp_path / "pwned"
     np.savez(export_copy / "pooler.npz", weight=np.array([Payload(marker)], dtype=object), bias=np.zeros(32))
     with pytest.raises(EmbedpipeError, match="cannot load the encoder .*allow_pickle=False"):
-        CorpusBatchEncoder(mapper_config(export_copy, "pooler"))
+        RowsToVectors(worker_config(export_copy, "pooler"))
     assert not marker.exists()
 
 
@@ -73,18 +73,18 @@ def test_onnx_weights_outside_the_export_directory_are_refused(export_copy, tmp_
     model = onnx.load(export_copy / "model.onnx", load_external_data=False)
     save_with_weights_at(model, export_copy / "model.onnx", "../weights.bin")
     with pytest.raises(EmbedpipeError, match="cannot load the encoder .*External data path"):
-        CorpusBatchEncoder(mapper_config(export_copy))
+        RowsToVectors(worker_config(export_copy))
     (export_copy / "weights.bin").symlink_to(tmp_path / "weights.bin")     # a symlink out is refused too
     save_with_weights_at(model, export_copy / "model.onnx", "weights.bin")
     with pytest.raises(EmbedpipeError, match="cannot load the encoder .*External data path"):
-        CorpusBatchEncoder(mapper_config(export_copy))
+        RowsToVectors(worker_config(export_copy))
 
 
 def test_an_onnx_file_named_outside_the_export_is_refused(export_copy):
     info = json.loads((export_copy / "export.json").read_text())
     (export_copy / "export.json").write_text(json.dumps({**info, "onnx_file": "../model.onnx"}))
     with pytest.raises(EmbedpipeError, match="not inside the export directory"):
-        CorpusBatchEncoder(mapper_config(export_copy))
+        RowsToVectors(worker_config(export_copy))
 
 
 def test_model_code_runs_only_with_trust_remote_code(tiny_model_dir, tmp_path, corpus):

@@ -16,7 +16,7 @@ from tests.reliability.support import job, write_rows
 
 
 def invalid_utf8_found_mid_run(tmp_path):
-    """With empty_text=skip nothing reads the texts before encoding: the mapper finds the bad row."""
+    """With empty_text=skip nothing reads the texts before encoding: RowsToVectors finds the bad row."""
     raw = pa.array([b"fine", b"also fine", b"\xc3\x28 broken"], pa.binary()).view(pa.string())
     pq.write_table(pa.table({"id": ["a", "b", "c"], "text": raw}), tmp_path / "c.parquet")
     return ["--empty-text", "skip"], {"empty_text": "skip"}, "not valid UTF-8"

@@ -2,9 +2,17 @@
 order: each piece's shard is written to the staging location by whoever encoded it, so vectors
 never pass through the caller.
 
-``local`` runs one encoder in this process; ``ray`` an actor pool over a Ray cluster (Ray is
-imported only there). ``run_encoder`` picks one by name, and ``choose_runner`` resolves ``auto``
-(the default) to one of them.
+    local.py        one ShardWriter in this process, the pieces in order
+    ray.py          the Ray runner: a cluster session and an actor pool over it (Ray is imported
+                    only in ray*.py)
+    ray_cluster.py  join a named Ray cluster (checking first that it answers) or start and stop an
+                    embedded local Ray on 127.0.0.1
+    ray_pool.py     the actors: sized against each node, pieces handed out, lost actors replaced
+    timeouts.py     the Ray runner's waits, from $EMBEDPIPE_RAY_CONNECT_TIMEOUT_S and
+                    $EMBEDPIPE_RAY_ACTOR_START_TIMEOUT_S
+
+``run_encoder`` runs the one named, and ``choose_runner`` resolves ``auto`` (the default) to one
+of them.
 """
 
 from __future__ import annotations
@@ -15,8 +23,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from ...formats.corpus import Corpus
-from ..mapper import MapperConfig
 from ..pieces import Piece
+from ..rows import WorkerConfig
 from .local import run_local
 from .ray import run_on_ray
 
@@ -34,7 +42,9 @@ AUTO_LOCAL_MAX_ROWS = 50_000
 
 
 @dataclass(frozen=True)
-class RayOptions:
+class RayRunnerOptions:
+    """Where the Ray runner runs and how many actors it starts (EncodeJob's ray_* and workers fields)."""
+
     address: str | None = None   # join this cluster; None = start an embedded local Ray on 127.0.0.1
     workers: int | None = None   # encoder actors; None = as many as the cluster's nodes hold
     dashboard: bool = False      # embedded local Ray only: start its dashboard (on 127.0.0.1)
@@ -60,9 +70,10 @@ def choose_runner(runner: str, rows: int, address: str | None) -> tuple[str, str
                      "in process, no Ray start-up")
 
 
-def run_encoder(runner: str, corpus: Corpus, config: MapperConfig, pieces: list[Piece], staging: str, *,
+def run_encoder(runner: str, corpus: Corpus, config: WorkerConfig, pieces: list[Piece], staging: str, *,
                 window: int, known_ids: pa.Array | None = None, dtype: str = "float32",
-                ray: RayOptions = RayOptions(), on_rows: Callable[[int], None] | None = None) -> Iterator[dict]:
+                ray: RayRunnerOptions = RayRunnerOptions(),
+                on_rows: Callable[[int], None] | None = None) -> Iterator[dict]:
     """The receipts of the runner named ``runner`` (``local`` or ``ray``: resolve ``auto`` with
     ``choose_runner`` first); ``ray`` applies to the Ray runner only, ``on_rows`` (rows encoded so
     far, each window as it is done) to the local runner only: Ray's actors report whole pieces."""

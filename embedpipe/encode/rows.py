@@ -1,13 +1,14 @@
-"""The unit both runners map over a corpus: a batch of (id, text) rows -> a table of (id, vector, truncated).
+"""Corpus rows -> vectors, the step every worker repeats: a batch of (id, text) rows -> a table of
+(id, vector, truncated).
 
-    >>> mapper = CorpusBatchEncoder(MapperConfig(export_dir, "mean", True, 256, BatchPlan(),  # doctest: +SKIP
-    ...                                          "text", "id"))
-    >>> mapper(record_batch)   # pa.Table with columns id, vector, truncated                         # doctest: +SKIP
+    >>> to_vectors = RowsToVectors(WorkerConfig(export_dir, "mean", True, 256, BatchPlan(),  # doctest: +SKIP
+    ...                                         "text", "id"))
+    >>> to_vectors(record_batch)   # pa.Table with columns id, vector, truncated               # doctest: +SKIP
 
-Rows whose id is in ``skip_ids`` (already encoded by an earlier run) are left out, as are null or
-blank texts under ``empty_text="skip"``. ``truncated`` marks texts longer than ``max_length``
-tokens, which the model sees cut. Ray builds one instance per actor (one onnxruntime session
-each); the local runner builds one.
+Null or blank texts stop the run, or are left out under ``empty_text="skip"``. ``truncated`` marks
+texts longer than ``max_length`` tokens, which the model sees cut. ``WorkerConfig`` is what each
+worker is built from (the local runner builds one ``RowsToVectors``, every Ray actor its own: one
+onnxruntime session each).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ EMPTY_TEXT_POLICIES = ("error", "skip")
 
 
 @dataclass(frozen=True)
-class MapperConfig:
+class WorkerConfig:
+    """What every worker (this process, or each Ray actor) needs to turn corpus rows into vectors."""
+
     export_dir: str             # an exported model directory (model/export.py)
     pooling: str                # a name in pooling.POOLINGS
     normalize: bool             # L2-normalize the pooled vectors
@@ -57,10 +60,12 @@ class MapperConfig:
             raise ConfigError("prompt", f"must be a text, got {self.prompt!r}")
 
 
-class CorpusBatchEncoder:
-    def __init__(self, config: MapperConfig, skip_ids: pa.Array | None = None):
+class RowsToVectors:
+    """One worker's encoder over corpus batches: decodes categorical columns, checks the texts
+    (UTF-8, blanks per ``empty_text``), encodes them and flags the truncated ones."""
+
+    def __init__(self, config: WorkerConfig):
         self.config = config
-        self.skip_ids = skip_ids if skip_ids is not None and len(skip_ids) else None
         try:
             self.encoder = TextEncoder(config.export_dir, config.pooling, config.normalize, config.max_length,
                                        config.plan, config.prompt)
@@ -72,12 +77,9 @@ class CorpusBatchEncoder:
     def __call__(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
         if isinstance(batch, pa.RecordBatch):
             batch = pa.Table.from_batches([batch])
-        # Ray reads the files itself, so categorical (dictionary) columns arrive here still encoded.
+        # The corpus readers decode categorical columns already; a batch from elsewhere may not be (a no-op if plain).
         ids = decoded(batch.column(self.config.id_column)).combine_chunks()
         texts = decoded(batch.column(self.config.text_column)).combine_chunks()
-        if self.skip_ids is not None:
-            todo = pc.invert(pc.is_in(ids, value_set=self.skip_ids))
-            ids, texts = ids.filter(todo), texts.filter(todo)
         check_utf8(ids, texts)
         blank = blank_text_mask(texts)
         if blank.true_count:
