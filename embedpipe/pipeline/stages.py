@@ -266,7 +266,7 @@ class ClassifyStage(Stage):
         return {"out": str(spec.classify.out_dir()), "save_model": spec.classify.save_model}
 
     def status(self, spec: Spec, upstream_runs: bool) -> Status:
-        from ..classify.job import REPORT, report_is_current
+        from ..classify.report import REPORT, report_is_current
 
         job = spec.classify
         if not (job.out_dir() / REPORT).exists():
@@ -276,7 +276,8 @@ class ClassifyStage(Stage):
         return Status("skip", "report complete for this config and data")
 
     def run(self, spec: Spec, status: Status) -> str:
-        from ..classify.job import REPORT, run_classify
+        from ..classify.report import REPORT
+        from ..classify.run import run_classify
 
         job = spec.classify
         if (job.out_dir() / REPORT).exists():  # a stale report of ours: replaced once the new one is complete
