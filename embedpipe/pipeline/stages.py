@@ -27,14 +27,11 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import EmbedpipeError
 from ..formats.vectors import MANIFEST
 from ..fsio import file_sha256, read_json
-
-if TYPE_CHECKING:  # schema.py imports this module for the stage names
-    from .schema import Spec
+from .schema import Spec
 
 log = logging.getLogger("embedpipe.pipeline")
 
@@ -288,6 +285,7 @@ class ClassifyStage(Stage):
                 f"(report in {job.out_dir()})")
 
 
-# The stages in the order they run; a spec runs those whose section it has.
+# The stages in the order they run, the order of schema.STAGE_NAMES (tests/pipeline/test_spec.py holds
+# them equal); a spec runs those whose section it has.
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (EncodeStage(), IndexStage(), EvaluateStage(),
                                                             ClassifyStage())}
