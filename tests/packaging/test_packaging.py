@@ -36,7 +36,7 @@ def test_sample_corpus_ships_with_the_package():
 
 def test_every_package_embedpipe_imports_is_declared():
     """A module of the package importing a distribution pyproject.toml does not list works only as
-    long as something else happens to pull it in. embedpipe/testing.py (small real parts for the
+    long as something else happens to pull it in. embedpipe/testing/ (small real parts for the
     tests and benchmarks) may also import what the dev extra declares."""
     import ast
     import importlib.metadata
@@ -64,10 +64,11 @@ def test_every_package_embedpipe_imports_is_declared():
         return [m for m in sorted(modules)
                 if not {d.lower().replace("_", "-") for d in providers.get(m, [])} & declared]
 
-    testing = ROOT / "embedpipe" / "testing.py"
-    library = [p for p in (ROOT / "embedpipe").rglob("*.py") if p != testing]
+    testing = sorted((ROOT / "embedpipe" / "testing").rglob("*.py"))
+    library = [p for p in (ROOT / "embedpipe").rglob("*.py") if p not in testing]
+    assert testing and library
     assert not undeclared(imports(library), names(project["dependencies"]))
-    assert not undeclared(imports([testing]), names(project["dependencies"] + project["optional-dependencies"]["dev"]))
+    assert not undeclared(imports(testing), names(project["dependencies"] + project["optional-dependencies"]["dev"]))
 
 
 def test_torch_is_pinned_once_to_its_cpu_build():
