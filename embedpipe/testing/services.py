@@ -73,35 +73,46 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 60) -> 
 
 
 @contextmanager
-def ray_head(log_dir: Path, *, dashboard: bool = False, env: dict | None = None, cpus: int = 2,
-             system_config: dict | None = None, stop_seconds: float = 30):
-    """``ray start --head`` with ``cpus`` CPUs; ``system_config`` (Ray's ``--system-config``), e.g.
-    a quick node health check, so a lost node is noticed in seconds."""
+def _ray_start(args: list[str], agent_ports: Sequence[int], worker_low: int, ready_port: int, log_path: Path,
+               env: dict | None, stop_seconds: float):
+    """``ray start --block ARGS`` for one node on 127.0.0.1, its agents on ``agent_ports`` (dashboard
+    agent http and grpc, metrics export, runtime-env agent) and its workers on ``WORKER_PORTS`` ports
+    from ``worker_low``; in a process group of its own, logging to ``log_path``. Yields the process
+    once ``ready_port`` answers; stops the group by its id."""
+    agent_http, agent_grpc, metrics, env_agent = agent_ports
     ray_temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
-    (gcs, client, dash, agent_http, agent_grpc, metrics, env_agent), worker_low = ray_ports(7)
-    command = [str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
-               "--node-ip-address", "127.0.0.1", "--port", str(gcs), "--num-cpus", str(cpus),
-               "--ray-client-server-port", str(client),
+    command = [str(BIN / "ray"), "start", *args, "--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1",
                "--dashboard-agent-listen-port", str(agent_http), "--dashboard-agent-grpc-port", str(agent_grpc),
                "--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(env_agent),
                "--min-worker-port", str(worker_low), "--max-worker-port", str(worker_low + WORKER_PORTS - 1),
                "--temp-dir", ray_temp]
-    if system_config:
-        command += ["--system-config", json.dumps(system_config)]
-    command += (["--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash)]
-                if dashboard else ["--include-dashboard", "false"])
-    log = open(Path(log_dir) / "ray-head.log", "wb")
-    head = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env=env or RAY_ENV)
+    log = open(log_path, "wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               env=env or RAY_ENV)
     try:
-        wait_for_port(gcs, head)
+        wait_for_port(ready_port, process)
+        yield process
+    finally:
+        _stop_group(process, stop_seconds)
+        log.close()
+        shutil.rmtree(ray_temp, ignore_errors=True)
+
+
+@contextmanager
+def ray_head(log_dir: Path, *, dashboard: bool = False, env: dict | None = None, cpus: int = 2,
+             system_config: dict | None = None, stop_seconds: float = 30):
+    """``ray start --head`` with ``cpus`` CPUs; ``system_config`` (Ray's ``--system-config``), e.g.
+    a quick node health check, so a lost node is noticed in seconds."""
+    (gcs, client, dash, *agent_ports), worker_low = ray_ports(7)
+    args = ["--head", "--port", str(gcs), "--num-cpus", str(cpus), "--ray-client-server-port", str(client)]
+    if system_config:
+        args += ["--system-config", json.dumps(system_config)]
+    args += (["--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash)]
+             if dashboard else ["--include-dashboard", "false"])
+    with _ray_start(args, agent_ports, worker_low, gcs, Path(log_dir) / "ray-head.log", env, stop_seconds) as head:
         if dashboard:
             wait_for_port(dash, head, seconds=120)
         yield RayHead(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}" if dashboard else None)
-    finally:
-        _stop_group(head, stop_seconds)
-        log.close()
-        shutil.rmtree(ray_temp, ignore_errors=True)
 
 
 def _stop_group(process: subprocess.Popen, seconds: float = 30) -> None:
@@ -162,24 +173,11 @@ class RayNode:
 @contextmanager
 def ray_node(head: RayHead, log_dir: Path, *, cpus: int = 1, env: dict | None = None, name: str = "node"):
     """A worker node (`ray start --address HEAD`) with ``cpus`` CPUs, on ports of its own."""
-    ray_temp = tempfile.mkdtemp(prefix="rayn-", dir="/tmp")
-    (manager, agent_http, agent_grpc, metrics, env_agent), worker_low = ray_ports(5)
-    command = [str(BIN / "ray"), "start", "--address", head.gcs_address, "--block", "--disable-usage-stats",
-               "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus), "--node-manager-port", str(manager),
-               "--dashboard-agent-listen-port", str(agent_http), "--dashboard-agent-grpc-port", str(agent_grpc),
-               "--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(env_agent),
-               "--min-worker-port", str(worker_low), "--max-worker-port", str(worker_low + WORKER_PORTS - 1),
-               "--temp-dir", ray_temp]
-    log = open(Path(log_dir) / f"ray-{name}.log", "wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                               env=env or RAY_ENV)
-    try:
-        wait_for_port(manager, process)
+    (manager, *agent_ports), worker_low = ray_ports(5)
+    args = ["--address", head.gcs_address, "--num-cpus", str(cpus), "--node-manager-port", str(manager)]
+    with _ray_start(args, agent_ports, worker_low, manager, Path(log_dir) / f"ray-{name}.log", env,
+                    stop_seconds=5) as process:
         yield RayNode(process)
-    finally:
-        _stop_group(process, seconds=5)
-        log.close()
-        shutil.rmtree(ray_temp, ignore_errors=True)
 
 
 def wait_for_nodes(head: RayHead, nodes: int, env: dict | None = None, seconds: float = 60) -> None:
