@@ -56,7 +56,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embedpipe.testing import RAY_ENV, ray_head
+from embedpipe.testing.services import RAY_ENV, ray_head
 
 VARIANTS = ("st-torch", "st-onnx", "st-onnx-int8", "st-openvino", "st-openvino-int8", "fastembed", "ep-fp32",
             "ep-int8", "ep-ray", "ep-ray-cluster")

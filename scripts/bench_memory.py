@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embedpipe.testing import save_tiny_bert
+from embedpipe.testing.models import save_tiny_bert
 
 WORDS = ("the a an of to and in is was for on with as by at from it this that be are not or cat dog bird fish "
          "tree house car road river city water fire sun moon star book word run walk eat drink read write speak "

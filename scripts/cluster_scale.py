@@ -30,7 +30,8 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from embedpipe.testing import RAY_ENV, ray_head, ray_node, save_tiny_bert  # noqa: E402
+from embedpipe.testing.models import save_tiny_bert  # noqa: E402
+from embedpipe.testing.services import RAY_ENV, ray_head, ray_node  # noqa: E402
 
 WORDS = "the a cat dog bird fish tree house car road river city water fire sun moon star book word red green".split()
 

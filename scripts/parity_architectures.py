@@ -48,7 +48,7 @@ def main() -> None:
     from embedpipe.encode import EncodeJob, encode_corpus
     from embedpipe.encode.encoder import EncoderSpec, TextEncoder
     from embedpipe.formats.vectors import open_vectors
-    from embedpipe.testing import (
+    from embedpipe.testing.models import (
         ARCHITECTURES,
         LETTERS,
         TINY_MODEL_VARIANTS,

@@ -24,7 +24,7 @@ def export_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A 2-layer, 32-wide BERT with random weights and a small WordPiece vocab, saved like a hub model."""
-    from embedpipe.testing import LETTERS, save_tiny_bert
+    from embedpipe.testing.models import LETTERS, save_tiny_bert
 
     return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), WORDS, LETTERS + ",.!?'-")
 
@@ -32,7 +32,7 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_distilbert_dir(tmp_path_factory):
     """A 2-layer, 32-wide DistilBERT with random weights (no pooler, no token_type_ids), same vocab."""
-    from embedpipe.testing import LETTERS, save_tiny_distilbert
+    from embedpipe.testing.models import LETTERS, save_tiny_distilbert
 
     return save_tiny_distilbert(tmp_path_factory.mktemp("tiny-distilbert"), WORDS, LETTERS + ",.!?'-")
 
@@ -41,7 +41,7 @@ def tiny_distilbert_dir(tmp_path_factory):
 def tiny_st_model(tmp_path_factory):
     """``tiny_st_model("roberta")``: the tiny sentence-transformers model of that architecture
     (tests.helpers.MODEL_VARIANTS), built once per session on first use."""
-    from embedpipe.testing import LETTERS, save_tiny_sentence_transformer, save_tiny_transformer
+    from embedpipe.testing.models import LETTERS, save_tiny_sentence_transformer, save_tiny_transformer
 
     built = {}
 

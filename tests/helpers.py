@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embedpipe.testing import TINY_MODEL_DIMS, TINY_MODEL_VARIANTS
+from embedpipe.testing.models import TINY_MODEL_DIMS, TINY_MODEL_VARIANTS
 
 WORDS = ("the a an of to and in is was for on with as by at from it this that be are not or "
          "cat dog bird fish tree house car road river city water fire sun moon star book word "
@@ -28,7 +28,7 @@ TEXTS = [
 ]
 
 
-# One tiny sentence-transformers model per architecture (embedpipe.testing.TINY_MODEL_VARIANTS).
+# One tiny sentence-transformers model per architecture (embedpipe.testing.models.TINY_MODEL_VARIANTS).
 MODEL_VARIANTS = TINY_MODEL_VARIANTS
 MODEL_DIMS = TINY_MODEL_DIMS
 

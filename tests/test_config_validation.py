@@ -19,7 +19,7 @@ from embedpipe.encode.encoder import EncoderSpec
 from embedpipe.encode.rows import WorkerConfig
 from embedpipe.errors import ConfigError
 from embedpipe.index import IndexConfig
-from embedpipe.pipeline.schema import RaySettings
+from embedpipe.pipeline.schema import RaySection
 from embedpipe.pipeline.submit import SubmitJob
 from embedpipe.retrieval.evaluate import EvaluateJob
 from tests.helpers import assert_one_line_error, names_under, run_cli, snapshot, write_corpus
@@ -134,7 +134,7 @@ TABLES = [
         "dropout": [1.0],
         "threads": [0, True],
     }),
-    (RaySettings, {}, {
+    (RaySection, {}, {
         "address": ["", 6379],
         "workers": [0, -1, True],
         "cpus_per_actor": [0, 1.5],

@@ -1,7 +1,7 @@
-"""The test support's Ray nodes get ports Ray accepts: a worker-port range that holds none of the
+"""embedpipe.testing.services: its Ray nodes get ports Ray accepts: a worker-port range that holds none of the
 node's other ports (an overlap makes `ray start` exit at once, failing a test by chance)."""
 
-from embedpipe.testing import WORKER_PORTS, ray_ports
+from embedpipe.testing.services import WORKER_PORTS, ray_ports
 
 
 def test_the_worker_port_range_holds_none_of_the_component_ports():

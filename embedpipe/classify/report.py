@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import EmbedpipeError
+from ..formats.labeled import fingerprint
 from ..formats.reports import mteb_classification_results
-from ..fsio import atomic_path, write_json_atomic, write_text_atomic
+from ..fsio import atomic_path, read_json, write_json_atomic, write_text_atomic
+from .job import NOT_IN_RESULT, ClassifyJob
 
+REPORT = "report.json"
 PLOT = "accuracy.png"
 LAYER_PLOT = "layers.png"
 PREDICTIONS = "predictions.parquet"
@@ -160,7 +164,7 @@ def write_report_files(directory: Path, report: dict, predictions=None) -> None:
     """report.json, report.md, the plots and (given the table) predictions.parquet into ``directory``."""
     import pyarrow.parquet as pq
 
-    write_json_atomic(directory / "report.json", report)
+    write_json_atomic(directory / REPORT, report)
     write_text_atomic(directory / "report.md", markdown(report))
     plot(report, directory / PLOT)
     layer_plot(report, directory / LAYER_PLOT)
@@ -172,3 +176,21 @@ def write_report_files(directory: Path, report: dict, predictions=None) -> None:
     if predictions is not None:
         with atomic_path(directory / PREDICTIONS) as tmp:
             pq.write_table(predictions, tmp)
+
+
+def report_is_current(job: ClassifyJob) -> bool:
+    """True when ``job.out`` holds a report made from the same inputs (by content) and config."""
+    report = read_json(job.out_dir() / REPORT)
+    if report is None:
+        return False
+    mine = {k: v for k, v in job.config().items() if k not in NOT_IN_RESULT}
+    theirs = {k: v for k, v in report.get("config", {}).items() if k not in NOT_IN_RESULT}
+    if mine != theirs:
+        return False
+    inputs = report.get("inputs", {})
+    try:
+        if inputs.get("train", {}).get("fingerprint") != fingerprint(job.train):
+            return False
+        return not job.test or (inputs.get("test") or {}).get("fingerprint") == fingerprint(job.test)
+    except EmbedpipeError:
+        return False

@@ -19,7 +19,7 @@ import logging
 import os
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -170,7 +170,7 @@ def _encode(job: EncodeJob) -> EncodeResult:
         config = WorkerConfig(str(exported.path), resolved.pooling, spec.normalize, max_length,
                               BatchPlan(batch_size=job.batch_size, threads=job.threads),
                               corpus.text_column, corpus.id_column, job.empty_text, resolved.prompt)
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         receipts = list(done)
         try:
             with Progress(sum(p.rows for p in todo), "rows encoded") as progress:

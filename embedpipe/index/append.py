@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import faiss
@@ -106,7 +106,7 @@ def _append_new_shards(index_dir, vectors_dir, batch_rows: int) -> dict:
     tuning = read_tuning(path)
     recall = None if tuning is None else recall_on_tuning_queries(index, ids, vectors, tuning, info, batch_rows)
     append = {"rows": rows, "shards": [shard_key(s)[0] for s in shards],
-              "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "at": datetime.now(UTC).isoformat(timespec="seconds"),
               "seconds": round(time.monotonic() - started, 3), "recall_at_10": recall}
     target = float(info.get("target_recall", IndexConfig.target_recall))
     measured = {}

@@ -99,14 +99,14 @@ def run_pipeline(spec: Spec, on_step=None) -> list[StepResult]:
     ``on_step(result)`` is called after each stage (the CLI prints it)."""
     check_outputs(spec)  # before output_dir or its lock exist: a refused spec leaves nothing behind
     spec.output_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(spec.output_dir):
+    with lock_output_dir(spec.output_dir):
         return _run_stages(spec, on_step)
 
 
 LOCK = ".embedpipe-run.lock"
 
 
-def run_lock(output_dir: Path) -> FileLock:
+def lock_output_dir(output_dir: Path) -> FileLock:
     """One run at a time per output_dir: a second one is refused at once, not queued (an flock,
     released by the OS even if the process is killed)."""
     return FileLock(output_dir / LOCK, f"another embedpipe run is working in {output_dir} (it holds {LOCK}); "

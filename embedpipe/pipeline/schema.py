@@ -12,7 +12,7 @@ their type hints and defaults), so a new field in the library is a new key in th
     index     embedpipe.index.IndexConfig, plus `vectors` (default: encode's out), `out`, `append`
     evaluate  embedpipe.retrieval.EvaluateJob (`index` defaults to index's out)
     classify  embedpipe.classify.ClassifyJob
-    ray       address, workers, cpus_per_actor (RaySettings below)
+    ray       address, workers, cpus_per_actor (RaySection below)
     output_dir
 
 Paths: inputs given in the file resolve against the file's directory (from the command line:
@@ -35,11 +35,16 @@ from .. import checks
 from ..errors import EmbedpipeError
 from ..fsio import is_url
 from .source import Entry, Tree, Value, apply_override, read_tree
-from .stages import STAGES
+
+# The sections that are stages, in the order they run (stages.py has one class for each).
+STAGE_NAMES = ("encode", "index", "evaluate", "classify")
 
 
 @dataclass(frozen=True)
-class RaySettings:
+class RaySection:
+    """The spec's ``ray`` section: where and how wide encode runs (encode.EncodeJob's ray_address,
+    workers, threads)."""
+
     address: str | None = None          # Ray cluster to join; None = $RAY_ADDRESS if set, else an embedded local Ray
     workers: int | None = None          # encoder actors; None = one per cpus_per_actor CPUs of the cluster
     cpus_per_actor: int | None = None   # CPUs (= onnxruntime threads) per encoder actor; None = 1-4
@@ -62,7 +67,7 @@ class IndexSection:
 class Spec:
     path: Path                   # the spec file
     output_dir: Path
-    ray: RaySettings
+    ray: RaySection
     encode: Any = None           # embedpipe.encode.EncodeJob, or None when the section is absent
     index: IndexSection | None = None
     evaluate: Any = None         # embedpipe.retrieval.EvaluateJob
@@ -77,9 +82,6 @@ class Spec:
     def origin(self, key: str) -> str:
         """Where ``section.key`` came from (the spec file when it is not recorded)."""
         return self.origins.get(key, str(self.path))
-
-
-STAGE_NAMES = tuple(STAGES)
 
 
 # --- sections: which dataclass, which keys are paths ------------------------------------------------
@@ -135,7 +137,7 @@ SECTIONS = {
     "classify": Section("classify", _classify_job, inputs=("train", "test"), outputs=("out", "save_model"),
                         maybe_paths=("model",),
                         required=("train",), defaults={"out": "classify"}),
-    "ray": Section("ray", lambda: RaySettings),
+    "ray": Section("ray", lambda: RaySection),
 }
 TOP_LEVEL = ("output_dir", *SECTIONS)
 
@@ -322,12 +324,12 @@ def load_spec(path: str | Path, *, output_dir: str | None = None, overrides: lis
     origins = {f"{name}.{key}": where for name, values in resolved.items() for key, (_, _, where) in values.items()}
     ray_values = resolved.get("ray", {})
     ray = _checked("ray", tree["ray"].value.where if "ray" in tree else str(path),
-                   lambda: RaySettings(**{k: v for k, (v, _, _) in ray_values.items()}), ray_values)
+                   lambda: RaySection(**{k: v for k, (v, _, _) in ray_values.items()}), ray_values)
     return Spec(path=path.resolve(), output_dir=out_dir, ray=ray,
-                encode=_build_encode(resolved.get("encode"), ray),
-                index=_build_index(resolved.get("index"), resolved.get("encode"), tree, origins),
-                evaluate=_build_evaluate(resolved.get("evaluate"), resolved.get("index"), tree, origins),
-                classify=_build_plain("classify", resolved.get("classify")),
+                encode=_build_encode_section(resolved.get("encode"), ray),
+                index=_build_index_section(resolved.get("index"), resolved.get("encode"), tree, origins),
+                evaluate=_build_evaluate_section(resolved.get("evaluate"), resolved.get("index"), tree, origins),
+                classify=_build_plain_section("classify", resolved.get("classify")),
                 origins=origins)
 
 
@@ -359,7 +361,7 @@ def _checked(name: str, where: str, build: Callable, values: dict | None = None)
         raise EmbedpipeError(f"{where}: {render(e, name)}") from None
 
 
-def _build_encode(values: dict | None, ray: RaySettings):
+def _build_encode_section(values: dict | None, ray: RaySection):
     if values is None:
         return None
     job_cls, spec_cls = SECTIONS["encode"].target(), SECTIONS["encode"].nested()
@@ -371,7 +373,7 @@ def _build_encode(values: dict | None, ray: RaySettings):
                                                      threads=ray.cpus_per_actor), values)
 
 
-def _build_index(values: dict | None, encode: dict | None, tree: Tree, origins: dict) -> IndexSection | None:
+def _build_index_section(values: dict | None, encode: dict | None, tree: Tree, origins: dict) -> IndexSection | None:
     if values is None:
         return None
     vectors = values["vectors"][0]
@@ -387,7 +389,7 @@ def _build_index(values: dict | None, encode: dict | None, tree: Tree, origins: 
     return IndexSection(vectors=Path(vectors), out=values["out"][0], append=values["append"][0], config=config)
 
 
-def _build_evaluate(values: dict | None, index: dict | None, tree: Tree, origins: dict):
+def _build_evaluate_section(values: dict | None, index: dict | None, tree: Tree, origins: dict):
     if values is None:
         return None
     fields = {k: v for k, (v, _, _) in values.items()}
@@ -402,7 +404,7 @@ def _build_evaluate(values: dict | None, index: dict | None, tree: Tree, origins
     return _checked("evaluate", tree["evaluate"].value.where, lambda: job_cls(**fields), values)
 
 
-def _build_plain(name: str, values: dict | None):
+def _build_plain_section(name: str, values: dict | None):
     if values is None:
         return None
     cls = SECTIONS[name].target()

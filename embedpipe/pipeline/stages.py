@@ -27,14 +27,11 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import EmbedpipeError
 from ..formats.vectors import MANIFEST
 from ..fsio import file_sha256, read_json
-
-if TYPE_CHECKING:  # schema.py imports this module for the stage names
-    from .schema import Spec
+from .schema import Spec
 
 log = logging.getLogger("embedpipe.pipeline")
 
@@ -267,7 +264,7 @@ class ClassifyStage(Stage):
         return {"out": str(spec.classify.out_dir()), "save_model": spec.classify.save_model}
 
     def status(self, spec: Spec, upstream_runs: bool) -> Status:
-        from ..classify.job import REPORT, report_is_current
+        from ..classify.report import REPORT, report_is_current
 
         job = spec.classify
         if not (job.out_dir() / REPORT).exists():
@@ -277,7 +274,8 @@ class ClassifyStage(Stage):
         return Status("skip", "report complete for this config and data")
 
     def run(self, spec: Spec, status: Status) -> str:
-        from ..classify.job import REPORT, run_classify
+        from ..classify.report import REPORT
+        from ..classify.run import run_classify
 
         job = spec.classify
         if (job.out_dir() / REPORT).exists():  # a stale report of ours: replaced once the new one is complete
@@ -288,6 +286,7 @@ class ClassifyStage(Stage):
                 f"(report in {job.out_dir()})")
 
 
-# The stages in the order they run; a spec runs those whose section it has.
+# The stages in the order they run, the order of schema.STAGE_NAMES (tests/pipeline/test_spec.py holds
+# them equal); a spec runs those whose section it has.
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (EncodeStage(), IndexStage(), EvaluateStage(),
                                                             ClassifyStage())}

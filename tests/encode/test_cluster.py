@@ -22,7 +22,7 @@ import pytest
 from embedpipe.encode import encode_corpus
 from embedpipe.formats.vectors import open_vectors
 from embedpipe.index.build import IndexConfig, build_index
-from embedpipe.testing import ray_head, ray_node, s3_server, wait_for_nodes
+from embedpipe.testing.services import ray_head, ray_node, s3_server, wait_for_nodes
 from tests.reliability.support import assert_same_vectors, by_id, job, write_rows
 
 pytestmark = pytest.mark.slow

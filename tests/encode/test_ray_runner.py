@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from embedpipe.formats.vectors import open_vectors
-from embedpipe.testing import RAY_ENV, ray_head
+from embedpipe.testing.services import RAY_ENV, ray_head
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
-TESTING = ROOT / "embedpipe" / "testing.py"
-LIBRARY = [p for p in (ROOT / "embedpipe").rglob("*.py") if p != TESTING]
+TESTING = sorted((ROOT / "embedpipe" / "testing").rglob("*.py"))  # may also import the dev extra
+LIBRARY = [p for p in (ROOT / "embedpipe").rglob("*.py") if p not in TESTING]
 # Declared but run as programs, not imported: each names a file that runs it (checked below).
-RUN_NOT_IMPORTED = {"ruff": "Makefile", "moto": "embedpipe/testing.py"}   # `ruff check`, `moto_server`
+RUN_NOT_IMPORTED = {"ruff": "Makefile", "moto": "embedpipe/testing/services.py"}   # `ruff check`, `moto_server`
 
 
 def test_sample_corpus_ships_with_the_package():
@@ -71,10 +71,10 @@ BENCH = DEV | names(PROJECT["optional-dependencies"]["bench"])
 
 def test_every_package_embedpipe_imports_is_declared():
     """A module importing a distribution pyproject.toml does not list works only as long as something
-    else happens to pull it in. embedpipe/testing.py (small real parts for the tests and benchmarks)
+    else happens to pull it in. embedpipe/testing/ (small real parts for the tests and benchmarks)
     and tests/ may also import what the dev extra declares; scripts/ what the bench extra adds."""
     assert not undeclared(imported(LIBRARY), DEPENDENCIES)
-    assert not undeclared(imported([TESTING, *(ROOT / "tests").rglob("*.py")]), DEV)
+    assert not undeclared(imported([*TESTING, *(ROOT / "tests").rglob("*.py")]), DEV)
     assert not undeclared(imported((ROOT / "scripts").rglob("*.py")), BENCH)
 
 
@@ -82,7 +82,7 @@ def test_every_declared_package_is_imported():
     """What nothing imports is not a dependency (Ray Data was one, once encode stopped using it)."""
     by_library = set().union(*map(distributions, imported(LIBRARY)))
     assert sorted(DEPENDENCIES - by_library) == []
-    everywhere = by_library.union(*map(distributions, imported([TESTING, *(ROOT / "tests").rglob("*.py"),
+    everywhere = by_library.union(*map(distributions, imported([*TESTING, *(ROOT / "tests").rglob("*.py"),
                                                                  *(ROOT / "scripts").rglob("*.py")])))
     assert sorted(DEV - everywhere) == sorted(RUN_NOT_IMPORTED)
     for tool, runner in RUN_NOT_IMPORTED.items():

@@ -66,11 +66,13 @@ def test_sections_become_the_library_configs(tmp_path):
 
 
 def test_each_stage_names_what_it_reads_and_writes(tmp_path):
+    from embedpipe.pipeline.schema import STAGE_NAMES
     from embedpipe.pipeline.stages import STAGES
 
     spec = load_spec(write_spec(tmp_path, GOOD))
     out = tmp_path / "out"
     assert list(STAGES) == ["encode", "index", "evaluate", "classify"]      # the order stages run in
+    assert tuple(STAGES) == STAGE_NAMES    # the schema's stage sections: one class each, same order
     assert {name: (STAGES[name].inputs(spec), STAGES[name].outputs(spec)) for name in spec.stages()} == {
         "encode": ({"corpus": str(tmp_path / "data" / "corpus.parquet")}, {"out": str(out / "vectors")}),
         "index": ({"vectors": str(out / "vectors"), "tuning_vectors": None}, {"out": str(out / "index")}),

@@ -15,7 +15,7 @@ import pytest
 
 from embedpipe.formats.vectors import open_vectors
 from embedpipe.index import open_index
-from embedpipe.testing import BIN, RAY_ENV, ray_head
+from embedpipe.testing.services import BIN, RAY_ENV, ray_head
 
 ROOT = Path(__file__).resolve().parents[2]
 # The job runs `python -m embedpipe` / `embedpipe` from PATH, as on a cluster node whose image has them.
