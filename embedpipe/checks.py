@@ -15,6 +15,7 @@ default are written: ``declared_choices`` checks it, and the CLI builds the opti
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 from collections.abc import Sequence
@@ -68,6 +69,12 @@ def choice(default, choices: Sequence, *, optional: bool = False):
     return dataclasses.field(default=default, metadata={"choices": tuple(choices), "optional": optional})
 
 
+def names_from(default: tuple[str, ...] | None, choices: Sequence):
+    """A dataclass field holding a list of names, each one of ``choices`` (the config checks the list
+    itself, with its own rules on emptiness and order); the CLI takes it comma-separated."""
+    return dataclasses.field(default=default, metadata={"each_of": tuple(choices)})
+
+
 def declared_choices(config) -> None:
     """Check every field of ``config`` declared with ``choice``."""
     for f in dataclasses.fields(config):
@@ -75,19 +82,30 @@ def declared_choices(config) -> None:
             one_of(f.name, getattr(config, f.name), f.metadata["choices"], optional=f.metadata["optional"])
 
 
-def choices_of(config_class, name: str) -> tuple | None:
-    """The choices of a field declared with ``choice``; None for any other field."""
-    return _field(config_class, name).metadata.get("choices")
+def choices_of(config, name: str) -> tuple | None:
+    """The choices of a field declared with ``choice``; None for any other field or a function's argument."""
+    return _field(config, name).metadata.get("choices") if dataclasses.is_dataclass(config) else None
 
 
-def default_of(config_class, name: str):
-    """A dataclass field's default (its default_factory called, for a mutable one)."""
-    f = _field(config_class, name)
+def each_of(config, name: str) -> tuple | None:
+    """The names each item of a ``names_from`` field may be; None for any other field."""
+    return _field(config, name).metadata.get("each_of") if dataclasses.is_dataclass(config) else None
+
+
+def default_of(config, name: str):
+    """A dataclass field's default (its default_factory called, for a mutable one), or a function's
+    keyword argument's default: where a library call without a config class keeps its defaults."""
+    if not dataclasses.is_dataclass(config):
+        parameter = inspect.signature(config).parameters.get(name)
+        if parameter is None or parameter.default is inspect.Parameter.empty:
+            raise TypeError(f"{config.__name__} has no argument {name!r} with a default")
+        return parameter.default
+    f = _field(config, name)
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
-    raise TypeError(f"{config_class.__name__}.{name} has no default")
+    raise TypeError(f"{config.__name__}.{name} has no default")
 
 
 def _field(config_class, name: str) -> dataclasses.Field:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import checks
 from ..encode.encoder import EncoderSpec
-from ..encode.pooling import check_pooling
+from ..encode.pooling import POOLINGS, check_pooling
 from ..errors import ConfigError
 from .finetune import DEVICES, FINETUNE_HEADS, FINETUNE_POOLINGS, PRECISIONS
 from .probes import PROBE_HEADS
@@ -31,11 +31,12 @@ class ClassifyJob:
     test_fraction: float = 0.2               # share of train held out (stratified) when test is None
     label_column: str = "label"              # column with the class labels (strings, ints or bools)
     text_column: str = "text"                # column with the texts
-    poolings: tuple[str, ...] = ("cls", "mean")        # frozen-vector poolings to probe (pooling.POOLINGS)
-    heads: tuple[str, ...] = ("linear", "mlp")         # probe heads: linear, mlp, attention (token states)
+    poolings: tuple[str, ...] = checks.names_from(("cls", "mean"), POOLINGS)  # frozen-vector poolings to probe
+    heads: tuple[str, ...] = checks.names_from(("linear", "mlp"), PROBE_HEADS)  # linear, mlp, attention (token states)
     layers: str | tuple[int, ...] = "last"   # last, all (0 = embeddings .. L) or hidden-state numbers (-1 = last)
     finetune: bool = False                   # also fine-tune the encoder, for each of poolings in cls/mean
-    finetune_heads: tuple[str, ...] | None = None   # pooler, pre_classifier, linear; None = cls:pooler, mean:linear
+    # fine-tuning heads: pooler, pre_classifier, linear; None = cls with pooler, mean with linear
+    finetune_heads: tuple[str, ...] | None = checks.names_from(None, FINETUNE_HEADS)
     epochs: int = 3                          # fine-tuning epochs
     learning_rate: float = 5e-5              # fine-tuning AdamW peak learning rate
     finetune_batch_size: int = 32            # fine-tuning texts per step
@@ -48,8 +49,8 @@ class ClassifyJob:
     val_fraction: float = 0.1                # training rows held out to pick epochs (early stopping); 0 = none
     patience: int = 5                        # mlp / attention: stop after this many epochs without gain
     token_states_limit_mb: float = 2048      # attention head: refuse a token-state cache larger than this
-    device: str = "auto"                     # fine-tuning and attention head: auto, cpu, cuda, mps
-    precision: str = "auto"                  # fine-tuning: auto (bf16 where native), fp32, bf16
+    device: str = checks.choice("auto", DEVICES)        # fine-tuning and attention head: auto, cpu, cuda, mps
+    precision: str = checks.choice("auto", PRECISIONS)  # fine-tuning: auto (bf16 where native), fp32, bf16
     model: str | None = None                 # HF id or local dir; None = bundled all-MiniLM-L6-v2
     max_length: int | None = None            # tokens per text; None = the model's limit
     normalize: bool = True                   # L2-normalize frozen vectors (as `encode` does)
@@ -82,8 +83,7 @@ class ClassifyJob:
         checks.number_in("val_fraction", self.val_fraction, 0.0, 0.5, high_open=True)
         checks.at_least("patience", self.patience, 1)
         checks.number_in("token_states_limit_mb", self.token_states_limit_mb, 0.0, 1e9, low_open=True)
-        checks.one_of("device", self.device, DEVICES)
-        checks.one_of("precision", self.precision, PRECISIONS)
+        checks.declared_choices(self)
         if not self.heads and not self.finetune:
             raise ConfigError("heads", "is empty and finetune is off: nothing to do")
         if self.finetune and not set(self.poolings) & set(FINETUNE_POOLINGS):

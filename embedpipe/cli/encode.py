@@ -10,17 +10,16 @@ import json
 
 import click
 
-from ..encode.pooling import MODEL_POOLING, POOLING_CHOICES
-from ..formats.readers import FORMATS
-from .options import model_option, optimize_option, prompt_options, quantize_option, user_errors
+from ..encode.encoder import EncoderSpec
+from ..encode.job import EncodeJob
+from .options import encoder_options, from_config, model_option, prompt_options, user_errors
 
 
 @click.command("export")
-@model_option
+@model_option(EncoderSpec)
 @click.option("--out", type=click.Path(), default=None,
               help="Write the export here [default: the export cache, $EMBEDPIPE_CACHE or ~/.cache/embedpipe].")
-@optimize_option
-@quantize_option
+@encoder_options(EncoderSpec, model=False)
 @click.option("--trust-remote-code", is_flag=True,
               help="Allow a model that ships its own Python code (auto_map) to run it while exporting; "
                    "`encode` then uses the cached export without running any model code.")
@@ -46,55 +45,50 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
 
 @click.command("encode")
 @click.argument("corpus")
-@click.option("--pooling", type=click.Choice(list(POOLING_CHOICES)), default=MODEL_POOLING, show_default=True,
-              help="How token vectors become one vector per text: 'model' is the model's own "
-                   "(its sentence-transformers config; mean for a plain transformers model).")
-@model_option
-@click.option("--text-column", default="text", show_default=True)
-@click.option("--id-column", default="id", show_default=True,
-              help="Column of the ids [default: id; BEIR's _id where there is no id column].")
-@click.option("--title-column", default=None,
-              help="Join this column before the text, with a space, as BEIR does [default: none; "
-                   "a BEIR folder's title].")
-@click.option("--format", "file_format", type=click.Choice(list(FORMATS)), default=None,
-              help="Read CORPUS as this format [default: from the file names: .parquet, .jsonl, .csv, .arrow, "
-                   "each may end in .gz/.zst/.bz2].")
-@click.option("--out", type=click.Path(), default=None,
-              help="Vector directory: a path (on a cluster, one every node sees) or a URL (s3://bucket/vectors, "
-                   "gs://...; workers write their shards there) [default: CORPUS_STEM.POOLING.vectors in the "
-                   "working directory].")
-@click.option("--max-length", type=int, default=None,
-              help="Truncate texts to this many tokens [default: the model's limit].")
-@click.option("--batch-size", type=int, default=128, show_default=True,
-              help="Texts per onnxruntime call (also capped by a token budget).")
-@click.option("--normalize/--no-normalize", default=True, show_default=True,
-              help="L2-normalize vectors (cosine similarity = inner product).")
-@optimize_option
-@quantize_option
-@click.option("--runner", type=click.Choice(["auto", "ray", "local"]), default="auto", show_default=True,
-              help="ray: a pool of encoder actors on Ray, each writing its own shards; local: in this "
-                   "process, no Ray; auto: Ray when --ray-address names a cluster or there are 50,000+ rows "
-                   "to encode, else local (an embedded Ray's ~7 s start-up would be most of a smaller job).")
-@click.option("--ray-address", default=None, metavar="ADDR", envvar="RAY_ADDRESS",
-              help="Join this Ray cluster (also read from $RAY_ADDRESS, as `ray job submit` sets it); one "
-                   "that does not answer within 15 s ($EMBEDPIPE_RAY_CONNECT_TIMEOUT_S) is an error "
-                   "[default: start an embedded local Ray on 127.0.0.1 when the Ray runner runs].")
-@click.option("--workers", type=int, default=None,
-              help="Encoder actors [default: one per --threads CPUs of the cluster].")
-@click.option("--threads", type=int, default=None,
-              help="onnxruntime threads per worker [default: all cores for local; 1-4 per Ray actor].")
-@click.option("--empty-text", type=click.Choice(["error", "skip"]), default="error", show_default=True,
-              help="Null or blank texts: stop before encoding anything, or leave those rows out "
-                   "(counted in the manifest as skipped_rows).")
-@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
-              help="Vector dtype on disk.")
-@click.option("--rows-per-shard", type=int, default=100_000, show_default=True)
-@click.option("--overwrite", is_flag=True,
-              help="Rebuild the output from scratch, e.g. for another model or pooling, or after texts changed "
-                   "(the old output stays until the new one is complete).")
-@click.option("--ray-dashboard", is_flag=True,
-              help="Start the embedded local Ray's dashboard (on 127.0.0.1) [default: no dashboard].")
-@prompt_options("texts (the model's document prompt by default, if it has one; the manifest records it)")
+@from_config(EncoderSpec, "pooling",
+             help="How token vectors become one vector per text: 'model' is the model's own "
+                  "(its sentence-transformers config; mean for a plain transformers model).")
+@model_option(EncoderSpec)
+@from_config(EncodeJob, "text_column")
+@from_config(EncodeJob, "id_column", help="Column of the ids (BEIR's _id where the corpus has no id column).")
+@from_config(EncodeJob, "title_column",
+             help="Join this column before the text, with a space, as BEIR does [default: none; "
+                  "a BEIR folder's title].")
+@from_config(EncodeJob, "format", "--format", "file_format",
+             help="Read CORPUS as this format [default: from the file names: .parquet, .jsonl, .csv, .arrow, "
+                  "each may end in .gz/.zst/.bz2].")
+@from_config(EncodeJob, "out", type=click.Path(),
+             help="Vector directory: a path (on a cluster, one every node sees) or a URL (s3://bucket/vectors, "
+                  "gs://...; workers write their shards there) [default: CORPUS_STEM.POOLING.vectors in the "
+                  "working directory].")
+@from_config(EncoderSpec, "max_length", type=int,
+             help="Truncate texts to this many tokens [default: the model's limit].")
+@from_config(EncodeJob, "batch_size", type=int, help="Texts per onnxruntime call (also capped by a token budget).")
+@from_config(EncoderSpec, "normalize", "--normalize/--no-normalize",
+             help="L2-normalize vectors (cosine similarity = inner product).")
+@encoder_options(EncoderSpec, model=False)
+@from_config(EncodeJob, "runner",
+             help="ray: a pool of encoder actors on Ray, each writing its own shards; local: in this "
+                  "process, no Ray; auto: Ray when --ray-address names a cluster or there are 50,000+ rows "
+                  "to encode, else local (an embedded Ray's ~7 s start-up would be most of a smaller job).")
+@from_config(EncodeJob, "ray_address", metavar="ADDR", envvar="RAY_ADDRESS",
+             help="Join this Ray cluster (also read from $RAY_ADDRESS, as `ray job submit` sets it); one "
+                  "that does not answer within 15 s ($EMBEDPIPE_RAY_CONNECT_TIMEOUT_S) is an error "
+                  "[default: start an embedded local Ray on 127.0.0.1 when the Ray runner runs].")
+@from_config(EncodeJob, "workers", type=int, help="Encoder actors [default: one per --threads CPUs of the cluster].")
+@from_config(EncodeJob, "threads", type=int,
+             help="onnxruntime threads per worker [default: all cores for local; 1-4 per Ray actor].")
+@from_config(EncodeJob, "empty_text",
+             help="Null or blank texts: stop before encoding anything, or leave those rows out "
+                  "(counted in the manifest as skipped_rows).")
+@from_config(EncodeJob, "dtype", help="Vector dtype on disk.")
+@from_config(EncodeJob, "rows_per_shard", type=int)
+@from_config(EncodeJob, "overwrite", is_flag=True,
+             help="Rebuild the output from scratch, e.g. for another model or pooling, or after texts changed "
+                  "(the old output stays until the new one is complete).")
+@from_config(EncodeJob, "ray_dashboard", is_flag=True,
+             help="Start the embedded local Ray's dashboard (on 127.0.0.1) [default: no dashboard].")
+@prompt_options("texts (the model's document prompt by default, if it has one; the manifest records it)", EncoderSpec)
 @user_errors
 def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, file_format, out, max_length,
                batch_size, normalize, optimize, quantize, runner, ray_address, workers, threads, empty_text, dtype,
@@ -127,8 +121,7 @@ def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, fil
       lasttoken      last real token
       pooler         BERT's pooler: tanh(dense([CLS])), weights from the checkpoint
     """
-    from ..encode.encoder import EncoderSpec
-    from ..encode.job import EncodeJob, encode_corpus
+    from ..encode.job import encode_corpus
 
     spec = EncoderSpec(model=model, pooling=pooling, normalize=normalize, max_length=max_length,
                        optimize=optimize, quantize=quantize, prompt_name=prompt_name, prompt=prompt)

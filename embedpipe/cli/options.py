@@ -61,55 +61,91 @@ class ConfigOption(click.Option):
     """A click option made by ``from_config``: it remembers the config field it stands for, so a test
     can prove that every option naming a config field takes that field's default and choices."""
 
-    def __init__(self, *param_decls, config_field: tuple[type, str], to_cli=None, **attrs):
+    def __init__(self, *param_decls, config_field: tuple[object, str], to_cli=None, **attrs):
         super().__init__(*param_decls, **attrs)
         self.config_field = config_field
         self.to_cli = to_cli
 
 
-def from_config(config: type, field: str, *param_decls: str, to_cli=None, **attrs):
-    """``click.option`` for the config field ``field``: its default is the field's default (shown in
-    --help), and a field declared with ``checks.choice`` gives its choices; ``to_cli`` turns a default
-    that is not a command-line value (a tuple of names) into one. The flag defaults to ``--field-name``
-    and the parameter's name to the field's. Defaults and choices are never restated here."""
-    if "default" in attrs or "type" in attrs and checks.choices_of(config, field) is not None:
-        raise TypeError(f"--{field}: the default and choices come from {config.__name__}.{field}")
+def comma_names(allowed, flag: str):
+    """A callback turning ``a,b`` into ('a', 'b'), each one of ``allowed`` (None stays None)."""
+
+    def convert(ctx, param, text: str | None) -> tuple[str, ...] | None:
+        if text is None:
+            return None
+        names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+        bad = [n for n in names if n not in allowed]
+        if not names or bad:
+            raise click.BadParameter(f"{', '.join(bad) or 'nothing'} is not one of: {', '.join(allowed)}",
+                                     param_hint=flag)
+        return names
+
+    return convert
+
+
+def from_config(config, field: str, *param_decls: str, to_cli=None, **attrs):
+    """``click.option`` for ``field`` of ``config`` (a config dataclass, or the library function a
+    command calls without one): its default is the field's default (shown in --help); a field declared
+    with ``checks.choice`` gives its choices, one declared with ``checks.names_from`` takes a
+    comma-separated list of its names. ``to_cli`` writes a default that is not a command-line value
+    (layers as a tuple) as one. The flag defaults to ``--field-name``, the parameter to the field's
+    name. Defaults and choices are never restated here."""
+    choices, each = checks.choices_of(config, field), checks.each_of(config, field)
+    if "default" in attrs or (choices or each) and ("type" in attrs or "callback" in attrs):
+        raise TypeError(f"{field}: its default and choices come from the config, not the option")
     default = checks.default_of(config, field)
+    decls = param_decls or ("--" + field.replace("_", "-"),)
+    if each is not None:
+        to_cli = to_cli or ",".join
+        attrs["callback"] = comma_names(each, decls[0].split("/")[0])
+        attrs.setdefault("help", "")
+        attrs["help"] += f"{' ' if attrs['help'] else ''}Comma-separated, from: {', '.join(each)}."
     if to_cli is not None and default is not None:
         default = to_cli(default)
-    if (choices := checks.choices_of(config, field)) is not None:
+    if choices is not None:
         attrs["type"] = click.Choice([c for c in choices if c is not None])
     attrs.setdefault("show_default", default is not None and default is not False)
-    decls = param_decls or ("--" + field.replace("_", "-"),)
     if not any(d.isidentifier() for d in decls):
         decls = (*decls, field)
     return click.option(*decls, cls=ConfigOption, config_field=(config, field), to_cli=to_cli, default=default,
                         **attrs)
 
 
-model_option = click.option("--model", "model", default=None, metavar="NAME_OR_DIR",
-                            help="Hugging Face model id or local directory [default: bundled all-MiniLM-L6-v2].")
-optimize_option = click.option("--optimize", type=click.Choice(["O1", "O2", "O3"]), default=None,
-                               help="onnxruntime graph optimization level applied at export.")
-quantize_option = click.option("--quantize", type=click.Choice(["int8"]), default=None,
-                               help="Dynamic int8 by this CPU's instruction set (avx512_vnni / avx512 / avx2 / "
-                                    "arm64; $EMBEDPIPE_INT8_ISA names another), kept only if it stays close to fp32 on "
-                                    "sample texts (export.json records the recipe and its cosine).")
+def encoder_options(config, *, model: bool = True):
+    """--model, --optimize and --quantize, from ``config``'s fields of those names (EncoderSpec for
+    export and encode); ``model=False`` leaves --model out (encode puts it elsewhere in its help)."""
+
+    def decorate(fn):
+        fn = from_config(config, "quantize",
+                         help="Dynamic int8 by this CPU's instruction set (avx512_vnni / avx512 / avx2 / arm64; "
+                              "$EMBEDPIPE_INT8_ISA names another), kept only if it stays close to fp32 on sample "
+                              "texts (export.json records the recipe and its cosine).")(fn)
+        fn = from_config(config, "optimize", help="onnxruntime graph optimization level applied at export.")(fn)
+        return model_option(config)(fn) if model else fn
+
+    return decorate
 
 
-def prompt_options(what: str):
+def model_option(config):
+    """--model NAME_OR_DIR, from ``config``'s ``model`` field."""
+    return from_config(config, "model", metavar="NAME_OR_DIR",
+                       help="Hugging Face model id or local directory [default: bundled all-MiniLM-L6-v2].")
+
+
+def prompt_options(what: str, config, fields: tuple[str, str] = ("prompt_name", "prompt")):
     """--prompt-name / --prompt / --no-prompt, as one ``prompt`` choice: ``what`` says whose prompt
-    (the documents' for encode, the queries' for search). The command gets ``prompt_name`` and
-    ``prompt`` (None, a text, or "" for --no-prompt)."""
+    (the documents' for encode, the queries' for search); ``fields`` are ``config``'s fields for the
+    prompt's name and text. The command gets ``prompt_name`` and ``prompt`` (None, a text, or "" for
+    --no-prompt)."""
 
     def decorate(fn):
         fn = click.option("--no-prompt", "no_prompt", is_flag=True,
                           help=f"Put no prompt before the {what}.")(fn)
-        fn = click.option("--prompt", "prompt", default=None, metavar="TEXT",
-                          help=f"Put this text before each of the {what}.")(fn)
-        fn = click.option("--prompt-name", "prompt_name", default=None, metavar="NAME",
-                          help=f"Put the model's prompt NAME (config_sentence_transformers.json) before each of "
-                               f"the {what}.")(fn)
+        fn = from_config(config, fields[1], "--prompt", "prompt", metavar="TEXT",
+                         help=f"Put this text before each of the {what}.")(fn)
+        fn = from_config(config, fields[0], "--prompt-name", "prompt_name", metavar="NAME",
+                         help=f"Put the model's prompt NAME (config_sentence_transformers.json) before each of "
+                              f"the {what}.")(fn)
 
         @functools.wraps(fn)
         def wrapper(*args, prompt_name=None, prompt=None, no_prompt=False, **kwargs):

@@ -55,7 +55,8 @@ def _megabytes(n: int) -> str:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="FAISS threads for training, adding and tuning [default: all cores].")
 @click.option("--json", "as_json", is_flag=True, help="Print index.json instead of a summary.")
-@prompt_options("--tuning-queries texts [default: the query prompt recorded with the vectors]")
+@prompt_options("--tuning-queries texts [default: the query prompt recorded with the vectors]", IndexConfig,
+                ("tuning_prompt_name", "tuning_prompt"))
 @user_errors(flags={"tuning_vectors": "--tuning-queries", "tuning_prompt": "--prompt",
                     "tuning_prompt_name": "--prompt-name"})
 def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, recall_margin, ef_construction,
@@ -87,17 +88,17 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, reca
 @click.command("search")
 @click.argument("index_dir", type=click.Path())
 @click.argument("query", required=False)
-@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Hits per query.")
+@from_config(search_file, "k", "-k", type=click.IntRange(min=1), help="Hits per query.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--corpus", type=click.Path(),
               help="The corpus the index was built from (what `encode` reads): show each hit's text.")
 @click.option("--queries", type=click.Path(), help="Queries parquet (id, text): search them all, write --out.")
 @click.option("--out", type=click.Path(), help="Results parquet for --queries: query_id, rank, doc_id, score.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
-@click.option("--mmap/--no-mmap", default=True, show_default=True,
-              help="Memory-map the index file (opens a large index in milliseconds; pages are read as searches "
-                   "touch them) instead of reading it whole first.")
-@prompt_options("queries [default: the query prompt recorded with the vectors, the model's own]")
+@from_config(search_file, "overwrite", is_flag=True, help="Replace an existing --out file.")
+@from_config(search_file, "mmap", "--mmap/--no-mmap",
+             help="Memory-map the index file (opens a large index in milliseconds; pages are read as searches "
+                  "touch them) instead of reading it whole first.")
+@prompt_options("queries [default: the query prompt recorded with the vectors, the model's own]", search_file)
 # --corpus is read with the columns encode recorded, so a missing one is fixed where it was chosen.
 @user_errors(flags={"k": "-k", "text_column": "encode's --text-column", "id_column": "encode's --id-column",
                     "title_column": "encode's --title-column", "format": "encode's --format"})
@@ -148,14 +149,15 @@ def _k_values(text: str) -> list[int]:
               help="A BEIR dataset folder: its queries.jsonl and qrels/SPLIT.tsv (instead of --queries/--qrels).")
 @click.option("--split", default="test", show_default=True,
               help="The qrels split of --beir (qrels/SPLIT.tsv); also the split named in --format mteb.")
-@click.option("--queries-columns", default=None, metavar="ID,TEXT",
-              help="Column names of the queries file [default: id,text, or BEIR's _id,text].")
-@click.option("--qrels-columns", default=None, metavar="QUERY,DOC,GRADE",
-              help="Column names of the qrels file [default: query_id,doc_id,relevance, or BEIR's "
-                   "query-id,corpus-id,score].")
-@click.option("--k", "k_text", default="10,100", show_default=True, help="Cut-offs, comma-separated.")
-@click.option("--exact/--no-exact", default=True, show_default=True,
-              help="Also evaluate exact search over the same vectors (needs the vector directory).")
+@from_config(evaluate_with_run, "queries_columns", metavar="ID,TEXT",
+             help="Column names of the queries file [default: id,text, or BEIR's _id,text].")
+@from_config(evaluate_with_run, "qrels_columns", metavar="QUERY,DOC,GRADE",
+             help="Column names of the qrels file [default: query_id,doc_id,relevance, or BEIR's "
+                  "query-id,corpus-id,score].")
+@from_config(evaluate_with_run, "k_values", "--k", "k_text", to_cli=lambda ks: ",".join(map(str, ks)),
+             help="Cut-offs, comma-separated.")
+@from_config(evaluate_with_run, "exact", "--exact/--no-exact",
+             help="Also evaluate exact search over the same vectors (needs the vector directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (same as --format json).")
 @click.option("--format", "output_format", type=click.Choice(["table", "json", "mteb", "trec"]), default="table",
               show_default=True,
@@ -167,7 +169,7 @@ def _k_values(text: str) -> list[int]:
               help="Language of the task in --format mteb, as MTEB names them (ISO 639-3 and script; repeatable).")
 @click.option("--out", type=click.Path(), default=None, help="Write --format mteb/trec/json here instead of stdout.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
-@prompt_options("queries [default: the query prompt recorded with the vectors, the model's own]")
+@prompt_options("queries [default: the query prompt recorded with the vectors, the model's own]", evaluate_with_run)
 @user_errors(flags={"k_values": "--k"})
 def evaluate_cmd(index_dir, queries, qrels, beir_dir, split, queries_columns, qrels_columns, k_text, exact, as_json,
                  output_format, task_name, languages, out, overwrite, prompt_name, prompt):

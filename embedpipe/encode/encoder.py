@@ -21,13 +21,13 @@ from ..errors import BadInput, ConfigError, CorruptArtifact, EmbedpipeError, fir
 from ..formats.export_dir import ExportedModel, load_export
 from ..model.export import ensure_exported
 from ..model.feeds import flatten, pack
-from ..model.optimize import check_export_options
+from ..model.optimize import OPTIMIZE_LEVELS, QUANTIZE_MODES, check_export_options
 from ..model.recipe import ModelRecipe, read_recipe
 from ..model.resolve import local_model_dir, resolve_model
 from .batching import BatchPlan, batches
 from .long_texts import CharCut
 from .modules import apply_modules
-from .pooling import MODEL_POOLING, NEEDS_POOLER_WEIGHTS, check_pooling, l2_normalize, pool
+from .pooling import MODEL_POOLING, NEEDS_POOLER_WEIGHTS, POOLING_CHOICES, check_pooling, l2_normalize, pool
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,13 @@ class EncoderSpec:
     """Everything that decides what vector a text gets (recorded in every manifest)."""
 
     model: str | None = None        # HF id or local dir; None = bundled all-MiniLM-L6-v2
-    pooling: str = MODEL_POOLING    # "model": the model's own (sentence-transformers config, else mean); or a
-                                    # name in pooling.POOLINGS, which replaces only the pooling step
+    # "model": the model's own (sentence-transformers config, else mean); or a name in pooling.POOLINGS,
+    # which replaces only the pooling step
+    pooling: str = checks.choice(MODEL_POOLING, POOLING_CHOICES)
     normalize: bool = True          # L2-normalize vectors (cosine = inner product)
     max_length: int | None = None   # tokens per text; None = the model's own limit
-    optimize: str | None = None     # ORT graph optimization level O1/O2/O3
-    quantize: str | None = None     # "int8": dynamic int8 quantization for this CPU
+    optimize: str | None = checks.choice(None, OPTIMIZE_LEVELS, optional=True)  # ORT graph optimization O1/O2/O3
+    quantize: str | None = checks.choice(None, QUANTIZE_MODES, optional=True)   # "int8": dynamic int8 for this CPU
     prompt_name: str | None = None  # put the model's prompt of this name before every text
     prompt: str | None = None       # or this text ("" = no prompt); neither: the model's document prompt, if any
 

@@ -65,16 +65,18 @@ class EncodeJob:
     text_column: str = "text"
     id_column: str = "id"                # without an "id" column, BEIR's "_id" is taken
     title_column: str | None = None      # joined before the text with a space, as BEIR does (a BEIR folder: "title")
-    format: str | None = None            # parquet, jsonl, csv or arrow; None = from the file names
-    runner: str = "auto"                 # "ray" (actor pool), "local" (this process) or "auto" (choose_runner:
-                                         # Ray for a named cluster or a large corpus, else local)
+    format: str | None = checks.choice(None, FORMATS, optional=True)  # parquet, jsonl, csv, arrow; None = by name
+    # "ray" (actor pool), "local" (this process) or "auto" (choose_runner: Ray for a named cluster or a
+    # large corpus, else local)
+    runner: str = checks.choice("auto", RUNNERS)
     ray_address: str | None = None       # join this cluster; None = $RAY_ADDRESS for auto, else embedded local Ray
     workers: int | None = None           # encoder actors; None = one per `threads` CPUs
     threads: int | None = None           # onnxruntime threads per worker; None = local: all cores, Ray: 1-4
     batch_size: int = 128                # texts per onnxruntime call (a token budget caps it too)
     window: int = 8192                   # rows read, sorted by length and encoded together
-    empty_text: str = "error"            # null/blank text: "error" stops before encoding, "skip" drops rows
-    dtype: str = "float32"               # vector dtype on disk: float32 or float16
+    # null/blank text: "error" stops before encoding anything, "skip" drops those rows
+    empty_text: str = checks.choice("error", EMPTY_TEXT_POLICIES)
+    dtype: str = checks.choice("float32", DTYPES)  # vector dtype on disk: float32 or float16
     rows_per_shard: int = 100_000
     overwrite: bool = False              # rebuild from scratch (the old output stays until the new one is complete)
     ray_dashboard: bool = False          # embedded local Ray only: start its dashboard (on 127.0.0.1)
@@ -88,15 +90,12 @@ class EncodeJob:
         if self.title_column is not None:
             checks.distinct_columns(("title_column", self.title_column), ("text_column", self.text_column))
             checks.distinct_columns(("title_column", self.title_column), ("id_column", self.id_column))
-        checks.one_of("format", self.format, FORMATS, optional=True)
-        checks.one_of("runner", self.runner, tuple(RUNNERS))
+        checks.declared_choices(self)
         checks.text("ray_address", self.ray_address, optional=True)
         checks.at_least("workers", self.workers, 1, optional=True)
         checks.at_least("threads", self.threads, 1, optional=True)
         checks.at_least("batch_size", self.batch_size, 1)
         checks.at_least("window", self.window, 1)
-        checks.one_of("empty_text", self.empty_text, EMPTY_TEXT_POLICIES)
-        checks.one_of("dtype", self.dtype, DTYPES)
         checks.at_least("rows_per_shard", self.rows_per_shard, 1)
         checks.boolean("overwrite", self.overwrite)
         checks.boolean("ray_dashboard", self.ray_dashboard)

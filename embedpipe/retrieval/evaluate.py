@@ -32,6 +32,8 @@ from .search import index_search, query_encoder
 log = logging.getLogger("embedpipe.retrieval")
 
 
+K_VALUES = (10, 100)  # the metric cut-offs by default: nDCG@10 (BEIR's main score) and Recall@100
+
 def _run(query_ids: list[str], scores: np.ndarray, hit_ids: list[list]) -> dict[str, dict[str, float]]:
     """BEIR/pytrec_eval 'run': {query_id: {doc_id: score}}."""
     return {q: {str(d): float(v) for d, v in zip(ids, s)} for q, s, ids in zip(query_ids, scores, hit_ids)}
@@ -80,7 +82,7 @@ def main_score(k_values) -> str:
 
 
 def evaluate(index_dir: str | os.PathLike, queries: str | os.PathLike, qrels: str | os.PathLike,
-             k_values: list[int] = (10, 100), *, exact: bool = True, batch_rows: int = 1024,
+             k_values: list[int] = K_VALUES, *, exact: bool = True, batch_rows: int = 1024,
              queries_columns=None, qrels_columns=None, prompt_name: str | None = None,
              prompt: str | None = None) -> dict:
     """Retrieval metrics of the index, and of exact search over the same vectors, on BEIR files.
@@ -91,7 +93,7 @@ def evaluate(index_dir: str | os.PathLike, queries: str | os.PathLike, qrels: st
 
 
 def evaluate_with_run(index_dir: str | os.PathLike, queries: str | os.PathLike, qrels: str | os.PathLike,
-                      k_values: list[int] = (10, 100), *, exact: bool = True, batch_rows: int = 1024,
+                      k_values: list[int] = K_VALUES, *, exact: bool = True, batch_rows: int = 1024,
                       queries_columns=None, qrels_columns=None, prompt_name: str | None = None,
                       prompt: str | None = None) -> tuple[dict, dict[str, dict[str, float]]]:
     """``evaluate``'s report, and the index's run that it scored: {query id: {doc id: score}} (for
@@ -139,7 +141,7 @@ class EvaluateJob:
     index: str                     # index directory (an `embedpipe index` output)
     queries: str                   # queries parquet: id, text
     qrels: str                     # qrels parquet: query_id, doc_id, relevance
-    k_values: list[int] = field(default_factory=lambda: [10, 100])  # metric cut-offs
+    k_values: list[int] = field(default_factory=lambda: list(K_VALUES))  # metric cut-offs
     exact: bool = True             # also evaluate exact search over the same vectors
     out: str = "evaluation.json"   # the report written (atomically)
 
