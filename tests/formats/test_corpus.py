@@ -122,7 +122,8 @@ def test_search_corpus_reads_the_columns_the_index_was_encoded_from(tiny_model_d
 
 @pytest.mark.slow
 def test_ray_encodes_a_categorical_corpus_like_the_local_runner(tiny_model_dir, tmp_path, ray_cluster):
-    """Ray Data reads the files itself: dictionaries differ per file and row group, blocks are re-cut."""
+    """Each Ray actor reads its own pieces: dictionaries differ per file and row group, and the ids and
+    vectors still come out as the local runner's."""
     from embedpipe.encode import EncodeJob, encode_corpus
 
     (tmp_path / "c").mkdir()

@@ -193,7 +193,8 @@ def test_hf_urls_offline_are_one_line(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_ray_encodes_a_jsonl_corpus_with_titles_like_the_local_runner(tiny_model_dir, tmp_path, ray_cluster):
-    """Ray Data has no reader for BEIR's title + text: embedpipe's own reader runs in Ray tasks."""
+    """Ray actors read their pieces with embedpipe's own JSON Lines reader: BEIR's title joined to the text
+    as the local runner joins it."""
     from embedpipe.encode import EncodeJob, encode_corpus
     from embedpipe.encode.encoder import EncoderSpec
 
