@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -47,6 +48,11 @@ def run_cli(*args):
     from embedpipe.cli import main
 
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def row_cosines(a, b):
+    """The cosine of each row of ``a`` with the same row of ``b``: how two encoders' vectors are compared."""
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def assert_one_line_error(result, *fragments: str) -> str:
