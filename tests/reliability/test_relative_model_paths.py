@@ -50,6 +50,7 @@ def test_search_and_evaluate_from_another_directory(relative_model_outputs):
     assert report["index"]["ndcg_at_1"] == 1.0
     result = run_cli("evaluate", work / "idx", "--queries", "q.parquet", "--qrels", "qrels.parquet", "--json")
     assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["index"]["ndcg_at_10"] == 1.0   # as the library found
 
 
 def test_a_name_that_now_points_at_another_model_is_not_used(relative_model_outputs, tiny_model_dir):
