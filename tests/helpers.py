@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -47,6 +48,24 @@ def run_cli(*args):
     from embedpipe.cli import main
 
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def encode_with_each_runner(corpus, model_dir, out_root, **job_fields):
+    """``corpus`` encoded by the local runner and by the Ray runner (two actors) into ``out_root``/RUNNER:
+    {runner: (ids, vectors)} as the vector directories hold them, for comparing the two."""
+    from embedpipe.encode import EncodeJob, encode_corpus
+    from embedpipe.encode.encoder import EncoderSpec
+    from embedpipe.formats.vectors import open_vectors
+
+    return {runner: open_vectors(encode_corpus(EncodeJob(
+                str(corpus), out=str(Path(out_root) / runner), runner=runner, threads=1,
+                workers=2 if runner == "ray" else None, spec=EncoderSpec(model=str(model_dir)), **job_fields)).out
+            ).read_all() for runner in ("local", "ray")}
+
+
+def row_cosines(a, b):
+    """The cosine of each row of ``a`` with the same row of ``b``: how two encoders' vectors are compared."""
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def assert_one_line_error(result, *fragments: str) -> str:

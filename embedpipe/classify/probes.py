@@ -4,7 +4,7 @@
     >>> head_logits(head, X_test).argmax(1)           # class indices  # doctest: +SKIP
 
 A head is plain data: ``Head(kind, weights)`` with numpy arrays named like the layers they stand
-for, so it is applied in numpy and saved without pickle (see saved.py).
+for, so it is applied in numpy and saved without pickle (formats/classifier.py).
 
 - ``linear``: scikit-learn LogisticRegression (lbfgs, L2, C=1) on the vectors.
 - ``mlp``: DistilBertForSequenceClassification's head on the vectors: ``pre_classifier``

@@ -111,22 +111,28 @@ def _adopt_shipped(model: ResolvedModel, graph: Path, staging: Path) -> dict:
     if pooler is not None:
         np.savez(staging / POOLER_WEIGHTS, **pooler)
     log.info("using the ONNX graph %s ships (%s)", model.name, SHIPPED_GRAPH)
+    return _export_record(model, graph.name, None, None, None, shipped_graph=SHIPPED_GRAPH,
+                          hidden_size=int(config["hidden_size"]),
+                          **_save_recipe(model, recipe, int(config["hidden_size"]), staging),
+                          default_max_length=_shipped_max_length(model.path, config), has_pooler=pooler is not None,
+                          pad_token_id=_shipped_pad_id(model.path, config))
+
+
+def _export_record(model: ResolvedModel, onnx_file: str, optimize: str | None, quantize: str | None,
+                   quantized: dict | None, **fields) -> dict:
+    """export.json: which model, how its graph was made and which file holds it, then ``fields`` (the
+    model's shape, recipe, lengths and ids)."""
     return {
         "export_format": EXPORT_FORMAT,
         "model_name": model.name,
         "model_path": str(model.path),
         "content_hash": model.content_hash,
-        "optimize": None,
-        "quantize": None,
-        "quantize_isa": None,
-        "quantize_recipe": None,
-        "onnx_file": graph.name,
-        "shipped_graph": SHIPPED_GRAPH,
-        "hidden_size": int(config["hidden_size"]),
-        **_save_recipe(model, recipe, int(config["hidden_size"]), staging),
-        "default_max_length": _shipped_max_length(model.path, config),
-        "has_pooler": pooler is not None,
-        "pad_token_id": _shipped_pad_id(model.path, config),
+        "optimize": optimize,
+        "quantize": quantize,
+        "quantize_isa": cpu_isa() if quantize else None,
+        "quantize_recipe": quantized,
+        "onnx_file": onnx_file,
+        **fields,
     }
 
 
@@ -237,22 +243,10 @@ def _export(model: ResolvedModel, staging: Path, optimize: str | None, quantize:
                      bias=dense.bias.detach().numpy().astype(np.float32))
     if quantized and (warning := quality_warning(quantized)):  # after _quiet, which silences warnings
         log.warning("%s", warning)
-    return {
-        "export_format": EXPORT_FORMAT,
-        "model_name": model.name,
-        "model_path": str(model.path),
-        "content_hash": model.content_hash,
-        "optimize": optimize,
-        "quantize": quantize,
-        "quantize_isa": cpu_isa() if quantize else None,
-        "quantize_recipe": quantized,
-        "onnx_file": onnx_file,
-        "hidden_size": int(config.hidden_size),
-        **_save_recipe(model, recipe, int(config.hidden_size), staging),
-        "default_max_length": max_length,
-        "has_pooler": dense is not None,
-        "pad_token_id": tokenizer.pad_token_id or 0,
-    }
+    return _export_record(model, onnx_file, optimize, quantize, quantized, hidden_size=int(config.hidden_size),
+                          **_save_recipe(model, recipe, int(config.hidden_size), staging),
+                          default_max_length=max_length, has_pooler=dense is not None,
+                          pad_token_id=tokenizer.pad_token_id or 0)
 
 
 def _save_recipe(model: ResolvedModel, recipe: ModelRecipe, hidden_size: int, staging: Path) -> dict:

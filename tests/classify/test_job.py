@@ -61,8 +61,17 @@ def test_every_method_runs_and_the_three_report_files_agree(full_report):
         assert int(cells[8]) == result["runs"]
     for name in ("accuracy.png", "layers.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    stored = pq.read_table(out / "predictions.parquet").to_pydict()
+    labels = np.array(stored["label"])
+    test_rows, encoding_seconds = report["dataset"]["test_rows"], report["encoding"]["test_seconds"]
     for result in report["results"]:
-        assert 0 <= result["accuracy"] <= 1 and result["train_seconds"] >= 0 and result["predict_texts_per_s"] > 0
+        # each run's accuracy is what its stored test predictions get right, the reported one their mean
+        runs = [stored[result["key"] if seed == 0 else f"{result['key']}#{seed}"] for seed in range(result["runs"])]
+        assert result["accuracies"] == pytest.approx([np.mean(np.array(run) == labels) for run in runs])
+        assert result["accuracy"] == pytest.approx(np.mean(result["accuracies"]))
+        assert result["train_seconds"] > 0, result      # the training was timed
+        if result["method"] == "probe":   # a probe's prediction time includes encoding the test texts (rounded)
+            assert test_rows / result["predict_texts_per_s"] >= encoding_seconds - 5e-4, result
     mlp = next(r for r in report["results"] if r["head"] == "mlp")
     assert mlp["runs"] == 2 and len(mlp["accuracies"]) == 2
     tuned = [r for r in report["results"] if r["method"] == "finetune"]
@@ -132,7 +141,7 @@ def test_save_model_then_predict(data, tiny_model_dir, tmp_path):
     assert preds["id"] == truth["id"]
     accuracy = np.mean([p == t for p, t in zip(preds["label"], truth["label"])])
     assert accuracy == pytest.approx(report["results"][0]["accuracy"])
-    assert all(0 < s <= 1 for s in preds["score"])
+    assert all(1 / 3 <= s <= 1 for s in preds["score"])   # the most probable of 3 classes' probabilities
     again = run("predict", tmp_path / "clf", test, "--out", tmp_path / "preds.parquet")
     assert_one_line_error(again, "already exists")
 

@@ -3,12 +3,14 @@
 import json
 import shutil
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from embedpipe.encode.encoder import EncoderSpec, TextEncoder
 from embedpipe.encode.pooling import POOLINGS
-from tests.helpers import assert_one_line_error, write_corpus
+from tests.helpers import TEXTS, assert_one_line_error, write_corpus
 from tests.helpers import run_cli as run
 
 
@@ -27,7 +29,13 @@ def test_encode_with_the_ray_runner(tiny_model_dir, corpus, tmp_path, ray_cluste
 def test_export_writes_an_onnx_model(tiny_model_dir, tmp_path):
     result = run("export", "--model", tiny_model_dir, "--out", tmp_path / "exp")
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "exp" / "model.onnx").exists() and (tmp_path / "exp" / "pooler.npz").exists()
+    assert result.output.splitlines()[-1] == str(tmp_path / "exp" / "model.onnx")
+    # The directory written is a whole export: every pooling, BERT's pooler included, encodes from it
+    # exactly as from the export `encode` makes for itself.
+    for pooling in ("mean", "pooler"):
+        cached = TextEncoder.load(EncoderSpec(model=str(tiny_model_dir), pooling=pooling))
+        written = TextEncoder(tmp_path / "exp", pooling, cached.normalize, cached.max_length, prompt=cached.prompt)
+        np.testing.assert_array_equal(written.encode(TEXTS), cached.encode(TEXTS))
 
 
 def test_an_int8_export_says_which_recipe_it_kept(tiny_model_dir, tmp_path):

@@ -13,8 +13,7 @@ import pytest
 from embedpipe.encode import EncodeJob, encode_corpus
 from embedpipe.encode.encoder import EncoderSpec, TextEncoder
 from embedpipe.formats.vectors import open_vectors
-from tests.encode.test_parity import row_cosines
-from tests.helpers import MODEL_DIMS, MODEL_VARIANTS, TEXTS, run_cli
+from tests.helpers import MODEL_DIMS, MODEL_VARIANTS, TEXTS, row_cosines, run_cli
 
 ARCHITECTURES = sorted(MODEL_VARIANTS)
 QUERIES = ["a cat on a mat", "the river in the city", "red book", "birds"]

@@ -6,7 +6,7 @@ import pytest
 from embedpipe.encode import EncodeJob, encode_corpus
 from embedpipe.encode.encoder import EncoderSpec, TextEncoder
 from embedpipe.formats.vectors import open_vectors
-from tests.helpers import TEXTS
+from tests.helpers import TEXTS, row_cosines
 
 # embedpipe name -> sentence-transformers' Pooling mode
 ST_MODES = {"cls": "cls", "mean": "mean", "max": "max", "mean_sqrt_len": "mean_sqrt_len_tokens",
@@ -22,10 +22,6 @@ def st_vectors(model_dir, mode, texts, max_length):
     model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), mode)],
                                 device="cpu")
     return model.encode(texts, batch_size=4, convert_to_numpy=True)
-
-
-def row_cosines(a, b):
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 @pytest.fixture(scope="module")

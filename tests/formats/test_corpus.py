@@ -17,7 +17,7 @@ from embedpipe.encode.rows import RowsToVectors, WorkerConfig
 from embedpipe.errors import BadInput
 from embedpipe.formats.corpus import open_corpus
 from embedpipe.formats.vectors import open_vectors
-from tests.helpers import TEXTS, assert_one_line_error, run_cli
+from tests.helpers import TEXTS, assert_one_line_error, encode_with_each_runner, run_cli
 
 IDS = [f"doc-{i}" for i in range(len(TEXTS))]
 
@@ -122,8 +122,8 @@ def test_search_corpus_reads_the_columns_the_index_was_encoded_from(tiny_model_d
 
 @pytest.mark.slow
 def test_ray_encodes_a_categorical_corpus_like_the_local_runner(tiny_model_dir, tmp_path, ray_cluster):
-    """Ray Data reads the files itself: dictionaries differ per file and row group, blocks are re-cut."""
-    from embedpipe.encode import EncodeJob, encode_corpus
+    """Each Ray actor reads its own pieces: dictionaries differ per file and row group, and the ids and
+    vectors still come out as the local runner's."""
 
     (tmp_path / "c").mkdir()
     for f in range(2):
@@ -131,10 +131,7 @@ def test_ray_encodes_a_categorical_corpus_like_the_local_runner(tiny_model_dir, 
         texts = [f"{TEXTS[(i + f) % len(TEXTS)]} {i}" for i in range(30)]
         pd.DataFrame({"id": pd.Categorical(ids), "text": pd.Categorical(texts)}).to_parquet(
             tmp_path / "c" / f"{f}.parquet", row_group_size=7)
-    runs = {runner: encode_corpus(EncodeJob(str(tmp_path / "c"), out=str(tmp_path / runner), runner=runner, threads=1,
-                                            workers=2 if runner == "ray" else None,
-                                            spec=EncoderSpec(model=str(tiny_model_dir))))
-            for runner in ("local", "ray")}
-    (local_ids, local), (ray_ids, ray) = (open_vectors(runs[r].out).read_all() for r in ("local", "ray"))
+    runs = encode_with_each_runner(tmp_path / "c", tiny_model_dir, tmp_path)
+    (local_ids, local), (ray_ids, ray) = runs["local"], runs["ray"]
     assert ray_ids.type == pa.string() and ray_ids.to_pylist() == local_ids.to_pylist()
     np.testing.assert_allclose(ray, local, atol=1e-6)

@@ -17,7 +17,7 @@ import pytest
 from embedpipe.errors import BadInput
 from embedpipe.formats.corpus import open_corpus
 from embedpipe.formats.vectors import open_vectors
-from tests.helpers import TEXTS, assert_one_line_error, run_cli
+from tests.helpers import TEXTS, assert_one_line_error, encode_with_each_runner, run_cli
 
 IDS = [f"doc-{i}" for i in range(len(TEXTS))]
 TITLES = ["Cats", None, "Greeting", "", "X", "Unicode", "Sky", "Books", "Birds", "Writing"]
@@ -193,18 +193,14 @@ def test_hf_urls_offline_are_one_line(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_ray_encodes_a_jsonl_corpus_with_titles_like_the_local_runner(tiny_model_dir, tmp_path, ray_cluster):
-    """Ray Data has no reader for BEIR's title + text: embedpipe's own reader runs in Ray tasks."""
-    from embedpipe.encode import EncodeJob, encode_corpus
-    from embedpipe.encode.encoder import EncoderSpec
+    """Ray actors read their pieces with embedpipe's own JSON Lines reader: BEIR's title joined to the text
+    as the local runner joins it."""
 
     (tmp_path / "c").mkdir()
     for f in range(2):
         write_jsonl(tmp_path / "c" / f"{f}.jsonl", [{"_id": f"d{f}-{i}", "title": TITLES[i % 10] or "",
                                                      "text": f"{TEXTS[(i + f) % 10]} {i}"} for i in range(30)])
-    runs = {runner: encode_corpus(EncodeJob(str(tmp_path / "c"), out=str(tmp_path / runner), runner=runner, threads=1,
-                                            workers=2 if runner == "ray" else None, title_column="title",
-                                            spec=EncoderSpec(model=str(tiny_model_dir))))
-            for runner in ("local", "ray")}
-    (local_ids, local), (ray_ids, ray) = (open_vectors(runs[r].out).read_all() for r in ("local", "ray"))
+    runs = encode_with_each_runner(tmp_path / "c", tiny_model_dir, tmp_path, title_column="title")
+    (local_ids, local), (ray_ids, ray) = runs["local"], runs["ray"]
     assert ray_ids.to_pylist() == local_ids.to_pylist() and len(local_ids) == 60
     np.testing.assert_allclose(ray, local, atol=1e-6)

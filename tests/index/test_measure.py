@@ -14,7 +14,7 @@ def test_auto_measures_each_route_that_fits_and_picks_the_fastest_on_target(corp
     rows = measure_candidates(["HNSW8", "IVF4096,Flat", "IVF4096,PQ12x4fs,RFlat"], x, queries, "ip", 0.9)
     cells = ivf_centroids(4000)  # each route is measured at the sample's scale
     assert [r["measured_as"] for r in rows] == ["HNSW8", f"IVF{cells},Flat", f"IVF{cells},PQ12x4fs,RFlat"]
-    assert all(r["reached"] and r["recall_at_10"] >= 0.9 and r["qps"] > 0 for r in rows)
+    assert all(r["reached"] and r["recall_at_10"] >= 0.9 for r in rows)
     assert "k_factor_rf=8" in rows[2]["search_params"]       # the refine re-ranks 8k candidates exactly
     assert pick_measured(rows) == max(rows, key=lambda r: r["qps"])
     missed = [{**r, "reached": False} for r in rows]

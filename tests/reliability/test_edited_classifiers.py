@@ -123,5 +123,11 @@ def test_predict_with_an_edited_classifier_is_one_line(saved_classifier, tmp_pat
 
 def test_predict_with_the_untouched_classifier_works(saved_classifier, tmp_path):
     """The control: the copies above differ from a working classifier only by their edit."""
-    clf = Path(shutil.copytree(saved_classifier[0], tmp_path / "clf"))
-    assert run_cli("predict", clf, saved_classifier[1], "--out", tmp_path / "preds.parquet").exit_code == 0
+    original, data = saved_classifier
+    clf = Path(shutil.copytree(original, tmp_path / "clf"))
+    for model, out in ((clf, tmp_path / "copy.parquet"), (original, tmp_path / "original.parquet")):
+        result = run_cli("predict", model, data, "--out", out)
+        assert result.exit_code == 0, result.output
+    copied = pq.read_table(tmp_path / "copy.parquet").to_pydict()
+    assert copied == pq.read_table(tmp_path / "original.parquet").to_pydict()   # the copy is the classifier
+    assert copied["id"] == list(range(20)) and set(copied["label"]) <= {"animal", "sky"}

@@ -50,6 +50,7 @@ def test_search_and_evaluate_from_another_directory(relative_model_outputs):
     assert report["index"]["ndcg_at_1"] == 1.0
     result = run_cli("evaluate", work / "idx", "--queries", "q.parquet", "--qrels", "qrels.parquet", "--json")
     assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["index"]["ndcg_at_10"] == 1.0   # as the library found
 
 
 def test_a_name_that_now_points_at_another_model_is_not_used(relative_model_outputs, tiny_model_dir):
@@ -57,7 +58,9 @@ def test_a_name_that_now_points_at_another_model_is_not_used(relative_model_outp
     other = Path("models/tiny")
     shutil.copytree(tiny_model_dir, other)
     (other / "config.json").write_text((other / "config.json").read_text().replace("}", ', "note": "other"}', 1))
-    assert run_cli("search", relative_model_outputs / "idx", TEXTS[0]).exit_code == 0
+    result = run_cli("search", relative_model_outputs / "idx", TEXTS[0], "-k", "1")
+    assert result.exit_code == 0, result.output       # the other model's content hash would be refused
+    assert result.output.split()[1] == "0"            # and the recorded model still finds row 0's own text
 
 
 def test_a_model_that_changed_in_place_is_still_refused(relative_model_outputs):

@@ -163,8 +163,8 @@ def test_only_the_first_signal_raises_so_cleanup_is_not_cut_short():
 
 
 def test_a_signal_a_library_wrapped_in_its_own_error_is_still_known():
-    """Ray Data may turn the KeyboardInterrupt into an error of its own: the signal is remembered, and
-    the job and the CLI report the stop as that signal (exit 128 + N)."""
+    """A library (Ray, waiting on its actors) may turn the KeyboardInterrupt into an error of its own: the
+    signal is remembered, and the job and the CLI report the stop as that signal (exit 128 + N)."""
     with pytest.raises(RuntimeError):
         with stop_on_signals():
             try:
