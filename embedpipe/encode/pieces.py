@@ -1,5 +1,6 @@
 """The unit of work of an encode run: a piece is a row range of one corpus file, and becomes one
-shard, written by whichever worker encodes it, straight to the output's filesystem.
+shard, written by whichever worker encodes it, straight to the output's filesystem. Its rows come
+from the corpus (``Corpus.read_rows``); nothing here knows a file format.
 
     >>> plan = plan_pieces(corpus, files=[0, 1], piece_rows=100_000, first_number=0)   # doctest: +SKIP
     >>> receipt = ShardWriter(config, corpus, staging).encode(plan[0], "a1b2c3d4")  # doctest: +SKIP
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -30,8 +31,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..errors import BadInput, first_line
-from ..formats.columns import decoded_batch
 from ..formats.corpus import Corpus
 from ..formats.vectors import TRUNCATED_KEY, vector_array, vectors_from_column
 from ..storage.store import Store
@@ -81,38 +80,11 @@ def plan_pieces(corpus: Corpus, files: list[int], piece_rows: int, first_number:
     return pieces
 
 
-def read_range(corpus_fs, path: str, start: int, stop: int, batch_rows: int,
-               columns: list[str]) -> Iterator[pa.RecordBatch]:
-    """Rows [start, stop) of one parquet file in batches of at most ``batch_rows``, reading only the
-    row groups that hold them; dictionary columns decoded."""
-    try:
-        with corpus_fs.open_input_file(path) as f:
-            reader = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
-            groups, first_row, row = [], None, 0
-            for g in range(reader.metadata.num_row_groups):
-                n = reader.metadata.row_group(g).num_rows
-                if row + n > start and row < stop:
-                    groups.append(g)
-                    first_row = row if first_row is None else first_row
-                row += n
-            if not groups:
-                return
-            row = first_row
-            for batch in reader.iter_batches(batch_size=batch_rows, row_groups=groups, columns=columns):
-                lo, hi = max(start - row, 0), min(stop - row, batch.num_rows)
-                row += batch.num_rows
-                if hi > lo:
-                    yield decoded_batch(batch.slice(lo, hi - lo))
-                if row >= stop:
-                    return
-    except (pa.ArrowException, OSError) as e:
-        raise BadInput(f"cannot read {path}: corrupt parquet data ({first_line(e)})") from None
-
-
 class ShardWriter:
-    """A piece -> its shard and receipt in ``staging``: reads the piece's rows a window at a time,
-    encodes them (RowsToVectors) and writes the vectors. One per Ray actor (one onnxruntime session),
-    or one in the driver for the local runner."""
+    """A piece -> its shard and receipt in ``staging``: reads the piece's rows a window at a time
+    (``Corpus.read_rows``: the corpus's reader finds the range, whatever the format), encodes them
+    (RowsToVectors) and writes the vectors. One per Ray actor (one onnxruntime session), or one in
+    the driver for the local runner."""
 
     def __init__(self, config: WorkerConfig, corpus: Corpus, staging: str, *, dtype: str = "float32",
                  window: int = 8192):
@@ -135,7 +107,7 @@ class ShardWriter:
         with ExitStack() as files:
             stream = writer = None
             try:
-                for batch in self._rows(piece):
+                for batch in self.corpus.read_rows(piece.file, self.window, piece.start, piece.stop):
                     source_rows = batch.num_rows
                     if piece.filter_known and known_ids is not None and len(known_ids):
                         keep = pc.invert(pc.is_in(batch.column(0), value_set=known_ids))
@@ -169,20 +141,3 @@ class ShardWriter:
                    "skipped_blank": piece.rows - skipped_known - rows}
         self.staging.write_json(receipt_file(piece.number, attempt), receipt)
         return receipt
-
-    def _rows(self, piece: Piece) -> Iterator[pa.RecordBatch]:
-        """The piece's (id, text) rows: parquet reads only the row groups holding them; other
-        formats (JSON Lines, CSV, arrow, a title to join) are read from the file's start."""
-        corpus = self.corpus
-        if corpus.is_plain_parquet:
-            yield from read_range(corpus.filesystem, piece.file, piece.start, piece.stop, self.window,
-                                  [corpus.id_column, corpus.text_column])
-            return
-        row = 0
-        for batch in corpus.read_file(piece.file, self.window):
-            lo, hi = max(piece.start - row, 0), min(piece.stop - row, batch.num_rows)
-            row += batch.num_rows
-            if hi > lo:
-                yield batch.slice(lo, hi - lo)
-            if row >= piece.stop:
-                return

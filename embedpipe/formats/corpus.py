@@ -7,11 +7,15 @@ rules every reader shares (columns.py); categorical (dictionary) columns stream 
     >>> corpus = open_corpus("scifact/")        # BEIR: corpus.jsonl, _id, title + " " + text  # doctest: +SKIP
     >>> corpus.rows, corpus.files, corpus.format                                 # doctest: +SKIP
     >>> for batch in corpus.iter_batches(10_000): ...                            # doctest: +SKIP
+    >>> for batch in corpus.read_rows(corpus.files[0], 8192, start=100_000, stop=200_000): ...  # doctest: +SKIP
 
 Opening one is one pass: the location's files are found (readers/locate.py: a file, a directory, a
 glob, a save_to_disk directory, a BEIR folder), the reader of their format (readers/) gives each
 file's columns once -- a parquet footer its row count too; other formats are counted by a pass over
 the id column -- and the column rules (``CorpusColumns``, columns.py) are applied to each file.
+Reading rows goes the same way: ``read_rows`` asks the file's reader for a row range (a parquet
+reader reads only the row groups holding it) and decodes the batches, so callers (an encode piece)
+never know a format.
 
 With ``title_column`` each text is BEIR's and MTEB's ``(title + " " + text).strip()`` (a null title
 counts as empty). Without an ``id`` column, BEIR's ``_id`` is the id column.
@@ -33,7 +37,7 @@ import pyarrow.fs as pafs
 from ..errors import BadInput, EmbedpipeError
 from ..storage.filesystem import resolve_filesystem
 from .columns import Column, check_columns, check_ids_present, decoded, decoded_batch, invalid_utf8_rows, value_type
-from .readers import Reader, format_of, reader_for
+from .readers import READERS, Reader, format_of, reader_for
 from .readers.files import split_compression
 from .readers.locate import GLOB_CHARACTERS, locate
 
@@ -56,7 +60,7 @@ class Corpus:
 
     @property
     def reader(self) -> Reader:
-        return reader_for(self.format)
+        return READERS[self.format]   # the name was checked when the corpus was opened
 
     @property
     def stem(self) -> str:
@@ -92,30 +96,35 @@ class Corpus:
             if columns:
                 yield from self._file_batches(path, batch_rows, columns)
             else:
-                yield from self.read_file(path, batch_rows)
+                yield from self.read_rows(path, batch_rows)
 
-    def read_file(self, path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        """One file's (id, text) batches, named ``id_column`` and ``text_column``; with a title
-        column, the text is BEIR's title + " " + text."""
-        if self.title_column is None:
-            yield from self._file_batches(path, batch_rows, [self.id_column, self.text_column])
-            return
-        for batch in self._file_batches(path, batch_rows, [self.id_column, self.text_column, self.title_column]):
-            texts = join_title(batch.column(2), batch.column(1))
-            yield pa.RecordBatch.from_arrays([batch.column(0), texts], names=[self.id_column, self.text_column])
-
-    @property
-    def is_plain_parquet(self) -> bool:
-        """Parquet whose text needs no joining: readable as is, with no per-row work."""
-        return self.format == "parquet" and self.title_column is None
+    def read_rows(self, path: str, batch_rows: int, start: int = 0,
+                  stop: int | None = None) -> Iterator[pa.RecordBatch]:
+        """Rows [start, stop) of one file (all of it by default) as (id, text) batches of at most
+        ``batch_rows`` rows, named ``id_column`` and ``text_column``; with a title column, the text is
+        BEIR's title + " " + text. The file's reader finds the rows: parquet reads only the row
+        groups that hold them, other formats stream from the file's start. Memory stays about one
+        batch."""
+        columns = [self.id_column, self.text_column] + ([self.title_column] if self.title_column else [])
+        for batch in self.reader.read_rows(self.filesystem, path, columns, start, stop, batch_rows, self._types):
+            batch = decoded_batch(batch)
+            if self.title_column is not None:
+                texts = join_title(batch.column(2), batch.column(1))
+                batch = pa.RecordBatch.from_arrays([batch.column(0), texts], names=[self.id_column, self.text_column])
+            yield batch
 
     def _file_batches(self, path: str, batch_rows: int, columns: list[str]) -> Iterator[pa.RecordBatch]:
-        """One file's batches, dictionary (pandas categorical) columns decoded to plain values."""
+        """One file's batches of ``columns``, dictionary (pandas categorical) columns decoded to plain values."""
+        for batch in self.reader.batches(self.filesystem, path, columns, batch_rows, self._types):
+            yield decoded_batch(batch)
+
+    @property
+    def _types(self) -> dict[str, pa.DataType]:
+        """The types the columns read keep in every batch (JSON infers them per block otherwise)."""
         types = {self.id_column: self.id_type, self.text_column: pa.string()}
         if self.title_column:
             types[self.title_column] = pa.string()
-        for batch in self.reader.batches(self.filesystem, path, columns, batch_rows, types):
-            yield decoded_batch(batch)
+        return types
 
     def find_bad_rows(self, batch_rows: int = 65_536, examples: int = 3) -> tuple[int, list]:
         """Count rows whose text is null or blank; return (count, a few of their ids).
@@ -236,13 +245,15 @@ class CorpusColumns:
     def check(self, schema: pa.Schema, file: str, reader: Reader, filesystem: pafs.FileSystem) -> pa.DataType:
         """Raise naming what is wrong with one file's columns; return its id type, decoded (so a
         categorical id column in one file and plain strings in the next agree)."""
-        if self.id in schema.names and pa.types.is_floating(value_type(schema.field(self.id).type)):
+        once = len(schema.get_all_field_indices(self.id)) == 1   # missing or twice: check_columns says
+        id_type = value_type(schema.field(self.id).type) if once else None
+        if id_type is not None and pa.types.is_floating(id_type):
             raise BadInput(_float_id_message(reader, filesystem, file, self.id, schema.field(self.id).type))
         wanted = [Column(self.text, "text", "text_column"), Column(self.id, "id", "id_column")]
         if self.title is not None:
             wanted.append(Column(self.title, "text", "title_column"))
         check_columns(schema, file, wanted)
-        return value_type(schema.field(self.id).type)
+        return id_type
 
 
 def _float_id_message(reader: Reader, filesystem: pafs.FileSystem, file: str, id_column: str, kind: pa.DataType) -> str:

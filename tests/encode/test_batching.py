@@ -7,7 +7,7 @@ import pytest
 
 from embedpipe.encode import batching
 from embedpipe.encode.encoder import BatchPlan, EncoderSpec, TextEncoder, prepare
-from embedpipe.encode.pieces import plan_pieces, read_range
+from embedpipe.encode.pieces import plan_pieces
 from embedpipe.formats.corpus import open_corpus
 from tests.helpers import TEXTS, row_cosines
 
@@ -123,7 +123,7 @@ def test_pieces_read_every_row_once_in_order_whatever_the_row_groups(tmp_path):
     pieces = plan_pieces(corpus, [0, 1, 2], piece_rows=96, first_number=5)
     assert [p.number for p in pieces] == list(range(5, 5 + len(pieces)))
     assert len({(p.file, p.start) for p in pieces}) == len(pieces) and all(p.rows <= 96 for p in pieces)
-    ids = [i for p in pieces for b in read_range(corpus.filesystem, p.file, p.start, p.stop, 10, ["id"])
+    ids = [i for p in pieces for b in corpus.read_rows(p.file, 10, p.start, p.stop)
            for i in b.column(0).to_pylist()]
     expected = [f"doc-{f}-{i:04d}" for f, rows in enumerate((1000, 3, 250)) for i in range(rows)]
     assert ids == expected

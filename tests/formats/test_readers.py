@@ -53,3 +53,37 @@ def test_a_jsonl_file_is_counted_by_one_pass_over_its_id_column(tmp_path, monkey
         columns_read.append(list(columns)), batches(self, fs, p, columns, *rest))[1])
     corpus = open_corpus(str(path))
     assert (corpus.rows, corpus.id_column, columns_read) == (7, "_id", [["_id"]])
+
+
+def write_every_format(folder, ids: list[str], texts: list[str]) -> dict[str, str]:
+    """The same rows as parquet (row groups of 7, the text categorical), JSON Lines and CSV."""
+    folder.mkdir()
+    table = pa.table({"id": ids, "text": pa.array(texts).dictionary_encode()})
+    pq.write_table(table, folder / "c.parquet", row_group_size=7)
+    (folder / "c.jsonl").write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids, texts)))
+    (folder / "c.csv").write_text("id,text\n" + "".join(f"{i},{t}\n" for i, t in zip(ids, texts)))
+    return {name: str(folder / f"c.{name}") for name in ("parquet", "jsonl", "csv")}
+
+
+@pytest.mark.parametrize("start, stop", [(0, 5), (6, 8), (13, 30), (40, 50), (0, None), (44, None)])
+def test_a_row_range_reads_the_same_rows_in_every_format(tmp_path, start, stop):
+    ids, texts = [f"d{i:02d}" for i in range(50)], [f"text {i % 4}" for i in range(50)]
+    for name, path in write_every_format(tmp_path / "c", ids, texts).items():
+        corpus = open_corpus(path)
+        batches = list(corpus.read_rows(corpus.files[0], 4, start, stop))
+        assert all(0 < b.num_rows <= 4 and b.schema.names == ["id", "text"] for b in batches), name
+        assert all(pa.types.is_string(b.schema.field("text").type) for b in batches), name   # decoded
+        rows = [(i, t) for b in batches for i, t in zip(b.column(0).to_pylist(), b.column(1).to_pylist())]
+        assert rows == list(zip(ids, texts))[start:stop], name
+
+
+def test_a_parquet_row_range_reads_only_the_row_groups_that_hold_it(tmp_path, monkeypatch):
+    path = write_every_format(tmp_path / "c", [f"d{i:02d}" for i in range(50)], ["t"] * 50)["parquet"]
+    corpus = open_corpus(path)
+    asked = []
+    iter_batches = pq.ParquetFile.iter_batches
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", lambda self, *args, row_groups=None, **kwargs: (
+        asked.append(list(row_groups)), iter_batches(self, *args, row_groups=row_groups, **kwargs))[1])
+    ids = [i for b in corpus.read_rows(corpus.files[0], 4, 13, 30) for i in b.column(0).to_pylist()]
+    assert ids == [f"d{i:02d}" for i in range(13, 30)]
+    assert asked == [[1, 2, 3, 4]]   # rows 7-13, 14-20, 21-27, 28-34 of 7-row groups

@@ -1,8 +1,10 @@
 """One reader per file format, chosen by name, behind one small facade; what a location holds.
 
     files.py    a name's format and compression; a file's bytes, decompressed as they stream
-    reader.py   what every reader answers: columns (+ rows where kept), batches, a small file whole
-    parquet.py  parquet: the footer read once gives schema and rows; pages stream
+    reader.py   what every reader answers: columns (+ rows where kept), batches, a row range (read
+                from the start and skipped, unless the format can seek), a small file whole
+    parquet.py  parquet: the footer read once gives schema and rows; pages stream; a row range is
+                read from the row groups holding it
     jsonl.py    JSON Lines, a block of whole lines at a time; bad lines named by number
     csv.py      CSV: a header line, every value a string; ragged rows named by line
     arrow.py    Arrow IPC streams (the files of a Hugging Face save_to_disk directory)

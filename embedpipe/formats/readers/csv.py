@@ -27,7 +27,20 @@ class CsvReader(Reader):
 
     def batches(self, filesystem: pafs.FileSystem, path: str, columns: list[str], batch_rows: int,
                 types: dict[str, pa.DataType] | None = None) -> Iterator[pa.RecordBatch]:
-        return csv_batches(filesystem, path, columns, batch_rows)
+        """Every value read as a string, whatever ``types`` says, and an empty field as null: so an id
+        is never a number in one block and a string in the next, and a text "NA" stays "NA". Quoted
+        values may hold newlines."""
+        convert = pacsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns},
+                                       strings_can_be_null=True, null_values=[""])
+        parse = pacsv.ParseOptions(newlines_in_values=True)
+        read = pacsv.ReadOptions(use_threads=False, block_size=4 << 20)
+        with open_stream(filesystem, path) as stream:
+            try:
+                for batch in pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert):
+                    for start in range(0, batch.num_rows, batch_rows):
+                        yield batch.slice(start, batch_rows)
+            except pa.ArrowInvalid as e:
+                raise csv_error(filesystem, path, e) from None
 
 
 def csv_header(stream, path: str) -> list[str]:
@@ -36,23 +49,6 @@ def csv_header(stream, path: str) -> list[str]:
     if not header:
         raise BadInput(f"{path} has no header line; a CSV corpus names its columns on its first line")
     return header
-
-
-def csv_batches(filesystem: pafs.FileSystem, path: str, columns: list[str],
-                batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """Every value read as a string, and an empty field as null: so an id is never a number in one
-    block and a string in the next, and a text "NA" stays "NA". Quoted values may hold newlines."""
-    convert = pacsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns},
-                                   strings_can_be_null=True, null_values=[""])
-    parse = pacsv.ParseOptions(newlines_in_values=True)
-    read = pacsv.ReadOptions(use_threads=False, block_size=4 << 20)
-    with open_stream(filesystem, path) as stream:
-        try:
-            for batch in pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert):
-                for start in range(0, batch.num_rows, batch_rows):
-                    yield batch.slice(start, batch_rows)
-        except pa.ArrowInvalid as e:
-            raise csv_error(filesystem, path, e) from None
 
 
 def csv_error(filesystem: pafs.FileSystem, path: str, error: Exception) -> BadInput:

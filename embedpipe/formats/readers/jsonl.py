@@ -31,7 +31,14 @@ class JsonLinesReader(Reader):
 
     def batches(self, filesystem: pafs.FileSystem, path: str, columns: list[str], batch_rows: int,
                 types: dict[str, pa.DataType] | None = None) -> Iterator[pa.RecordBatch]:
-        return json_batches(filesystem, path, columns, batch_rows, types or {})
+        types, schema = types or {}, None
+        with open_stream(filesystem, path) as stream:
+            for first, block in json_blocks(stream):
+                if schema is None:  # types from the first block, for the columns not given one
+                    found = parse_json_block(block, path, first, None).schema
+                    schema = pa.schema([(c, types.get(c) or json_type(found, c)) for c in columns])
+                table = parse_json_block(block, path, first, schema)
+                yield from table.select(columns).to_batches(max_chunksize=batch_rows)
 
 
 def json_blocks(stream, block_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
@@ -62,18 +69,6 @@ def parse_json_block(block: bytes, path: str, first_line_number: int, schema: pa
                                 read_options=pajson.ReadOptions(use_threads=False, block_size=len(block) + 1))
     except pa.ArrowInvalid as e:
         raise json_error(block, path, first_line_number, schema, e) from None
-
-
-def json_batches(filesystem: pafs.FileSystem, path: str, columns: list[str], batch_rows: int,
-                 types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
-    schema = None
-    with open_stream(filesystem, path) as stream:
-        for first, block in json_blocks(stream):
-            if schema is None:  # types from the first block, for the columns not given one
-                found = parse_json_block(block, path, first, None).schema
-                schema = pa.schema([(c, types.get(c) or json_type(found, c)) for c in columns])
-            table = parse_json_block(block, path, first, schema)
-            yield from table.select(columns).to_batches(max_chunksize=batch_rows)
 
 
 def json_type(schema: pa.Schema, column: str) -> pa.DataType:

@@ -1,5 +1,6 @@
 """What every file format's reader answers: a file's columns (and its row count when the format keeps
-one), its rows as record batches in bounded memory, and a small file read whole.
+one), its rows as record batches in bounded memory -- all of them, or a row range (an encode piece's)
+-- and a small file read whole.
 
     >>> facts = reader_for("parquet").inspect(filesystem, "c.parquet")          # doctest: +SKIP
     >>> facts.schema.names, facts.rows                                           # doctest: +SKIP
@@ -50,6 +51,21 @@ class Reader:
         stays about one batch. ``types`` fixes a column's type where the format infers it (JSON: so
         a later block cannot turn it from integers to strings)."""
         raise NotImplementedError
+
+    def read_rows(self, filesystem: pafs.FileSystem, path: str, columns: list[str], start: int, stop: int | None,
+                  batch_rows: int, types: dict[str, pa.DataType] | None = None) -> Iterator[pa.RecordBatch]:
+        """Rows [start, stop) (``stop`` None: to the end) as ``batches`` gives them, at most
+        ``batch_rows`` each. A format with no index of its rows is read from the file's start, the
+        rows before ``start`` parsed and dropped, and closed as soon as ``stop`` is reached."""
+        row = 0
+        for batch in self.batches(filesystem, path, columns, batch_rows, types):
+            lo = max(start - row, 0)
+            hi = batch.num_rows if stop is None else min(stop - row, batch.num_rows)
+            row += batch.num_rows
+            if hi > lo:
+                yield batch if (lo, hi) == (0, batch.num_rows) else batch.slice(lo, hi - lo)
+            if stop is not None and row >= stop:
+                return
 
     def count_rows(self, filesystem: pafs.FileSystem, path: str, column: str, kind: pa.DataType) -> int:
         """Rows of a file whose format keeps no count: a pass over one column (which also finds a
