@@ -46,3 +46,7 @@ def test_a_value_that_is_not_seconds_names_the_variable(wait, name, old, default
     monkeypatch.setenv(name, "2 minutes")
     with pytest.raises(EmbedpipeError, match=f"\\${name} must be a number of seconds"):
         wait()
+    for endless in ("inf", "nan", "-inf"):      # a wait with no end is the hang the bound prevents
+        monkeypatch.setenv(name, endless)
+        with pytest.raises(EmbedpipeError, match=f"\\${name} must be a number of seconds, got '{endless}'"):
+            wait()
