@@ -12,14 +12,14 @@ import click
 
 from ..encode.encoder import EncoderSpec
 from ..encode.job import EncodeJob
-from .options import encoder_options, from_config, model_option, prompt_options, user_errors
+from .options import export_options, from_config, model_option, prompt_options, user_errors
 
 
 @click.command("export")
 @model_option(EncoderSpec)
 @click.option("--out", type=click.Path(), default=None,
               help="Write the export here [default: the export cache, $EMBEDPIPE_CACHE or ~/.cache/embedpipe].")
-@encoder_options(EncoderSpec, model=False)
+@export_options(EncoderSpec)
 @click.option("--trust-remote-code", is_flag=True,
               help="Allow a model that ships its own Python code (auto_map) to run it while exporting; "
                    "`encode` then uses the cached export without running any model code.")
@@ -66,7 +66,7 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
 @from_config(EncodeJob, "batch_size", type=int, help="Texts per onnxruntime call (also capped by a token budget).")
 @from_config(EncoderSpec, "normalize", "--normalize/--no-normalize",
              help="L2-normalize vectors (cosine similarity = inner product).")
-@encoder_options(EncoderSpec, model=False)
+@export_options(EncoderSpec)
 @from_config(EncodeJob, "runner",
              help="ray: a pool of encoder actors on Ray, each writing its own shards; local: in this "
                   "process, no Ray; auto: Ray when --ray-address names a cluster or there are 50,000+ rows "

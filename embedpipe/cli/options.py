@@ -111,17 +111,16 @@ def from_config(config, field: str, *param_decls: str, to_cli=None, **attrs):
                         **attrs)
 
 
-def encoder_options(config, *, model: bool = True):
-    """--model, --optimize and --quantize, from ``config``'s fields of those names (EncoderSpec for
-    export and encode); ``model=False`` leaves --model out (encode puts it elsewhere in its help)."""
+def export_options(config):
+    """--optimize and --quantize, from ``config``'s fields of those names (EncoderSpec, for export and
+    encode)."""
 
     def decorate(fn):
         fn = from_config(config, "quantize",
                          help="Dynamic int8 by this CPU's instruction set (avx512_vnni / avx512 / avx2 / arm64; "
                               "$EMBEDPIPE_INT8_ISA names another), kept only if it stays close to fp32 on sample "
                               "texts (export.json records the recipe and its cosine).")(fn)
-        fn = from_config(config, "optimize", help="onnxruntime graph optimization level applied at export.")(fn)
-        return model_option(config)(fn) if model else fn
+        return from_config(config, "optimize", help="onnxruntime graph optimization level applied at export.")(fn)
 
     return decorate
 
