@@ -25,6 +25,7 @@ from ..model.optimize import OPTIMIZE_LEVELS, QUANTIZE_MODES, check_export_optio
 from ..model.recipe import ModelRecipe, read_recipe
 from ..model.resolve import local_model_dir, resolve_model
 from .batching import BatchPlan, batches
+from .devices import BACKENDS, PRECISIONS, Placement, check_placement_fields, is_cuda, resolve_placement
 from .long_texts import CharCut
 from .modules import apply_modules
 from .pooling import MODEL_POOLING, NEEDS_POOLER_WEIGHTS, POOLING_CHOICES, check_pooling, l2_normalize, pool
@@ -44,6 +45,10 @@ class EncoderSpec:
     quantize: str | None = checks.choice(None, QUANTIZE_MODES, optional=True)   # "int8": dynamic int8 for this CPU
     prompt_name: str | None = None  # put the model's prompt of this name before every text
     prompt: str | None = None       # or this text ("" = no prompt); neither: the model's document prompt, if any
+    # Where and how it runs (encode/devices.py); the manifest's last_run records what ran:
+    device: str = "auto"            # auto (a GPU when one is visible, else the CPU), cpu, cuda, cuda:N
+    backend: str = checks.choice("auto", BACKENDS)        # auto: torch on a GPU, onnx on a CPU
+    precision: str = checks.choice("auto", PRECISIONS)    # auto: bf16 (fp16) on a GPU, fp32 on a CPU
 
     def __post_init__(self):
         checks.path("model", self.model, optional=True)
@@ -57,6 +62,10 @@ class EncoderSpec:
             raise ConfigError("prompt", f"must be a text, got {self.prompt!r}")
         if self.prompt is not None and self.prompt_name is not None:
             raise ConfigError("prompt", "give a prompt text or a prompt_name, not both")
+        check_placement_fields(self.device, self.backend, self.precision)
+        if (self.backend == "torch" or is_cuda(self.device)) and (self.optimize or self.quantize):
+            raise ConfigError("optimize" if self.optimize else "quantize", "is an onnx backend option (CPUs); "
+                              "the torch backend runs the model's own weights")
 
 
 def resolve_spec(spec: EncoderSpec, recipe: ModelRecipe, max_length: int) -> EncoderSpec:
@@ -84,10 +93,20 @@ def prepare(spec: EncoderSpec) -> tuple[ExportedModel, int]:
     return exported, resolved.max_length
 
 
-def prepare_resolved(spec: EncoderSpec) -> tuple[ExportedModel, EncoderSpec]:
-    """``prepare``, with the spec made concrete for this model (``resolve_spec``)."""
-    exported = ensure_exported(resolve_model(spec.model), optimize=spec.optimize, quantize=spec.quantize)
+def prepare_resolved(spec: EncoderSpec, remote_gpus: float = 0.0) -> tuple[ExportedModel, EncoderSpec]:
+    """``prepare``, with the spec made concrete for this model (``resolve_spec``) and this machine
+    (device, backend, precision: ``devices.resolve_placement``; ``remote_gpus``: Ray actors' GPUs)."""
+    # An optimized or int8 graph is onnxruntime's: `auto` keeps it (and so the CPU) rather than drop it.
+    backend = "onnx" if spec.backend == "auto" and (spec.optimize or spec.quantize) else spec.backend
+    placement = resolve_placement(spec.device, backend, spec.precision, remote_gpus=remote_gpus)
+    if placement.backend == "torch":
+        from ..model.torch_export import ensure_torch_ready
+
+        exported = ensure_torch_ready(resolve_model(spec.model))
+    else:
+        exported = ensure_exported(resolve_model(spec.model), optimize=spec.optimize, quantize=spec.quantize)
     resolved = resolve_spec(spec, exported.recipe, spec.max_length or exported.default_max_length)
+    resolved = replace(resolved, device=placement.device, backend=placement.backend, precision=placement.precision)
     if resolved.pooling in NEEDS_POOLER_WEIGHTS and not exported.info.get("has_pooler"):
         raise BadInput(f"pooling 'pooler' needs a model with a pooler layer; {exported.info['model_name']} has none")
     limit = exported.position_limit
@@ -108,8 +127,7 @@ class TextEncoder:
     """
 
     def __init__(self, export_dir: str | os.PathLike, pooling: str, normalize: bool, max_length: int,
-                 plan: BatchPlan = BatchPlan(), prompt: str = ""):
-        import onnxruntime as ort
+                 plan: BatchPlan = BatchPlan(), prompt: str = "", placement: Placement | None = None):
         from tokenizers import Tokenizer  # the fast tokenizer itself; importing transformers costs seconds
 
         self.exported = load_export(export_dir)
@@ -118,15 +136,19 @@ class TextEncoder:
         self.recipe = self.exported.recipe
         self.module_weights = self.exported.module_weights() if self.recipe.modules else {}
         self.prompt = prompt or ""
+        self.placement = placement or Placement("cpu", self.exported.info.get("backend", "onnx"), "fp32")
         try:
-            self.session = ort.InferenceSession(str(self.exported.onnx_path), self.session_options(),
-                                                providers=["CPUExecutionProvider"])
+            self.session = self._open_session()
             self.tokenizer = Tokenizer.from_file(str(self.exported.path / "tokenizer.json"))
+        except EmbedpipeError:
+            raise
         except Exception as e:  # onnxruntime's and tokenizers' own types: a damaged or truncated file
             raise CorruptArtifact(f"cannot load the encoder in {self.exported.path} ({type(e).__name__}: "
                                   f"{first_line(e)}); if that export is damaged, delete the directory and run "
                                   "again to export the model anew") from None
         self.input_names = {i.name for i in self.session.get_inputs()}
+        if hasattr(self.session, "plan_for"):   # the torch backend sizes batches by the GPU's free memory
+            self.plan = self.session.plan_for(self.plan)
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length)
         self.cut = CharCut(self.tokenizer, max_length)  # very long texts: cut by characters first, same tokens
@@ -144,13 +166,15 @@ class TextEncoder:
     @classmethod
     def load(cls, spec: EncoderSpec, plan: BatchPlan = BatchPlan()) -> TextEncoder:
         exported, resolved = prepare_resolved(spec)
-        return cls(exported.path, resolved.pooling, resolved.normalize, resolved.max_length, plan, resolved.prompt)
+        return cls(exported.path, resolved.pooling, resolved.normalize, resolved.max_length, plan, resolved.prompt,
+                   placement_of(resolved))
 
     @classmethod
     def from_manifest(cls, manifest: dict, threads: int | None = None, *, query: bool = False,
-                      prompt_name: str | None = None, prompt: str | None = None) -> TextEncoder:
+                      prompt_name: str | None = None, prompt: str | None = None, device: str = "auto") -> TextEncoder:
         """The encoder that made a vector directory, to encode more texts exactly the same way; with
-        ``query``, queries: the query prompt the manifest recorded, or the ``prompt_name`` / ``prompt`` given."""
+        ``query``, queries: the query prompt the manifest recorded, or the ``prompt_name`` / ``prompt`` given;
+        on ``device`` (either backend makes the same vectors)."""
         encoder = manifest.get("encoder")
         if not isinstance(encoder, dict):
             raise EmbedpipeError("the manifest has no 'encoder' section; was it written by embedpipe encode?")
@@ -160,7 +184,22 @@ class TextEncoder:
             spec = replace(spec, prompt_name=prompt_name, prompt=prompt)
         elif query:
             spec = replace(spec, prompt=encoder.get("query_prompt") or "")
+        if device != "auto":
+            spec = replace(spec, device=device, optimize=None if device != "cpu" else spec.optimize,
+                           quantize=None if device != "cpu" else spec.quantize)
         return cls.load(spec, BatchPlan(threads=threads or min(4, os.cpu_count() or 1)))
+
+    def _open_session(self):
+        """onnxruntime's session over the graph, or for a torch-backend export (model/torch_export.py)
+        PyTorch running the model's own weights (encode/torch_session.py)."""
+        if self.exported.info.get("backend") == "torch":
+            from .torch_session import TorchSession
+
+            return TorchSession(self.exported, self.placement)
+        import onnxruntime as ort
+
+        return ort.InferenceSession(str(self.exported.onnx_path), self.session_options(),
+                                    providers=["CPUExecutionProvider"])
 
     def session_options(self):
         """onnxruntime options: ``plan.threads`` intra-op threads (onnxruntime otherwise takes every core
@@ -232,6 +271,11 @@ class TextEncoder:
         if self.recipe.modules:
             vectors = apply_modules(vectors, self.recipe.modules, self.module_weights)
         return l2_normalize(vectors) if self.normalize else vectors
+
+
+def placement_of(spec: EncoderSpec) -> Placement:
+    """The device, backend and precision of a spec ``prepare_resolved`` made concrete."""
+    return Placement(spec.device, spec.backend, spec.precision)
 
 
 def check_texts(texts: Sequence) -> None:

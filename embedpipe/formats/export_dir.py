@@ -180,6 +180,8 @@ def load_export(path: str | os.PathLike) -> ExportedModel:
             raise ValueError("export.json is not a JSON object")
     except (OSError, ValueError) as e:
         raise CorruptArtifact(f"{path} is not an embedpipe ONNX export ({e})") from None
+    if info.get("backend") == "torch":   # model/torch_export.py: no graph, PyTorch loads the model's weights
+        return ExportedModel(path, info)
     onnx_file = str(info.get("onnx_file", ""))
     # The graph must be a file of the export directory itself; onnxruntime in turn refuses external
     # data (weights in side files) outside the graph's directory, symlinks included.
