@@ -12,7 +12,7 @@ import click
 
 from ..encode.encoder import EncoderSpec
 from ..encode.job import EncodeJob
-from .options import export_options, from_config, model_option, prompt_options, user_errors
+from .options import device_options, export_options, from_config, model_option, prompt_options, user_errors
 
 
 @click.command("export")
@@ -89,10 +89,15 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
 @from_config(EncodeJob, "ray_dashboard", is_flag=True,
              help="Start the embedded local Ray's dashboard (on 127.0.0.1) [default: no dashboard].")
 @prompt_options("texts (the model's document prompt by default, if it has one; the manifest records it)", EncoderSpec)
+@device_options(EncoderSpec)
+@from_config(EncodeJob, "gpus_per_actor", type=float,
+             help="GPUs each Ray encoder actor asks for (0.5: two actors share a GPU); Ray places them on GPU "
+                  "nodes; a cluster without GPUs is an error [default: 0, CPU actors].")
 @user_errors
 def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, file_format, out, max_length,
                batch_size, normalize, optimize, quantize, runner, ray_address, workers, threads, empty_text, dtype,
-               rows_per_shard, overwrite, ray_dashboard, prompt_name, prompt):
+               rows_per_shard, overwrite, ray_dashboard, prompt_name, prompt, device, backend, precision,
+               gpus_per_actor):
     """Encode the texts of CORPUS into a vector directory: parquet shards of (id, vector) and a
     manifest.json written last. CORPUS is parquet, JSON Lines, CSV or a Hugging Face save_to_disk
     directory: a file, a directory or a glob of them (compressed too), a pyarrow/fsspec URL, or a
@@ -124,12 +129,13 @@ def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, fil
     from ..encode.job import encode_corpus
 
     spec = EncoderSpec(model=model, pooling=pooling, normalize=normalize, max_length=max_length,
-                       optimize=optimize, quantize=quantize, prompt_name=prompt_name, prompt=prompt)
+                       optimize=optimize, quantize=quantize, prompt_name=prompt_name, prompt=prompt,
+                       device=device, backend=backend, precision=precision)
     job = EncodeJob(corpus=corpus, out=out, spec=spec, text_column=text_column, id_column=id_column,
                     title_column=title_column, format=file_format,
                     runner=runner, ray_address=ray_address, workers=workers, threads=threads,
                     batch_size=batch_size, empty_text=empty_text, dtype=dtype, rows_per_shard=rows_per_shard,
-                    overwrite=overwrite, ray_dashboard=ray_dashboard)
+                    overwrite=overwrite, ray_dashboard=ray_dashboard, gpus_per_actor=gpus_per_actor)
     result = encode_corpus(job)
     manifest = result.manifest
     last_run = manifest.get("last_run", {})

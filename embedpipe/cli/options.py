@@ -125,6 +125,25 @@ def export_options(config):
     return decorate
 
 
+def device_options(config, what: str = "texts", backend: bool = True):
+    """--device (and --backend, --precision when ``backend``), from ``config``'s fields of those names:
+    where ``what`` is encoded (encode/devices.py)."""
+
+    def decorate(fn):
+        if backend:
+            fn = from_config(config, "precision",
+                             help="Precision of the torch backend: auto is bf16 on a GPU that has it (else "
+                                  "fp16), fp32 on a CPU; token states are pooled in fp32 either way.")(fn)
+            fn = from_config(config, "backend",
+                             help="onnx: onnxruntime on CPUs; torch: PyTorch with the model's own safetensors "
+                                  "(a GPU, or a CPU); auto: torch on a GPU, onnx on a CPU.")(fn)
+        return from_config(config, "device", metavar="auto|cpu|cuda|cuda:N",
+                           help=f"Where the {what} are encoded: auto takes a GPU when one is visible, else the "
+                                "CPU; a GPU that is not there is an error.")(fn)
+
+    return decorate
+
+
 def model_option(config):
     """--model NAME_OR_DIR, from ``config``'s ``model`` field."""
     return from_config(config, "model", metavar="NAME_OR_DIR",

@@ -45,7 +45,8 @@ from ..progress import Progress
 from ..signals import Interrupted, signal_received, stop_on_signals
 from ..storage.store import Store
 from .batching import BatchPlan
-from .encoder import EncoderSpec, model_path_of, prepare_resolved, spec_to_record
+from .devices import placement_record
+from .encoder import EncoderSpec, model_path_of, placement_of, prepare_resolved, spec_to_record
 from .pieces import plan_pieces
 from .pooling import MODEL_POOLING
 from .resume import abandon, abandon_all, finish, open_staging, output_lock
@@ -80,6 +81,7 @@ class EncodeJob:
     rows_per_shard: int = 100_000
     overwrite: bool = False              # rebuild from scratch (the old output stays until the new one is complete)
     ray_dashboard: bool = False          # embedded local Ray only: start its dashboard (on 127.0.0.1)
+    gpus_per_actor: float = 0.0          # Ray runner: GPUs per encoder actor (fractional: actors share one); 0 = CPUs
 
     def __post_init__(self):
         checks.path("corpus", self.corpus)
@@ -99,6 +101,9 @@ class EncodeJob:
         checks.at_least("rows_per_shard", self.rows_per_shard, 1)
         checks.boolean("overwrite", self.overwrite)
         checks.boolean("ray_dashboard", self.ray_dashboard)
+        checks.number_in("gpus_per_actor", self.gpus_per_actor, 0.0, 64.0)
+        if self.gpus_per_actor and self.runner == "local":
+            raise ConfigError("gpus_per_actor", "is for the Ray runner's actors; in this process use device cuda")
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,7 @@ def _encode(job: EncodeJob) -> EncodeResult:
             raise BadInput(f"output {shown} exists and is not a directory")
         location = str(shown.absolute())   # workers elsewhere (Ray) do not share this working directory
     out = Store.at(location)
-    exported, resolved = prepare_resolved(spec)
+    exported, resolved = prepare_resolved(spec, remote_gpus=job.gpus_per_actor)
     max_length = resolved.max_length
     record = spec_to_record(spec, max_length, exported.recipe)
     key = corpus_run_key(encoder_identity(record, exported.info["content_hash"]), job.dtype, corpus)
@@ -158,6 +163,8 @@ def _encode(job: EncodeJob) -> EncodeResult:
         todo_rows = sum(corpus.file_rows[f] for f in coverage.files)
         address = job.ray_address or (os.environ.get("RAY_ADDRESS") if job.runner == "auto" else None)
         runner, why = choose_runner(job.runner, todo_rows, address)
+        if job.gpus_per_actor and runner == "local":   # GPUs were asked of Ray's actors: auto means Ray
+            runner, why = "ray", f"--gpus-per-actor {job.gpus_per_actor:g}"
         log.info("runner: %s (%s)", runner, why)
         state = open_staging(out, key, base, fingerprint, _piece_rows(runner, job.rows_per_shard, todo_rows))
         pieces = plan_pieces(corpus, coverage.files, state.piece_rows, state.next_shard, coverage.changed)
@@ -168,7 +175,8 @@ def _encode(job: EncodeJob) -> EncodeResult:
         _log_reuse(state, done, shown, base)
         config = WorkerConfig(str(exported.path), resolved.pooling, spec.normalize, max_length,
                               BatchPlan(batch_size=job.batch_size, threads=job.threads),
-                              corpus.text_column, corpus.id_column, job.empty_text, resolved.prompt)
+                              corpus.text_column, corpus.id_column, job.empty_text, resolved.prompt,
+                              placement_of(resolved))
         started = datetime.now(UTC)
         receipts = list(done)
         try:
@@ -178,7 +186,8 @@ def _encode(job: EncodeJob) -> EncodeResult:
                 # Ray shut down) before the finished shards are counted and kept.
                 with closing(run_encoder(runner, corpus, config, todo, state.staging.location, window=job.window,
                                          known_ids=known, dtype=job.dtype, on_rows=by_window,
-                                         ray=RayRunnerOptions(address, job.workers, job.ray_dashboard))) as finished:
+                                         ray=RayRunnerOptions(address, job.workers, job.ray_dashboard,
+                                                                             job.gpus_per_actor))) as finished:
                     for receipt in finished:
                         receipts.append(receipt)
                         if by_window is None:
@@ -192,7 +201,8 @@ def _encode(job: EncodeJob) -> EncodeResult:
             encoded = sum(r["rows"] for r in new)
             reused_rows = (base["rows"] if base else 0) + sum(r["rows"] for r in done)
             already = coverage.unchanged_rows + sum(r["skipped_known"] for r in receipts)
-            last_run = {"runner": runner, "encoded_rows": encoded, "reused_rows": reused_rows,
+            last_run = {"runner": runner, **placement_record(placement_of(resolved)),
+                        "encoded_rows": encoded, "reused_rows": reused_rows,
                         "reused_shards": len([r for r in done if r["rows"]]) + len(base["shards"] if base else []),
                         "skipped_rows": corpus.rows - already - encoded - sum(r["rows"] for r in done),
                         "truncated_rows": sum(r["truncated_rows"] for r in new),

@@ -24,6 +24,7 @@ from ..formats.columns import decoded
 from ..formats.corpus import blank_text_mask, check_utf8
 from ..formats.vectors import vector_array
 from .batching import BatchPlan
+from .devices import Placement
 from .encoder import TextEncoder
 from .pooling import check_pooling
 
@@ -43,6 +44,7 @@ class WorkerConfig:
     id_column: str
     empty_text: str = "error"   # "error": stop on a null/blank text; "skip": leave the row out
     prompt: str = ""            # put before every text (the model's document prompt, as the job resolved it)
+    placement: Placement | None = None  # device, backend, precision (encode/devices.py); None = onnxruntime on CPUs
 
     def __post_init__(self):
         # Checked here too, not only in EncodeJob: a runner builds one per actor, where a bad value
@@ -68,7 +70,7 @@ class RowsToVectors:
         self.config = config
         try:
             self.encoder = TextEncoder(config.export_dir, config.pooling, config.normalize, config.max_length,
-                                       config.plan, config.prompt)
+                                       config.plan, config.prompt, config.placement)
         except EmbedpipeError:
             raise
         except Exception as e:  # onnxruntime's own types: a corrupt graph, external data outside the export

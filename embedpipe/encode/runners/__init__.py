@@ -48,6 +48,7 @@ class RayRunnerOptions:
     address: str | None = None   # join this cluster; None = start an embedded local Ray on 127.0.0.1
     workers: int | None = None   # encoder actors; None = as many as the cluster's nodes hold
     dashboard: bool = False      # embedded local Ray only: start its dashboard (on 127.0.0.1)
+    gpus_per_actor: float = 0.0  # GPUs each encoder actor asks Ray for (0.5: two actors share a GPU); 0 = CPU actors
 
 
 def choose_runner(runner: str, rows: int, address: str | None) -> tuple[str, str]:
@@ -81,4 +82,5 @@ def run_encoder(runner: str, corpus: Corpus, config: WorkerConfig, pieces: list[
         return run_local(corpus, config, pieces, staging, window=window, known_ids=known_ids, dtype=dtype,
                          on_rows=on_rows)
     return run_on_ray(corpus, config, pieces, staging, window=window, known_ids=known_ids, dtype=dtype,
-                      workers=ray.workers, address=ray.address, dashboard=ray.dashboard)
+                      workers=ray.workers, address=ray.address, dashboard=ray.dashboard,
+                      gpus_per_actor=ray.gpus_per_actor)

@@ -27,14 +27,15 @@ ACTOR_DEATHS = {"ActorDiedError", "ActorUnavailableError", "WorkerCrashedError",
 
 def run_on_ray(corpus: Corpus, config: WorkerConfig, pieces: list[Piece], staging: str, *, window: int,
                known_ids: pa.Array | None = None, dtype: str = "float32", workers: int | None = None,
-               address: str | None = None, dashboard: bool = False) -> Iterator[dict]:
+               address: str | None = None, dashboard: bool = False, gpus_per_actor: float = 0.0) -> Iterator[dict]:
     """Encode ``pieces`` on an actor pool; yield each piece's receipt as it finishes."""
     if not pieces:
         return
     # Actors are started with max_restarts=0 (the pool replaces dead ones itself), so Ray's
     # "constructor arguments in the object store and max_restarts > 0" false alarm (ray#57733) never fires.
     with ray_session(address, dashboard) as ray:
-        pool = ShardWriterPool(ray, config, corpus, staging, dtype=dtype, window=window, workers=workers)
+        pool = ShardWriterPool(ray, config, corpus, staging, dtype=dtype, window=window, workers=workers,
+                                gpus_per_actor=gpus_per_actor)
         try:
             known = ray.put(known_ids) if known_ids is not None and any(p.filter_known for p in pieces) else None
             yield from pool.run(pieces, known)

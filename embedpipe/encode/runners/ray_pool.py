@@ -24,6 +24,7 @@ from ...errors import EmbedpipeError
 from ...formats.corpus import Corpus
 from ..pieces import Piece, ShardWriter, new_attempt
 from ..rows import WorkerConfig
+from .gpus import gpu_actor_count, node_gpus
 from .timeouts import actor_start_timeout
 
 log = logging.getLogger(__name__)
@@ -110,12 +111,15 @@ class ShardWriterPool:
     the run nor retries forever. Nodes that join later get actors too (unless ``workers`` is fixed)."""
 
     def __init__(self, ray, config: WorkerConfig, corpus: Corpus, staging: str, *, dtype: str, window: int,
-                 workers: int | None):
+                 workers: int | None, gpus_per_actor: float = 0.0):
+        if gpus_per_actor:   # GPU actors: as many as the GPUs hold, placed by Ray on GPU nodes
+            workers = gpu_actor_count(node_gpus(ray), gpus_per_actor, workers)
         self.ray, self.fixed = ray, workers
         self.layout = actor_layout(alive_node_cpus(ray), workers, config.plan.threads)
         config = replace(config, plan=replace(config.plan, threads=self.layout.threads))
         self.args, self.kwargs = (config, corpus, staging), {"dtype": dtype, "window": window}
-        self.remote = ray.remote(ShardWriterActor).options(num_cpus=self.layout.actor_cpus, max_restarts=0,
+        self.remote = ray.remote(ShardWriterActor).options(num_cpus=self.layout.actor_cpus, num_gpus=gpus_per_actor,
+                                                      max_restarts=0,
                                                       max_task_retries=0)
         self.actors: list[_Actor] = []
         self.queue: deque = deque()
