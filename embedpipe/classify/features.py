@@ -148,11 +148,11 @@ class FeatureCache:
     def multi_encoder(self, spec: EncoderSpec, layers: list[int]) -> PoolingGridEncoder:
         last = self.last_layer(spec)
         all_layers = any(layer != last for layer in layers)
-        key = (spec.model, spec.normalize, spec.max_length, all_layers)
+        key = (spec.model, spec.normalize, spec.max_length, all_layers, spec.device)
         if key not in self._encoders:
             self._encoders[key] = PoolingGridEncoder.load(model=spec.model, normalize=spec.normalize,
                                                         max_length=spec.max_length, layers=layers or [last],
-                                                        plan=BatchPlan(threads=self.threads))
+                                                        plan=BatchPlan(threads=self.threads), device=spec.device)
         return self._encoders[key]
 
     def _encode_many(self, encoder: PoolingGridEncoder, texts: list[str], pairs, tokens: bool, desc: str):

@@ -113,7 +113,8 @@ class ClassifyJob:
 
     def encoder_spec(self, pooling: str) -> EncoderSpec:
         """The frozen encoder this job reads, with ``pooling``: ClassifyJob(model=None, ...) -> the bundled MiniLM."""
-        return EncoderSpec(model=self.model, pooling=pooling, normalize=self.normalize, max_length=self.max_length)
+        return EncoderSpec(model=self.model, pooling=pooling, normalize=self.normalize, max_length=self.max_length,
+                           device="cpu" if self.device == "mps" else self.device)   # the encoders run cuda or cpu
 
 
 def _layers(value) -> str | tuple[int, ...]:

@@ -11,6 +11,7 @@ softmax ``score``. The file is written under a temporary name and renamed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import checks
+from ..encode.devices import check_device
 from ..encode.encoder import spec_from_record
 from ..errors import CorruptArtifact
 from ..formats.classifier import head_input_dim, load_classifier
@@ -29,17 +31,20 @@ from .probes import head_logits, softmax
 
 
 def predict_file(model_dir: str | os.PathLike, data: str, out: str | os.PathLike, *, text_column: str = "text",
-                 overwrite: bool = False, threads: int | None = None) -> dict:
-    """Predict a label for every row of ``data``; write ``out`` (parquet). Returns a summary."""
+                 overwrite: bool = False, threads: int | None = None, device: str = "auto") -> dict:
+    """Predict a label for every row of ``data``; write ``out`` (parquet). Returns a summary. The texts
+    are encoded on ``device`` (auto, cpu, cuda, cuda:N)."""
     checks.text("text_column", text_column)
     checks.boolean("overwrite", overwrite)
     checks.at_least("threads", threads, 1, optional=True)
+    check_device(device)
     out = check_output(out, {"model": model_dir, "data": data})
     saved = load_classifier(model_dir)
     check_output_file(out, overwrite)
     source = read_labeled(data, text_column, None)
     model = saved.meta.get("model") or {}
     spec = spec_from_record(saved.encoder, model.get("content_hash"), "this classifier was trained", model.get("path"))
+    spec = dataclasses.replace(spec, device=device) if device != "auto" else spec
     started = time.perf_counter()
     vectors, _ = FeatureCache(threads=threads).encode(spec, source.texts, "texts encoded")
     if vectors.shape[1] != head_input_dim(saved.head):

@@ -12,7 +12,7 @@ import click
 
 from ..classify.job import ClassifyJob
 from ..classify.predict import predict_file
-from .options import from_config, user_errors
+from .options import device_options, from_config, user_errors
 
 
 def _layers(ctx, param, text: str):
@@ -67,7 +67,9 @@ def _layers(ctx, param, text: str):
              help="mlp / attention: stop after this many epochs without a better validation accuracy.")
 @from_config(ClassifyJob, "token_states_limit_mb", type=float,
              help="attention: refuse to cache more token states (float16) than this.")
-@from_config(ClassifyJob, "device", help="Where fine-tuning runs.")
+@from_config(ClassifyJob, "device",
+             help="Where the frozen features are encoded (auto: a GPU when one is visible; mps: on the CPU) and "
+                  "fine-tuning and the attention head run.")
 @from_config(ClassifyJob, "precision",
              help="Fine-tuning: bf16 autocast (auto: where the GPU or CPU has native bf16) or fp32.")
 @from_config(ClassifyJob, "model", metavar="NAME_OR_DIR",
@@ -112,11 +114,13 @@ def classify_cmd(as_json, **options):
 @from_config(predict_file, "text_column")
 @from_config(predict_file, "threads", type=int, help="onnxruntime threads [default: all cores].")
 @from_config(predict_file, "overwrite", is_flag=True, help="Replace an existing --out file.")
+@device_options(predict_file, "texts", backend=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @user_errors
-def predict_cmd(model_dir, data, out, text_column, threads, overwrite, as_json):
+def predict_cmd(model_dir, data, out, text_column, threads, overwrite, as_json, device):
     """Label every text of DATA (parquet) with the probe saved in MODEL_DIR by `classify --save-model`,
     encoding the texts exactly as its training texts were."""
-    summary = predict_file(model_dir, data, out, text_column=text_column, overwrite=overwrite, threads=threads)
+    summary = predict_file(model_dir, data, out, text_column=text_column, overwrite=overwrite, threads=threads,
+                           device=device)
     click.echo(json.dumps(summary) if as_json else
                f"wrote {summary['rows']} predictions to {summary['out']} ({summary['texts_per_s']:.0f} texts/s)")

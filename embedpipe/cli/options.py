@@ -125,9 +125,9 @@ def export_options(config):
     return decorate
 
 
-def device_options(config, what: str = "texts", backend: bool = True):
-    """--device (and --backend, --precision when ``backend``), from ``config``'s fields of those names:
-    where ``what`` is encoded (encode/devices.py)."""
+def device_options(config, what: str = "texts", backend: bool = True, field: str = "device"):
+    """--device (and --backend, --precision when ``backend``), from ``config``'s fields of those names
+    (``field`` for the device): where ``what`` are encoded (encode/devices.py)."""
 
     def decorate(fn):
         if backend:
@@ -137,7 +137,7 @@ def device_options(config, what: str = "texts", backend: bool = True):
             fn = from_config(config, "backend",
                              help="onnx: onnxruntime on CPUs; torch: PyTorch with the model's own safetensors "
                                   "(a GPU, or a CPU); auto: torch on a GPU, onnx on a CPU.")(fn)
-        return from_config(config, "device", metavar="auto|cpu|cuda|cuda:N",
+        return from_config(config, field, "--device", "device", metavar="auto|cpu|cuda|cuda:N",
                            help=f"Where the {what} are encoded: auto takes a GPU when one is visible, else the "
                                 "CPU; a GPU that is not there is an error.")(fn)
 

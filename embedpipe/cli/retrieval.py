@@ -21,7 +21,7 @@ from ..fsio import check_output, check_output_file, file_sha256, read_json, writ
 from ..index import IndexConfig, append_index, build_index, open_index
 from ..retrieval.evaluate import evaluate_with_run
 from ..retrieval.search import corpus_columns, corpus_texts, query_encoder, search_file, search_texts
-from .options import from_config, prompt_options, user_errors
+from .options import device_options, from_config, prompt_options, user_errors
 
 METRIC_LABELS = {"ndcg": "nDCG", "recall": "Recall", "mrr": "MRR"}
 
@@ -57,16 +57,17 @@ def _megabytes(n: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print index.json instead of a summary.")
 @prompt_options("--tuning-queries texts [default: the query prompt recorded with the vectors]", IndexConfig,
                 ("tuning_prompt_name", "tuning_prompt"))
+@device_options(IndexConfig, "--tuning-queries texts", backend=False, field="tuning_device")
 @user_errors(flags={"tuning_vectors": "--tuning-queries", "tuning_prompt": "--prompt",
-                    "tuning_prompt_name": "--prompt-name"})
+                    "tuning_prompt_name": "--prompt-name", "tuning_device": "--device"})
 def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, recall_margin, ef_construction,
-              tuning_queries, overwrite, append, threads, as_json, prompt_name, prompt):
+              tuning_queries, overwrite, append, threads, as_json, prompt_name, prompt, device):
     """Build a FAISS index over the vectors in VECTORS_DIR (an `embedpipe encode` output)."""
     if append and overwrite:
         raise click.UsageError("--append extends the index and --overwrite rebuilds it; give one of them")
     config = IndexConfig(factory=factory, metric=metric, max_memory=max_memory, target_recall=target_recall,
                          recall_margin=recall_margin, ef_construction=ef_construction, tuning_vectors=tuning_queries,
-                         tuning_prompt_name=prompt_name, tuning_prompt=prompt)
+                         tuning_prompt_name=prompt_name, tuning_prompt=prompt, tuning_device=device)
     appended = 0
     if append and (Path(out) / INFO_FILE).exists():
         before = (read_json(Path(out) / INFO_FILE) or {}).get("n", 0)
@@ -99,10 +100,11 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, reca
              help="Memory-map the index file (opens a large index in milliseconds; pages are read as searches "
                   "touch them) instead of reading it whole first.")
 @prompt_options("queries [default: the query prompt recorded with the vectors, the model's own]", search_file)
+@device_options(search_file, "queries", backend=False)
 # --corpus is read with the columns encode recorded, so a missing one is fixed where it was chosen.
 @user_errors(flags={"k": "-k", "text_column": "encode's --text-column", "id_column": "encode's --id-column",
                     "title_column": "encode's --title-column", "format": "encode's --format"})
-def search_cmd(index_dir, query, k, as_json, corpus, queries, out, overwrite, mmap, prompt_name, prompt):
+def search_cmd(index_dir, query, k, as_json, corpus, queries, out, overwrite, mmap, prompt_name, prompt, device):
     """Search INDEX_DIR for QUERY (or every query of --queries) with the corpus's own encoder."""
     if (query is None) == (queries is None):
         raise click.UsageError("give either a QUERY text or --queries FILE (with --out)")
@@ -110,13 +112,13 @@ def search_cmd(index_dir, query, k, as_json, corpus, queries, out, overwrite, mm
         raise click.UsageError("--queries needs --out RESULTS.parquet")
     if queries is not None:
         summary = search_file(index_dir, queries, out, k, overwrite=overwrite, prompt_name=prompt_name, prompt=prompt,
-                              mmap=mmap)
+                              mmap=mmap, device=device)
         click.echo(json.dumps(summary) if as_json else f"wrote {summary['queries']} x {k} hits to {out}")
         return
     if not query.strip():
         raise BadInput("the query text is empty")
     index = open_index(index_dir, mmap=mmap)
-    hits = search_texts(index, [query], k, query_encoder(index, prompt_name, prompt))[0]
+    hits = search_texts(index, [query], k, query_encoder(index, prompt_name, prompt, device))[0]
     if corpus:
         texts = corpus_texts(corpus, {str(h.id) for h in hits}, **corpus_columns(index))
         for hit in hits:
@@ -170,9 +172,10 @@ def _k_values(text: str) -> list[int]:
 @click.option("--out", type=click.Path(), default=None, help="Write --format mteb/trec/json here instead of stdout.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @prompt_options("queries [default: the query prompt recorded with the vectors, the model's own]", evaluate_with_run)
+@device_options(evaluate_with_run, "queries", backend=False)
 @user_errors(flags={"k_values": "--k"})
 def evaluate_cmd(index_dir, queries, qrels, beir_dir, split, queries_columns, qrels_columns, k_text, exact, as_json,
-                 output_format, task_name, languages, out, overwrite, prompt_name, prompt):
+                 output_format, task_name, languages, out, overwrite, prompt_name, prompt, device):
     """nDCG@10 (main score), Recall@k and MRR@k of INDEX_DIR on BEIR-style queries and qrels:
     --queries and --qrels, or a BEIR dataset folder with --beir DIR --split test.
 
@@ -192,7 +195,7 @@ def evaluate_cmd(index_dir, queries, qrels, beir_dir, split, queries_columns, qr
     started = time.monotonic()
     report, run = evaluate_with_run(index_dir, queries, qrels, k_values, exact=exact,
                                     queries_columns=queries_columns, qrels_columns=qrels_columns,
-                                    prompt_name=prompt_name, prompt=prompt)
+                                    prompt_name=prompt_name, prompt=prompt, device=device)
     if output_format == "table":
         columns = [c for c in ("index", "exact") if c in report]
         click.echo(f"{report['queries']} queries, {report['factory']} {report['search_params']}".rstrip())

@@ -30,7 +30,8 @@ from ..model.export_layers import ensure_layers_exported, hidden_state_output
 from ..model.feeds import flatten
 from ..model.resolve import resolve_model
 from .batching import BatchPlan, batches
-from .encoder import EncoderSpec, TextEncoder, check_texts, prepare_resolved
+from .devices import Placement
+from .encoder import EncoderSpec, TextEncoder, check_texts, placement_of, prepare_resolved
 from .pooling import NEEDS_POOLER_WEIGHTS, check_pooling
 
 
@@ -94,20 +95,21 @@ class PoolingGridEncoder(TextEncoder):
     for, all from one pass of the model."""
 
     def __init__(self, exported: ExportedModel, normalize: bool, max_length: int, plan: BatchPlan = BatchPlan(),
-                 prompt: str = ""):
-        super().__init__(exported.path, "mean", normalize, max_length, plan, prompt)
+                 prompt: str = "", placement: Placement | None = None):
+        super().__init__(exported.path, "mean", normalize, max_length, plan, prompt, placement)
         self.layers = layer_count(exported)
         self.all_layers = bool(exported.info.get("hidden_states"))
         self.pool_weights = exported.pooler_weights() or {}
 
     @classmethod
     def load(cls, *, model: str | None, normalize: bool, max_length: int | None, layers: Sequence[int],
-             plan: BatchPlan = BatchPlan()) -> PoolingGridEncoder:
-        """The normal export when ``layers`` is only the last one; else the all-layers export."""
-        exported, resolved = prepare_resolved(EncoderSpec(model=model, max_length=max_length))
-        if any(layer != layer_count(exported) for layer in layers):
+             plan: BatchPlan = BatchPlan(), device: str = "auto") -> PoolingGridEncoder:
+        """The normal export when ``layers`` is only the last one; else the all-layers export (the torch
+        backend, on ``device``, has every layer)."""
+        exported, resolved = prepare_resolved(EncoderSpec(model=model, max_length=max_length, device=device))
+        if resolved.backend == "onnx" and any(layer != layer_count(exported) for layer in layers):
             exported = ensure_layers_exported(resolve_model(model))
-        return cls(exported, normalize, resolved.max_length, plan, resolved.prompt)
+        return cls(exported, normalize, resolved.max_length, plan, resolved.prompt, placement_of(resolved))
 
     def output_name(self, layer: int) -> str:
         if layer == self.layers:

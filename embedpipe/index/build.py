@@ -22,7 +22,6 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import faiss
@@ -163,7 +162,7 @@ def _build_local_index_dir(vectors_dir, out, config: IndexConfig, overwrite: boo
             "recall_measured_at_n": n,
             "auto_choice": choice,
             "warnings": warnings,
-            "config": json.loads(json.dumps(asdict(config))),
+            "config": json.loads(json.dumps(config.record())),
             **source_record(vectors),
         }
 

@@ -7,13 +7,16 @@ when built, so Python, a pipeline spec and the CLI refuse the same values with t
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .. import checks
+from ..encode.devices import check_device
 from ..errors import ConfigError, EmbedpipeError
 from ..formats.index_dir import METRICS
 from .choose import parse_size
 
+NOT_RECORDED = ("tuning_device",)
 # recall_margin: nprobe / efSearch are tuned to target_recall + recall_margin on the tuning queries,
 # because a value that just reaches the target on ~1000 sample queries misses it on other queries
 # about as often as not: the sample's mean recall is a noisy estimate. Measured with
@@ -46,8 +49,14 @@ class IndexConfig:
     seed: int = 0                    # for the training and tuning samples
     tuning_prompt_name: str | None = None  # a tuning queries parquet gets the recorded query prompt, or the
     tuning_prompt: str | None = None       # model's prompt of this name, or this text ("" = none)
+    tuning_device: str = "auto"            # where a tuning queries parquet is encoded: auto, cpu, cuda, cuda:N
     ef_construction: int | None = None  # HNSW graphs' construction search width; None: HNSW_EF_CONSTRUCTION
                                         # (80, factory.py) for `auto`'s choice, FAISS's 40 for a factory given by name
+
+    def record(self) -> dict:
+        """The fields index.json records (what the index is built with): all but where the tuning
+        queries were encoded, which changes no vector beyond rounding and so rebuilds nothing."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_RECORDED}
 
     def __post_init__(self):
         checks.text("factory", self.factory)
@@ -63,6 +72,7 @@ class IndexConfig:
         checks.at_least("add_batch_rows", self.add_batch_rows, 1)
         checks.at_least("seed", self.seed, 0)
         checks.text("tuning_prompt_name", self.tuning_prompt_name, optional=True)
+        check_device(self.tuning_device, "tuning_device")
         if self.tuning_prompt is not None and not isinstance(self.tuning_prompt, str):
             raise ConfigError("tuning_prompt", f"must be a text, got {self.tuning_prompt!r}")
         checks.at_least("ef_construction", self.ef_construction, 1, optional=True)

@@ -87,7 +87,7 @@ def tuning_vectors(config: IndexConfig, vectors: VectorSet, rng: np.random.Gener
             texts = [texts[i] for i in np.sort(rng.choice(len(texts), config.tuning_queries, replace=False))]
         log.info("encoding %d tuning queries from %s", len(texts), path)
         return TextEncoder.from_manifest(vectors.manifest, query=True, prompt_name=config.tuning_prompt_name,
-                                         prompt=config.tuning_prompt).encode(texts)
+                                         prompt=config.tuning_prompt, device=config.tuning_device).encode(texts)
     tuning = open_vectors(path)
     if tuning.dim != vectors.dim:
         raise EmbedpipeError(f"tuning vectors {tuning.path} have dimension {tuning.dim}, the corpus {vectors.dim}")

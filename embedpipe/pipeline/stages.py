@@ -167,7 +167,7 @@ class IndexStage(Stage):
         info = read_json(stage.out / INFO_FILE)
         if info is None:
             return Status("run", "no index yet")
-        wanted = _plain(dataclasses.asdict(stage.config))
+        wanted = _plain(stage.config.record())
         if info.get("config") != wanted:
             changed = _changes(info.get("config") or {}, wanted) if info.get("config") else "not recorded"
             return Status("run", f"index config changed ({changed}): rebuilds")

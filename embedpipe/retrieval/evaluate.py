@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import checks
+from ..encode.devices import check_device
 from ..errors import BadInput, ConfigError, EmbedpipeError
 from ..formats.beir import examples, read_qrels, read_queries
 from ..formats.index_dir import INFO_FILE
@@ -84,20 +85,21 @@ def main_score(k_values) -> str:
 def evaluate(index_dir: str | os.PathLike, queries: str | os.PathLike, qrels: str | os.PathLike,
              k_values: list[int] = K_VALUES, *, exact: bool = True, batch_rows: int = 1024,
              queries_columns=None, qrels_columns=None, prompt_name: str | None = None,
-             prompt: str | None = None) -> dict:
+             prompt: str | None = None, device: str = "auto") -> dict:
     """Retrieval metrics of the index, and of exact search over the same vectors, on BEIR files.
     Queries get the query prompt recorded with the vectors, or ``prompt_name`` / ``prompt`` when given."""
     return evaluate_with_run(index_dir, queries, qrels, k_values, exact=exact, batch_rows=batch_rows,
                              queries_columns=queries_columns, qrels_columns=qrels_columns,
-                             prompt_name=prompt_name, prompt=prompt)[0]
+                             prompt_name=prompt_name, prompt=prompt, device=device)[0]
 
 
 def evaluate_with_run(index_dir: str | os.PathLike, queries: str | os.PathLike, qrels: str | os.PathLike,
                       k_values: list[int] = K_VALUES, *, exact: bool = True, batch_rows: int = 1024,
                       queries_columns=None, qrels_columns=None, prompt_name: str | None = None,
-                      prompt: str | None = None) -> tuple[dict, dict[str, dict[str, float]]]:
+                      prompt: str | None = None, device: str = "auto") -> tuple[dict, dict[str, dict[str, float]]]:
     """``evaluate``'s report, and the index's run that it scored: {query id: {doc id: score}} (for
-    a TREC run file). ``queries_columns`` / ``qrels_columns``: the files' column names."""
+    a TREC run file). ``queries_columns`` / ``qrels_columns``: the files' column names; queries are
+    encoded on ``device``."""
     k_values = sorted(set(k_values))
     index = open_index(index_dir)
     query_ids, texts = read_queries(queries, queries_columns)
@@ -117,7 +119,7 @@ def evaluate_with_run(index_dir: str | os.PathLike, queries: str | os.PathLike, 
         log.info("%d of %d queries have no relevance judgments and are not evaluated",
                  len(query_ids) - len(evaluated), len(query_ids))
 
-    encode = query_encoder(index, prompt_name, prompt)
+    encode = query_encoder(index, prompt_name, prompt, device)
     vectors = np.empty((len(evaluated), index.dim), dtype=np.float32)
     with Progress(len(evaluated), "queries encoded", unit="queries") as progress:
         for start in range(0, len(evaluated), batch_rows):
@@ -144,6 +146,7 @@ class EvaluateJob:
     k_values: list[int] = field(default_factory=lambda: list(K_VALUES))  # metric cut-offs
     exact: bool = True             # also evaluate exact search over the same vectors
     out: str = "evaluation.json"   # the report written (atomically)
+    device: str = "auto"           # where the queries are encoded: auto, cpu, cuda, cuda:N (not in the report's config)
 
     def __post_init__(self):
         checks.path("index", self.index)
@@ -154,6 +157,7 @@ class EvaluateJob:
             raise ConfigError("k_values", f"must be a list of positive cut-offs like [10, 100], got {self.k_values!r}")
         checks.boolean("exact", self.exact)
         checks.path("out", self.out)
+        check_device(self.device)
 
     def check(self) -> EvaluateJob:
         """Kept for callers of the earlier API: the job checked itself when it was built."""
@@ -180,7 +184,7 @@ def run_evaluate(job: EvaluateJob) -> dict:
     out = check_output(job.out, {"index": job.index, "queries": job.queries, "qrels": job.qrels})
     check_output_file(out, overwrite=True)  # the report is ours to replace, a directory is not
     inputs = evaluation_inputs(job)
-    report = evaluate(job.index, job.queries, job.qrels, job.k_values, exact=job.exact)
+    report = evaluate(job.index, job.queries, job.qrels, job.k_values, exact=job.exact, device=job.device)
     report = {**report, "config": evaluation_config(job), "inputs": inputs}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, report)

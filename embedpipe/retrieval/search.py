@@ -43,14 +43,16 @@ class Hit:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def query_encoder(index: LoadedIndex, prompt_name: str | None = None, prompt: str | None = None) -> Encode:
+def query_encoder(index: LoadedIndex, prompt_name: str | None = None, prompt: str | None = None,
+                  device: str = "auto") -> Encode:
     """The encoder that made the indexed vectors, for queries: with the recorded query prompt, or the
-    model's prompt ``prompt_name``, or the text ``prompt`` ("" for none). Imported here: onnxruntime
-    loads only when needed."""
+    model's prompt ``prompt_name``, or the text ``prompt`` ("" for none), on ``device`` (auto, cpu,
+    cuda, cuda:N). Imported here: onnxruntime (or torch) loads only when needed."""
     from ..encode.encoder import TextEncoder
 
     manifest = index.info.get("manifest") or {}
-    return TextEncoder.from_manifest(manifest, query=True, prompt_name=prompt_name, prompt=prompt).encode
+    return TextEncoder.from_manifest(manifest, query=True, prompt_name=prompt_name, prompt=prompt,
+                                     device=device).encode
 
 
 def corpus_texts(corpus: str | os.PathLike, ids: set[str], *, text_column: str = "text", id_column: str = "id",
@@ -84,9 +86,9 @@ def search_texts(index: LoadedIndex, texts: list[str], k: int = 10, encode: Enco
 
 def search_file(index_dir: str | os.PathLike, queries: str | os.PathLike, out: str | os.PathLike, k: int = 10,
                 *, overwrite: bool = False, batch_rows: int = 1024, prompt_name: str | None = None,
-                prompt: str | None = None, mmap: bool = True) -> dict:
+                prompt: str | None = None, mmap: bool = True, device: str = "auto") -> dict:
     """Search every query of a queries parquet; write results parquet atomically; returns a summary.
-    The index is memory-mapped unless ``mmap`` is False (index/load.py)."""
+    The index is memory-mapped unless ``mmap`` is False (index/load.py); queries are encoded on ``device``."""
     checks.at_least("k", k, 1)
     checks.at_least("batch_rows", batch_rows, 1)
     checks.boolean("overwrite", overwrite)
@@ -96,7 +98,7 @@ def search_file(index_dir: str | os.PathLike, queries: str | os.PathLike, out: s
     ids, texts = read_queries(queries)
     if not ids:
         raise BadInput(f"{queries} holds no queries")
-    encode = query_encoder(index, prompt_name, prompt)
+    encode = query_encoder(index, prompt_name, prompt, device)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp, Progress(len(ids), "queries searched", unit="queries") as progress:
         writer = None
