@@ -4,6 +4,10 @@
     modules.py     the model's modules after pooling (Dense, LayerNorm, Normalize), in numpy
     batching.py    token ids -> length-sorted, budgeted onnxruntime calls
     long_texts.py  very long texts cut by characters first, the tokens the model sees unchanged
+    devices.py     device (auto, cpu, cuda, cuda:N), backend (onnx, torch), precision: auto resolved,
+                   a GPU that is not there refused in one line
+    torch_session.py  the torch backend: PyTorch runs the model's safetensors where onnxruntime runs a
+                   graph (SDPA, fp16/bf16, pinned copies, out-of-memory split)
     encoder.py     EncoderSpec (what defines a vector; spec_to_record / spec_from_record: it in a
                    manifest and back) and TextEncoder (onnxruntime + tokenizer: texts -> vectors)
     layers.py      PoolingGridEncoder: every (pooling, layer) vector from one pass (for classify)

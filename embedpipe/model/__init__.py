@@ -2,6 +2,7 @@
 
     resolve.py        name or directory -> local directory + content hash (bundled MiniLM by default)
     export.py         optimum export into a cache keyed by content and options
+    torch_export.py   a model made ready for the torch backend: tokenizer, pooler, modules, no graph
     export_layers.py  an export whose graph outputs every layer's hidden states (for classify's layers)
     recipe.py         a sentence-transformers directory -> its pooling, modules after it, prompts (ModelRecipe)
     optimize.py       onnxruntime graph optimization (O1-O3), and the export options' checks

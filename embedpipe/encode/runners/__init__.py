@@ -8,6 +8,7 @@ never pass through the caller.
     ray_cluster.py  join a named Ray cluster (checking first that it answers) or start and stop an
                     embedded local Ray on 127.0.0.1
     ray_pool.py     the actors: sized against each node, pieces handed out, lost actors replaced
+    gpus.py         encoder actors on GPUs: how many fit at gpus_per_actor each, or one error line
     timeouts.py     the Ray runner's waits, from $EMBEDPIPE_RAY_CONNECT_TIMEOUT_S and
                     $EMBEDPIPE_RAY_ACTOR_START_TIMEOUT_S
 
