@@ -118,7 +118,7 @@ class TorchSession:
                                 output_hidden_states=any(n != "last_hidden_state" for n in names), return_dict=True)
             states = [output.last_hidden_state if name == "last_hidden_state"
                       else output.hidden_states[int(name.rpartition(".")[2])] for name in names]
-            return self._to_host([s.float() for s in states])
+            return [host_float32(state) for state in self._to_host(states)]
 
     def _to_device(self, array: np.ndarray):
         tensor = self.torch.from_numpy(np.ascontiguousarray(array))
@@ -126,14 +126,27 @@ class TorchSession:
             return tensor
         return tensor.pin_memory().to(self.device, non_blocking=True)
 
-    def _to_host(self, tensors) -> list[np.ndarray]:
+    def _to_host(self, tensors) -> list:
+        """The tensors on the host, in their own dtype: half the bytes of float32 cross the bus for fp16
+        and bf16 (``host_float32`` widens them there, exactly)."""
         if self.device.type != "cuda":
-            return [t.numpy() for t in tensors]
+            return list(tensors)
         pinned = [self.torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
         for host, tensor in zip(pinned, tensors):
             host.copy_(tensor, non_blocking=True)
         self.torch.cuda.current_stream(self.device).synchronize()
-        return [host.numpy() for host in pinned]
+        return pinned
+
+
+def host_float32(tensor) -> np.ndarray:
+    """A host tensor of float32, float16 or bfloat16 -> a float32 numpy array, exactly (every fp16 and
+    bf16 value is a float32 value). numpy has no bfloat16: its bits are the top half of a float32's."""
+    import torch
+
+    if tensor.dtype == torch.bfloat16:
+        bits = tensor.view(torch.int16).numpy().view(np.uint16).astype(np.uint32) << 16
+        return bits.view(np.float32)
+    return tensor.numpy().astype(np.float32, copy=False)
 
 
 def load_model(model_path: str, device, dtype):

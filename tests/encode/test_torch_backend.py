@@ -112,6 +112,27 @@ def test_out_of_gpu_memory_splits_the_batch_with_one_warning_and_the_same_vector
         encoder.encode(TEXTS[:1])
 
 
+def test_half_precision_states_widen_to_float32_exactly_on_the_host():
+    """fp16 / bf16 token states cross to the host in their own dtype (half the bytes) and are widened
+    there: bit for bit what torch's own .float() gives."""
+    import torch
+
+    from embedpipe.encode.torch_session import host_float32
+
+    states = torch.randn(3, 5, 7) * 100
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        half = states.to(dtype)
+        np.testing.assert_array_equal(host_float32(half), half.float().numpy())
+
+
+def test_bf16_on_the_cpu_stays_close_to_fp32(tiny_model_dir):
+    fp32 = TextEncoder.load(EncoderSpec(model=str(tiny_model_dir), **TORCH_CPU)).encode(TEXTS)
+    bf16 = TextEncoder.load(EncoderSpec(model=str(tiny_model_dir), precision="bf16", **TORCH_CPU))
+    assert bf16.session.placement.precision == "bf16" and bf16.session.model.dtype.itemsize == 2
+    cosines = row_cosines(bf16.encode(TEXTS), fp32)
+    assert 0.99 <= cosines.min() and cosines.min() < 1.0   # rounded, and so not bit-equal to fp32
+
+
 @no_gpu
 def test_a_gpu_that_is_not_there_is_one_line_and_nothing_is_written(corpus, tmp_path, export_cache):
     before, cache_before = snapshot(tmp_path), names_under(export_cache)
