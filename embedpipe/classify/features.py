@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..encode.batching import BatchPlan
-from ..encode.encoder import EncoderSpec, TextEncoder, prepare, spec_to_record
+from ..encode.encoder import EncoderSpec, TextEncoder, prepare, prepare_resolved, spec_to_record
 from ..encode.layers import PoolingGridEncoder, TokenStates, layer_count
 from ..errors import BadInput
 from ..formats.vectors import encoder_identity
@@ -63,9 +63,11 @@ class FeatureCache:
 
     def key(self, spec: EncoderSpec, part: Part, rows: str | None = None, layer: int | None = None,
             tokens: bool = False) -> str:
-        exported, max_length = prepare(spec)
-        record = {**encoder_identity(spec_to_record(spec, max_length), exported.info["content_hash"]),
-                  "onnx": exported.info["onnx_file"], "file": part.source.fingerprint, "rows": rows or part.rows_key()}
+        exported, resolved = prepare_resolved(spec)
+        # the torch backend has no graph file: its precision tells its features apart (bf16 on a GPU)
+        engine = exported.info["onnx_file"] or f"torch {resolved.precision}"
+        record = {**encoder_identity(spec_to_record(spec, resolved.max_length), exported.info["content_hash"]),
+                  "onnx": engine, "file": part.source.fingerprint, "rows": rows or part.rows_key()}
         if layer is not None:
             record["layer"] = layer
         if tokens:

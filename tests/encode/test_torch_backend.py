@@ -219,3 +219,22 @@ def test_gpus_per_actor_on_a_ray_cluster_without_gpus_is_one_line(tiny_model_dir
                      "--ray-address", address, "--gpus-per-actor", "0.5")
     assert_one_line_error(result, "gpus_per_actor 0.5 asks for GPUs", "the Ray cluster has none")
     assert not (tmp_path / "v" / "manifest.json").exists()
+
+
+def test_every_layer_and_pooling_of_classify_s_grid_on_the_torch_backend_equals_the_onnx_one(tiny_model_dir):
+    """classify's frozen features on a GPU come from the torch backend's hidden states: layer by layer
+    the same vectors as the all-layers ONNX export gives (here both on the CPU)."""
+    from embedpipe.encode.layers import PoolingGridEncoder
+    from embedpipe.model.resolve import resolve_model
+    from embedpipe.model.torch_export import ensure_torch_ready
+
+    pairs = [(pooling, layer) for pooling in ("cls", "mean", "max") for layer in (0, 1, 2)]
+    onnx = PoolingGridEncoder.load(model=str(tiny_model_dir), normalize=False, max_length=None, layers=[0, 1, 2],
+                                   device="cpu")
+    torch_grid = PoolingGridEncoder(ensure_torch_ready(resolve_model(str(tiny_model_dir))), False, onnx.max_length,
+                                    placement=Placement("cpu", "torch", "fp32"))
+    expected, _ = onnx.encode_many(TEXTS, pairs)
+    got, tokens = torch_grid.encode_many(TEXTS, pairs, token_states=True)
+    for pair in pairs:
+        assert row_cosines(got[pair], expected[pair]).min() >= 0.9999, pair
+    assert tokens.states.shape[0] == onnx.count_tokens(TEXTS)
