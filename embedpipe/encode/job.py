@@ -53,6 +53,7 @@ from .resume import abandon, abandon_all, finish, open_staging, output_lock
 from .rows import EMPTY_TEXT_POLICIES, WorkerConfig
 from .runners import RUNNERS, RayRunnerOptions, choose_runner, run_encoder
 
+MIN_GPU_SHARE = 0.01     # the smallest share of a GPU an encoder actor may ask for
 PIECES_FOR_BALANCE = 32  # a small corpus on Ray is cut into this many pieces, so no actor waits on one big one
 
 log = logging.getLogger("embedpipe.encode")
@@ -102,6 +103,10 @@ class EncodeJob:
         checks.boolean("overwrite", self.overwrite)
         checks.boolean("ray_dashboard", self.ray_dashboard)
         checks.number_in("gpus_per_actor", self.gpus_per_actor, 0.0, 64.0)
+        if 0 < self.gpus_per_actor < MIN_GPU_SHARE:   # 1e-6 would start a million actors on one GPU
+            raise ConfigError("gpus_per_actor", f"must be 0 (CPU actors) or at least {MIN_GPU_SHARE} "
+                                                f"(at most {round(1 / MIN_GPU_SHARE)} actors a GPU), "
+                                                f"got {self.gpus_per_actor!r}")
         if self.gpus_per_actor and self.runner == "local":
             raise ConfigError("gpus_per_actor", "is for the Ray runner's actors; in this process use device cuda")
 

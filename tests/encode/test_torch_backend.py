@@ -158,10 +158,22 @@ def test_a_gpu_number_past_the_last_is_refused(corpus, tmp_path):
     (["--runner", "local", "--gpus-per-actor", "1"], ["--gpus-per-actor", "Ray runner"]),
     (["--gpus-per-actor", "-1"], ["--gpus-per-actor"]),
     (["--gpus-per-actor", "nan"], ["--gpus-per-actor"]),
+    (["--gpus-per-actor", "0.000001"], ["--gpus-per-actor", "at least 0.01"]),
 ])
 def test_combinations_no_backend_runs_are_one_line(corpus, tmp_path, args, fragments):
     result = run_cli("encode", corpus, "--out", tmp_path / "v", *args)
     assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "v").exists()
+
+
+def test_a_model_without_safetensors_is_refused_by_the_torch_backend_in_one_line(tiny_model_dir, corpus, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model, ignore=shutil.ignore_patterns("*.safetensors"))
+    result = run_cli("encode", corpus, "--model", model, "--backend", "torch", "--device", "cpu",
+                     "--out", tmp_path / "v", "--runner", "local")
+    assert_one_line_error(result, "no model.safetensors", "never a pickle")
     assert not (tmp_path / "v").exists()
 
 
