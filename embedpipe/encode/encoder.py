@@ -195,7 +195,7 @@ class TextEncoder:
         if self.exported.info.get("backend") == "torch":
             from .torch_session import TorchSession
 
-            return TorchSession(self.exported, self.placement)
+            return TorchSession(self.exported, self.placement, self.plan.threads)
         import onnxruntime as ort
 
         return ort.InferenceSession(str(self.exported.onnx_path), self.session_options(),

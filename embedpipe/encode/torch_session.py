@@ -49,10 +49,14 @@ def torch_dtype(precision: str):
 class TorchSession:
     """A model on a device, answering ``run(names, feeds)`` with float32 numpy arrays, as onnxruntime does."""
 
-    def __init__(self, exported: ExportedModel, placement: Placement):
+    def __init__(self, exported: ExportedModel, placement: Placement, threads: int | None = None):
         import torch
 
         self.torch = torch
+        if threads and not placement.on_gpu:
+            # On a CPU, the worker's CPUs (a Ray actor's share), as onnxruntime's intra-op threads are:
+            # torch otherwise takes every core of the host. One setting per process, which is one worker.
+            torch.set_num_threads(threads)
         if placement.on_gpu:
             check_cuda(placement.device)   # a Ray actor placed on a node without the GPU it was promised
         self.device = torch.device(placement.device)
