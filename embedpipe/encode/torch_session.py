@@ -159,8 +159,9 @@ def load_model(model_path: str, device, dtype):
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()   # "some weights were not used" (a checkpoint with a head): expected
+    hf_logging.disable_progress_bar()  # transformers 5 draws a "Loading weights" bar per model
     try:
         for attention in ("sdpa", "eager"):
             try:
@@ -177,6 +178,8 @@ def load_model(model_path: str, device, dtype):
                        f"{first_line(e)}") from None
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False   # decoders: no key/value cache to keep, one forward pass per batch
     return model.to(device=device, dtype=dtype).eval(), attention
