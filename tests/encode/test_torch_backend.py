@@ -251,14 +251,3 @@ def test_every_layer_and_pooling_of_classify_s_grid_on_the_torch_backend_equals_
         assert row_cosines(got[pair], expected[pair]).min() >= 0.9999, pair
     assert tokens.states.shape[0] == onnx.count_tokens(TEXTS)
 
-
-@pytest.mark.slow
-def test_the_torch_backend_runs_in_ray_actors_as_in_process(tiny_model_dir, corpus, tmp_path, ray_cluster):
-    vectors = {}
-    for runner in ("local", "ray"):
-        result = encode_corpus(EncodeJob(str(corpus), out=str(tmp_path / runner), runner=runner, workers=2,
-                                         threads=1, spec=EncoderSpec(model=str(tiny_model_dir), **TORCH_CPU)))
-        assert result.manifest["last_run"]["backend"] == "torch"
-        vectors[runner] = open_vectors(result.out).read_all()
-    assert vectors["local"][0].to_pylist() == vectors["ray"][0].to_pylist()
-    assert row_cosines(vectors["local"][1], vectors["ray"][1]).min() >= 0.99999
