@@ -91,8 +91,8 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
 @prompt_options("texts (the model's document prompt by default, if it has one; the manifest records it)", EncoderSpec)
 @device_options(EncoderSpec)
 @from_config(EncodeJob, "gpus_per_actor", type=float,
-             help="GPUs each Ray encoder actor asks for (0.5: two actors share a GPU); Ray places them on GPU "
-                  "nodes; a cluster without GPUs is an error [default: 0, CPU actors].")
+             help="GPUs each Ray encoder actor asks for (0.5: two actors share a GPU; 0: CPU actors); Ray places "
+                  "them on GPU nodes; a cluster without GPUs is an error.")
 @user_errors
 def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, file_format, out, max_length,
                batch_size, normalize, optimize, quantize, runner, ray_address, workers, threads, empty_text, dtype,
