@@ -45,6 +45,7 @@ from ..progress import Progress
 from ..signals import Interrupted, signal_received, stop_on_signals
 from ..storage.store import Store
 from .batching import BatchPlan
+from .compact import codec_for_job
 from .encoder import EncoderSpec, model_path_of, prepare_resolved, spec_to_record
 from .pieces import plan_pieces
 from .pooling import MODEL_POOLING
@@ -76,7 +77,12 @@ class EncodeJob:
     window: int = 8192                   # rows read, sorted by length and encoded together
     # null/blank text: "error" stops before encoding anything, "skip" drops those rows
     empty_text: str = checks.choice("error", EMPTY_TEXT_POLICIES)
-    dtype: str = checks.choice("float32", DTYPES)  # vector dtype on disk: float32 or float16
+    # vector dtype on disk: float32, float16, int8/uint8 (per-dimension ranges), binary/ubinary (sign bits)
+    dtype: str = checks.choice("float32", DTYPES)
+    truncate_dim: int | None = None      # Matryoshka: keep the first N dimensions, then normalize; None = all
+    # int8/uint8 calibration ranges: an int8/uint8 vector directory or a .npy (2, dim); None = learned
+    ranges: str | None = None
+    calibration_rows: int = 10_000       # int8/uint8 without ranges: corpus rows whose vectors give the ranges
     rows_per_shard: int = 100_000
     overwrite: bool = False              # rebuild from scratch (the old output stays until the new one is complete)
     ray_dashboard: bool = False          # embedded local Ray only: start its dashboard (on 127.0.0.1)
@@ -97,6 +103,9 @@ class EncodeJob:
         checks.at_least("batch_size", self.batch_size, 1)
         checks.at_least("window", self.window, 1)
         checks.at_least("rows_per_shard", self.rows_per_shard, 1)
+        checks.at_least("truncate_dim", self.truncate_dim, 8, optional=True)
+        checks.path("ranges", self.ranges, optional=True)
+        checks.at_least("calibration_rows", self.calibration_rows, 1)
         checks.boolean("overwrite", self.overwrite)
         checks.boolean("ray_dashboard", self.ray_dashboard)
 
@@ -138,6 +147,8 @@ def _encode(job: EncodeJob) -> EncodeResult:
     exported, resolved = prepare_resolved(spec)
     max_length = resolved.max_length
     record = spec_to_record(spec, max_length, exported.recipe)
+    if job.truncate_dim is not None:   # part of the identity: queries, appends and indexes must match it
+        record["truncate_dim"] = job.truncate_dim
     key = corpus_run_key(encoder_identity(record, exported.info["content_hash"]), job.dtype, corpus)
     with output_lock(location):
         base = None if job.overwrite else published_manifest(out)
@@ -169,6 +180,7 @@ def _encode(job: EncodeJob) -> EncodeResult:
         config = WorkerConfig(str(exported.path), resolved.pooling, spec.normalize, max_length,
                               BatchPlan(batch_size=job.batch_size, threads=job.threads),
                               corpus.text_column, corpus.id_column, job.empty_text, resolved.prompt)
+        config, compact = codec_for_job(job, config, corpus, base, record, exported)
         started = datetime.now(UTC)
         receipts = list(done)
         try:
@@ -206,7 +218,9 @@ def _encode(job: EncodeJob) -> EncodeResult:
             fields = _manifest_fields(job, record, exported.info, corpus, fingerprint, last_run,
                                       (base["shards"] if base else []) + receipts,
                                       created=(base or {}).get("created_at", last_run["started_at"]))
-            manifest = finish(state, fields, exported.dim, job.dtype, receipts)
+            if compact is not None:
+                fields["compact"] = compact
+            manifest = finish(state, fields, job.truncate_dim or exported.dim, job.dtype, receipts)
         except Interrupted as stop:
             stop.detail = abandon(state, quiet=True)
             raise

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from ..formats.corpus import Corpus
 from ..formats.vectors import TRUNCATED_KEY, vector_array, vectors_from_column
 from ..storage.store import Store
+from .codec import VectorCodec
 from .rows import RowsToVectors, WorkerConfig
 
 SHARD = re.compile(r"^part-(\d{5,})-([0-9a-f]{8})\.parquet$")
@@ -119,8 +120,9 @@ class ShardWriter:
                     if not table.num_rows:
                         continue
                     vectors = table.column("vector")
-                    if self.dtype != "float32":
-                        vectors = vector_array(vectors_from_column(vectors), self.dtype)
+                    if self.dtype != "float32" or self.config.codec is not None:
+                        codec = self.config.codec or VectorCodec(self.dtype)   # truncate_dim, int8, bits
+                        vectors = vector_array(codec(vectors_from_column(vectors)), self.dtype)
                     out = pa.table({"id": table.column("id"), "vector": vectors})
                     if writer is None:
                         stream = files.enter_context(self.staging.open_output(name))
