@@ -48,6 +48,14 @@ def _megabytes(n: int) -> str:
 @from_config(IndexConfig, "tuning_vectors", "--tuning-queries", "tuning_queries", type=click.Path(),
              help="Sample queries to tune on instead of held-out corpus vectors: a queries parquet (id, text), "
                   "encoded like the corpus, or a vector directory. Better when queries look unlike the documents.")
+@from_config(IndexConfig, "rescore", "--rescore/--no-rescore",
+             help="int8 / binary vectors: rank the compact index's candidates by exact scores from the "
+                  "rescoring vectors, read from disk (memory-mapped).")
+@from_config(IndexConfig, "rescore_from", type=click.Path(), metavar="DIR",
+             help="Vectors to rescore with: a float32/float16/int8 encode of the same corpus and encoder "
+                  "(binary vectors need one) [default: int8 codes rescore themselves].")
+@from_config(IndexConfig, "rescore_multiplier", type=int,
+             help="Candidates taken from a compact index per hit wanted, then rescored.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index directory (a full rebuild).")
 @click.option("--append", is_flag=True,
               help="Add the vectors of shards the index at --out does not hold yet (after an incremental encode), "
@@ -60,13 +68,13 @@ def _megabytes(n: int) -> str:
 @user_errors(flags={"tuning_vectors": "--tuning-queries", "tuning_prompt": "--prompt",
                     "tuning_prompt_name": "--prompt-name"})
 def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, recall_margin, ef_construction,
-              tuning_queries, overwrite, append, threads, as_json, prompt_name, prompt):
+              tuning_queries, overwrite, append, threads, as_json, prompt_name, prompt, **compact):
     """Build a FAISS index over the vectors in VECTORS_DIR (an `embedpipe encode` output)."""
     if append and overwrite:
         raise click.UsageError("--append extends the index and --overwrite rebuilds it; give one of them")
     config = IndexConfig(factory=factory, metric=metric, max_memory=max_memory, target_recall=target_recall,
                          recall_margin=recall_margin, ef_construction=ef_construction, tuning_vectors=tuning_queries,
-                         tuning_prompt_name=prompt_name, tuning_prompt=prompt)
+                         tuning_prompt_name=prompt_name, tuning_prompt=prompt, **compact)
     appended = 0
     if append and (Path(out) / INFO_FILE).exists():
         before = (read_json(Path(out) / INFO_FILE) or {}).get("n", 0)
@@ -80,8 +88,11 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, reca
     if append and "appends" in info:
         click.echo(f"appended   {appended} vectors")
     click.echo(f"index      {info['factory']} over {info['n']} vectors of dimension {info['dim']} ({info['metric']})")
-    click.echo(f"search     {info['search_params'] or '(exact)'}: recall@10 {info['recall_at_10']:.4f} vs exact search")
-    click.echo(f"memory     {_megabytes(info['memory_bytes'])}, built in {info['build_seconds']:.1f}s")
+    recall = "n/a" if info.get("recall_at_10") is None else f"{info['recall_at_10']:.4f}"
+    click.echo(f"search     {info['search_params'] or '(exact)'}: recall@10 {recall} vs exact search")
+    click.echo(f"memory     {_megabytes(info['memory_bytes'])}"
+               + (f" (+ {_megabytes(info['disk_bytes'])} read from disk to rescore)" if info.get("disk_bytes") else "")
+               + f", built in {info['build_seconds']:.1f}s")
     click.echo(f"wrote      {out}")
 
 

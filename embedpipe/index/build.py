@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from .. import __version__, checks
 from ..errors import BadInput, EmbedpipeError
+from ..formats.codes import COMPACT
 from ..formats.index_dir import FORMAT_VERSION, INFO_FILE, upload_index_dir, write_index_dir
 from ..formats.vectors import VectorSet, open_vectors
 from ..fsio import check_output, check_output_dir, is_url, local_path
@@ -45,6 +46,7 @@ from .choose import (
     pick_measured,
     training_rows,
 )
+from .compact import build_compact_index
 from .config import IndexConfig
 from .factory import faiss_threads, is_exact, make_index, nlist_of, prepare_auto_index, set_ef_construction, train_index
 from .measure import measure_candidates
@@ -101,6 +103,8 @@ def _build_local_index_dir(vectors_dir, out, config: IndexConfig, overwrite: boo
     n, dim = vectors.rows, vectors.dim
     if n == 0:
         raise EmbedpipeError(f"{vectors.path} holds no vectors; there is nothing to index")
+    if vectors.dtype in COMPACT:   # int8 / binary codes: their own indexes, rescored (compact.py)
+        return build_compact_index(vectors, out, config, started)
     warnings = metric_warnings(vectors.manifest, config.metric)
     for warning in warnings:
         log.warning("warning: %s", warning)
