@@ -184,8 +184,11 @@ def codec_for_job(job, config: WorkerConfig, corpus: Corpus, base: dict | None, 
 
     from ..formats.vectors import encoder_identity
 
+    from .encoder import model_path_of
+
     model = exported.info.get("model_name") or "?"
-    check_truncate_dim(job.truncate_dim, exported.dim, matryoshka_dims(Path(exported.info["model_path"])), model)
+    declared = matryoshka_dims(Path(model_path_of(job.spec, exported.info)))   # this model's files, not the export's
+    check_truncate_dim(job.truncate_dim, exported.dim, declared, model)
     identity = encoder_identity(record, exported.info["content_hash"])
     codec, compact = job_codec(job.dtype, job.truncate_dim, config.normalize, exported.dim, base=base,
                                ranges_path=job.ranges, identity=identity,
