@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,9 @@ import numpy as np
 from ..errors import BadInput
 from ..formats.codes import QUANTIZED, as_ranges, check_dim, ranges_from_record, ranges_of, ranges_record
 from ..formats.corpus import Corpus
-from ..formats.vectors import MANIFEST, identity_of, read_manifest
+from ..formats.vectors import MANIFEST, encoder_identity, identity_of, read_manifest, vectors_from_column
 from .codec import VectorCodec, truncate
+from .encoder import model_path_of
 from .rows import RowsToVectors, WorkerConfig
 
 log = logging.getLogger("embedpipe.encode")
@@ -125,14 +127,11 @@ def sample_batches(corpus: Corpus, rows: int, batch_rows: int = 1024):
 def learn_ranges(corpus: Corpus, config: WorkerConfig, rows: int, truncate_dim: int | None) -> tuple[np.ndarray, int]:
     """Encode a spread sample of the corpus (blank texts skipped) and take each dimension's
     [min; max] of the (truncated) vectors. -> (ranges (2, dim), rows sampled)."""
-    from dataclasses import replace
-
     to_vectors = RowsToVectors(replace(config, empty_text="skip", codec=None))
     vectors = []
     for batch in sample_batches(corpus, rows):
         table = to_vectors(batch)
         if table.num_rows:
-            from ..formats.vectors import vectors_from_column
             vectors.append(vectors_from_column(table.column("vector")))
     if not vectors:
         raise BadInput(f"corpus {corpus.location} has no text to learn int8 calibration ranges from")
@@ -180,12 +179,6 @@ def job_codec(dtype: str, truncate_dim: int | None, normalize: bool, dim: int, *
 def codec_for_job(job, config: WorkerConfig, corpus: Corpus, base: dict | None, record: dict,
                   exported) -> tuple[WorkerConfig, dict | None]:
     """An EncodeJob's worker config with its codec, and the manifest's ``compact`` record."""
-    from dataclasses import replace
-
-    from ..formats.vectors import encoder_identity
-
-    from .encoder import model_path_of
-
     model = exported.info.get("model_name") or "?"
     declared = matryoshka_dims(Path(model_path_of(job.spec, exported.info)))   # this model's files, not the export's
     check_truncate_dim(job.truncate_dim, exported.dim, declared, model)

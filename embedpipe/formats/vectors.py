@@ -100,8 +100,9 @@ class ShardWriter:
 
     def write(self, ids: pa.Array | list, vectors: np.ndarray, truncated: np.ndarray | None = None) -> None:
         """Queue rows; ``truncated`` (bool per row) marks texts cut to the model's max_length."""
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise EmbedpipeError(f"vectors have shape {vectors.shape}, expected (n, {self.dim})")
+        width = code_width(self.dim, self.dtype)   # compact dtypes take codes: dim / 8 bytes for bits
+        if vectors.ndim != 2 or vectors.shape[1] != width:
+            raise EmbedpipeError(f"vectors have shape {vectors.shape}, expected (n, {width})")
         ids = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(ids)
         if len(ids) != len(vectors):
             raise EmbedpipeError(f"{len(ids)} ids for {len(vectors)} vectors")
