@@ -149,6 +149,26 @@ def _k_values(text: str) -> list[int]:
     return values
 
 
+def _compare(index_dir, others, queries, qrels, queries_columns, qrels_columns, plot, output_format) -> None:
+    from ..retrieval.compare import compare_indexes, plot_quality
+
+    rows = compare_indexes([index_dir, *others], queries, qrels, queries_columns=queries_columns,
+                           qrels_columns=qrels_columns)
+    if plot is not None:
+        click.echo(f"wrote {plot_quality(rows, plot)}", err=True)
+    if output_format == "json":
+        click.echo(json.dumps(rows))
+        return
+    click.echo(f"{rows[0]['queries']} queries")
+    click.echo(f"{'index':<28}{'dtype':>8}{'dim':>5}{'nDCG@10':>9}{'vs 1st':>8}{'R@10':>8}{'RAM B/vec':>10}"
+               f"{'x less':>7}{'disk B/vec':>11}{'queries/s':>10}")
+    for r in rows:
+        name = Path(r["index"]).name[-27:]
+        click.echo(f"{name:<28}{r['dtype']:>8}{r['dim']:>5}{r['ndcg_at_10']:>9.4f}{r['ndcg_vs_first']:>8.3f}"
+                   f"{r['recall_at_10']:>8.4f}{r['ram_bytes_per_vector']:>10.0f}{r['ram_vs_first']:>7}"
+                   f"{r['disk_bytes_per_vector']:>11.0f}{r['queries_per_second']:>10.0f}")
+
+
 @click.command("evaluate")
 @click.argument("index_dir", type=click.Path())
 @click.option("--queries", type=click.Path(),
@@ -180,10 +200,15 @@ def _k_values(text: str) -> list[int]:
               help="Language of the task in --format mteb, as MTEB names them (ISO 639-3 and script; repeatable).")
 @click.option("--out", type=click.Path(), default=None, help="Write --format mteb/trec/json here instead of stdout.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option("--compare", "compare", multiple=True, type=click.Path(), metavar="INDEX_DIR",
+              help="Other indexes of the same corpus (other precisions, truncate_dims): a table of nDCG@10, "
+                   "recall@10, bytes per vector in RAM and on disk, and queries/s, INDEX_DIR first (repeatable).")
+@click.option("--plot", type=click.Path(), default=None,
+              help="With --compare: write a plot of nDCG@10 against bytes per vector (png).")
 @prompt_options("queries [default: the query prompt recorded with the vectors, the model's own]", evaluate_with_run)
 @user_errors(flags={"k_values": "--k"})
 def evaluate_cmd(index_dir, queries, qrels, beir_dir, split, queries_columns, qrels_columns, k_text, exact, as_json,
-                 output_format, task_name, languages, out, overwrite, prompt_name, prompt):
+                 output_format, task_name, languages, out, overwrite, compare, plot, prompt_name, prompt):
     """nDCG@10 (main score), Recall@k and MRR@k of INDEX_DIR on BEIR-style queries and qrels:
     --queries and --qrels, or a BEIR dataset folder with --beir DIR --split test.
 
@@ -200,6 +225,9 @@ def evaluate_cmd(index_dir, queries, qrels, beir_dir, split, queries_columns, qr
         out = check_output(out, {"index": index_dir, "queries": queries, "qrels": qrels})
         check_output_file(out, overwrite)
     k_values = _k_values(k_text)
+    if compare:
+        _compare(index_dir, compare, queries, qrels, queries_columns, qrels_columns, plot, output_format)
+        return
     started = time.monotonic()
     report, run = evaluate_with_run(index_dir, queries, qrels, k_values, exact=exact,
                                     queries_columns=queries_columns, qrels_columns=qrels_columns,

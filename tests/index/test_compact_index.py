@@ -1,6 +1,8 @@
 """Indexes over compact codes: binary and SQ8 indexes, rescored from the exact store; search, evaluate,
 append, and the refusals."""
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -135,3 +137,25 @@ def test_the_auto_choice_for_bits_follows_the_corpus_size():
     assert compact_factory("auto", "ubinary", 4_000_000, 384, 1 << 30) == "BIVF8000"
     assert compact_factory("BHNSW32", "binary", 10, 64, 1 << 30) == "BHNSW32"
     assert compact_factory("auto", "int8", 10, 64, 1 << 30) == "SQ8"
+
+
+def test_evaluate_compares_precisions_side_by_side(encoded, tmp_path):
+    from tests.helpers import run_cli
+
+    build_index(encoded["float32"], tmp_path / "f.index", IndexConfig(factory="Flat"))
+    build_index(encoded["binary"], tmp_path / "b.index", IndexConfig(rescore_from=str(encoded["float32"])))
+    build_index(encoded["int8"], tmp_path / "i.index", IndexConfig())
+    pq.write_table(pa.table({"id": ["q1", "q2"], "text": [MORE[0], MORE[3]]}), tmp_path / "q.parquet")
+    pq.write_table(pa.table({"query_id": ["q1", "q2"], "doc_id": ["d10", "d13"], "relevance": [1, 1]}),
+                   tmp_path / "qrels.parquet")
+    result = run_cli("evaluate", tmp_path / "f.index", "--compare", tmp_path / "b.index", "--compare",
+                     tmp_path / "i.index", "--queries", tmp_path / "q.parquet", "--qrels", tmp_path / "qrels.parquet",
+                     "--plot", tmp_path / "q.png", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output.strip().splitlines()[-1])
+    assert [(r["dtype"], r["rescored"]) for r in rows] == [("float32", False), ("binary", True), ("int8", True)]
+    # 32 dims: 4 bytes, 1 bit, 1 byte each (and the index file's header, spread over 30 vectors)
+    ram = [r["ram_bytes_per_vector"] for r in rows]
+    assert 128 <= ram[0] < 136 and 4 <= ram[1] < 12 and 32 <= ram[2] < 48
+    assert rows[1]["ndcg_at_10"] == rows[0]["ndcg_at_10"] and rows[1]["disk_bytes_per_vector"] >= 128
+    assert (tmp_path / "q.png").read_bytes()[:4] == b"\x89PNG"
