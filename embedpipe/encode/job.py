@@ -146,9 +146,7 @@ def _encode(job: EncodeJob) -> EncodeResult:
     out = Store.at(location)
     exported, resolved = prepare_resolved(spec)
     max_length = resolved.max_length
-    record = spec_to_record(spec, max_length, exported.recipe)
-    if job.truncate_dim is not None:   # part of the identity: queries, appends and indexes must match it
-        record["truncate_dim"] = job.truncate_dim
+    record = job_record(job, max_length, exported.recipe)
     key = corpus_run_key(encoder_identity(record, exported.info["content_hash"]), job.dtype, corpus)
     with output_lock(location):
         base = None if job.overwrite else published_manifest(out)
@@ -270,6 +268,15 @@ def _coverage(corpus: Corpus, base: dict | None) -> Coverage:
     known_shards = [s for s in base["shards"] if (s.get("source") or {}).get("file") not in unchanged]
     unchanged_rows = sum(s["rows"] for s in base["shards"] if (s.get("source") or {}).get("file") in unchanged)
     return Coverage(files, set(files) if known_shards else set(), known_shards, unchanged_rows)
+
+
+def job_record(job: EncodeJob, max_length: int, recipe: ModelRecipe | None = None) -> dict:
+    """The manifest's 'encoder' record of ``job``: its spec's, plus truncate_dim when set (part of the
+    identity: queries, appends and indexes must match it)."""
+    record = spec_to_record(job.spec, max_length, recipe)
+    if job.truncate_dim is not None:
+        record["truncate_dim"] = job.truncate_dim
+    return record
 
 
 def open_job_corpus(job: EncodeJob) -> Corpus:
