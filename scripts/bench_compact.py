@@ -37,6 +37,7 @@ from embedpipe.encode.encoder import TextEncoder  # noqa: E402
 from embedpipe.formats.codes import QUANTIZED, ranges_of, ranges_record  # noqa: E402
 from embedpipe.formats.vectors import MANIFEST, VectorWriter, open_vectors  # noqa: E402
 from embedpipe.index import IndexConfig, build_index, open_index  # noqa: E402
+from embedpipe.retrieval.compare import plot_quality  # noqa: E402
 from embedpipe.retrieval.metrics import retrieval_metrics  # noqa: E402
 from embedpipe.retrieval.search import index_search  # noqa: E402
 
@@ -132,7 +133,8 @@ def main() -> None:
                "ndcg_at_10": round(metrics["ndcg_at_10"], 4), "recall_at_10": round(metrics["recall_at_10"], 4),
                "ram_bytes_per_vector": round(info["memory_bytes"] / info["n"], 1),
                "disk_bytes_per_vector": round(rescore.get("bytes", 0) / info["n"], 1),
-               "rescore_from": rescore_from if rescore else None, "queries_per_second": round(len(q) / best, 1),
+               "rescore_from": rescore_from if rescore else None, "rescored": bool(rescore),
+               "queries_per_second": round(len(q) / best, 1),
                "loadavg": Path("/proc/loadavg").read_text().split()[0]}
         results.append(row)
         log.info("%s", json.dumps(row))
@@ -151,31 +153,12 @@ def main() -> None:
                      f"{r['disk_bytes_per_vector']:.0f} | {r['queries_per_second']:.0f} | {r['loadavg']} |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    _plot(results, out / "bench_compact.png")
+    plot_quality(results, out / "bench_compact.png")
 
 
 def _isa() -> str:
     flags = Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0] if Path("/proc/cpuinfo").exists() else ""
     return " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f" {f}" in flags)
-
-
-def _plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in rows:
-        ax.scatter(r["ram_bytes_per_vector"], r["ndcg_at_10"])
-        ax.annotate(r["label"], (r["ram_bytes_per_vector"], r["ndcg_at_10"]), fontsize=7,
-                    textcoords="offset points", xytext=(4, 2))
-    ax.set_xscale("log")
-    ax.set_xlabel("bytes per vector in RAM at search (log)")
-    ax.set_ylabel("nDCG@10")
-    ax.set_title("Quality against bytes (WordNet reverse dictionary, all-MiniLM-L6-v2)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":
