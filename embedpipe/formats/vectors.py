@@ -226,8 +226,9 @@ class VectorSet:
                     pf = pq.ParquetFile(f)
                     stored = _vector_width(pf.schema_arrow, where)
                     if stored != width:
-                        raise CorruptArtifact(f"vector shard {where} has width {stored}, "
-                                              f"the manifest says {width} ({dtype} of dimension {self.dim})")
+                        raise CorruptArtifact(f"vector shard {where} has dimension {stored}, the manifest says "
+                                              f"{width}" + (f" ({dtype} codes of dimension {self.dim})"
+                                                            if dtype in COMPACT else ""))
                     for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", "vector"]):
                         column = batch.column(1)
                         if codes or dtype not in COMPACT:
