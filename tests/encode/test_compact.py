@@ -16,7 +16,7 @@ from embedpipe.encode.encoder import EncoderSpec
 from embedpipe.errors import BadInput, EmbedpipeError
 from embedpipe.formats.codes import as_ranges, dequantize, quantize, ranges_of
 from embedpipe.formats.vectors import open_vectors
-from tests.helpers import TEXTS, write_corpus
+from tests.helpers import TEXTS, encode_with_each_runner, write_corpus
 
 
 def job(model_dir, corpus, out, **kwargs):
@@ -151,3 +151,11 @@ def test_matryoshka_dimensions_the_model_declares_are_enforced(tiny_model_dir, c
     with caplog.at_level(logging.WARNING, logger="embedpipe.encode"):
         manifest = encode_corpus(job(model, corpus, tmp_path / "v16", truncate_dim=16)).manifest
     assert manifest["dim"] == 16 and not [r for r in caplog.records if "Matryoshka" in r.message]
+
+
+@pytest.mark.slow
+def test_ray_actors_write_the_codes_the_local_runner_writes(tiny_model_dir, corpus, tmp_path, ray_cluster):
+    runs = encode_with_each_runner(corpus, tiny_model_dir, tmp_path, dtype="binary", truncate_dim=16)
+    # the same codes (read back as +-1/sqrt(dim)); a sign within float noise of 0 may flip between batchings
+    assert (runs["local"][1] != runs["ray"][1]).mean() < 0.02
+    assert runs["local"][1].shape == (len(TEXTS), 16)
