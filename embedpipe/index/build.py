@@ -97,7 +97,8 @@ def _build_then_upload(vectors_dir, url: str, config: IndexConfig, overwrite: bo
 
 def _build_local_index_dir(vectors_dir, out, config: IndexConfig, overwrite: bool) -> dict:
     started = time.monotonic()
-    out = check_output(out, {"vectors": vectors_dir, "tuning queries": config.tuning_vectors})
+    out = check_output(out, {"vectors": vectors_dir, "tuning queries": config.tuning_vectors,
+                             "rescoring vectors": config.rescore_from})
     vectors = open_vectors(vectors_dir, verify=True)
     out = check_output_dir(out, overwrite, INFO_FILE)
     n, dim = vectors.rows, vectors.dim

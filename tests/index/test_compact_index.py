@@ -159,3 +159,9 @@ def test_evaluate_compares_precisions_side_by_side(encoded, tmp_path):
     assert 128 <= ram[0] < 136 and 4 <= ram[1] < 12 and 32 <= ram[2] < 48
     assert rows[1]["ndcg_at_10"] == rows[0]["ndcg_at_10"] and rows[1]["disk_bytes_per_vector"] >= 128
     assert (tmp_path / "q.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_index_inside_its_rescoring_vectors_is_refused(encoded, tmp_path):
+    with pytest.raises(BadInput, match="rescoring vectors"):
+        build_index(encoded["binary"], encoded["float32"] / "idx", IndexConfig(rescore_from=str(encoded["float32"])))
+    assert not (encoded["float32"] / "idx").exists()
