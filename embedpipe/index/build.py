@@ -106,6 +106,9 @@ def _build_local_index_dir(vectors_dir, out, config: IndexConfig, overwrite: boo
         raise EmbedpipeError(f"{vectors.path} holds no vectors; there is nothing to index")
     if vectors.dtype in COMPACT:   # int8 / binary codes: their own indexes, rescored (compact.py)
         return build_compact_index(vectors, out, config, started)
+    if config.rescore_from is not None:
+        raise BadInput(f"rescore_from applies to int8 and binary vectors; {vectors.path} holds {vectors.dtype}",
+                       fields=("rescore_from",))
     warnings = metric_warnings(vectors.manifest, config.metric)
     for warning in warnings:
         log.warning("warning: %s", warning)

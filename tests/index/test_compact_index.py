@@ -123,6 +123,7 @@ def test_appending_vectors_of_another_precision_is_refused(encoded, tmp_path):
     ("binary", {"rescore_from": "float32@16"}, "was not encoded like"),
     ("binary", {"rescore_from": "binary"}, "rescoring needs float or int8"),
     ("int8", {"max_memory": "100B"}, "more than max_memory"),
+    ("float32", {"rescore_from": "float32@16"}, "applies to int8 and binary vectors"),
 ])
 def test_indexes_a_precision_cannot_use_are_refused(encoded, tmp_path, vectors, config, message):
     if "rescore_from" in config:
