@@ -95,6 +95,10 @@ def ranges_from_file(path: str | os.PathLike, identity: dict, dim: int) -> tuple
                            fields=("ranges",))
         where = str(path / MANIFEST)
     elif path.is_file():
+        with open(path, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise BadInput(f"calibration ranges {path} are not a .npy file (nor an int8 vector directory)",
+                               fields=("ranges",))
         try:
             ranges = as_ranges(np.load(path, allow_pickle=False))
         except (ValueError, OSError) as e:

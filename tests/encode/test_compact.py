@@ -120,9 +120,13 @@ def test_ranges_come_from_an_output_of_the_same_encoder_only(tiny_model_dir, tin
     (np.zeros((3, 32), np.float32), r"shape \(3, 32\)"),
     (np.array([[1.0] * 32, [0.0] * 32], np.float32), "minimum above its maximum"),
     (np.full((2, 32), np.nan, np.float32), "NaN"),
+    (None, "not a .npy file"),
 ])
 def test_bad_ranges_files_are_refused(tiny_model_dir, corpus, tmp_path, ranges, message):
-    np.save(tmp_path / "r.npy", ranges)
+    if ranges is None:   # not a .npy at all: the corpus itself
+        (tmp_path / "r.npy").write_bytes(corpus.read_bytes())
+    else:
+        np.save(tmp_path / "r.npy", ranges)
     with pytest.raises(BadInput, match=message):
         encode_corpus(job(tiny_model_dir, corpus, tmp_path / "v", dtype="int8", ranges=str(tmp_path / "r.npy")))
     assert not (tmp_path / "v").exists()
