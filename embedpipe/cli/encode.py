@@ -91,6 +91,9 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
                   "of shape (2, dim) [default: learned from --calibration-rows of the corpus, then kept in "
                   "the manifest].")
 @from_config(EncodeJob, "calibration_rows", type=int)
+@from_config(EncodeJob, "rescore_dtype",
+             help="binary/ubinary: also keep the vectors in this dtype beside the bits, which `index` then "
+                  "rescores with (int8 ranges learned as for --dtype int8) [default: none].")
 @from_config(EncodeJob, "rows_per_shard", type=int)
 @from_config(EncodeJob, "overwrite", is_flag=True,
              help="Rebuild the output from scratch, e.g. for another model or pooling, or after texts changed "

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..formats.codes import QUANTIZED, quantize
+from ..formats.vectors import vector_array
 from .pooling import l2_normalize
 
 
@@ -33,10 +34,20 @@ class VectorCodec:
     truncate_dim: int | None = None     # keep the first N dimensions; None = all
     normalize: bool = True              # renormalize after truncating (as the encoder normalized)
     ranges: np.ndarray | None = None    # int8/uint8: per-dimension (2, dim) [min; max] of the truncated vectors
+    rescore_dtype: str | None = None    # bits only: also keep the vectors in this dtype, column "rescore"
 
     def __call__(self, vectors: np.ndarray) -> np.ndarray:
         kept = truncate(vectors, self.truncate_dim, self.normalize)
         return quantize(kept, self.dtype, self.ranges if self.dtype in QUANTIZED else None)
+
+    def columns(self, vectors: np.ndarray) -> dict:
+        """A shard's coded columns: ``vector``, and ``rescore`` (the rescoring vectors kept beside bits)."""
+        out = {"vector": vector_array(self(vectors), self.dtype)}
+        if self.rescore_dtype is not None:
+            kept = truncate(vectors, self.truncate_dim, self.normalize)
+            ranges = self.ranges if self.rescore_dtype in QUANTIZED else None
+            out["rescore"] = vector_array(quantize(kept, self.rescore_dtype, ranges), self.rescore_dtype)
+        return out
 
     @property
     def changes_vectors(self) -> bool:

@@ -146,18 +146,30 @@ def learn_ranges(corpus: Corpus, config: WorkerConfig, rows: int, truncate_dim: 
     return ranges_of(sample), len(sample)
 
 
+def rescore_key(rescore_dtype: str | None) -> dict:
+    """What the run key adds for rescoring vectors kept beside bits (nothing without them, so keys of
+    outputs without them read as before)."""
+    return {"rescore_dtype": rescore_dtype} if rescore_dtype else {}
+
+
+def kept_rescore_dtype(manifest: dict) -> str | None:
+    return (manifest.get("compact") or {}).get("rescore_dtype")
+
+
 def job_codec(dtype: str, truncate_dim: int | None, normalize: bool, dim: int, *, base: dict | None,
-              ranges_path: str | None, identity: dict, learn) -> tuple[VectorCodec, dict | None]:
+              ranges_path: str | None, identity: dict, learn,
+              rescore_dtype: str | None = None) -> tuple[VectorCodec, dict | None]:
     """The codec an encode writes with and the manifest's ``compact`` record (None for plain floats).
-    Ranges: the published output's (``base``), which a ranges file must then equal; else the file's;
-    else ``learn()`` -> (ranges, rows sampled)."""
+    Ranges (for int8/uint8 codes or rescoring vectors): the published output's (``base``), which a ranges
+    file must then equal; else the file's; else ``learn()`` -> (ranges, rows sampled)."""
     out_dim = truncate_dim or dim
     check_dim(out_dim, dtype)
-    if dtype not in QUANTIZED:
+    if dtype not in QUANTIZED and rescore_dtype not in QUANTIZED:
         if ranges_path is not None:
             raise BadInput(f"calibration ranges apply to int8 and uint8 vectors, not {dtype}", fields=("ranges",))
-        codec = VectorCodec(dtype, truncate_dim, normalize)
-        return codec, ({"precision": dtype, "truncate_dim": truncate_dim} if codec.changes_vectors else None)
+        codec = VectorCodec(dtype, truncate_dim, normalize, rescore_dtype=rescore_dtype)
+        record = {"precision": dtype, "truncate_dim": truncate_dim, "rescore_dtype": rescore_dtype}
+        return codec, (record if codec.changes_vectors else None)
     recorded = ranges_from_record(((base or {}).get("compact") or {}).get("ranges"))
     given = ranges_from_file(ranges_path, identity, out_dim) if ranges_path is not None else None
     if recorded is not None:
@@ -176,8 +188,8 @@ def job_codec(dtype: str, truncate_dim: int | None, normalize: bool, dim: int, *
         raise BadInput(f"calibration ranges are for dimension {ranges.shape[1]}, the vectors have {out_dim}",
                        fields=("ranges",))
     record = {"precision": dtype, "truncate_dim": truncate_dim, "ranges": ranges_record(ranges),
-              "calibration": calibration}
-    return VectorCodec(dtype, truncate_dim, normalize, ranges), record
+              "calibration": calibration, "rescore_dtype": rescore_dtype}
+    return VectorCodec(dtype, truncate_dim, normalize, ranges, rescore_dtype), record
 
 
 def codec_for_job(job, config: WorkerConfig, corpus: Corpus, base: dict | None, record: dict,
@@ -189,5 +201,6 @@ def codec_for_job(job, config: WorkerConfig, corpus: Corpus, base: dict | None, 
     identity = encoder_identity(record, exported.info["content_hash"])
     codec, compact = job_codec(job.dtype, job.truncate_dim, config.normalize, exported.dim, base=base,
                                ranges_path=job.ranges, identity=identity,
-                               learn=lambda: learn_ranges(corpus, config, job.calibration_rows, job.truncate_dim))
+                               learn=lambda: learn_ranges(corpus, config, job.calibration_rows, job.truncate_dim),
+                               rescore_dtype=job.rescore_dtype)
     return replace(config, codec=codec), compact

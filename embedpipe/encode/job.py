@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from .. import __version__, checks
 from ..errors import BadInput, ConfigError
+from ..formats.codes import PACKED, RESCORE_DTYPES
 from ..formats.corpus import Corpus, open_corpus
 from ..formats.readers import FORMATS
 from ..formats.vectors import (
@@ -45,7 +46,7 @@ from ..progress import Progress
 from ..signals import Interrupted, signal_received, stop_on_signals
 from ..storage.store import Store
 from .batching import BatchPlan
-from .compact import codec_for_job
+from .compact import codec_for_job, kept_rescore_dtype, rescore_key
 from .encoder import EncoderSpec, model_path_of, prepare_resolved, spec_to_record
 from .pieces import plan_pieces
 from .pooling import MODEL_POOLING
@@ -83,6 +84,8 @@ class EncodeJob:
     # int8/uint8 calibration ranges: an int8/uint8 vector directory or a .npy (2, dim); None = learned
     ranges: str | None = None
     calibration_rows: int = 10_000       # int8/uint8 without ranges: corpus rows whose vectors give the ranges
+    # binary/ubinary: also keep the vectors in this dtype beside the bits (column "rescore"), for the index to rescore
+    rescore_dtype: str | None = checks.choice(None, RESCORE_DTYPES, optional=True)
     rows_per_shard: int = 100_000
     overwrite: bool = False              # rebuild from scratch (the old output stays until the new one is complete)
     ray_dashboard: bool = False          # embedded local Ray only: start its dashboard (on 127.0.0.1)
@@ -106,6 +109,9 @@ class EncodeJob:
         checks.at_least("truncate_dim", self.truncate_dim, 8, optional=True)
         checks.path("ranges", self.ranges, optional=True)
         checks.at_least("calibration_rows", self.calibration_rows, 1)
+        if self.rescore_dtype is not None and self.dtype not in PACKED:
+            raise ConfigError("rescore_dtype", f"keeps rescoring vectors beside binary codes; dtype {self.dtype} "
+                              "vectors are their own")
         checks.boolean("overwrite", self.overwrite)
         checks.boolean("ray_dashboard", self.ray_dashboard)
 
@@ -147,11 +153,12 @@ def _encode(job: EncodeJob) -> EncodeResult:
     exported, resolved = prepare_resolved(spec)
     max_length = resolved.max_length
     record = job_record(job, max_length, exported.recipe)
-    key = corpus_run_key(encoder_identity(record, exported.info["content_hash"]), job.dtype, corpus)
+    key = {**corpus_run_key(encoder_identity(record, exported.info["content_hash"]), job.dtype, corpus),
+           **rescore_key(job.rescore_dtype)}
     with output_lock(location):
         base = None if job.overwrite else published_manifest(out)
         if base is not None:
-            changed = differences(run_key_of(base), key)
+            changed = differences({**run_key_of(base), **rescore_key(kept_rescore_dtype(base))}, key)
             if changed:
                 raise BadInput(f"output {shown} was encoded with another config ({changed}); "
                                "pass overwrite=true to rebuild it", fields=("overwrite",))

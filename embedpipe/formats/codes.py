@@ -26,6 +26,7 @@ FLOAT_DTYPES = ("float32", "float16")
 QUANTIZED = ("int8", "uint8")        # one byte per dimension, per-dimension ranges
 PACKED = ("binary", "ubinary")       # one bit per dimension
 COMPACT = QUANTIZED + PACKED
+RESCORE_DTYPES = ("int8", "uint8", "float16", "float32")   # what may be kept beside bits to rescore them
 NUMPY_DTYPE = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8,
                "binary": np.int8, "ubinary": np.uint8}
 

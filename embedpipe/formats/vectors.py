@@ -188,6 +188,7 @@ class VectorSet:
 
     store: Store
     manifest: dict
+    column: str = "vector"    # or "rescore": the rescoring vectors kept beside binary codes
 
     @property
     def path(self) -> Path | str:
@@ -207,7 +208,13 @@ class VectorSet:
 
     @property
     def dtype(self) -> str:
+        if self.column == "rescore":
+            return str(self.compact["rescore_dtype"])
         return str(self.manifest.get("dtype") or "float32")
+
+    def rescore_vectors(self) -> VectorSet | None:
+        """The rescoring vectors an encode kept beside binary codes (the shards' ``rescore`` column), or None."""
+        return VectorSet(self.store, self.manifest, "rescore") if self.compact.get("rescore_dtype") else None
 
     @property
     def compact(self) -> dict:
@@ -224,12 +231,12 @@ class VectorSet:
             try:
                 with self.store.filesystem.open_input_file(self.store.path(shard["file"])) as f:
                     pf = pq.ParquetFile(f)
-                    stored = _vector_width(pf.schema_arrow, where)
+                    stored = _vector_width(pf.schema_arrow, where, self.column)
                     if stored != width:
                         raise CorruptArtifact(f"vector shard {where} has dimension {stored}, the manifest says "
                                               f"{width}" + (f" ({dtype} codes of dimension {self.dim})"
                                                             if dtype in COMPACT else ""))
-                    for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", "vector"]):
+                    for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", self.column]):
                         column = batch.column(1)
                         if codes or dtype not in COMPACT:
                             yield batch.column(0), vectors_from_column(column, keep_dtype=codes)
@@ -252,12 +259,12 @@ class VectorSet:
         return (pa.concat_arrays(ids) if ids else pa.array([])), out
 
 
-def _vector_width(schema: pa.Schema, path) -> int:
-    if "id" not in schema.names or "vector" not in schema.names:
-        raise CorruptArtifact(f"vector shard {path} lacks the columns 'id' and 'vector'")
-    vtype = schema.field("vector").type
+def _vector_width(schema: pa.Schema, path, column: str = "vector") -> int:
+    if "id" not in schema.names or column not in schema.names:
+        raise CorruptArtifact(f"vector shard {path} lacks the columns 'id' and '{column}'")
+    vtype = schema.field(column).type
     if not pa.types.is_fixed_size_list(vtype):
-        raise CorruptArtifact(f"vector shard {path}: column 'vector' is {vtype}, not a fixed-size list")
+        raise CorruptArtifact(f"vector shard {path}: column '{column}' is {vtype}, not a fixed-size list")
     return vtype.list_size
 
 

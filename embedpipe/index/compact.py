@@ -82,6 +82,9 @@ def _rescore_source(vectors: VectorSet, rescore_from: str | None) -> VectorSet:
     """The vectors the exact store is written from: ``rescore_from`` (checked: same encoder, same rows)
     or, for int8/uint8, the codes themselves."""
     if rescore_from is None:
+        kept = vectors.rescore_vectors()   # kept beside the bits by encode (rescore_dtype)
+        if kept is not None:
+            return kept
         if vectors.dtype in PACKED:
             raise BadInput(f"{vectors.dtype} vectors are rescored from higher-precision vectors: pass rescore_from "
                            "(a float or int8 encode of the same corpus) or rescore=false",
@@ -161,7 +164,7 @@ def build_compact_index(vectors: VectorSet, out: Path, config, started: float) -
         if source is not None:
             store = write_exact_store(staging / EXACT_FILE, _store_batches(source, ids, config.add_batch_rows),
                                       source.dtype, **_store_scale(source))
-            store["from"] = str(source.path)
+            store["from"] = str(source.path) + ("" if source.column == "vector" else f" (column {source.column})")
         index_bytes = (staging / INDEX_FILE).stat().st_size
         recall = None
         if store is not None:
@@ -193,16 +196,23 @@ def build_compact_index(vectors: VectorSet, out: Path, config, started: float) -
     return info
 
 
-def measure_recall(search: CompactSearch, store, queries: int, metric: str, seed: int, chunk: int = 65_536) -> float:
+def exhaustive(store, queries: np.ndarray, k: int, metric: str, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k over every row of the exact store: (scores, rows), higher is better."""
+    exact = ExactTopK(queries, min(k, store.rows), metric)
+    for start in range(0, store.rows, chunk):
+        exact.add(store.vectors(np.arange(start, min(store.rows, start + chunk))), start)
+    distances, rows = exact.result()
+    return (distances if metric == "ip" else -distances), rows
+
+
+def measure_recall(search: CompactSearch, store, queries: int, metric: str, seed: int) -> float:
     """recall@10 of ``search`` against exhaustive search over the exact store, on up to ``queries`` of
     the store's own rows (they are in the index: a flat index finds each one first, so this flatters a
     little; it still shows what the candidates miss)."""
     rows = np.sort(np.random.default_rng(seed).choice(store.rows, min(queries, store.rows), replace=False))
     sample = store.vectors(rows)
-    exact = ExactTopK(sample, min(RECALL_K, store.rows), metric)
-    for start in range(0, store.rows, chunk):
-        exact.add(store.vectors(np.arange(start, min(store.rows, start + chunk))), start)
-    return round(recall_at_k(search.search(sample, RECALL_K)[1], exact.result()[1]), 4)
+    truth = exhaustive(store, sample, RECALL_K, metric)[1]
+    return round(recall_at_k(search.search(sample, RECALL_K)[1], truth), 4)
 
 
 @dataclass
@@ -244,6 +254,10 @@ class CompactSearch:
         if self.store is None:
             return scores[:, :k], rows[:, :k]
         return self.store.rescore(queries, rows.astype(np.int64), k, self.info["metric"])
+
+    def exhaustive(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over every rescoring vector: what the candidates + rescoring approximate."""
+        return exhaustive(self.store, np.ascontiguousarray(queries, dtype=np.float32), k, self.info["metric"])
 
 
 def open_compact_index(path: Path, info: dict, *, mmap: bool = False) -> CompactSearch:

@@ -13,7 +13,7 @@ from sentence_transformers.util.quantization import quantize_embeddings
 from embedpipe.encode import EncodeJob, encode_corpus
 from embedpipe.encode.codec import truncate
 from embedpipe.encode.encoder import EncoderSpec
-from embedpipe.errors import BadInput, EmbedpipeError
+from embedpipe.errors import BadInput, ConfigError, EmbedpipeError
 from embedpipe.formats.codes import as_ranges, dequantize, quantize, ranges_of
 from embedpipe.formats.vectors import open_vectors
 from tests.helpers import TEXTS, encode_with_each_runner, write_corpus
@@ -144,6 +144,14 @@ def test_impossible_precisions_are_refused(tiny_model_dir, corpus, tmp_path, kwa
     with pytest.raises(EmbedpipeError, match=message):
         encode_corpus(job(tiny_model_dir, corpus, tmp_path / "v", **kwargs))
     assert not (tmp_path / "v").exists()
+
+
+def test_rescoring_vectors_go_beside_bits_only_and_stay_what_they_were(tiny_model_dir, corpus, tmp_path):
+    with pytest.raises(ConfigError, match="rescore_dtype"):
+        job(tiny_model_dir, corpus, tmp_path / "v", dtype="int8", rescore_dtype="float16")
+    encode_corpus(job(tiny_model_dir, corpus, tmp_path / "v", dtype="binary", rescore_dtype="float16"))
+    with pytest.raises(BadInput, match="rescore_dtype float16 -> int8"):
+        encode_corpus(job(tiny_model_dir, corpus, tmp_path / "v", dtype="binary", rescore_dtype="int8"))
 
 
 def test_matryoshka_dimensions_the_model_declares_are_enforced(tiny_model_dir, corpus, tmp_path, caplog):

@@ -36,7 +36,8 @@ def encoded(tiny_model_dir, tmp_path_factory):
     return {"root": root, "corpus": corpus, "float32": encode("f32"),
             "int8": encode("i8", dtype="int8"), "binary": encode("b", dtype="binary"),
             "float32@16": encode("f16d", truncate_dim=16),
-            "binary@16": encode("b16d", dtype="ubinary", truncate_dim=16)}
+            "binary@16": encode("b16d", dtype="ubinary", truncate_dim=16),
+            "binary+int8": encode("bi8", dtype="binary", rescore_dtype="int8")}
 
 
 def exact(floats: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -65,6 +66,18 @@ def test_int8_codes_rescore_themselves_and_search_from_text(encoded, tmp_path):
     _, codes_as_floats = open_vectors(encoded["int8"]).read_all()
     _, rows = open_index(tmp_path / "idx").search(codes_as_floats[:5], 3)
     np.testing.assert_array_equal(rows, exact(codes_as_floats, codes_as_floats[:5], 3))
+
+
+def test_rescoring_vectors_kept_beside_the_bits_by_encode(encoded, tmp_path):
+    vectors = open_vectors(encoded["binary+int8"])
+    assert vectors.compact["rescore_dtype"] == "int8" and vectors.compact["ranges"]
+    info = build_index(encoded["binary+int8"], tmp_path / "idx", IndexConfig(rescore_multiplier=10))
+    assert info["compact"]["exact_store"]["dtype"] == "int8" and info["recall_at_10"] == 1.0
+    _, kept = vectors.rescore_vectors().read_all()   # the int8 column, read back as floats
+    _, floats = open_vectors(encoded["float32"]).read_all()
+    assert np.abs(kept - floats).max() < 0.05
+    _, rows = open_index(tmp_path / "idx").search(floats[:5], 5)
+    np.testing.assert_array_equal(rows, exact(kept, floats[:5], 5))
 
 
 def test_without_rescoring_binary_ranks_by_hamming(encoded, tmp_path):
