@@ -203,4 +203,4 @@ def codec_for_job(job, config: WorkerConfig, corpus: Corpus, base: dict | None, 
                                ranges_path=job.ranges, identity=identity,
                                learn=lambda: learn_ranges(corpus, config, job.calibration_rows, job.truncate_dim),
                                rescore_dtype=job.rescore_dtype)
-    return replace(config, codec=codec), compact
+    return replace(config, codec=codec if codec.changes_vectors else None), compact   # float32: as before
