@@ -17,6 +17,7 @@ from .. import checks
 from ..encode.encoder import EncoderSpec
 from ..encode.pooling import POOLINGS, check_pooling
 from ..errors import ConfigError
+from ..formats.vectors import DTYPES
 from .finetune import DEVICES, FINETUNE_HEADS, FINETUNE_POOLINGS, PRECISIONS
 from .probes import PROBE_HEADS
 
@@ -54,6 +55,9 @@ class ClassifyJob:
     model: str | None = None                 # HF id or local dir; None = bundled all-MiniLM-L6-v2
     max_length: int | None = None            # tokens per text; None = the model's limit
     normalize: bool = True                   # L2-normalize frozen vectors (as `encode` does)
+    # probes see the vectors as `encode --dtype` stores them: int8/uint8 (ranges from the training rows), bits
+    vector_dtype: str = checks.choice("float32", DTYPES)
+    truncate_dim: int | None = None          # probes see the first N dimensions, renormalized (Matryoshka)
     split_seed: int = 0                      # seed of the held-out split and the train_limit sample
     threads: int | None = None               # onnxruntime / torch threads; None = all cores
     out: str | None = None                   # report directory; None = TRAIN_STEM.classify
@@ -96,6 +100,10 @@ class ClassifyJob:
         checks.path("model", self.model, optional=True)
         checks.at_least("max_length", self.max_length, 2, optional=True)
         checks.boolean("normalize", self.normalize)
+        checks.at_least("truncate_dim", self.truncate_dim, 8, optional=True)
+        if self.save_model is not None and (self.vector_dtype != "float32" or self.truncate_dim is not None):
+            raise ConfigError("save_model", "saves a probe on float32 vectors of full width; drop vector_dtype / "
+                              "truncate_dim to save one")
         checks.at_least("split_seed", self.split_seed, 0)
         checks.path("out", self.out, optional=True)
         checks.path("save_model", self.save_model, optional=True)

@@ -28,6 +28,7 @@ from ..formats.classifier import META, save_classifier
 from ..fsio import check_output, check_output_dir, staged_dir
 from ..model.resolve import local_model_dir
 from .attention import train_attention
+from .compact import stored_like
 from .data import Splits, carve_validation, limit_train, load_splits
 from .features import FeatureCache
 from .finetune import FINETUNE_POOLINGS, FinetuneOptions, default_head, finetune
@@ -86,7 +87,8 @@ def _probe_results(job: ClassifyJob, splits: Splits, cache: FeatureCache, fit: n
         picks = mteb_samples(splits.train.y, job.samples_per_label, job.seeds)
     test_rows = len(splits.test.rows)
     for pooling, layer in pairs if vector_heads else []:
-        x_train, x_test = train.vectors[(pooling, layer)], test.vectors[(pooling, layer)]
+        x_train, x_test = stored_like(job.vector_dtype, job.truncate_dim, job.normalize,   # compact.py
+                                      train.vectors[(pooling, layer)], test.vectors[(pooling, layer)], fit)
         for head in vector_heads:
             runs = []
             if job.samples_per_label:   # MTEB: same sampled rows for every head; MTEB's LogisticRegression

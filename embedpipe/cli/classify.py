@@ -76,6 +76,10 @@ def _layers(ctx, param, text: str):
              help="Hugging Face model id or local directory [default: bundled all-MiniLM-L6-v2].")
 @from_config(ClassifyJob, "max_length", type=int, help="Tokens per text [default: the model's limit].")
 @from_config(ClassifyJob, "normalize", "--normalize/--no-normalize", help="L2-normalize the frozen vectors.")
+@from_config(ClassifyJob, "vector_dtype",
+             help="Probe the vectors as `encode --dtype` stores them (int8 ranges from the training rows).")
+@from_config(ClassifyJob, "truncate_dim", type=int, metavar="N",
+             help="Probe the first N dimensions, renormalized (Matryoshka) [default: all].")
 @from_config(ClassifyJob, "threads", type=int, help="CPU threads [default: all cores].")
 @from_config(ClassifyJob, "out", type=click.Path(), help="Report directory [default: TRAIN_STEM.classify].")
 @from_config(ClassifyJob, "save_model", type=click.Path(),

@@ -81,7 +81,19 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
 @from_config(EncodeJob, "empty_text",
              help="Null or blank texts: stop before encoding anything, or leave those rows out "
                   "(counted in the manifest as skipped_rows).")
-@from_config(EncodeJob, "dtype", help="Vector dtype on disk.")
+@from_config(EncodeJob, "dtype", help="Vector dtype on disk: int8/uint8 with per-dimension calibration ranges, "
+             "binary/ubinary one sign bit per dimension, as sentence-transformers' quantize_embeddings.")
+@from_config(EncodeJob, "truncate_dim", type=int, metavar="N",
+             help="Matryoshka: keep the first N dimensions, then normalize (checked against the dimensions "
+                  "the model declares; others warn) [default: all].")
+@from_config(EncodeJob, "ranges", type=click.Path(), metavar="PATH",
+             help="int8/uint8 calibration ranges: an int8/uint8 vector directory of the same encoder, or a .npy "
+                  "of shape (2, dim) [default: learned from --calibration-rows of the corpus, then kept in "
+                  "the manifest].")
+@from_config(EncodeJob, "calibration_rows", type=int)
+@from_config(EncodeJob, "rescore_dtype",
+             help="binary/ubinary: also keep the vectors in this dtype beside the bits, which `index` then "
+                  "rescores with (int8 ranges learned as for --dtype int8) [default: none].")
 @from_config(EncodeJob, "rows_per_shard", type=int)
 @from_config(EncodeJob, "overwrite", is_flag=True,
              help="Rebuild the output from scratch, e.g. for another model or pooling, or after texts changed "
@@ -97,7 +109,7 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
 def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, file_format, out, max_length,
                batch_size, normalize, optimize, quantize, runner, ray_address, workers, threads, empty_text, dtype,
                rows_per_shard, overwrite, ray_dashboard, prompt_name, prompt, device, backend, precision,
-               gpus_per_actor):
+               gpus_per_actor, **compact):
     """Encode the texts of CORPUS into a vector directory: parquet shards of (id, vector) and a
     manifest.json written last. CORPUS is parquet, JSON Lines, CSV or a Hugging Face save_to_disk
     directory: a file, a directory or a glob of them (compressed too), a pyarrow/fsspec URL, or a
@@ -135,7 +147,7 @@ def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, fil
                     title_column=title_column, format=file_format,
                     runner=runner, ray_address=ray_address, workers=workers, threads=threads,
                     batch_size=batch_size, empty_text=empty_text, dtype=dtype, rows_per_shard=rows_per_shard,
-                    overwrite=overwrite, ray_dashboard=ray_dashboard, gpus_per_actor=gpus_per_actor)
+                    overwrite=overwrite, ray_dashboard=ray_dashboard, gpus_per_actor=gpus_per_actor, **compact)
     result = encode_corpus(job)
     manifest = result.manifest
     last_run = manifest.get("last_run", {})

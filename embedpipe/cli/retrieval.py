@@ -48,6 +48,14 @@ def _megabytes(n: int) -> str:
 @from_config(IndexConfig, "tuning_vectors", "--tuning-queries", "tuning_queries", type=click.Path(),
              help="Sample queries to tune on instead of held-out corpus vectors: a queries parquet (id, text), "
                   "encoded like the corpus, or a vector directory. Better when queries look unlike the documents.")
+@from_config(IndexConfig, "rescore", "--rescore/--no-rescore",
+             help="int8 / binary vectors: rank the compact index's candidates by exact scores from the "
+                  "rescoring vectors, read from disk (memory-mapped).")
+@from_config(IndexConfig, "rescore_from", type=click.Path(), metavar="DIR",
+             help="Vectors to rescore with: a float32/float16/int8 encode of the same corpus and encoder "
+                  "(binary vectors need one) [default: int8 codes rescore themselves].")
+@from_config(IndexConfig, "rescore_multiplier", type=int,
+             help="Candidates taken from a compact index per hit wanted, then rescored.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index directory (a full rebuild).")
 @click.option("--append", is_flag=True,
               help="Add the vectors of shards the index at --out does not hold yet (after an incremental encode), "
@@ -61,13 +69,13 @@ def _megabytes(n: int) -> str:
 @user_errors(flags={"tuning_vectors": "--tuning-queries", "tuning_prompt": "--prompt",
                     "tuning_prompt_name": "--prompt-name", "tuning_device": "--device"})
 def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, recall_margin, ef_construction,
-              tuning_queries, overwrite, append, threads, as_json, prompt_name, prompt, device):
+              tuning_queries, overwrite, append, threads, as_json, prompt_name, prompt, device, **compact):
     """Build a FAISS index over the vectors in VECTORS_DIR (an `embedpipe encode` output)."""
     if append and overwrite:
         raise click.UsageError("--append extends the index and --overwrite rebuilds it; give one of them")
     config = IndexConfig(factory=factory, metric=metric, max_memory=max_memory, target_recall=target_recall,
                          recall_margin=recall_margin, ef_construction=ef_construction, tuning_vectors=tuning_queries,
-                         tuning_prompt_name=prompt_name, tuning_prompt=prompt, tuning_device=device)
+                         tuning_prompt_name=prompt_name, tuning_prompt=prompt, tuning_device=device, **compact)
     appended = 0
     if append and (Path(out) / INFO_FILE).exists():
         before = (read_json(Path(out) / INFO_FILE) or {}).get("n", 0)
@@ -81,8 +89,11 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, reca
     if append and "appends" in info:
         click.echo(f"appended   {appended} vectors")
     click.echo(f"index      {info['factory']} over {info['n']} vectors of dimension {info['dim']} ({info['metric']})")
-    click.echo(f"search     {info['search_params'] or '(exact)'}: recall@10 {info['recall_at_10']:.4f} vs exact search")
-    click.echo(f"memory     {_megabytes(info['memory_bytes'])}, built in {info['build_seconds']:.1f}s")
+    recall = "n/a" if info.get("recall_at_10") is None else f"{info['recall_at_10']:.4f}"
+    click.echo(f"search     {info['search_params'] or '(exact)'}: recall@10 {recall} vs exact search")
+    click.echo(f"memory     {_megabytes(info['memory_bytes'])}"
+               + (f" (+ {_megabytes(info['disk_bytes'])} read from disk to rescore)" if info.get("disk_bytes") else "")
+               + f", built in {info['build_seconds']:.1f}s")
     click.echo(f"wrote      {out}")
 
 
@@ -140,6 +151,26 @@ def _k_values(text: str) -> list[int]:
     return values
 
 
+def _compare(index_dir, others, queries, qrels, queries_columns, qrels_columns, plot, output_format) -> None:
+    from ..retrieval.compare import compare_indexes, plot_quality
+
+    rows = compare_indexes([index_dir, *others], queries, qrels, queries_columns=queries_columns,
+                           qrels_columns=qrels_columns)
+    if plot is not None:
+        click.echo(f"wrote {plot_quality(rows, plot)}", err=True)
+    if output_format == "json":
+        click.echo(json.dumps(rows))
+        return
+    click.echo(f"{rows[0]['queries']} queries")
+    click.echo(f"{'index':<28}{'dtype':>8}{'dim':>5}{'nDCG@10':>9}{'vs 1st':>8}{'R@10':>8}{'RAM B/vec':>10}"
+               f"{'x less':>7}{'disk B/vec':>11}{'queries/s':>10}")
+    for r in rows:
+        name = Path(r["index"]).name[-27:]
+        click.echo(f"{name:<28}{r['dtype']:>8}{r['dim']:>5}{r['ndcg_at_10']:>9.4f}{r['ndcg_vs_first']:>8.3f}"
+                   f"{r['recall_at_10']:>8.4f}{r['ram_bytes_per_vector']:>10.0f}{r['ram_vs_first']:>7}"
+                   f"{r['disk_bytes_per_vector']:>11.0f}{r['queries_per_second']:>10.0f}")
+
+
 @click.command("evaluate")
 @click.argument("index_dir", type=click.Path())
 @click.option("--queries", type=click.Path(),
@@ -171,11 +202,16 @@ def _k_values(text: str) -> list[int]:
               help="Language of the task in --format mteb, as MTEB names them (ISO 639-3 and script; repeatable).")
 @click.option("--out", type=click.Path(), default=None, help="Write --format mteb/trec/json here instead of stdout.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option("--compare", "compare", multiple=True, type=click.Path(), metavar="INDEX_DIR",
+              help="Other indexes of the same corpus (other precisions, truncate_dims): a table of nDCG@10, "
+                   "recall@10, bytes per vector in RAM and on disk, and queries/s, INDEX_DIR first (repeatable).")
+@click.option("--plot", type=click.Path(), default=None,
+              help="With --compare: write a plot of nDCG@10 against bytes per vector (png).")
 @prompt_options("queries [default: the query prompt recorded with the vectors, the model's own]", evaluate_with_run)
 @device_options(evaluate_with_run, "queries", backend=False)
 @user_errors(flags={"k_values": "--k"})
 def evaluate_cmd(index_dir, queries, qrels, beir_dir, split, queries_columns, qrels_columns, k_text, exact, as_json,
-                 output_format, task_name, languages, out, overwrite, prompt_name, prompt, device):
+                 output_format, task_name, languages, out, overwrite, compare, plot, prompt_name, prompt, device):
     """nDCG@10 (main score), Recall@k and MRR@k of INDEX_DIR on BEIR-style queries and qrels:
     --queries and --qrels, or a BEIR dataset folder with --beir DIR --split test.
 
@@ -192,6 +228,9 @@ def evaluate_cmd(index_dir, queries, qrels, beir_dir, split, queries_columns, qr
         out = check_output(out, {"index": index_dir, "queries": queries, "qrels": qrels})
         check_output_file(out, overwrite)
     k_values = _k_values(k_text)
+    if compare:
+        _compare(index_dir, compare, queries, qrels, queries_columns, qrels_columns, plot, output_format)
+        return
     started = time.monotonic()
     report, run = evaluate_with_run(index_dir, queries, qrels, k_values, exact=exact,
                                     queries_columns=queries_columns, qrels_columns=qrels_columns,

@@ -11,11 +11,13 @@
     encoder.py     EncoderSpec (what defines a vector; spec_to_record / spec_from_record: it in a
                    manifest and back) and TextEncoder (onnxruntime + tokenizer: texts -> vectors)
     layers.py      PoolingGridEncoder: every (pooling, layer) vector from one pass (for classify)
+    codec.py       the last step before storing: truncate_dim (Matryoshka), renormalize, cast or quantize
     rows.py        WorkerConfig and RowsToVectors: a batch of corpus rows -> (id, vector, truncated)
     pieces.py      a row range of a corpus file -> one shard + receipt (ShardWriter), written by
                    whichever worker encodes it
     runners/       who encodes the pieces: local (this process) or ray (embedpipe's own actor pool)
     resume.py      the output lock, staging, resuming a run, and the manifest that commits it
+    compact.py     an encode's compact record: truncate_dim checked, int8 ranges learned, given or kept
     job.py         EncodeJob -> a published vector directory (encode_corpus)
 """
 

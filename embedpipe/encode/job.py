@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from .. import __version__, checks
 from ..errors import BadInput, ConfigError
+from ..formats.codes import PACKED, RESCORE_DTYPES
 from ..formats.corpus import Corpus, open_corpus
 from ..formats.readers import FORMATS
 from ..formats.vectors import (
@@ -45,6 +46,7 @@ from ..progress import Progress
 from ..signals import Interrupted, signal_received, stop_on_signals
 from ..storage.store import Store
 from .batching import BatchPlan
+from .compact import codec_for_job, kept_rescore_dtype, rescore_key
 from .devices import placement_record
 from .encoder import EncoderSpec, model_path_of, placement_of, prepare_resolved, spec_to_record
 from .pieces import plan_pieces
@@ -78,7 +80,14 @@ class EncodeJob:
     window: int = 8192                   # rows read, sorted by length and encoded together
     # null/blank text: "error" stops before encoding anything, "skip" drops those rows
     empty_text: str = checks.choice("error", EMPTY_TEXT_POLICIES)
-    dtype: str = checks.choice("float32", DTYPES)  # vector dtype on disk: float32 or float16
+    # vector dtype on disk: float32, float16, int8/uint8 (per-dimension ranges), binary/ubinary (sign bits)
+    dtype: str = checks.choice("float32", DTYPES)
+    truncate_dim: int | None = None      # Matryoshka: keep the first N dimensions, then normalize; None = all
+    # int8/uint8 calibration ranges: an int8/uint8 vector directory or a .npy (2, dim); None = learned
+    ranges: str | None = None
+    calibration_rows: int = 10_000       # int8/uint8 without ranges: corpus rows whose vectors give the ranges
+    # binary/ubinary: also keep the vectors in this dtype beside the bits (column "rescore"), for the index to rescore
+    rescore_dtype: str | None = checks.choice(None, RESCORE_DTYPES, optional=True)
     rows_per_shard: int = 100_000
     overwrite: bool = False              # rebuild from scratch (the old output stays until the new one is complete)
     ray_dashboard: bool = False          # embedded local Ray only: start its dashboard (on 127.0.0.1)
@@ -100,6 +109,12 @@ class EncodeJob:
         checks.at_least("batch_size", self.batch_size, 1)
         checks.at_least("window", self.window, 1)
         checks.at_least("rows_per_shard", self.rows_per_shard, 1)
+        checks.at_least("truncate_dim", self.truncate_dim, 8, optional=True)
+        checks.path("ranges", self.ranges, optional=True)
+        checks.at_least("calibration_rows", self.calibration_rows, 1)
+        if self.rescore_dtype is not None and self.dtype not in PACKED:
+            raise ConfigError("rescore_dtype", f"keeps rescoring vectors beside binary codes; dtype {self.dtype} "
+                              "vectors are their own")
         checks.boolean("overwrite", self.overwrite)
         checks.boolean("ray_dashboard", self.ray_dashboard)
         checks.number_in("gpus_per_actor", self.gpus_per_actor, 0.0, 64.0)
@@ -147,12 +162,13 @@ def _encode(job: EncodeJob) -> EncodeResult:
     out = Store.at(location)
     exported, resolved = prepare_resolved(spec, remote_gpus=job.gpus_per_actor)
     max_length = resolved.max_length
-    record = spec_to_record(spec, max_length, exported.recipe)
-    key = corpus_run_key(encoder_identity(record, exported.info["content_hash"]), job.dtype, corpus)
+    record = job_record(job, max_length, exported.recipe)
+    key = {**corpus_run_key(encoder_identity(record, exported.info["content_hash"]), job.dtype, corpus),
+           **rescore_key(job.rescore_dtype)}
     with output_lock(location):
         base = None if job.overwrite else published_manifest(out)
         if base is not None:
-            changed = differences(run_key_of(base), key)
+            changed = differences({**run_key_of(base), **rescore_key(kept_rescore_dtype(base))}, key)
             if changed:
                 raise BadInput(f"output {shown} was encoded with another config ({changed}); "
                                "pass overwrite=true to rebuild it", fields=("overwrite",))
@@ -182,6 +198,7 @@ def _encode(job: EncodeJob) -> EncodeResult:
                               BatchPlan(batch_size=job.batch_size, threads=job.threads),
                               corpus.text_column, corpus.id_column, job.empty_text, resolved.prompt,
                               placement_of(resolved))
+        config, compact = codec_for_job(job, config, corpus, base, record, exported)
         started = datetime.now(UTC)
         receipts = list(done)
         try:
@@ -221,7 +238,9 @@ def _encode(job: EncodeJob) -> EncodeResult:
             fields = _manifest_fields(job, record, exported.info, corpus, fingerprint, last_run,
                                       (base["shards"] if base else []) + receipts,
                                       created=(base or {}).get("created_at", last_run["started_at"]))
-            manifest = finish(state, fields, exported.dim, job.dtype, receipts)
+            if compact is not None:
+                fields["compact"] = compact
+            manifest = finish(state, fields, job.truncate_dim or exported.dim, job.dtype, receipts)
         except Interrupted as stop:
             stop.detail = abandon(state, quiet=True)
             raise
@@ -271,6 +290,15 @@ def _coverage(corpus: Corpus, base: dict | None) -> Coverage:
     known_shards = [s for s in base["shards"] if (s.get("source") or {}).get("file") not in unchanged]
     unchanged_rows = sum(s["rows"] for s in base["shards"] if (s.get("source") or {}).get("file") in unchanged)
     return Coverage(files, set(files) if known_shards else set(), known_shards, unchanged_rows)
+
+
+def job_record(job: EncodeJob, max_length: int, recipe: ModelRecipe | None = None) -> dict:
+    """The manifest's 'encoder' record of ``job``: its spec's, plus truncate_dim when set (part of the
+    identity: queries, appends and indexes must match it)."""
+    record = spec_to_record(job.spec, max_length, recipe)
+    if job.truncate_dim is not None:
+        record["truncate_dim"] = job.truncate_dim
+    return record
 
 
 def open_job_corpus(job: EncodeJob) -> Corpus:

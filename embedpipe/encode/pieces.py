@@ -32,8 +32,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..formats.corpus import Corpus
-from ..formats.vectors import TRUNCATED_KEY, vector_array, vectors_from_column
+from ..formats.vectors import TRUNCATED_KEY, vectors_from_column
 from ..storage.store import Store
+from .codec import VectorCodec
 from .rows import RowsToVectors, WorkerConfig
 
 SHARD = re.compile(r"^part-(\d{5,})-([0-9a-f]{8})\.parquet$")
@@ -118,10 +119,11 @@ class ShardWriter:
                         on_rows(source_rows)
                     if not table.num_rows:
                         continue
-                    vectors = table.column("vector")
-                    if self.dtype != "float32":
-                        vectors = vector_array(vectors_from_column(vectors), self.dtype)
-                    out = pa.table({"id": table.column("id"), "vector": vectors})
+                    columns = {"id": table.column("id"), "vector": table.column("vector")}
+                    if self.dtype != "float32" or self.config.codec is not None:
+                        codec = self.config.codec or VectorCodec(self.dtype)   # truncate_dim, int8, bits (+ rescore)
+                        columns.update(codec.columns(vectors_from_column(columns["vector"])))
+                    out = pa.table(columns)
                     if writer is None:
                         stream = files.enter_context(self.staging.open_output(name))
                         writer = pq.ParquetWriter(stream, out.schema)

@@ -24,6 +24,7 @@ from ..formats.columns import decoded
 from ..formats.corpus import blank_text_mask, check_utf8
 from ..formats.vectors import vector_array
 from .batching import BatchPlan
+from .codec import VectorCodec
 from .devices import Placement
 from .encoder import TextEncoder
 from .pooling import check_pooling
@@ -45,6 +46,7 @@ class WorkerConfig:
     empty_text: str = "error"   # "error": stop on a null/blank text; "skip": leave the row out
     prompt: str = ""            # put before every text (the model's document prompt, as the job resolved it)
     placement: Placement | None = None  # device, backend, precision (encode/devices.py); None = onnxruntime on CPUs
+    codec: VectorCodec | None = None  # truncate_dim and dtype applied before a shard is written (codec.py)
 
     def __post_init__(self):
         # Checked here too, not only in EncodeJob: a runner builds one per actor, where a bad value
@@ -60,6 +62,8 @@ class WorkerConfig:
         checks.one_of("empty_text", self.empty_text, EMPTY_TEXT_POLICIES)
         if not isinstance(self.prompt, str):
             raise ConfigError("prompt", f"must be a text, got {self.prompt!r}")
+        if self.codec is not None and not isinstance(self.codec, VectorCodec):
+            raise ConfigError("codec", f"must be a VectorCodec, got {type(self.codec).__name__}")
 
 
 class RowsToVectors:

@@ -6,6 +6,7 @@
     table.py       a small table (queries, qrels, labeled data) read whole through those rules
 
     corpus.py      the texts to encode, opened in one pass and streamed as (id, text) batches
+    codes.py       compact vector codes (int8/uint8 per-dimension ranges, sign bits) and reading them as floats
     vectors.py     a vector directory: (id, vector) shards + manifest.json; what defines a vector
     export_dir.py  an ONNX export: graph, tokenizer, pooler weights, export.json and its model recipe
     index_dir.py   an index directory: index.faiss, ids.parquet, index.json

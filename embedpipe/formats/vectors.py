@@ -1,6 +1,6 @@
 """The vector directory contract: parquet shards of (id, vector) plus a manifest written last.
 
-    out/part-00000.parquet   id, vector: fixed_size_list<float32|float16>[dim]
+    out/part-00000.parquet   id, vector: fixed_size_list<float32|float16|int8|uint8>[dim] (binary: [dim / 8])
     out/part-00001.parquet   ...
     out/manifest.json        model, pooling, dim, rows, per-shard rows and sha256, source ...
 
@@ -30,25 +30,27 @@ from .. import checks, fsio
 from ..errors import BadInput, CorruptArtifact, EmbedpipeError
 from ..fsio import check_output_dir, file_sha256, hidden_sibling, publish_dir, write_json_atomic
 from ..storage.store import Store
+from .codes import COMPACT, NUMPY_DTYPE, code_width, dequantize, ranges_from_record
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-DTYPES = ("float32", "float16")  # how vectors may be stored
+DTYPES = ("float32", "float16", *COMPACT)  # how vectors may be stored (compact codes: codes.py)
 TRUNCATED_KEY = "embedpipe.truncated_rows"  # shard footer: rows cut to max_length
 
 
 def vector_array(vectors: np.ndarray, dtype: str = "float32") -> pa.FixedSizeListArray:
-    """(N, D) numpy -> arrow ``fixed_size_list<dtype>[D]`` without a Python loop."""
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=dtype).reshape(-1))
+    """(N, D) numpy -> arrow ``fixed_size_list<dtype>[D]`` without a Python loop (codes as they are)."""
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=NUMPY_DTYPE[dtype]).reshape(-1))
     return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
 
 
-def vectors_from_column(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Arrow ``fixed_size_list`` column -> (N, D) float32 numpy."""
+def vectors_from_column(column: pa.Array | pa.ChunkedArray, *, keep_dtype: bool = False) -> np.ndarray:
+    """Arrow ``fixed_size_list`` column -> (N, D) float32 numpy (``keep_dtype``: as stored)."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     dim = column.type.list_size
-    return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
+    flat = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    return flat if keep_dtype else flat.astype(np.float32, copy=False)
 
 
 def shard_name(number: int) -> str:
@@ -98,8 +100,9 @@ class ShardWriter:
 
     def write(self, ids: pa.Array | list, vectors: np.ndarray, truncated: np.ndarray | None = None) -> None:
         """Queue rows; ``truncated`` (bool per row) marks texts cut to the model's max_length."""
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise EmbedpipeError(f"vectors have shape {vectors.shape}, expected (n, {self.dim})")
+        width = code_width(self.dim, self.dtype)   # compact dtypes take codes: dim / 8 bytes for bits
+        if vectors.ndim != 2 or vectors.shape[1] != width:
+            raise EmbedpipeError(f"vectors have shape {vectors.shape}, expected (n, {width})")
         ids = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(ids)
         if len(ids) != len(vectors):
             raise EmbedpipeError(f"{len(ids)} ids for {len(vectors)} vectors")
@@ -185,6 +188,7 @@ class VectorSet:
 
     store: Store
     manifest: dict
+    column: str = "vector"    # or "rescore": the rescoring vectors kept beside binary codes
 
     @property
     def path(self) -> Path | str:
@@ -202,19 +206,43 @@ class VectorSet:
     def manifest_sha256(self) -> str:
         return self.store.sha256(MANIFEST)
 
-    def iter_batches(self, batch_rows: int = 65_536) -> Iterator[tuple[pa.Array, np.ndarray]]:
-        """Yield (ids, float32 vectors (n, dim)) in row order, reading one parquet batch at a time."""
+    @property
+    def dtype(self) -> str:
+        if self.column == "rescore":
+            return str(self.compact["rescore_dtype"])
+        return str(self.manifest.get("dtype") or "float32")
+
+    def rescore_vectors(self) -> VectorSet | None:
+        """The rescoring vectors an encode kept beside binary codes (the shards' ``rescore`` column), or None."""
+        return VectorSet(self.store, self.manifest, "rescore") if self.compact.get("rescore_dtype") else None
+
+    @property
+    def compact(self) -> dict:
+        """What the manifest records of compact codes (precision, calibration ranges, truncate_dim); {} for floats."""
+        return self.manifest.get("compact") or {}
+
+    def iter_batches(self, batch_rows: int = 65_536, *, codes: bool = False) -> Iterator[tuple[pa.Array, np.ndarray]]:
+        """Yield (ids, float32 vectors (n, dim)) in row order, reading one parquet batch at a time;
+        compact codes are read back as floats (codes.dequantize), or as stored with ``codes``."""
+        dtype, width = self.dtype, code_width(self.dim, self.dtype)
+        ranges = ranges_from_record(self.compact.get("ranges")) if dtype in COMPACT else None
         for shard in self.manifest["shards"]:
             where = self.store.describe(shard["file"])
             try:
                 with self.store.filesystem.open_input_file(self.store.path(shard["file"])) as f:
                     pf = pq.ParquetFile(f)
-                    width = _vector_width(pf.schema_arrow, where)
-                    if width != self.dim:
-                        raise CorruptArtifact(f"vector shard {where} has dimension {width}, "
-                                              f"the manifest says {self.dim}")
-                    for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", "vector"]):
-                        yield batch.column(0), vectors_from_column(batch.column(1))
+                    stored = _vector_width(pf.schema_arrow, where, self.column)
+                    if stored != width:
+                        raise CorruptArtifact(f"vector shard {where} has dimension {stored}, the manifest says "
+                                              f"{width}" + (f" ({dtype} codes of dimension {self.dim})"
+                                                            if dtype in COMPACT else ""))
+                    for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", self.column]):
+                        column = batch.column(1)
+                        if codes or dtype not in COMPACT:
+                            yield batch.column(0), vectors_from_column(column, keep_dtype=codes)
+                        else:
+                            yield batch.column(0), dequantize(vectors_from_column(column, keep_dtype=True), dtype,
+                                                              self.dim, ranges)
             except (OSError, pa.ArrowException) as e:
                 raise CorruptArtifact(f"cannot read vector shard {where}: {e}") from None
 
@@ -231,12 +259,12 @@ class VectorSet:
         return (pa.concat_arrays(ids) if ids else pa.array([])), out
 
 
-def _vector_width(schema: pa.Schema, path) -> int:
-    if "id" not in schema.names or "vector" not in schema.names:
-        raise CorruptArtifact(f"vector shard {path} lacks the columns 'id' and 'vector'")
-    vtype = schema.field("vector").type
+def _vector_width(schema: pa.Schema, path, column: str = "vector") -> int:
+    if "id" not in schema.names or column not in schema.names:
+        raise CorruptArtifact(f"vector shard {path} lacks the columns 'id' and '{column}'")
+    vtype = schema.field(column).type
     if not pa.types.is_fixed_size_list(vtype):
-        raise CorruptArtifact(f"vector shard {path}: column 'vector' is {vtype}, not a fixed-size list")
+        raise CorruptArtifact(f"vector shard {path}: column '{column}' is {vtype}, not a fixed-size list")
     return vtype.list_size
 
 

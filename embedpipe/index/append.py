@@ -23,10 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import EmbedpipeError
+from ..formats.codes import COMPACT
 from ..formats.index_dir import INFO_FILE, read_tuning, write_index_dir
 from ..formats.vectors import VectorSet, identity_of, open_vectors
 from ..fsio import check_output, write_json_atomic
 from ..progress import Progress
+from .compact import rebuild_compact
 from .config import IndexConfig
 from .factory import faiss_threads
 from .load import open_index
@@ -77,6 +79,8 @@ def _append_new_shards(index_dir, vectors_dir, batch_rows: int) -> dict:
     source = vectors_dir or info.get("vectors") or ""
     check_output(path, {"vectors": source})  # the index is replaced as a whole: it must not hold its source
     vectors = open_vectors(source, verify=True)
+    if info.get("compact") or vectors.dtype in COMPACT:   # codes and their exact store are rebuilt whole
+        return rebuild_compact(path, info, vectors, started)
     if vectors.dim != loaded.dim:
         raise EmbedpipeError(f"{vectors.path} holds vectors of dimension {vectors.dim}, the index {loaded.dim}")
     shards = new_shards(info, vectors.manifest, vectors.path)

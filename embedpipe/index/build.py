@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from .. import __version__, checks
 from ..errors import BadInput, EmbedpipeError
+from ..formats.codes import COMPACT
 from ..formats.index_dir import FORMAT_VERSION, INFO_FILE, upload_index_dir, write_index_dir
 from ..formats.vectors import VectorSet, open_vectors
 from ..fsio import check_output, check_output_dir, is_url, local_path
@@ -44,6 +45,7 @@ from .choose import (
     pick_measured,
     training_rows,
 )
+from .compact import build_compact_index
 from .config import IndexConfig
 from .factory import faiss_threads, is_exact, make_index, nlist_of, prepare_auto_index, set_ef_construction, train_index
 from .measure import measure_candidates
@@ -94,12 +96,18 @@ def _build_then_upload(vectors_dir, url: str, config: IndexConfig, overwrite: bo
 
 def _build_local_index_dir(vectors_dir, out, config: IndexConfig, overwrite: bool) -> dict:
     started = time.monotonic()
-    out = check_output(out, {"vectors": vectors_dir, "tuning queries": config.tuning_vectors})
+    out = check_output(out, {"vectors": vectors_dir, "tuning queries": config.tuning_vectors,
+                             "rescoring vectors": config.rescore_from})
     vectors = open_vectors(vectors_dir, verify=True)
     out = check_output_dir(out, overwrite, INFO_FILE)
     n, dim = vectors.rows, vectors.dim
     if n == 0:
         raise EmbedpipeError(f"{vectors.path} holds no vectors; there is nothing to index")
+    if vectors.dtype in COMPACT:   # int8 / binary codes: their own indexes, rescored (compact.py)
+        return build_compact_index(vectors, out, config, started)
+    if config.rescore_from is not None:
+        raise BadInput(f"rescore_from applies to int8 and binary vectors; {vectors.path} holds {vectors.dtype}",
+                       fields=("rescore_from",))
     warnings = metric_warnings(vectors.manifest, config.metric)
     for warning in warnings:
         log.warning("warning: %s", warning)

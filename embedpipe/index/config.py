@@ -50,6 +50,10 @@ class IndexConfig:
     tuning_prompt_name: str | None = None  # a tuning queries parquet gets the recorded query prompt, or the
     tuning_prompt: str | None = None       # model's prompt of this name, or this text ("" = none)
     tuning_device: str = "auto"            # where a tuning queries parquet is encoded: auto, cpu, cuda, cuda:N
+    rescore: bool = True             # compact (int8, binary) vectors: rank the candidates by exact scores (compact.py)
+    rescore_from: str | None = None  # the vectors to rescore with: a float/int8 encode of the same corpus (binary
+                                     # needs one); None: int8 codes rescore themselves
+    rescore_multiplier: int = 4      # candidates taken from a compact index per result wanted, then rescored
     ef_construction: int | None = None  # HNSW graphs' construction search width; None: HNSW_EF_CONSTRUCTION
                                         # (80, factory.py) for `auto`'s choice, FAISS's 40 for a factory given by name
 
@@ -76,6 +80,9 @@ class IndexConfig:
         if self.tuning_prompt is not None and not isinstance(self.tuning_prompt, str):
             raise ConfigError("tuning_prompt", f"must be a text, got {self.tuning_prompt!r}")
         checks.at_least("ef_construction", self.ef_construction, 1, optional=True)
+        checks.boolean("rescore", self.rescore)
+        checks.path("rescore_from", self.rescore_from, optional=True)
+        checks.at_least("rescore_multiplier", self.rescore_multiplier, 1)
 
     def check(self) -> IndexConfig:
         """Kept for callers of the earlier API: the config checked itself when it was built."""

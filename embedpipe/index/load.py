@@ -19,6 +19,7 @@ import pyarrow as pa
 from ..errors import EmbedpipeError
 from ..formats.index_dir import INFO_FILE, download_index_dir, read_faiss, read_ids, read_info
 from ..fsio import is_url, local_path
+from .compact import open_compact_index
 from .params import apply_search_params
 
 
@@ -51,6 +52,8 @@ class LoadedIndex:
                                  f"vectors of dimension {self.dim}")
         if k < 1:
             raise EmbedpipeError(f"k must be at least 1, got {k}")
+        if self.info.get("compact"):   # compact codes, rescored: scores come oriented (compact.py)
+            return self.index.search(queries, k)
         distances, rows = self.index.search(queries, min(k, self.index.ntotal))
         return (distances if self.metric == "ip" else -distances), rows
 
@@ -77,6 +80,8 @@ def open_index(path: str | os.PathLike, *, mmap: bool = False) -> LoadedIndex:
     if not path.is_dir():
         raise EmbedpipeError(f"index directory {path} does not exist")
     info = read_info(path)
+    if info.get("compact"):
+        return LoadedIndex(path, open_compact_index(path, info, mmap=mmap), read_ids(path, int(info["n"])), info)
     index = read_faiss(path, info, mmap=mmap)
     ids = read_ids(path, int(info["n"]))
     try:

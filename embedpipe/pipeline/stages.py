@@ -122,12 +122,11 @@ class EncodeStage(Stage):
         """The run key ``encode_corpus`` would write for ``job``, without exporting the model: the model's
         content hash comes from resolving it (hashes are memoized), and a spec without max_length takes the
         recorded one, which is the model's default when it was not set then either."""
-        from ..encode.encoder import spec_to_record
-        from ..encode.job import corpus_run_key
+        from ..encode.job import corpus_run_key, job_record
         from ..formats.vectors import encoder_identity
         from ..model.resolve import resolve_model
 
-        identity = encoder_identity(spec_to_record(job.spec, job.spec.max_length or recorded_max_length),
+        identity = encoder_identity(job_record(job, job.spec.max_length or recorded_max_length),
                                     resolve_model(job.spec.model).content_hash)
         return corpus_run_key(identity, job.dtype, corpus)
 

@@ -3,6 +3,7 @@
     search.py    text queries -> hits (one text, or a queries file -> results parquet)
     evaluate.py  nDCG@10 / Recall@k / MRR@k on BEIR-style queries and qrels, next to exact search
     metrics.py   the metrics, computed as BEIR and MTEB compute them
+    compare.py   several indexes (precisions, dims) side by side: quality, bytes per vector, queries/s
 """
 
 from .evaluate import EvaluateJob, evaluate, run_evaluate

@@ -43,7 +43,10 @@ def _run(query_ids: list[str], scores: np.ndarray, hit_ids: list[list]) -> dict[
 def exact_search(index: LoadedIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[list]]:
     """(scores, hit ids) of exact search over the vectors the index was built from (streamed;
     the index itself when it is Flat)."""
-    if is_exact(index.index):
+    if index.info.get("compact") and index.index.store is not None:
+        scores, rows = index.index.exhaustive(queries, k)   # over the vectors it rescores with (compact.py)
+        return [s[r >= 0] for s, r in zip(scores, rows)], [index.ids_of(r) for r in rows]
+    if not index.info.get("compact") and is_exact(index.index):
         return index_search(index, queries, k)
     source = index.info.get("vectors")
     try:

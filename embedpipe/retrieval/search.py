@@ -48,11 +48,13 @@ def query_encoder(index: LoadedIndex, prompt_name: str | None = None, prompt: st
     """The encoder that made the indexed vectors, for queries: with the recorded query prompt, or the
     model's prompt ``prompt_name``, or the text ``prompt`` ("" for none), on ``device`` (auto, cpu,
     cuda, cuda:N). Imported here: onnxruntime (or torch) loads only when needed."""
+    from ..encode.codec import query_vectors
     from ..encode.encoder import TextEncoder
 
     manifest = index.info.get("manifest") or {}
-    return TextEncoder.from_manifest(manifest, query=True, prompt_name=prompt_name, prompt=prompt,
-                                     device=device).encode
+    encode = TextEncoder.from_manifest(manifest, query=True, prompt_name=prompt_name, prompt=prompt,
+                                       device=device).encode
+    return lambda texts: query_vectors(manifest, encode(texts))   # truncated as the vectors were
 
 
 def corpus_texts(corpus: str | os.PathLike, ids: set[str], *, text_column: str = "text", id_column: str = "id",

@@ -68,7 +68,7 @@ BAD_VALUES = [
     ("index.target_recall", "2", "must be a number in (0, 1], got 2"),
     ("index.recall_margin", "0.5", "must be a number in [0, 0.1], got 0.5"),
     ("classify.test_fraction", "1.5", "must be a number in (0, 1), got 1.5"),
-    ("encode.dtype", "float64", "must be one of float32, float16, got 'float64'"),
+    ("encode.dtype", "float64", "must be one of float32, float16, int8, uint8, binary, ubinary, got 'float64'"),
     ("encode.runner", "spark", "must be one of auto, ray, local, got 'spark'"),
 ]
 
