@@ -19,6 +19,7 @@ import numpy as np
 from .. import checks
 from ..errors import BadInput, ConfigError, CorruptArtifact, EmbedpipeError, first_line
 from ..formats.export_dir import ExportedModel, load_export
+from ..formats.vectors import check_finite
 from ..model.export import ensure_exported
 from ..model.feeds import flatten, pack
 from ..model.optimize import OPTIMIZE_LEVELS, QUANTIZE_MODES, check_export_options
@@ -231,7 +232,9 @@ class TextEncoder:
         vectors = pool(pooling, hidden.astype(np.float32, copy=False), mask, self.prompt_tokens, **weights)
         if self.recipe.modules:
             vectors = apply_modules(vectors, self.recipe.modules, self.module_weights)
-        return l2_normalize(vectors) if self.normalize else vectors
+        vectors = l2_normalize(vectors) if self.normalize else vectors
+        return check_finite(vectors, f"the model in {self.exported.path} gives vectors no index can hold",
+                            hint="its weights (or its modules' after pooling) hold NaN or inf, or overflow")
 
 
 def check_texts(texts: Sequence) -> None:

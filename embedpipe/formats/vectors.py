@@ -38,9 +38,35 @@ TRUNCATED_KEY = "embedpipe.truncated_rows"  # shard footer: rows cut to max_leng
 
 
 def vector_array(vectors: np.ndarray, dtype: str = "float32") -> pa.FixedSizeListArray:
-    """(N, D) numpy -> arrow ``fixed_size_list<dtype>[D]`` without a Python loop."""
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=dtype).reshape(-1))
-    return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+    """(N, D) numpy -> arrow ``fixed_size_list<dtype>[D]`` without a Python loop. Values beyond a
+    narrower dtype's range are refused: float16 would store them as inf."""
+    with np.errstate(over="ignore"):   # an overflow is refused below, in words
+        stored = np.ascontiguousarray(vectors, dtype=dtype)
+    if stored.dtype != vectors.dtype and np.isfinite(vectors).all():
+        check_finite(stored, f"as {dtype}, vectors", hint="store them as float32 (dtype=float32) or normalize them",
+                     fields=("dtype",))
+    return pa.FixedSizeListArray.from_arrays(pa.array(stored.reshape(-1)), vectors.shape[1])
+
+
+def check_finite(vectors: np.ndarray, what: str, *, ids=None, hint: str = "", fields: tuple[str, ...] = (),
+                 error: type[EmbedpipeError] = BadInput) -> np.ndarray:
+    """``vectors`` unchanged when every value is finite; otherwise ``error`` naming how many rows hold
+    NaN or inf and, when ``ids`` are given, the first of them. Checked where vectors
+    are made (the encoder) and where they are read (a shard), so none reaches an index or a search.
+
+    >>> check_finite(np.array([[1.0, 0.0], [np.nan, 1.0]]), "vectors", ids=["a", "b"])
+    Traceback (most recent call last):
+    embedpipe.errors.BadInput: vectors: 1 of 2 vector(s) hold NaN or inf (first id: 'b')
+    """
+    bad = ~np.isfinite(vectors).all(axis=-1) if vectors.size else np.zeros(len(vectors), bool)
+    if bad.any():
+        first = ""
+        if ids is not None:
+            value = ids[int(np.flatnonzero(bad)[0])]
+            first = f" (first id: {(value.as_py() if hasattr(value, 'as_py') else value)!r})"
+        raise error(f"{what}: {int(bad.sum())} of {len(vectors)} vector(s) hold NaN or inf{first}"
+                    + (f"; {hint}" if hint else ""), fields=fields)
+    return vectors
 
 
 def vectors_from_column(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -103,6 +129,7 @@ class ShardWriter:
         ids = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(ids)
         if len(ids) != len(vectors):
             raise EmbedpipeError(f"{len(ids)} ids for {len(vectors)} vectors")
+        check_finite(vectors, f"vectors written to {self.directory}", ids=ids)
         table = pa.table({"id": ids, "vector": vector_array(vectors, self.dtype)})
         self._pending.append(table)
         self._pending_truncated.append(np.zeros(len(ids), bool) if truncated is None else np.asarray(truncated, bool))
@@ -214,7 +241,9 @@ class VectorSet:
                         raise CorruptArtifact(f"vector shard {where} has dimension {width}, "
                                               f"the manifest says {self.dim}")
                     for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", "vector"]):
-                        yield batch.column(0), vectors_from_column(batch.column(1))
+                        yield batch.column(0), check_finite(
+                            vectors_from_column(batch.column(1)), f"vector shard {where}", ids=batch.column(0),
+                            hint="re-encode it with overwrite=true", fields=("overwrite",), error=CorruptArtifact)
             except (OSError, pa.ArrowException) as e:
                 raise CorruptArtifact(f"cannot read vector shard {where}: {e}") from None
 

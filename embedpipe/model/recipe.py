@@ -80,6 +80,9 @@ def module_weights(model_dir: Path, modules: tuple[Module, ...]) -> dict[str, np
             key = f"{prefix}.{name}"
             if key in tensors:
                 weights[f"{position}.{name}"] = np.asarray(tensors[key], dtype=np.float32)
+                if not np.isfinite(weights[f"{position}.{name}"]).all():
+                    raise BadInput(f"{folder}: the {module.kind} module's {key!r} holds NaN or inf; "
+                                   "vectors made with it would too")
             elif name == "weight" or module.bias:
                 raise BadInput(f"{folder}: the {module.kind} module's weights hold no {key!r}")
         expected = (module.out_features, module.in_features) if module.kind == "Dense" else (module.in_features,)
