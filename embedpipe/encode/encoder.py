@@ -88,14 +88,18 @@ def prepare(spec: EncoderSpec) -> tuple[ExportedModel, int]:
 def prepare_resolved(spec: EncoderSpec) -> tuple[ExportedModel, EncoderSpec]:
     """``prepare``, with the spec made concrete for this model (``resolve_spec``)."""
     exported = ensure_exported(resolve_model(spec.model), optimize=spec.optimize, quantize=spec.quantize)
-    resolved = resolve_spec(spec, exported.recipe, spec.max_length or exported.default_max_length)
+    limit, length = exported.position_limit, spec.max_length or exported.default_max_length
+    # The model's own max_seq_length is checked as a given one is (its config can be wrong)
+    given = f"max_length {length}" if spec.max_length is not None else f"the model's max_seq_length {length}"
+    if isinstance(length, bool) or not isinstance(length, int) or length < 2:
+        raise BadInput(f"{given} is not a number of tokens of at least 2; pass max_length", fields=("max_length",))
+    resolved = resolve_spec(spec, exported.recipe, length)
     if resolved.pooling in NEEDS_POOLER_WEIGHTS and not exported.info.get("has_pooler"):
         raise BadInput(f"pooling 'pooler' needs a model with a pooler layer; {exported.info['model_name']} has none")
-    limit = exported.position_limit
-    if spec.max_length is not None and limit is not None and spec.max_length > limit:
+    if limit is not None and length > limit:
         # Caught here, before any runner starts: onnxruntime (or a Ray actor) would fail mid-run
         # on the first text that long, with an index error that never mentions the length.
-        raise BadInput(f"max_length {spec.max_length} is more than model {exported.info.get('model_name')} has "
+        raise BadInput(f"{given} is more than model {exported.info.get('model_name')} has "
                        f"positions for ({limit} tokens); pass max_length={limit} or less", fields=("max_length",))
     return exported, resolved
 
