@@ -5,21 +5,20 @@ already published changes; float16 overflow is refused; a NaN cosine fails the i
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from safetensors.numpy import load_file, save_file
 
 from embedpipe.errors import BadInput
-from embedpipe.formats.vectors import check_finite, shard_entry, vector_array
+from embedpipe.formats.vectors import check_finite, vector_array
 from embedpipe.model.quantize import QUALITY_FLOOR, above_floor, quality_warning
 from tests.helpers import TEXTS, assert_one_line_error, run_cli, snapshot, write_corpus
 from tests.index.clustered import clustered_unit_vectors, write_vectors
+from tests.reliability.support import add_shard
 
 
 def poison_safetensors(path: Path, name_part: str, value: float, row: int | None = None) -> None:
@@ -68,19 +67,6 @@ def test_a_dense_module_with_non_finite_weights_is_refused(tiny_st_model, tmp_pa
     assert not (tmp_path / "v").exists()
 
 
-def with_poisoned_shard(vectors_dir: Path, ids: list[str], rows: np.ndarray) -> None:
-    """Add a shard to a published vector directory as a broken upstream job would: its parquet holds
-    ``rows`` as they are (NaN, inf), and the manifest lists it with a correct checksum."""
-    name = f"part-{len(json.loads((vectors_dir / 'manifest.json').read_text())['shards']):05d}.parquet"
-    flat = pa.array(rows.astype(np.float32).reshape(-1))
-    pq.write_table(pa.table({"id": ids, "vector": pa.FixedSizeListArray.from_arrays(flat, rows.shape[1])}),
-                   vectors_dir / name)
-    manifest = json.loads((vectors_dir / "manifest.json").read_text())
-    manifest["shards"].append(shard_entry(vectors_dir / name))
-    manifest["rows"] += len(ids)
-    (vectors_dir / "manifest.json").write_text(json.dumps(manifest))
-
-
 BAD_VALUES = [np.nan, np.inf, -np.inf]
 
 
@@ -90,7 +76,7 @@ def test_index_refuses_vectors_holding_nan_or_inf(tmp_path, bad):
     vectors = write_vectors(tmp_path / "v", x[:200])
     poisoned = x[200:].copy()
     poisoned[17, 3] = bad
-    with_poisoned_shard(vectors, [f"new{i}" for i in range(100)], poisoned)
+    add_shard(vectors, [f"new{i}" for i in range(100)], poisoned)
     assert_one_line_error(run_cli("index", vectors, "--out", tmp_path / "i", "--factory", "Flat"),
                           "NaN or inf", "'new17'")
     assert not (tmp_path / "i").exists()
@@ -105,7 +91,7 @@ def test_append_never_replaces_a_good_index_with_a_poisoned_one(tmp_path, bad):
     before = snapshot(tmp_path / "i")
     poisoned = x[200:].copy()
     poisoned[-1] = bad
-    with_poisoned_shard(vectors, [f"new{i}" for i in range(100)], poisoned)
+    add_shard(vectors, [f"new{i}" for i in range(100)], poisoned)
     assert_one_line_error(run_cli("index", vectors, "--out", tmp_path / "i", "--append"), "NaN or inf", "'new99'")
     assert snapshot(tmp_path / "i") == before
 
@@ -116,7 +102,7 @@ def test_tuning_query_vectors_holding_nan_are_refused(tmp_path):
     queries = x[:20].copy()
     queries[4, 0] = np.nan
     tuning = write_vectors(tmp_path / "q", x[:1])
-    with_poisoned_shard(tuning, [f"q{i}" for i in range(20)], queries)
+    add_shard(tuning, [f"q{i}" for i in range(20)], queries)
     assert_one_line_error(run_cli("index", vectors, "--out", tmp_path / "i", "--factory", "HNSW8",
                                   "--tuning-queries", tuning), "NaN or inf", "'q4'")
     assert not (tmp_path / "i").exists()
