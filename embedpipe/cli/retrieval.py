@@ -16,7 +16,7 @@ import click
 from ..errors import BadInput
 from ..formats.beir import beir_files
 from ..formats.index_dir import INFO_FILE
-from ..formats.reports import mteb_result, trec_run_lines
+from ..formats.reports import mteb_result, trec_run_lines, trec_tag
 from ..fsio import check_output, check_output_file, file_sha256, write_text_atomic
 from ..index import IndexConfig, append_index, build_index, open_index
 from ..retrieval.evaluate import evaluate_with_run
@@ -205,7 +205,7 @@ def evaluate_cmd(index_dir, queries, qrels, beir_dir, split, queries_columns, qr
     if output_format == "json":
         text = json.dumps(report)
     elif output_format == "trec":
-        text = "\n".join(trec_run_lines(run, tag=Path(index_dir).name or "embedpipe"))
+        text = "\n".join(trec_run_lines(run, tag=trec_tag(Path(index_dir).name)))
     else:
         name = task_name or (Path(beir_dir).resolve().name if beir_dir else Path(queries).name.split(".")[0])
         result = mteb_result(name, split, report["index"], report["main_score"],
