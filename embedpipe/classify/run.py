@@ -215,6 +215,7 @@ def run_classify(job: ClassifyJob) -> dict:
         "dataset": {"train_path": str(job.train), "classes": splits.classes, "n_classes": len(splits.classes),
                     "train_rows": int(len(splits.train.rows)), "fit_rows": int(len(fit)),
                     "validation_rows": int(len(val)), "test_rows": int(len(splits.test.rows)),
+                    "test_fingerprint": splits.test.fingerprint(),
                     "test_source": (f"test file {job.test}" if job.test else
                                     f"{job.test_fraction:.0%} of the training file held out, stratified")},
         "model": model_record,
