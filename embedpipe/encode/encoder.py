@@ -139,6 +139,10 @@ class TextEncoder:
         # sentence-transformers counts the prompt's tokens as the tokenizer makes them alone, less a
         # special token it appends (SEP, EOS): that many leading tokens are left out of the pooling.
         self.prompt_tokens = 0 if self.recipe.include_prompt or not self.prompt else self._count_prompt_tokens()
+        if self.prompt and self._count_prompt_tokens() >= max_length - 1:   # no token left for any text
+            raise BadInput(f"the prompt {self.prompt[:40]!r} fills all {max_length} tokens a text may have: no text "
+                           "would be seen and every vector would be the same; shorten the prompt or raise max_length",
+                           fields=("max_length",))
 
     def _count_prompt_tokens(self) -> int:
         prompt = self.prompt.lower() if self.recipe.lowercase else self.prompt

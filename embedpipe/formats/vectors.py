@@ -289,7 +289,8 @@ def read_manifest(path: Path | Store) -> dict:
 def published_manifest(out: Path | Store) -> dict | None:
     """The manifest of a complete output at ``out``; None if there is none yet. A local directory
     with files but no manifest is refused (it is not ours to replace without ``overwrite``); on an
-    object store, files without a manifest are an unfinished run's (the manifest is the commit)."""
+    object store, embedpipe's files without a manifest are an unfinished run's (the manifest is the
+    commit), and other objects are refused the same way."""
     store = out if isinstance(out, Store) else Store.at(out)
     if store.local is not None:
         local = store.local
@@ -299,6 +300,14 @@ def published_manifest(out: Path | Store) -> dict | None:
             raise BadInput(f"output {local} already holds files; pass overwrite=true to replace them",
                            fields=("overwrite",))
     elif not store.exists(MANIFEST):
+        # As a local directory of other files is refused: objects embedpipe did not write are not ours
+        # to write beside (a prefix named by mistake: someone's data, another tool's output).
+        foreign = [n for n in store.names() if not (n in (MANIFEST, "run.json") or (
+            n.startswith("part-") and n.endswith((".parquet", ".json"))))]
+        if foreign:
+            raise BadInput(f"output {store.location} already holds objects embedpipe did not write (e.g. "
+                           f"{foreign[0]!r}); choose a prefix of its own, or pass overwrite=true to write beside "
+                           "them (nothing embedpipe did not write is deleted)", fields=("overwrite",))
         return None
     manifest = read_manifest(store)
     if not isinstance(manifest.get("source"), dict):
