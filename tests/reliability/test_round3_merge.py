@@ -21,18 +21,24 @@ WORDS = ["cat", "dog", "sun", "moon", "tree", "river", "fire", "water"]
 
 @pytest.fixture(scope="module")
 def reports(tiny_model_dir, tmp_path_factory):
-    """Two reports on the same split (cls, mean) and one on another split (test_fraction 0.3)."""
+    """Two reports on the same split (cls, mean), and a copy of the first as a report on another split
+    would be (its fingerprint and split config changed: a third classify run costs more than it shows)."""
     root = tmp_path_factory.mktemp("reports")
     rng = np.random.default_rng(0)
     texts = [" ".join(rng.choice(WORDS, 5)) for _ in range(90)]
     pq.write_table(pa.table({"text": texts, "label": ["a", "b", "c"] * 30}), root / "train.parquet")
     made = {}
-    for name, extra in {"cls": ["--pooling", "cls"], "mean": ["--pooling", "mean"],
-                        "other": ["--pooling", "cls", "--test-fraction", "0.3"]}.items():
+    for name, extra in {"cls": ["--pooling", "cls"], "mean": ["--pooling", "mean"]}.items():
         result = run_cli("classify", root / "train.parquet", "--model", tiny_model_dir, "--head", "linear",
                          *extra, "--out", root / name)
         assert result.exit_code == 0, result.output
         made[name] = root / name
+    other = Path(shutil.copytree(made["cls"], root / "other"))
+    report = json.loads((other / "report.json").read_text())
+    report["dataset"]["test_fingerprint"] = "f" * 64
+    report["config"]["test_fraction"] = 0.3
+    (other / "report.json").write_text(json.dumps(report))
+    made["other"] = other
     return made
 
 
