@@ -20,7 +20,7 @@ import math
 import os
 from collections.abc import Sequence
 
-from .errors import ConfigError
+from .errors import ConfigError, EmbedpipeError
 
 
 def at_least(field: str, value, low: int, *, optional: bool = False) -> int | None:
@@ -161,3 +161,20 @@ def training(options) -> None:
     number_in("lr", options.lr, 0.0, 1.0, low_open=True)
     number_in("weight_decay", options.weight_decay, 0.0, 1.0)
     number_in("dropout", options.dropout, 0.0, 1.0, high_open=True)
+
+
+def env_seconds(name: str, default: float, old_name: str | None = None) -> float:
+    """Seconds from ``$name`` (else ``$old_name``); ``default`` when neither is set or the value is
+    not above 0; an error naming the variable when it is not a finite number (``inf`` would be a wait
+    with no end: the hang these bounds exist to prevent)."""
+    used = name if os.environ.get(name) or not old_name else old_name
+    raw = os.environ.get(used)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise EmbedpipeError(f"${used} must be a number of seconds, got {raw!r}")
+    return value if value > 0 else default

@@ -112,9 +112,12 @@ def staged_dir(out: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh hidden directory beside ``out``; when the block ends without an error it
     replaces ``out`` in one rename. On an error it is removed and ``out`` is left as it was."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     staging = hidden_sibling(out, "staging")
-    staging.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+    except OSError as e:
+        raise BadInput(f"cannot create {staging}: {e.strerror or first_line(e)}") from None
     try:
         yield staging
         publish_dir(staging, out)
@@ -131,8 +134,11 @@ class FileLock:
         self.fd: int | None = None
 
     def __enter__(self) -> FileLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as e:   # a parent no one can create (/proc/x), read-only, full: before any work
+            raise BadInput(f"cannot create {self.path}: {e.strerror or first_line(e)}") from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -19,6 +19,7 @@ Modules, one job each:
     notes.py      how each method was trained, in words
     report.py     the report directory (json, md, png, predictions) and whether it is current
     predict.py    a saved probe (formats/classifier.py) applied to a parquet file
+    merge.py      reports made on the same test rows merged into one (`embedpipe classify-merge`)
 """
 
 from .job import ClassifyJob

@@ -33,6 +33,14 @@ class Part:
     def texts(self) -> list[str]:
         return [self.source.texts[i] for i in self.rows]
 
+    def fingerprint(self) -> str:
+        """The rows' texts and labels, hashed: reports pair their test rows (classify/merge.py) only
+        when this agrees."""
+        digest = hashlib.sha256()
+        for text, label in zip(self.texts, self.y):
+            digest.update(f"{len(text)}:{text}{int(label)}\n".encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()
+
     def rows_key(self) -> str:
         """Identifies this choice of rows (for the feature cache)."""
         if len(self.rows) == len(self.source.texts):

@@ -24,6 +24,7 @@ from .. import __version__
 from ..encode.encoder import model_path_of, prepare, spec_to_record
 from ..encode.layers import resolve_layers
 from ..encode.pooling import NEEDS_POOLER_WEIGHTS
+from ..errors import BadInput
 from ..formats.classifier import META, save_classifier
 from ..fsio import check_output, check_output_dir, staged_dir
 from ..model.resolve import local_model_dir
@@ -186,7 +187,11 @@ def run_classify(job: ClassifyJob) -> dict:
                     "own_pooling": recipe.pooling if recipe.sentence_transformers else None}
     cache = FeatureCache(threads=job.threads)
     last = cache.last_layer(job.encoder_spec(job.poolings[0]))
-    resolve_layers(job.layers, last)   # a layer the model has not: one line before any work
+    layers = resolve_layers(job.layers, last)   # a layer the model has not: one line before any work
+    if not job.finetune and last not in layers and set(job.poolings) <= set(NEEDS_POOLER_WEIGHTS):
+        raise BadInput(f"pooling {job.poolings[0]!r} applies to the last layer ({last}) only, and layers "
+                       f"{','.join(map(str, layers))} leave it out: nothing would be compared; add layer {last} "
+                       "or another pooling", fields=("layers",))
     model_record["layers"] = last
     fit, val = (carve_validation(splits.train.y, job.val_fraction, job.split_seed) if not job.samples_per_label
                 else (np.arange(len(splits.train.rows)), np.zeros(0, dtype=np.int64)))
@@ -212,6 +217,7 @@ def run_classify(job: ClassifyJob) -> dict:
         "dataset": {"train_path": str(job.train), "classes": splits.classes, "n_classes": len(splits.classes),
                     "train_rows": int(len(splits.train.rows)), "fit_rows": int(len(fit)),
                     "validation_rows": int(len(val)), "test_rows": int(len(splits.test.rows)),
+                    "test_fingerprint": splits.test.fingerprint(),
                     "test_source": (f"test file {job.test}" if job.test else
                                     f"{job.test_fraction:.0%} of the training file held out, stratified")},
         "model": model_record,

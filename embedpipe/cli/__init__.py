@@ -7,7 +7,7 @@ in a message are shown as the command's flags.
     options.py    shared options and the error handler
     encode.py     export, encode
     retrieval.py  index, search, evaluate
-    classify.py   classify, predict
+    classify.py   classify, predict, classify-merge
     pipeline.py   run, submit
 """
 
@@ -19,7 +19,7 @@ import os
 import click
 
 from .. import __version__
-from .classify import classify_cmd, predict_cmd
+from .classify import classify_cmd, classify_merge_cmd, predict_cmd
 from .encode import encode_cmd, export_cmd
 from .pipeline import run_cmd, submit_cmd
 from .retrieval import evaluate_cmd, index_cmd, search_cmd
@@ -45,6 +45,6 @@ def main(quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-for command in (export_cmd, encode_cmd, index_cmd, search_cmd, evaluate_cmd, classify_cmd, predict_cmd, run_cmd,
-                submit_cmd):
+for command in (export_cmd, encode_cmd, index_cmd, search_cmd, evaluate_cmd, classify_cmd, predict_cmd,
+                classify_merge_cmd, run_cmd, submit_cmd):
     main.add_command(command)

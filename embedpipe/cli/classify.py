@@ -11,6 +11,7 @@ import json
 import click
 
 from ..classify.job import ClassifyJob
+from ..classify.merge import merge_reports
 from ..classify.predict import predict_file
 from .options import device_options, from_config, user_errors
 
@@ -128,3 +129,18 @@ def predict_cmd(model_dir, data, out, text_column, threads, overwrite, as_json, 
                            device=device)
     click.echo(json.dumps(summary) if as_json else
                f"wrote {summary['rows']} predictions to {summary['out']} ({summary['texts_per_s']:.0f} texts/s)")
+
+
+@click.command("classify-merge")
+@click.argument("out", type=click.Path())
+@click.argument("report_dirs", nargs=-1, required=True, type=click.Path())
+@from_config(merge_reports, "overwrite", is_flag=True, help="Replace an existing OUT report directory.")
+@user_errors
+def classify_merge_cmd(out, report_dirs, overwrite):
+    """Merge `classify` reports made on the same test rows (e.g. one run per fine-tuning head, side by
+    side) into the report directory OUT: every method compared with the best and the verdict recomputed
+    from their predictions. Reports on other test rows are refused (paired statistics need the same
+    rows); a method in several reports is taken from the first."""
+    report = merge_reports(out, list(report_dirs), overwrite=overwrite)
+    click.echo(f"merged {len(report_dirs)} reports ({len(report['results'])} results) into {out}")
+    click.echo("\nVerdict:\n" + "\n".join(f"- {sentence}" for sentence in report["verdict"]))

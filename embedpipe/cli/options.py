@@ -16,7 +16,7 @@ import click
 
 from .. import checks
 from ..errors import EmbedpipeError, first_line
-from ..signals import Interrupted, signal_received, stop_on_signals
+from ..signals import DEFAULT_STOP_GRACE_S, STOP_GRACE_ENV, Interrupted, signal_received, stop_on_signals
 
 
 def flag_of(field: str, value: str | None = None, flags: dict[str, str] | None = None) -> str:
@@ -38,7 +38,7 @@ def user_errors(fn=None, *, flags: dict[str, str] | None = None):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             try:
-                with stop_on_signals():
+                with stop_on_signals(checks.env_seconds(STOP_GRACE_ENV, DEFAULT_STOP_GRACE_S)):
                     return fn(*args, **kwargs)
             except Interrupted as stop:  # SIGTERM or Ctrl-C: one line, and the exit code a shell expects
                 click.echo(f"Error: {stop}", err=True)

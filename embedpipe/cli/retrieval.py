@@ -16,11 +16,12 @@ import click
 from ..errors import BadInput
 from ..formats.beir import beir_files
 from ..formats.index_dir import INFO_FILE
-from ..formats.reports import mteb_result, trec_run_lines
-from ..fsio import check_output, check_output_file, file_sha256, read_json, write_text_atomic
+from ..formats.reports import mteb_result, trec_run_lines, trec_tag
+from ..fsio import check_output, check_output_file, file_sha256, write_text_atomic
 from ..index import IndexConfig, append_index, build_index, open_index
 from ..retrieval.evaluate import evaluate_with_run
 from ..retrieval.search import corpus_columns, corpus_texts, query_encoder, search_file, search_texts
+from ..storage.store import Store
 from .options import device_options, from_config, prompt_options, user_errors
 
 METRIC_LABELS = {"ndcg": "nDCG", "recall": "Recall", "mrr": "MRR"}
@@ -77,8 +78,8 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, reca
                          recall_margin=recall_margin, ef_construction=ef_construction, tuning_vectors=tuning_queries,
                          tuning_prompt_name=prompt_name, tuning_prompt=prompt, tuning_device=device, **compact)
     appended = 0
-    if append and (Path(out) / INFO_FILE).exists():
-        before = (read_json(Path(out) / INFO_FILE) or {}).get("n", 0)
+    if append and Store.at(out).exists(INFO_FILE):   # a path or a URL
+        before = (Store.at(out).read_json(INFO_FILE) or {}).get("n", 0)
         info = append_index(out, vectors_dir, threads=threads)
         appended = info["n"] - before
     else:
@@ -246,7 +247,7 @@ def evaluate_cmd(index_dir, queries, qrels, beir_dir, split, queries_columns, qr
     if output_format == "json":
         text = json.dumps(report)
     elif output_format == "trec":
-        text = "\n".join(trec_run_lines(run, tag=Path(index_dir).name or "embedpipe"))
+        text = "\n".join(trec_run_lines(run, tag=trec_tag(Path(index_dir).name)))
     else:
         name = task_name or (Path(beir_dir).resolve().name if beir_dir else Path(queries).name.split(".")[0])
         result = mteb_result(name, split, report["index"], report["main_score"],

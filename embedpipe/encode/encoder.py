@@ -19,6 +19,7 @@ import numpy as np
 from .. import checks
 from ..errors import BadInput, ConfigError, CorruptArtifact, EmbedpipeError, first_line
 from ..formats.export_dir import ExportedModel, load_export
+from ..formats.vectors import check_finite
 from ..model.export import ensure_exported
 from ..model.feeds import flatten, pack
 from ..model.optimize import OPTIMIZE_LEVELS, QUANTIZE_MODES, check_export_options
@@ -105,15 +106,19 @@ def prepare_resolved(spec: EncoderSpec, remote_gpus: float = 0.0) -> tuple[Expor
         exported = ensure_torch_ready(resolve_model(spec.model))
     else:
         exported = ensure_exported(resolve_model(spec.model), optimize=spec.optimize, quantize=spec.quantize)
-    resolved = resolve_spec(spec, exported.recipe, spec.max_length or exported.default_max_length)
+    limit, length = exported.position_limit, spec.max_length or exported.default_max_length
+    # The model's own max_seq_length is checked as a given one is (its config can be wrong)
+    given = f"max_length {length}" if spec.max_length is not None else f"the model's max_seq_length {length}"
+    if isinstance(length, bool) or not isinstance(length, int) or length < 2:
+        raise BadInput(f"{given} is not a number of tokens of at least 2; pass max_length", fields=("max_length",))
+    resolved = resolve_spec(spec, exported.recipe, length)
     resolved = replace(resolved, device=placement.device, backend=placement.backend, precision=placement.precision)
     if resolved.pooling in NEEDS_POOLER_WEIGHTS and not exported.info.get("has_pooler"):
         raise BadInput(f"pooling 'pooler' needs a model with a pooler layer; {exported.info['model_name']} has none")
-    limit = exported.position_limit
-    if spec.max_length is not None and limit is not None and spec.max_length > limit:
+    if limit is not None and length > limit:
         # Caught here, before any runner starts: onnxruntime (or a Ray actor) would fail mid-run
         # on the first text that long, with an index error that never mentions the length.
-        raise BadInput(f"max_length {spec.max_length} is more than model {exported.info.get('model_name')} has "
+        raise BadInput(f"{given} is more than model {exported.info.get('model_name')} has "
                        f"positions for ({limit} tokens); pass max_length={limit} or less", fields=("max_length",))
     return exported, resolved
 
@@ -156,6 +161,10 @@ class TextEncoder:
         # sentence-transformers counts the prompt's tokens as the tokenizer makes them alone, less a
         # special token it appends (SEP, EOS): that many leading tokens are left out of the pooling.
         self.prompt_tokens = 0 if self.recipe.include_prompt or not self.prompt else self._count_prompt_tokens()
+        if self.prompt and self._count_prompt_tokens() >= max_length - 1:   # no token left for any text
+            raise BadInput(f"the prompt {self.prompt[:40]!r} fills all {max_length} tokens a text may have: no text "
+                           "would be seen and every vector would be the same; shorten the prompt or raise max_length",
+                           fields=("max_length",))
 
     def _count_prompt_tokens(self) -> int:
         prompt = self.prompt.lower() if self.recipe.lowercase else self.prompt
@@ -270,7 +279,9 @@ class TextEncoder:
         vectors = pool(pooling, hidden.astype(np.float32, copy=False), mask, self.prompt_tokens, **weights)
         if self.recipe.modules:
             vectors = apply_modules(vectors, self.recipe.modules, self.module_weights)
-        return l2_normalize(vectors) if self.normalize else vectors
+        vectors = l2_normalize(vectors) if self.normalize else vectors
+        return check_finite(vectors, f"the model in {self.exported.path} gives vectors no index can hold",
+                            hint="its weights (or its modules' after pooling) hold NaN or inf, or overflow")
 
 
 def placement_of(spec: EncoderSpec) -> Placement:

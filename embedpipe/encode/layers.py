@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput, ConfigError, EmbedpipeError
-from ..formats.export_dir import ExportedModel
+from ..formats.export_dir import ExportedModel, config_value
 from ..model.export_layers import ensure_layers_exported, hidden_state_output
 from ..model.feeds import flatten
 from ..model.resolve import resolve_model
@@ -46,7 +46,7 @@ def layer_count(exported: ExportedModel) -> int:
             break
         except (OSError, ValueError):
             continue
-    layers = config.get("num_hidden_layers") or config.get("n_layers")
+    layers = config_value(config, "num_hidden_layers")
     if not layers:
         raise EmbedpipeError(f"{exported.info.get('model_name')}: config.json names no layer count")
     return int(layers)

@@ -20,7 +20,6 @@ texts are strings (string_view and dictionary-encoded too).
 from __future__ import annotations
 
 import csv
-import io
 import math
 import os
 from pathlib import Path
@@ -31,7 +30,7 @@ from ..errors import BadInput
 from ..storage.filesystem import resolve_filesystem
 from .columns import Column, check_ids_present, first_null, invalid_utf8_rows
 from .readers import format_of, reader_for
-from .readers.files import open_stream
+from .readers.files import open_stream, text_lines
 from .table import read_table
 
 RESULT_COLUMNS = ("query_id", "rank", "doc_id", "score")
@@ -147,8 +146,7 @@ def read_qrels_tsv(path: str, where: str, names: tuple[str, ...]) -> tuple[list[
         raise BadInput(f"{where} does not exist")
     query_ids, doc_ids, grades = [], [], []
     with open_stream(filesystem, inside) as stream:
-        lines = csv.reader(io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=""),
-                           delimiter="\t", quoting=csv.QUOTE_NONE)
+        lines = csv.reader(text_lines(stream, where), delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(lines, None) or []
         missing = [n for n in names if n not in header]
         if missing:

@@ -234,12 +234,12 @@ class CorpusColumns:
     @classmethod
     def resolve(cls, schema: pa.Schema, text: str, id: str, title: str | None, beir: bool) -> CorpusColumns:
         """``_id`` (BEIR's and MTEB's name) for a default ``id`` the file lacks; a BEIR folder's
-        ``title`` unless another is named, and none when its corpus has no titles."""
+        ``title`` unless another is named, and none when its corpus has no titles (a title column
+        named and missing is an error, as in any corpus)."""
         if id == "id" and "id" not in schema.names and "_id" in schema.names:
             id = "_id"
-        if beir:
-            title = title or "title"
-            title = title if title in schema.names else None  # a BEIR corpus without titles
+        if beir and title is None:  # BEIR's own title column, when its corpus has titles; a named one must be there
+            title = "title" if "title" in schema.names else None
         return cls(text, id, title)
 
     def check(self, schema: pa.Schema, file: str, reader: Reader, filesystem: pafs.FileSystem) -> pa.DataType:

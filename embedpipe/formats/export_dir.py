@@ -130,8 +130,8 @@ class ExportedModel:
         when it names no limit (relative or rotary positions). RoBERTa-style models number
         positions from ``pad_token_id + 1``: 514 position embeddings hold 512 tokens."""
         config = read_json(self.path / "config.json") or {}
-        limit = config.get("max_position_embeddings")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        limit = config_value(config, "max_position_embeddings")
+        if limit is None:
             return None
         pad = config.get("pad_token_id")
         if config.get("model_type") in OFFSET_POSITIONS and isinstance(pad, int) and 0 <= pad < limit:
@@ -165,6 +165,31 @@ class ExportedModel:
             return None
         with np.load(file) as data:
             return {"weight": data["weight"], "bias": data["bias"]}
+
+
+# What each architecture's config.json calls a shape (transformers maps these with each config
+# class's ``attribute_map``; the json is read here without transformers, so every reader asks this).
+CONFIG_NAMES = {
+    "hidden_size": ("hidden_size", "dim", "d_model", "n_embd"),            # DistilBERT: dim; GPT-2: n_embd
+    "num_hidden_layers": ("num_hidden_layers", "n_layers", "n_layer", "num_layers"),
+    "max_position_embeddings": ("max_position_embeddings", "n_positions"),
+}
+
+
+def config_value(config: dict, name: str) -> int | None:
+    """A positive integer a model's config.json gives under ``name`` or its architecture's own name
+    for it (``CONFIG_NAMES``); None when none is there.
+
+    >>> config_value({"model_type": "distilbert", "dim": 768, "n_layers": 6}, "hidden_size")
+    768
+    >>> config_value({"hidden_size": "wide"}, "hidden_size") is None
+    True
+    """
+    for key in CONFIG_NAMES.get(name, (name,)):
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 # Model types whose position ids start after the padding index (fairseq's convention).

@@ -130,7 +130,8 @@ def upload_index_dir(local: Path, url: str) -> None:
 
     store = Store.at(url)
     store.delete([INFO_FILE])        # an earlier index stops being one before its files are replaced
-    for name in INDEX_FILES:
+    tuning = (TUNING_FILE,) if (local / TUNING_FILE).exists() else ()   # what append re-measures recall on
+    for name in (*tuning, *INDEX_FILES):
         with store.open_output(name) as out, open(local / name, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 out.write(block)
@@ -148,4 +149,7 @@ def download_index_dir(url: str, local: Path) -> Path:
         if data is None:
             raise CorruptArtifact(f"{url}: {name} is missing; rebuild the index")
         (local / name).write_bytes(data)
+    tuning = store.read_bytes(TUNING_FILE)   # optional: an index built before it was uploaded has none
+    if tuning is not None:
+        (local / TUNING_FILE).write_bytes(tuning)
     return local

@@ -72,5 +72,9 @@ def read_labeled(location: str, text_column: str, label_column: str | None) -> L
             raise BadInput(f"{location}: {column.null_count} row(s) have a null label in {label_column!r} "
                                  f"(first at row {first_null(column)}); drop or label them")
         labels = column.to_pylist()
+        blank_labels = [i for i, label in enumerate(labels) if isinstance(label, str) and not label.strip()]
+        if blank_labels:   # a CSV's empty cell, a spreadsheet's missing value: a missing label, not a class
+            raise BadInput(f"{location}: {len(blank_labels)} row(s) have an empty label in {label_column!r} "
+                           f"(first at row {blank_labels[0]}); drop or label them")
     ids = table.column("id").to_pylist() if "id" in table.column_names and "id" != text_column else None
     return LabeledFile(location, texts, labels, ids, fingerprint(location))

@@ -9,6 +9,7 @@ and the shapes other tools read: MTEB's result JSON (``mteb_result``), a TREC ru
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -60,14 +61,41 @@ def trec_run_lines(run: dict[str, dict[str, float]], tag: str = "embedpipe") -> 
     >>> trec_run_lines({"q1": {"d2": 0.5, "d1": 0.5, "d3": 0.9}})
     ['q1 Q0 d3 1 0.900000 embedpipe', 'q1 Q0 d2 2 0.500000 embedpipe', 'q1 Q0 d1 3 0.500000 embedpipe']
     """
+    trec_field("tag", tag)
     lines = []
     for query_id, doc_scores in run.items():
+        trec_field("query id", query_id)
         for rank, doc_id in enumerate(ranking(doc_scores), start=1):
-            for name in (query_id, doc_id):
-                if not name or any(c.isspace() for c in name):
-                    raise BadInput(f"id {name!r} cannot be written to a TREC run file (ids are space-separated)")
-            lines.append(f"{query_id} Q0 {doc_id} {rank} {doc_scores[doc_id]:.6f} {tag}")
+            trec_field("document id", doc_id)
+            score = doc_scores[doc_id]
+            if not math.isfinite(score):
+                raise BadInput(f"the score of document {doc_id!r} for query {query_id!r} is {score}; "
+                               "a TREC run holds finite scores")
+            lines.append(f"{query_id} Q0 {doc_id} {rank} {score:.6f} {tag}")
     return lines
+
+
+def trec_field(what: str, value) -> str:
+    """A value that is one field of a whitespace-separated TREC line: a non-empty string holding no
+    whitespace (a space, a tab, a line break: any would shift or split the line).
+
+    >>> trec_field("tag", "my run")
+    Traceback (most recent call last):
+    embedpipe.errors.BadInput: tag 'my run' cannot be written to a TREC run file: its fields are whitespace-separated
+    """
+    value = str(value)
+    if not value or any(c.isspace() for c in value) or not value.isprintable():
+        raise BadInput(f"{what} {value!r} cannot be written to a TREC run file: its fields are whitespace-separated")
+    return value
+
+
+def trec_tag(name: str) -> str:
+    """A run tag from a name (an index directory's): whitespace runs become '_', 'embedpipe' when empty.
+
+    >>> trec_tag("my index v2"), trec_tag("")
+    ('my_index_v2', 'embedpipe')
+    """
+    return "_".join("".join(c if c.isprintable() else " " for c in name).split()) or "embedpipe"
 
 
 def mteb_classification_results(report: dict, languages=("eng-Latn",)) -> dict[str, dict]:

@@ -39,9 +39,35 @@ TRUNCATED_KEY = "embedpipe.truncated_rows"  # shard footer: rows cut to max_leng
 
 
 def vector_array(vectors: np.ndarray, dtype: str = "float32") -> pa.FixedSizeListArray:
-    """(N, D) numpy -> arrow ``fixed_size_list<dtype>[D]`` without a Python loop (codes as they are)."""
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=NUMPY_DTYPE[dtype]).reshape(-1))
-    return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+    """(N, D) numpy -> arrow ``fixed_size_list<dtype>[D]`` without a Python loop (codes as they are).
+    Values beyond a narrower dtype's range are refused: float16 would store them as inf."""
+    with np.errstate(over="ignore"):   # an overflow is refused below, in words
+        stored = np.ascontiguousarray(vectors, dtype=NUMPY_DTYPE[dtype])
+    if stored.dtype != vectors.dtype and np.isfinite(vectors).all():
+        check_finite(stored, f"as {dtype}, vectors", hint="store them as float32 (dtype=float32) or normalize them",
+                     fields=("dtype",))
+    return pa.FixedSizeListArray.from_arrays(pa.array(stored.reshape(-1)), vectors.shape[1])
+
+
+def check_finite(vectors: np.ndarray, what: str, *, ids=None, hint: str = "", fields: tuple[str, ...] = (),
+                 error: type[EmbedpipeError] = BadInput) -> np.ndarray:
+    """``vectors`` unchanged when every value is finite; otherwise ``error`` naming how many rows hold
+    NaN or inf and, when ``ids`` are given, the first of them. Checked where vectors
+    are made (the encoder) and where they are read (a shard), so none reaches an index or a search.
+
+    >>> check_finite(np.array([[1.0, 0.0], [np.nan, 1.0]]), "vectors", ids=["a", "b"])
+    Traceback (most recent call last):
+    embedpipe.errors.BadInput: vectors: 1 of 2 vector(s) hold NaN or inf (first id: 'b')
+    """
+    bad = ~np.isfinite(vectors).all(axis=-1) if vectors.size else np.zeros(len(vectors), bool)
+    if bad.any():
+        first = ""
+        if ids is not None:
+            value = ids[int(np.flatnonzero(bad)[0])]
+            first = f" (first id: {(value.as_py() if hasattr(value, 'as_py') else value)!r})"
+        raise error(f"{what}: {int(bad.sum())} of {len(vectors)} vector(s) hold NaN or inf{first}"
+                    + (f"; {hint}" if hint else ""), fields=fields)
+    return vectors
 
 
 def vectors_from_column(column: pa.Array | pa.ChunkedArray, *, keep_dtype: bool = False) -> np.ndarray:
@@ -106,6 +132,7 @@ class ShardWriter:
         ids = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(ids)
         if len(ids) != len(vectors):
             raise EmbedpipeError(f"{len(ids)} ids for {len(vectors)} vectors")
+        check_finite(vectors, f"vectors written to {self.directory}", ids=ids)
         table = pa.table({"id": ids, "vector": vector_array(vectors, self.dtype)})
         self._pending.append(table)
         self._pending_truncated.append(np.zeros(len(ids), bool) if truncated is None else np.asarray(truncated, bool))
@@ -237,12 +264,15 @@ class VectorSet:
                                               f"{width}" + (f" ({dtype} codes of dimension {self.dim})"
                                                             if dtype in COMPACT else ""))
                     for batch in pf.iter_batches(batch_size=batch_rows, columns=["id", self.column]):
-                        column = batch.column(1)
-                        if codes or dtype not in COMPACT:
-                            yield batch.column(0), vectors_from_column(column, keep_dtype=codes)
+                        ids, column = batch.column(0), batch.column(1)
+                        if dtype not in COMPACT:   # codes are finite by their type
+                            yield ids, check_finite(
+                                vectors_from_column(column, keep_dtype=codes), f"vector shard {where}", ids=ids,
+                                hint="re-encode it with overwrite=true", fields=("overwrite",), error=CorruptArtifact)
+                        elif codes:
+                            yield ids, vectors_from_column(column, keep_dtype=True)
                         else:
-                            yield batch.column(0), dequantize(vectors_from_column(column, keep_dtype=True), dtype,
-                                                              self.dim, ranges)
+                            yield ids, dequantize(vectors_from_column(column, keep_dtype=True), dtype, self.dim, ranges)
             except (OSError, pa.ArrowException) as e:
                 raise CorruptArtifact(f"cannot read vector shard {where}: {e}") from None
 
@@ -288,7 +318,8 @@ def read_manifest(path: Path | Store) -> dict:
 def published_manifest(out: Path | Store) -> dict | None:
     """The manifest of a complete output at ``out``; None if there is none yet. A local directory
     with files but no manifest is refused (it is not ours to replace without ``overwrite``); on an
-    object store, files without a manifest are an unfinished run's (the manifest is the commit)."""
+    object store, embedpipe's files without a manifest are an unfinished run's (the manifest is the
+    commit), and other objects are refused the same way."""
     store = out if isinstance(out, Store) else Store.at(out)
     if store.local is not None:
         local = store.local
@@ -298,6 +329,14 @@ def published_manifest(out: Path | Store) -> dict | None:
             raise BadInput(f"output {local} already holds files; pass overwrite=true to replace them",
                            fields=("overwrite",))
     elif not store.exists(MANIFEST):
+        # As a local directory of other files is refused: objects embedpipe did not write are not ours
+        # to write beside (a prefix named by mistake: someone's data, another tool's output).
+        foreign = [n for n in store.names() if not (n in (MANIFEST, "run.json") or (
+            n.startswith("part-") and n.endswith((".parquet", ".json"))))]
+        if foreign:
+            raise BadInput(f"output {store.location} already holds objects embedpipe did not write (e.g. "
+                           f"{foreign[0]!r}); choose a prefix of its own, or pass overwrite=true to write beside "
+                           "them (nothing embedpipe did not write is deleted)", fields=("overwrite",))
         return None
     manifest = read_manifest(store)
     if not isinstance(manifest.get("source"), dict):

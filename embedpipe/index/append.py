@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,11 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..encode.resume import output_lock
 from ..errors import EmbedpipeError
 from ..formats.codes import COMPACT
-from ..formats.index_dir import INFO_FILE, read_tuning, write_index_dir
+from ..formats.index_dir import INFO_FILE, download_index_dir, read_tuning, upload_index_dir, write_index_dir
 from ..formats.vectors import VectorSet, identity_of, open_vectors
-from ..fsio import check_output, write_json_atomic
+from ..fsio import check_output, is_url, local_path, write_json_atomic
 from ..progress import Progress
 from .compact import rebuild_compact
 from .config import IndexConfig
@@ -68,7 +70,23 @@ def append_index(index_dir: str | os.PathLike, vectors_dir: str | os.PathLike | 
     and index.json says whether it still reaches the target (a warning says when it fell below:
     rebuild to retrain and retune). Returns the new index.json."""
     with faiss_threads(threads):
-        return _append_new_shards(index_dir, vectors_dir, batch_rows)
+        if is_url(index_dir) and local_path(index_dir) is None:
+            return _append_at_url(str(index_dir), vectors_dir, batch_rows)
+        if not Path(index_dir).is_dir():   # before the lock beside it is made
+            raise EmbedpipeError(f"index directory {index_dir} does not exist")
+        with output_lock(index_dir):   # encode's lock on an output: one writer at a time
+            return _append_new_shards(index_dir, vectors_dir, batch_rows)
+
+
+def _append_at_url(url: str, vectors_dir, batch_rows: int) -> dict:
+    """An index on an object store: copied here, extended, uploaded back (index.json last, as a build
+    uploads one); the vectors are those it was built from unless ``vectors_dir`` names others."""
+    with output_lock(url), tempfile.TemporaryDirectory(prefix="embedpipe-append-") as local:
+        path = download_index_dir(url, Path(local))
+        info = _append_new_shards(path, vectors_dir, batch_rows)
+        upload_index_dir(path, url)
+    log.info("uploaded the extended index to %s", url)
+    return info
 
 
 def _append_new_shards(index_dir, vectors_dir, batch_rows: int) -> dict:
@@ -138,7 +156,7 @@ def _append_new_shards(index_dir, vectors_dir, batch_rows: int) -> dict:
 
 
 def recall_on_tuning_queries(index: faiss.Index, ids: pa.Array, vectors: VectorSet,
-                             tuning: tuple[np.ndarray, list | None], info: dict, batch_rows: int) -> float:
+                             tuning: tuple[np.ndarray, list | None], info: dict, batch_rows: int) -> float | None:
     """Recall@10 of ``index`` (its search parameters as recorded) on the tuning queries, against exact
     search over every vector of ``vectors``, compared by corpus id (the index's rows are not in the
     vector directory's order). Held-out corpus vectors were added to the index after tuning, so each
@@ -163,4 +181,4 @@ def recall_on_tuning_queries(index: faiss.Index, ids: pa.Array, vectors: VectorS
         found = [index_ids[r] for r in found_rows[i] if r >= 0 and index_ids[r] != own][:RECALL_K]
         if truth:
             hits.append(len(set(truth) & set(found)) / len(truth))
-    return float(np.mean(hits)) if hits else 1.0
+    return float(np.mean(hits)) if hits else None   # no query had a neighbour left: nothing measured

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import __version__, checks
+from ..encode.resume import output_lock
 from ..errors import BadInput, EmbedpipeError
 from ..formats.codes import COMPACT
 from ..formats.index_dir import FORMAT_VERSION, INFO_FILE, upload_index_dir, write_index_dir
@@ -77,9 +78,12 @@ def build_index(vectors_dir: str | os.PathLike, out: str | os.PathLike, config: 
     ``threads``: FAISS threads (None = all cores); how fast it builds, not what it builds."""
     with faiss_threads(threads):
         checks.boolean("overwrite", overwrite)
-        if is_url(out) and local_path(out) is None:
-            return _build_then_upload(vectors_dir, str(out), config, overwrite)
-        return _build_local_index_dir(vectors_dir, out, config, overwrite)
+        if local_path(out) is not None:   # refused before the lock beside it is made
+            check_output(out, {"vectors": vectors_dir, "tuning queries": config.tuning_vectors})
+        with output_lock(out):   # encode's and append's lock on an output: one writer at a time
+            if is_url(out) and local_path(out) is None:
+                return _build_then_upload(vectors_dir, str(out), config, overwrite)
+            return _build_local_index_dir(vectors_dir, out, config, overwrite)
 
 
 def _build_then_upload(vectors_dir, url: str, config: IndexConfig, overwrite: bool) -> dict:

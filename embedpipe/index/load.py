@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,49 @@ from ..formats.index_dir import INFO_FILE, download_index_dir, read_faiss, read_
 from ..fsio import is_url, local_path
 from .compact import open_compact_index
 from .params import apply_search_params
+
+PUBLISH_WAIT_S = 5.0   # how long a reader waits out a publish (the moment between its two renames)
+
+
+def _read_one_version(path: Path, mmap: bool) -> tuple[dict, faiss.Index, pa.Array]:
+    """index.json, index.faiss and ids.parquet of one published version of ``path``, while an append
+    or a rebuild may publish another: the directory is opened once and every file read through that
+    handle (``/proc/self/fd``), so all come from the same directory even if it is swapped meanwhile.
+    A published directory is never changed in place, only replaced, so one directory is one version.
+    A file of it deleted before it was read (the swap's cleanup) means another version is in place:
+    read again. Without /proc (not Linux), the path is read as it is."""
+    deadline = time.monotonic() + PUBLISH_WAIT_S
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            if time.monotonic() < deadline and path.parent.is_dir() and any(
+                    p.name.startswith(f".{path.name}.") for p in path.parent.iterdir()):  # mid-publish
+                time.sleep(0.02)
+                continue
+            raise EmbedpipeError(f"index directory {path} does not exist") from None
+        try:
+            pinned = Path(f"/proc/self/fd/{fd}")
+            pinned = pinned if pinned.is_dir() else path
+            try:
+                info = read_info(pinned)
+                index = (open_compact_index(pinned, info, mmap=mmap) if info.get("compact")
+                         else read_faiss(pinned, info, mmap=mmap))
+                return info, index, read_ids(pinned, int(info["n"]))
+            except EmbedpipeError as e:
+                if pinned == path or _same_directory(path, fd) or time.monotonic() > deadline:
+                    raise type(e)(str(e).replace(str(pinned), str(path))) from None   # named as the user named it
+        finally:
+            os.close(fd)
+
+
+def _same_directory(path: Path, fd: int) -> bool:
+    """Whether ``path`` still is the directory open as ``fd`` (no publish replaced it since)."""
+    try:
+        now, held = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
 
 @dataclass
@@ -77,13 +121,9 @@ def open_index(path: str | os.PathLike, *, mmap: bool = False) -> LoadedIndex:
         loaded.path = str(path)
         return loaded
     path = local_path(path)
-    if not path.is_dir():
-        raise EmbedpipeError(f"index directory {path} does not exist")
-    info = read_info(path)
+    info, index, ids = _read_one_version(path, mmap)
     if info.get("compact"):
-        return LoadedIndex(path, open_compact_index(path, info, mmap=mmap), read_ids(path, int(info["n"])), info)
-    index = read_faiss(path, info, mmap=mmap)
-    ids = read_ids(path, int(info["n"]))
+        return LoadedIndex(path, index, ids, info)
     try:
         apply_search_params(index, info.get("search_params", ""))
     except RuntimeError:

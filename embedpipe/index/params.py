@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
+from ..errors import EmbedpipeError
 from .factory import faiss_metric, hnsw_graph, ivf_of
 
 RECALL_K = 10  # the k of the recall index.json records (recall_at_10), measured by build and append
@@ -55,7 +56,9 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     0.666...
     """
     hits = [len(set(f[f >= 0]) & set(t[t >= 0])) / int((t >= 0).sum()) for f, t in zip(found, truth) if (t >= 0).any()]
-    return float(np.mean(hits)) if hits else 1.0
+    if not hits:   # a figure from no queries would read as perfect recall
+        raise EmbedpipeError("recall cannot be measured: no tuning query has a neighbour to find")
+    return float(np.mean(hits))
 
 
 @dataclass
@@ -122,6 +125,8 @@ def tune_search_params(index: faiss.Index, queries: np.ndarray, truth: np.ndarra
     reached (compressed codes), the largest value is kept, and ``reached`` is False when even that
     misses the target.
     """
+    if not len(queries):
+        raise EmbedpipeError("no tuning queries to measure recall on; give tuning queries that hold rows")
     aim = tuning_aim(target, margin)
     knob = tunable_parameter(index)
     if knob is None:

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from ..errors import EmbedpipeError
 from ..formats.beir import read_queries
-from ..formats.vectors import VectorSet, open_vectors
+from ..formats.vectors import VectorSet, differences, identity_of, open_vectors
 from .choose import ivf_centroids, training_rows
 from .config import IndexConfig
 from .factory import nlist_of
@@ -74,6 +74,12 @@ def draw_samples(vectors: VectorSet, index: faiss.Index | None, config: IndexCon
     return Samples(rows[:n_queries], ids[:n_queries], queries, picked[n_queries:] if n_train else None)
 
 
+def _encoder_of(manifest: dict) -> dict:
+    """What makes two vector sets comparable: the encoder identity, less the prompts (queries are
+    meant to be encoded with the query prompt, documents with the document prompt)."""
+    return {k: v for k, v in identity_of(manifest).items() if "prompt" not in k}
+
+
 def tuning_vectors(config: IndexConfig, vectors: VectorSet, rng: np.random.Generator) -> np.ndarray:
     """Sample query vectors to tune on: a vector directory, or a queries parquet (id, text) that is
     encoded here exactly as the corpus was (model, pooling, normalization from its manifest), with the
@@ -85,12 +91,18 @@ def tuning_vectors(config: IndexConfig, vectors: VectorSet, rng: np.random.Gener
         _, texts = read_queries(path)
         if len(texts) > config.tuning_queries:
             texts = [texts[i] for i in np.sort(rng.choice(len(texts), config.tuning_queries, replace=False))]
+        if not texts:
+            raise EmbedpipeError(f"tuning queries {path} hold no rows; recall cannot be measured on none")
         log.info("encoding %d tuning queries from %s", len(texts), path)
         return TextEncoder.from_manifest(vectors.manifest, query=True, prompt_name=config.tuning_prompt_name,
                                          prompt=config.tuning_prompt, device=config.tuning_device).encode(texts)
     tuning = open_vectors(path)
     if tuning.dim != vectors.dim:
         raise EmbedpipeError(f"tuning vectors {tuning.path} have dimension {tuning.dim}, the corpus {vectors.dim}")
+    changed = differences(_encoder_of(vectors.manifest), _encoder_of(tuning.manifest))
+    if changed:   # same width, another space: recall measured there says nothing of these vectors
+        raise EmbedpipeError(f"tuning vectors {tuning.path} were encoded by another encoder than {vectors.path} "
+                             f"({changed}); encode the queries with the corpus's model and pooling")
     _, queries = tuning.read_all()
     if len(queries) > config.tuning_queries:
         queries = queries[np.sort(rng.choice(len(queries), config.tuning_queries, replace=False))]

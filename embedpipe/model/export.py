@@ -27,7 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput, EmbedpipeError, first_line
-from ..formats.export_dir import EXPORT_INFO, MODULE_WEIGHTS, POOLER_WEIGHTS, ExportedModel, load_export
+from ..formats.export_dir import (
+    CONFIG_NAMES,
+    EXPORT_INFO,
+    MODULE_WEIGHTS,
+    POOLER_WEIGHTS,
+    ExportedModel,
+    config_value,
+    load_export,
+)
 from ..fsio import check_output, read_json, staged_dir, write_json_atomic
 from .optimize import check_export_options, optimize_graph
 from .quantize import RECIPES_VERSION, cpu_isa, quality_warning, quantize_int8
@@ -106,14 +114,16 @@ def _adopt_shipped(model: ResolvedModel, graph: Path, staging: Path) -> dict:
             shutil.copy2(file, staging / file.name)
     shutil.copy2(model.path / "tokenizer.json", staging / "tokenizer.json")
     config = json.loads((model.path / "config.json").read_text())
+    hidden_size = config_value(config, "hidden_size")
+    if hidden_size is None:
+        raise BadInput(f"{model.path / 'config.json'} names no hidden size ({' / '.join(CONFIG_NAMES['hidden_size'])})")
     recipe = read_recipe(model.path)
     pooler = _shipped_pooler(model.path)
     if pooler is not None:
         np.savez(staging / POOLER_WEIGHTS, **pooler)
     log.info("using the ONNX graph %s ships (%s)", model.name, SHIPPED_GRAPH)
     return _export_record(model, graph.name, None, None, None, shipped_graph=SHIPPED_GRAPH,
-                          hidden_size=int(config["hidden_size"]),
-                          **_save_recipe(model, recipe, int(config["hidden_size"]), staging),
+                          hidden_size=hidden_size, **_save_recipe(model, recipe, hidden_size, staging),
                           default_max_length=_shipped_max_length(model.path, config), has_pooler=pooler is not None,
                           pad_token_id=_shipped_pad_id(model.path, config))
 
@@ -159,7 +169,7 @@ def _shipped_max_length(path: Path, config: dict) -> int:
     if value:
         return int(value)
     tokenizer_config = read_json(path / "tokenizer_config.json") or {}
-    limits = [config.get("max_position_embeddings"), tokenizer_config.get("model_max_length")]
+    limits = [config_value(config, "max_position_embeddings"), tokenizer_config.get("model_max_length")]
     limits = [int(v) for v in limits if isinstance(v, (int, float)) and 0 < v < 1_000_000]
     return min(limits) if limits else 512
 

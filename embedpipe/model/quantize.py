@@ -21,6 +21,7 @@ list is tried when it falls below ``QUALITY_FLOOR``; export.json records what wa
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EmbedpipeError
+from ..errors import BadInput, EmbedpipeError
 
 QUALITY_FLOOR = 0.99          # mean cosine to fp32 a recipe must keep on the sample texts
 CHECK_TEXTS = 128             # sample texts the check encodes with both graphs
@@ -189,9 +190,15 @@ def pooled_states(onnx_path: Path, batches: list[dict[str, np.ndarray]]) -> np.n
     return np.concatenate(rows)
 
 
+def above_floor(cosine: float | None) -> bool:
+    """Whether a measured cosine keeps the floor; NaN or a missing figure never does (a comparison
+    with NaN is False either way, so the test is written as the one that must hold)."""
+    return cosine is not None and math.isfinite(cosine) and cosine >= QUALITY_FLOOR
+
+
 def quality_warning(record: dict) -> str | None:
     """What to tell a user whose int8 export stays below the quality floor; None when it is above."""
-    if record["cosine_mean"] >= QUALITY_FLOOR:
+    if above_floor(record["cosine_mean"]):
         return None
     return (f"int8 keeps a mean cosine of {record['cosine_mean']:.4f} to fp32 on the sample texts at best "
             f"({record['describe']}), below {QUALITY_FLOOR}; compare both on your own data before relying on it")
@@ -206,12 +213,16 @@ def quantize_int8(directory: Path, onnx_file: str, tokenizer_file: Path, max_tok
     source = directory / onnx_file
     feeds = sample_feeds(tokenizer_file, graph_inputs(source), max_tokens)  # tokenized once for every graph
     reference = pooled_states(source, feeds)
+    if not np.isfinite(reference).all():
+        raise BadInput(f"the fp32 model {source} gives NaN or inf token states on the sample texts: its weights "
+                       "hold non-finite values, so no int8 copy of it can be checked; check the model")
     target = directory / onnx_file.replace(".onnx", "_quantized.onnx")
     tried, best = [], None
     for recipe in RECIPES[isa]:
         candidate = target.with_suffix(f".{recipe.name}.onnx")
         apply_recipe(source, candidate, recipe)
         cosines = (pooled_states(candidate, feeds) * reference).sum(1)
+        cosines = np.where(np.isfinite(cosines), cosines, -1.0)  # a NaN row counts as the worst, never as a pass
         tried.append({"recipe": recipe.name, "cosine_mean": round(float(cosines.mean()), 5),
                       "cosine_min": round(float(cosines.min()), 5)})
         if best is None or tried[-1]["cosine_mean"] > best[1]["cosine_mean"]:
@@ -220,7 +231,7 @@ def quantize_int8(directory: Path, onnx_file: str, tokenizer_file: Path, max_tok
             best = (candidate, tried[-1], recipe)
         else:
             candidate.unlink()
-        if tried[-1]["cosine_mean"] >= QUALITY_FLOOR:
+        if above_floor(tried[-1]["cosine_mean"]):
             break
     kept, measured, recipe = best
     kept.rename(target)

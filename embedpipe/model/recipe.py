@@ -55,6 +55,8 @@ def read_recipe(path: Path) -> ModelRecipe:
     if len(kinds) < 2 or kinds[1] != "Pooling":
         raise BadInput(f"{path.name}: module {_label(entries[1]) if len(entries) > 1 else '(none)'} follows the "
                        "Transformer; embedpipe needs a Pooling module there")
+    for entry in entries[1:]:
+        _module_folder(path, entry)
     pooling, include_prompt = _pooling(path / entries[1].get("path", "1_Pooling"))
     modules = tuple(_module(path, entry, kind) for entry, kind in zip(entries[2:], kinds[2:]))
     settings = _json(path / "config_sentence_transformers.json", default={})
@@ -80,6 +82,9 @@ def module_weights(model_dir: Path, modules: tuple[Module, ...]) -> dict[str, np
             key = f"{prefix}.{name}"
             if key in tensors:
                 weights[f"{position}.{name}"] = np.asarray(tensors[key], dtype=np.float32)
+                if not np.isfinite(weights[f"{position}.{name}"]).all():
+                    raise BadInput(f"{folder}: the {module.kind} module's {key!r} holds NaN or inf; "
+                                   "vectors made with it would too")
             elif name == "weight" or module.bias:
                 raise BadInput(f"{folder}: the {module.kind} module's weights hold no {key!r}")
         expected = (module.out_features, module.in_features) if module.kind == "Dense" else (module.in_features,)
@@ -142,6 +147,25 @@ def _pooling(folder: Path) -> tuple[str, bool]:
     if modes[0] not in ST_POOLING_MODES:
         raise BadInput(f"{folder}: unknown pooling mode {modes[0]!r}")
     return ST_POOLING_MODES[modes[0]], bool(config.get("include_prompt", True))
+
+
+def _module_folder(model_dir: Path, entry: dict) -> Path:
+    """A module's folder, which must lie inside the model directory (symlinks followed): the export
+    cache is keyed by the directory's content, so weights read from elsewhere could change and the
+    old export be reused unnoticed (and a model should not read files it does not hold)."""
+    folder = entry.get("path") if entry.get("path") is not None else ""
+    if not isinstance(folder, str) or "\0" in folder:
+        raise BadInput(f"{model_dir / 'modules.json'}: module {_label(entry)} has the path {folder!r}, "
+                       "not a folder name")
+    root = model_dir.resolve()
+    try:
+        inside = (model_dir / folder).resolve().is_relative_to(root) and not Path(folder).is_absolute()
+    except (OSError, RuntimeError):   # a symlink loop
+        inside = False
+    if not inside:
+        raise BadInput(f"{model_dir / 'modules.json'}: module {_label(entry)} lies outside the model directory "
+                       f"({folder!r}); copy it into the model directory and name it by a relative path")
+    return model_dir / folder
 
 
 def _module(model_dir: Path, entry: dict, kind: str | None) -> Module:

@@ -53,6 +53,12 @@ def check_outputs(spec: Spec) -> None:
 
 
 def _refuse_overlap(spec: Spec, name: str, out: str, others: dict[str, str]) -> None:
+    if is_url(out):   # encode.out on an object store: only another URL can be it, hold it or lie in it
+        for key, path in others.items():
+            a, b = f"{str(out).rstrip('/')}/", f"{str(path).rstrip('/')}/"
+            if is_url(path) and (a.startswith(b) or b.startswith(a)):
+                raise BadInput(f"{spec.origin(name)}: {name} {out} overlaps the {key} {path}")
+        return
     try:
         check_output(out, others)
     except BadInput as e:

@@ -57,7 +57,7 @@ class RaySection:
 
 @dataclass(frozen=True)
 class IndexSection:
-    vectors: Path                # the vector directory to index (default: encode's out)
+    vectors: Path | str          # the vector directory to index (default: encode's out); a URL as a str
     out: Path                    # the index directory
     append: bool                 # when the vectors grew (new shards), add them instead of rebuilding
     config: Any                  # embedpipe.index.IndexConfig
@@ -95,6 +95,7 @@ class Section:
     extra: dict = field(default_factory=dict)  # stage keys that are not dataclass fields: name -> (type, default)
     inputs: tuple[str, ...] = ()        # path keys read: resolve against the spec's directory
     outputs: tuple[str, ...] = ()       # path keys written: under output_dir
+    url_outputs: tuple[str, ...] = ()   # outputs that may be a URL, as on the command line (encode --out)
     maybe_paths: tuple[str, ...] = ()   # a local directory if one exists there, else a name (model: a hub id)
     required: tuple[str, ...] = ()      # required although the dataclass has a default
     defaults: dict = field(default_factory=dict)  # spec defaults that differ from the dataclass's
@@ -127,8 +128,8 @@ def _classify_job():
 
 SECTIONS = {
     "encode": Section("encode", _encode_job, exclude=("spec", "ray_address", "workers", "threads", "ray_dashboard"),
-                      nested=_encoder_spec, inputs=("corpus",), outputs=("out",), maybe_paths=("model",),
-                      defaults={"out": "vectors"}),
+                      nested=_encoder_spec, inputs=("corpus",), outputs=("out",), url_outputs=("out",),
+                      maybe_paths=("model",), defaults={"out": "vectors"}),
     "index": Section("index", _index_config, extra={"vectors": (str | None, None), "out": (str, "index"),
                                                      "append": (bool, True)},
                      inputs=("vectors", "tuning_vectors"), outputs=("out",)),
@@ -289,7 +290,8 @@ def _resolve_paths(name: str, checked: dict, output_dir: Path, spec_dir: Path, s
         elif key in section.outputs and (value is not None or _schema_default(section, key) is not None):
             if not isinstance(value, str) or not value:
                 raise EmbedpipeError(f"{where}: {name}.{key} must be a path (under output_dir unless absolute)")
-            value = _output_path(value, output_dir, where, f"{name}.{key}")
+            if not (is_url(value) and key in section.url_outputs):   # a URL stays as given, never a Path
+                value = _output_path(value, output_dir, where, f"{name}.{key}")
         values[key] = (value, place, where)
     return values
 
@@ -386,7 +388,8 @@ def _build_index_section(values: dict | None, encode: dict | None, tree: Tree, o
     config_cls = SECTIONS["index"].target()
     config = {k: v for k, (v, place, _) in values.items() if place == "job"}
     config = _checked("index", tree["index"].value.where, lambda: config_cls(**config), values)
-    return IndexSection(vectors=Path(vectors), out=values["out"][0], append=values["append"][0], config=config)
+    return IndexSection(vectors=vectors if is_url(vectors) else Path(vectors), out=values["out"][0],
+                        append=values["append"][0], config=config)
 
 
 def _build_evaluate_section(values: dict | None, index: dict | None, tree: Tree, origins: dict):

@@ -30,7 +30,8 @@ from pathlib import Path
 
 from ..errors import EmbedpipeError
 from ..formats.vectors import MANIFEST
-from ..fsio import file_sha256, read_json
+from ..fsio import read_json
+from ..storage.store import Store
 from .schema import Spec
 
 log = logging.getLogger("embedpipe.pipeline")
@@ -98,7 +99,7 @@ class EncodeStage(Stage):
         from ..formats.vectors import differences, run_key_of
 
         job = spec.encode
-        manifest = read_json(Path(job.out) / MANIFEST)
+        manifest = Store.at(job.out).read_json(MANIFEST)   # a path or a URL
         if manifest is None:
             return Status("run", "no vectors yet")
         recorded = run_key_of(manifest)
@@ -158,8 +159,8 @@ class IndexStage(Stage):
         from ..index.append import new_shards
 
         stage = spec.index
-        manifest_path = stage.vectors / MANIFEST
-        if not manifest_path.exists():
+        vectors = Store.at(stage.vectors)   # a path or a URL
+        if not vectors.exists(MANIFEST):
             if upstream_runs:
                 return Status("run", "after encode")
             return Status("run", f"no vectors at {stage.vectors} (the run will fail unless they appear)")
@@ -170,13 +171,13 @@ class IndexStage(Stage):
         if info.get("config") != wanted:
             changed = _changes(info.get("config") or {}, wanted) if info.get("config") else "not recorded"
             return Status("run", f"index config changed ({changed}): rebuilds")
-        if info.get("source_manifest_sha256") == file_sha256(manifest_path) and not upstream_runs:
+        if info.get("source_manifest_sha256") == vectors.sha256(MANIFEST) and not upstream_runs:
             return Status("skip", f"{info.get('n')} vectors, built from these vectors with this config")
         if upstream_runs:
             return Status("run", "after encode: appends new shards or rebuilds" if stage.append
                           else "after encode: rebuilds")
         if stage.append:
-            manifest = read_json(manifest_path) or {}
+            manifest = vectors.read_json(MANIFEST) or {}
             try:
                 shards = new_shards(info, manifest, stage.vectors)
             except EmbedpipeError as e:

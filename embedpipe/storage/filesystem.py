@@ -13,8 +13,16 @@ import os
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from ..errors import BadInput
+from ..checks import env_seconds
+from ..errors import BadInput, first_line
 from ..fsio import is_url
+
+# An object store that does not answer must not hang a run: each request gives up after this many
+# seconds without a byte (the AWS SDK's low-speed limit), a connection after at most 10, and a
+# failed request is tried 3 times in all (the SDK's default retries one for over a minute).
+STORE_TIMEOUT_ENV = "EMBEDPIPE_STORE_TIMEOUT_S"
+DEFAULT_STORE_TIMEOUT_S = 30.0
+STORE_ATTEMPTS = 3
 
 
 def resolve_filesystem(location: str) -> tuple[pafs.FileSystem, str]:
@@ -26,9 +34,12 @@ def resolve_filesystem(location: str) -> tuple[pafs.FileSystem, str]:
         raise BadInput(f"cannot read {location}: the Hugging Face Hub is offline here (HF_HUB_OFFLINE=1); "
                        "unset it (or set HF_HUB_OFFLINE=0) to read from the Hub, or give a local copy")
     try:
-        return pafs.FileSystem.from_uri(location)
+        filesystem, path = pafs.FileSystem.from_uri(location)
+        return with_timeouts(filesystem), path
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
         pass
+    except OSError as e:  # from_uri asks an S3 endpoint for the bucket's region: unreachable, refused
+        raise BadInput(f"cannot reach {location}: {first_line(e)}") from None
     try:
         import fsspec
 
@@ -36,6 +47,17 @@ def resolve_filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     except (ImportError, ValueError) as e:
         raise BadInput(f"cannot open {location}: no filesystem for that URL ({e})") from None
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def with_timeouts(filesystem: pafs.FileSystem) -> pafs.FileSystem:
+    """An S3 filesystem as ``from_uri`` made it (endpoint, region, credentials from the environment),
+    with bounded waits (``$EMBEDPIPE_STORE_TIMEOUT_S``, default 30) and retries; others unchanged."""
+    if not isinstance(filesystem, pafs.S3FileSystem):
+        return filesystem
+    seconds = env_seconds(STORE_TIMEOUT_ENV, DEFAULT_STORE_TIMEOUT_S)
+    options = filesystem.__reduce__()[1][0]   # every option from_uri set, as S3FileSystem takes them
+    return pafs.S3FileSystem(**{**options, "connect_timeout": min(seconds, 10.0), "request_timeout": seconds},
+                             retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=STORE_ATTEMPTS))
 
 
 def hub_offline() -> bool:

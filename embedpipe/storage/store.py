@@ -52,7 +52,8 @@ class Store:
         return f"{self.location.rstrip('/')}/{name}"
 
     def exists(self, name: str = "") -> bool:
-        info = self.filesystem.get_file_info(self.path(name) if name else self.root)
+        with storage_errors("reach", self.describe(name) if name else self.location):
+            info = self.filesystem.get_file_info(self.path(name) if name else self.root)
         return info.type != pafs.FileType.NotFound
 
     def names(self, prefix: str = "") -> list[str]:
@@ -65,7 +66,7 @@ class Store:
 
     def read_bytes(self, name: str) -> bytes | None:
         try:
-            with self.filesystem.open_input_stream(self.path(name)) as f:
+            with storage_errors("read", self.describe(name)), self.filesystem.open_input_stream(self.path(name)) as f:
                 return f.read()
         except FileNotFoundError:
             return None
@@ -84,22 +85,24 @@ class Store:
         if self.local is not None:
             fsio.write_text_atomic(self.local / name, text)
             return
-        with self.filesystem.open_output_stream(self.path(name)) as f:
+        with storage_errors("write", self.describe(name)), self.filesystem.open_output_stream(self.path(name)) as f:
             f.write(text.encode())
 
     def sha256(self, name: str) -> str:
-        with self.filesystem.open_input_stream(self.path(name)) as f:
+        with storage_errors("read", self.describe(name)), self.filesystem.open_input_stream(self.path(name)) as f:
             return fsio.stream_sha256(f)
 
     def delete(self, names: list[str]) -> None:
         for name in names:
             try:
-                self.filesystem.delete_file(self.path(name))
+                with storage_errors("delete", self.describe(name)):
+                    self.filesystem.delete_file(self.path(name))
             except FileNotFoundError:
                 pass
 
     def make(self) -> None:
-        self.filesystem.create_dir(self.root, recursive=True)
+        with storage_errors("create", self.location):
+            self.filesystem.create_dir(self.root, recursive=True)
 
     @contextmanager
     def open_output(self, name: str):
@@ -111,14 +114,32 @@ class Store:
                 stream = HashingStream(raw)
                 yield stream
             return
-        raw = self.filesystem.open_output_stream(self.path(name))
-        stream = HashingStream(raw)
+        with storage_errors("write", self.describe(name)):
+            raw = self.filesystem.open_output_stream(self.path(name))
+        stream = HashingStream(raw, self.describe(name))
         try:
             yield stream
         except BaseException:
             _abort_upload(raw)
             raise
-        raw.close()
+        with storage_errors("write", self.describe(name)):
+            raw.close()
+
+
+@contextmanager
+def storage_errors(action: str, where: str):
+    """A filesystem's own error (an object store not answering, a bucket that does not exist,
+    credentials refused, a disk full) as one line naming what could not be done where; a missing
+    file stays FileNotFoundError, which callers answer themselves."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as e:
+        problem = first_line(e)
+        if ". To create buckets" in problem:   # pyarrow's advice names its own option, which no user can set
+            problem = problem.split(". To create buckets")[0] + "; create the bucket first"
+        raise BadInput(f"cannot {action} {where}: {problem}") from None
 
 
 def _abort_upload(raw) -> None:
@@ -135,13 +156,14 @@ def _abort_upload(raw) -> None:
 class HashingStream:
     """A write-only file object that forwards to ``raw`` and hashes every byte on the way."""
 
-    def __init__(self, raw):
-        self.raw, self.digest, self.size, self.closed = raw, hashlib.sha256(), 0, False
+    def __init__(self, raw, where: str = ""):
+        self.raw, self.digest, self.size, self.closed, self.where = raw, hashlib.sha256(), 0, False, where
 
     def write(self, data) -> int:
         view = memoryview(data)
         self.digest.update(view)
-        self.raw.write(view)
+        with storage_errors("write", self.where):
+            self.raw.write(view)
         self.size += view.nbytes
         return view.nbytes
 

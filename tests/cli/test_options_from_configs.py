@@ -8,6 +8,7 @@ import pytest
 
 from embedpipe import checks
 from embedpipe.classify.job import ClassifyJob
+from embedpipe.classify.merge import merge_reports
 from embedpipe.classify.predict import predict_file
 from embedpipe.cli import main
 from embedpipe.cli.options import ConfigOption
@@ -26,6 +27,7 @@ SOURCES = {
     "evaluate": (evaluate_with_run,),   # what the command calls (EvaluateJob is the pipeline's, same K_VALUES)
     "classify": (ClassifyJob,),
     "predict": (predict_file,),
+    "classify-merge": (merge_reports,),
     "run": (),                          # a spec file: its sections are the configs above
     "submit": (),
 }

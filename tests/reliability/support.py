@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from embedpipe.encode import EncodeJob
 from embedpipe.encode.encoder import EncoderSpec
-from embedpipe.formats.vectors import open_vectors
+from embedpipe.formats.vectors import open_vectors, shard_entry
 
 WORDS = "the a cat dog bird fish tree house car road river city water fire sun moon star book word red green".split()
 
@@ -94,3 +94,17 @@ def _ip(hex_address: str, width: int) -> str:
         return ".".join(str(b) for b in raw[::-1])
     words = [raw[i:i + 4][::-1] for i in range(0, 16, 4)]
     return str(ipaddress.IPv6Address(b"".join(words)))
+
+
+def add_shard(vectors_dir: Path, ids: list[str], rows: np.ndarray) -> None:
+    """Add a shard to a published vector directory as an incremental encode (or a broken upstream
+    job) would: its parquet holds ``rows`` as they are (NaN, inf too), the manifest lists it with a
+    correct checksum."""
+    listed = json.loads((vectors_dir / "manifest.json").read_text())
+    name = f"part-{len(listed['shards']):05d}.parquet"
+    flat = pa.array(rows.astype(np.float32).reshape(-1))
+    pq.write_table(pa.table({"id": ids, "vector": pa.FixedSizeListArray.from_arrays(flat, rows.shape[1])}),
+                   vectors_dir / name)
+    listed["shards"].append(shard_entry(vectors_dir / name))
+    listed["rows"] += len(ids)
+    (vectors_dir / "manifest.json").write_text(json.dumps(listed))

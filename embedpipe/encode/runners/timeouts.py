@@ -12,30 +12,10 @@ one is not set, so a deployment that sets them keeps working:
 
 from __future__ import annotations
 
-import math
-import os
-
-from ...errors import EmbedpipeError
+from ...checks import env_seconds
 
 DEFAULT_CONNECT_TIMEOUT_S = 15.0
 DEFAULT_ACTOR_START_TIMEOUT_S = 120.0
-
-
-def env_seconds(name: str, default: float, old_name: str | None = None) -> float:
-    """Seconds from ``$name`` (else ``$old_name``); ``default`` when neither is set or the value is
-    not above 0; an error naming the variable when it is not a finite number (``inf`` would be a wait
-    with no end: the hang these bounds exist to prevent)."""
-    used = name if os.environ.get(name) or not old_name else old_name
-    raw = os.environ.get(used)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise EmbedpipeError(f"${used} must be a number of seconds, got {raw!r}")
-    return value if value > 0 else default
 
 
 def connect_timeout() -> float:

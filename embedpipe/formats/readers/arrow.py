@@ -25,7 +25,14 @@ class ArrowReader(Reader):
     def batches(self, filesystem: pafs.FileSystem, path: str, columns: list[str], batch_rows: int,
                 types: dict[str, pa.DataType] | None = None) -> Iterator[pa.RecordBatch]:
         with open_stream(filesystem, path) as stream:
-            for batch in open_arrow(stream, path):
+            batches = iter(open_arrow(stream, path))
+            while True:
+                try:
+                    batch = next(batches, None)
+                except (OSError, pa.ArrowException) as e:   # cut short, or a message claiming more than is there
+                    raise BadInput(f"{path} is a damaged Arrow IPC stream ({first_line(e)})") from None
+                if batch is None:
+                    return
                 batch = batch.select(columns)
                 for start in range(0, batch.num_rows, batch_rows):
                     yield batch.slice(start, batch_rows)
@@ -35,5 +42,5 @@ def open_arrow(stream: pa.NativeFile, path: str) -> pa.RecordBatchReader:
     """An Arrow IPC stream (what datasets' save_to_disk writes); read batch by batch."""
     try:
         return ipc.open_stream(stream)
-    except pa.ArrowInvalid as e:
+    except (OSError, pa.ArrowException) as e:
         raise BadInput(f"{path} is not an Arrow IPC stream ({first_line(e)})") from None

@@ -5,7 +5,6 @@ field is null. A row with more or fewer fields than the header is an error namin
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -13,7 +12,7 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 
 from ...errors import BadInput, first_line
-from .files import open_stream
+from .files import MAX_LINE_BYTES, open_stream, text_lines
 from .reader import FileFacts, Reader
 
 
@@ -33,7 +32,8 @@ class CsvReader(Reader):
         convert = pacsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns},
                                        strings_can_be_null=True, null_values=[""])
         parse = pacsv.ParseOptions(newlines_in_values=True)
-        read = pacsv.ReadOptions(use_threads=False, block_size=4 << 20)
+        # A row must fit in one block (Arrow's rule), so the block is the line limit every line reader keeps.
+        read = pacsv.ReadOptions(use_threads=False, block_size=MAX_LINE_BYTES)
         with open_stream(filesystem, path) as stream:
             try:
                 for batch in pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert):
@@ -44,8 +44,11 @@ class CsvReader(Reader):
 
 
 def csv_header(stream, path: str) -> list[str]:
-    """The names on the first line (read as Python's csv module reads them)."""
-    header = next(csv.reader(io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")), None)
+    """The names on the first line (read as Python's csv module reads them, a byte-order mark dropped)."""
+    try:
+        header = next(csv.reader(text_lines(stream, path)), None)
+    except csv.Error as e:
+        raise BadInput(f"{path} line 1: {e}") from None
     if not header:
         raise BadInput(f"{path} has no header line; a CSV corpus names its columns on its first line")
     return header
@@ -53,12 +56,16 @@ def csv_header(stream, path: str) -> list[str]:
 
 def csv_error(filesystem: pafs.FileSystem, path: str, error: Exception) -> BadInput:
     """The first ragged row (more or fewer fields than the header), by its line in the file, found
-    again with Python's csv module (pyarrow counts rows, not lines, and a quoted value can span lines)."""
+    again with Python's csv module (pyarrow counts rows, not lines, and a quoted value can span lines);
+    or the first line or field too long to hold in memory."""
     with open_stream(filesystem, path) as stream:
-        rows = csv.reader(io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=""))
-        header = next(rows, [])
-        for row in rows:
-            if len(row) != len(header):
-                return BadInput(f"{path} line {rows.line_num}: {len(row)} field(s) where the header has "
-                                f"{len(header)}; quote values that hold commas")
+        rows = csv.reader(text_lines(stream, path))
+        try:
+            header = next(rows, [])
+            for row in rows:
+                if len(row) != len(header):
+                    return BadInput(f"{path} line {rows.line_num}: {len(row)} field(s) where the header has "
+                                    f"{len(header)}; quote values that hold commas")
+        except csv.Error as e:  # a quoted value never closed, a field past the limit
+            return BadInput(f"{path} line {rows.line_num}: {e}")
     return BadInput(f"cannot read {path}: {first_line(error)}")

@@ -14,7 +14,7 @@ import pyarrow.fs as pafs
 import pyarrow.json as pajson
 
 from ...errors import BadInput, first_line
-from .files import open_stream
+from .files import MAX_LINE_BYTES, line_too_long, open_stream
 from .reader import FileFacts, Reader
 
 JSON_BLOCK_BYTES = 8 << 20  # JSON Lines are parsed this many bytes (whole lines) at a time
@@ -25,7 +25,7 @@ class JsonLinesReader(Reader):
 
     def _inspect(self, filesystem: pafs.FileSystem, path: str) -> FileFacts:
         with open_stream(filesystem, path) as stream:
-            for first_line_number, block in json_blocks(stream):
+            for first_line_number, block in json_blocks(stream, path):
                 return FileFacts(parse_json_block(block, path, first_line_number, None).schema, None)
         return FileFacts(pa.schema([]), None)
 
@@ -33,7 +33,7 @@ class JsonLinesReader(Reader):
                 types: dict[str, pa.DataType] | None = None) -> Iterator[pa.RecordBatch]:
         types, schema = types or {}, None
         with open_stream(filesystem, path) as stream:
-            for first, block in json_blocks(stream):
+            for first, block in json_blocks(stream, path):
                 if schema is None:  # types from the first block, for the columns not given one
                     found = parse_json_block(block, path, first, None).schema
                     schema = pa.schema([(c, types.get(c) or json_type(found, c)) for c in columns])
@@ -41,24 +41,30 @@ class JsonLinesReader(Reader):
                 yield from table.select(columns).to_batches(max_chunksize=batch_rows)
 
 
-def json_blocks(stream, block_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
+def json_blocks(stream, where: str, block_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
     """(number of its first line, bytes) of whole lines, about ``block_bytes`` (default
-    ``JSON_BLOCK_BYTES``, read when called) at a time."""
+    ``JSON_BLOCK_BYTES``, read when called) at a time. A line longer than ``MAX_LINE_BYTES`` is an
+    error naming it (``where`` line N), so memory stays bounded whatever the file holds."""
     block_bytes = block_bytes or JSON_BLOCK_BYTES
-    line, pending = 1, b""
-    while True:
-        data = stream.read(block_bytes)
-        if not data:
-            break
-        pending += data
-        cut = pending.rfind(b"\n")
+    line, pending, pending_bytes = 1, [], 0   # pending: the start of line ``line``, not ended yet
+    while data := stream.read(block_bytes):
+        cut = data.rfind(b"\n")
+        # kept in pieces: joining on every read would copy the growing line again and again
+        ends_at = pending_bytes + (data.find(b"\n") if cut >= 0 else len(data))
+        if ends_at > MAX_LINE_BYTES:
+            raise line_too_long(where, line)
         if cut < 0:
-            continue  # a line longer than a block: read on until it ends
-        block, pending = pending[: cut + 1], pending[cut + 1:]
+            pending.append(data)
+            pending_bytes += len(data)
+            continue
+        block = b"".join([*pending, data[: cut + 1]])
+        rest = data[cut + 1:]
+        pending, pending_bytes = ([rest], len(rest)) if rest else ([], 0)
         yield line, block
         line += block.count(b"\n")
-    if pending.strip():
-        yield line, pending
+    tail = b"".join(pending)
+    if tail.strip():
+        yield line, tail
 
 
 def parse_json_block(block: bytes, path: str, first_line_number: int, schema: pa.Schema | None) -> pa.Table:

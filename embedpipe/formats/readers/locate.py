@@ -2,7 +2,8 @@
 
     a file                 its format from its name (files.py), or ``file_format`` to override
     a directory            its files of one format, recursively (hidden and _-prefixed ones left out)
-    a glob                 ``data/*.jsonl.gz``: the files it matches
+    a glob                 ``data/*.jsonl.gz``: the files it matches (hidden ones only when the pattern
+                           names them with a leading dot, as in the shell)
     a save_to_disk dir     state.json lists its .arrow files (a DatasetDict: name one split's directory)
     a BEIR folder          its corpus.jsonl (``beir``: ids in ``_id``, title joined to text)
 
@@ -77,8 +78,9 @@ def find_files(filesystem: pafs.FileSystem, path: str, location: str,
         if name in inside and file_format in (None, "jsonl"):
             return [f"{path}/{name}"], "jsonl", True
     selector = pafs.FileSelector(path, recursive=True)
-    files = sorted(i.path for i in filesystem.get_file_info(selector)
-                   if i.type == pafs.FileType.File and not i.base_name.startswith((".", "_"))
+    files = sorted(i.path for i in filesystem.get_file_info(selector)   # none in hidden or _ folders either
+                   if i.type == pafs.FileType.File and not any(
+                       part.startswith((".", "_")) for part in i.path[len(path):].strip("/").split("/"))
                    and format_of(i.path, in_directory=file_format is None) is not None)
     if file_format is not None:
         files = [f for f in files if format_of(f) == file_format]
@@ -123,7 +125,16 @@ def glob(filesystem: pafs.FileSystem, pattern: str) -> list[str]:
     found = [i.path for i in filesystem.get_file_info(selector) if i.type == pafs.FileType.File]
     if base == ".":
         found = [p[2:] if p.startswith("./") else p for p in found]
-    return sorted(p for p in found if fnmatch.fnmatchcase(p, pattern))
+    return sorted(p for p in found if fnmatch.fnmatchcase(p, pattern) and not _hidden_unasked(p, pattern))
+
+
+def _hidden_unasked(path: str, pattern: str) -> bool:
+    """Whether ``path`` holds a hidden name (``.a.jsonl``, ``.cache/x``) the pattern does not spell out
+    with a leading dot: left out, as the shell's globs and the directory mode leave them out (an
+    editor's or a sync tool's leftovers are not corpus files)."""
+    asked = {part for part in pattern.split("/") if part.startswith(".")}
+    return any(part.startswith(".") and part not in (".", "..") and not any(
+        fnmatch.fnmatchcase(part, a) for a in asked) for part in path.split("/"))
 
 
 def read_json_file(filesystem: pafs.FileSystem, path: str) -> dict:
