@@ -25,6 +25,7 @@ from ..model.optimize import OPTIMIZE_LEVELS, QUANTIZE_MODES, check_export_optio
 from ..model.recipe import ModelRecipe, read_recipe
 from ..model.resolve import local_model_dir, resolve_model
 from .batching import BatchPlan, batches
+from .inflight import InFlight, default_calls, intra_op_threads
 from .long_texts import CharCut
 from .modules import apply_modules
 from .pooling import MODEL_POOLING, NEEDS_POOLER_WEIGHTS, POOLING_CHOICES, check_pooling, l2_normalize, pool
@@ -118,6 +119,8 @@ class TextEncoder:
         self.recipe = self.exported.recipe
         self.module_weights = self.exported.module_weights() if self.recipe.modules else {}
         self.prompt = prompt or ""
+        self.threads = plan.threads or os.cpu_count() or 1
+        self.calls = InFlight(plan.inflight or default_calls(self.threads))  # batches run concurrently on one session
         try:
             self.session = ort.InferenceSession(str(self.exported.onnx_path), self.session_options(),
                                                 providers=["CPUExecutionProvider"])
@@ -163,13 +166,14 @@ class TextEncoder:
         return cls.load(spec, BatchPlan(threads=threads or min(4, os.cpu_count() or 1)))
 
     def session_options(self):
-        """onnxruntime options: ``plan.threads`` intra-op threads (onnxruntime otherwise takes every core
-        of the host, oversubscribing a node shared by actors), one inter-op thread, every graph
-        optimization (fusions happen here, at load, so an export need not be optimized)."""
+        """onnxruntime options: intra-op threads that, with the calls in flight, fill ``plan.threads``
+        cores (onnxruntime otherwise takes every core of the host, oversubscribing a node shared by
+        actors), one inter-op thread, every graph optimization (fusions happen here, at load, so an
+        export need not be optimized)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.plan.threads or os.cpu_count() or 1
+        options.intra_op_num_threads = intra_op_threads(self.threads, self.calls.calls)
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -208,8 +212,11 @@ class TextEncoder:
         encodings, truncated = self._encodings(texts)
         flat, starts, lengths = flatten([e.ids for e in encodings])
         order = np.argsort(-lengths, kind="stable")
-        for rows in batches(order, lengths, self.plan):
-            out[rows] = self._run(self._pack(flat, starts[rows], lengths[rows]))
+        plan = list(batches(order, lengths, self.plan))
+        # Up to plan.inflight batches at once; each result lands in its rows, in the batches' order.
+        for rows, vectors in zip(plan, self.calls.map(lambda rows: self._run(self._pack(flat, starts[rows],
+                                                                                          lengths[rows])), plan)):
+            out[rows] = vectors
         return out, truncated
 
     def feeds(self, token_ids: list[list[int]]) -> dict[str, np.ndarray]:
