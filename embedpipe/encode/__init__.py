@@ -6,6 +6,7 @@
     long_texts.py  very long texts cut by characters first, the tokens the model sees unchanged
     encoder.py     EncoderSpec (what defines a vector; spec_to_record / spec_from_record: it in a
                    manifest and back) and TextEncoder (onnxruntime + tokenizer: texts -> vectors)
+    inflight.py    several onnxruntime calls in flight on one session (InFlight), results in order
     layers.py      PoolingGridEncoder: every (pooling, layer) vector from one pass (for classify)
     rows.py        WorkerConfig and RowsToVectors: a batch of corpus rows -> (id, vector, truncated)
     pieces.py      a row range of a corpus file -> one shard + receipt (ShardWriter), written by
