@@ -34,7 +34,7 @@ def torch_variant(encoder, model_dir: str, dtype, threads: int):
     from transformers import AutoModel
 
     torch.set_num_threads(threads)
-    model = AutoModel.from_pretrained(model_dir, torch_dtype=dtype).eval()
+    model = AutoModel.from_pretrained(model_dir, dtype=dtype).eval()
 
     def run(feeds):
         with torch.inference_mode():
@@ -66,11 +66,13 @@ def main() -> None:
     exported, max_length = prepare(EncoderSpec())
     model_dir = str(exported.info["model_path"])
 
-    def fresh(inflight=None):
-        return TextEncoder(exported.path, "mean", True, max_length, BatchPlan(threads=args.threads, inflight=inflight))
+    int8, _ = prepare(EncoderSpec(quantize="int8"))
+
+    def fresh(inflight=None, export=exported):
+        return TextEncoder(export.path, "mean", True, max_length, BatchPlan(threads=args.threads, inflight=inflight))
 
     encoders = {"onnxruntime fp32 (embedpipe)": fresh(),
-                "onnxruntime fp32, one call in flight": fresh(1),
+                "onnxruntime int8 (embedpipe --quantize int8)": fresh(export=int8),
                 "torch fp32": torch_variant(fresh(1), model_dir, torch.float32, args.threads),
                 "torch bf16": torch_variant(fresh(1), model_dir, torch.bfloat16, args.threads)}
     for encoder in encoders.values():

@@ -2,6 +2,7 @@
 
     python scripts/profile_ops.py bench_out/long.parquet --rows 300                 # fp32 and int8 exports
     python scripts/profile_ops.py bench_out/long.parquet --graph some/model.onnx    # any graph of the same model
+    python scripts/profile_ops.py bench_out/long.parquet --fusions    # and bench_quantize.py --fusions' graphs
 
 Each graph runs in one onnxruntime session as embedpipe's encoder runs it (one intra-op thread by
 default: the per-call view of two calls in flight on 2 cores), over the same length-sorted batches
@@ -53,6 +54,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--graph", action="append", default=[], help="profile this graph (repeatable) "
                         "[default: the bundled model's fp32 and int8 exports]")
+    parser.add_argument("--fusions", action="store_true",
+                        help="also the int8 graphs `bench_quantize.py --fusions` builds (kept in --out)")
     parser.add_argument("--model", default=None)
     parser.add_argument("--out", default="bench_out/ops")
     args = parser.parse_args()
@@ -64,13 +67,25 @@ def main() -> None:
     exported, max_length = prepare(EncoderSpec(model=args.model))
     graphs = {Path(g).name: Path(g) for g in args.graph} or {
         "fp32": exported.onnx_path, "int8": prepare(EncoderSpec(model=args.model, quantize="int8"))[0].onnx_path}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.fusions:
+        import onnx
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_quantize import build_fusions
+
+        from embedpipe.model.quantize import split_matmuls
+
+        config = json.loads((exported.path / "config.json").read_text())
+        _, activation_only = split_matmuls(onnx.load(str(exported.onnx_path), load_external_data=False).graph)
+        graphs.update(build_fusions(exported.onnx_path, out, activation_only, config["num_attention_heads"],
+                                    config["hidden_size"]))
     encoder = TextEncoder(exported.path, "mean", True, max_length, BatchPlan(threads=args.threads, inflight=1))
     results = {}
     for name, path in graphs.items():
         print(f"profiling {name} ...", file=sys.stderr)
         results[name] = profile(encoder, path, texts, args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"corpus": args.corpus, "rows": len(texts),
                                                   "threads": args.threads, "microseconds": results}, indent=2))
     ops = sorted({op for totals in results.values() for op in totals},
