@@ -53,6 +53,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=600)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=128, help="rows per call, every variant alike")
+    parser.add_argument("--max-padding", type=float, default=0.0,
+                        help="BatchPlan.max_padding, every variant alike: 0 = one token length per call (embedpipe's "
+                             "default: many calls of distinct shapes, which torch pays for per shape); 1 = padded "
+                             "batches of --batch-size, as sentence-transformers runs torch")
     parser.add_argument("--out", default="bench_out/bf16")
     args = parser.parse_args()
 
@@ -69,7 +74,9 @@ def main() -> None:
     int8, _ = prepare(EncoderSpec(quantize="int8"))
 
     def fresh(inflight=None, export=exported):
-        return TextEncoder(export.path, "mean", True, max_length, BatchPlan(threads=args.threads, inflight=inflight))
+        return TextEncoder(export.path, "mean", True, max_length, BatchPlan(threads=args.threads, inflight=inflight,
+                                                                          batch_size=args.batch_size,
+                                                                          max_padding=args.max_padding))
 
     encoders = {"onnxruntime fp32 (embedpipe)": fresh(),
                 "onnxruntime int8 (embedpipe --quantize int8)": fresh(export=int8),
