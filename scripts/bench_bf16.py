@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -67,6 +65,9 @@ def main() -> None:
     from embedpipe.encode.encoder import EncoderSpec, TextEncoder, prepare
     from embedpipe.model.quantize import cpu_isa
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_inflight import against, ratio_cells, round_robin  # the same interleaved timing
+
     texts = pq.read_table(args.corpus, columns=["text"]).column(0).to_pylist()[:args.rows]
     exported, max_length = prepare(EncoderSpec())
     model_dir = str(exported.info["model_path"])
@@ -84,24 +85,13 @@ def main() -> None:
                 "torch bf16": torch_variant(fresh(1), model_dir, torch.bfloat16, args.threads)}
     for encoder in encoders.values():
         encoder.encode(texts[:128])   # warm-up (oneDNN and onnxruntime plan kernels on the first calls)
-    rounds = {name: [] for name in encoders}
-    vectors = {}
-    for round_ in range(args.repeats):
-        for name, encoder in encoders.items():
-            load = float(Path("/proc/loadavg").read_text().split()[0])
-            start = time.perf_counter()
-            vectors[name] = encoder.encode(texts)
-            rounds[name].append((len(texts) / (time.perf_counter() - start), load))
-        print(f"round {round_ + 1}/{args.repeats} done", file=sys.stderr)
+    rounds, vectors = round_robin(encoders, texts, args.repeats)
     reference_name = next(iter(encoders))
     reference = vectors[reference_name]
     results = []
     for name in encoders:
         cosines = (vectors[name] * reference).sum(1)
-        ratios = [a / b for (a, _), (b, _) in zip(rounds[name], rounds[reference_name])]
-        results.append({"variant": name, "texts_per_second": statistics.median(r for r, _ in rounds[name]),
-                        "ratio_median": statistics.median(ratios), "ratios": ratios,
-                        "loads": [load for _, load in rounds[name]],
+        results.append({"variant": name, **against(rounds[name], rounds[reference_name]),
                         "cosine_min": float(cosines.min()), "cosine_mean": float(cosines.mean())})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -113,10 +103,7 @@ def main() -> None:
     print("| variant | texts/s (median) | vs embedpipe fp32, median of rounds (each) | load avg per round "
           "| cosine min / mean |\n|---|---|---|---|---|")
     for r in results:
-        ratios = ", ".join(f"{x:.2f}" for x in r["ratios"])
-        loads = ", ".join(f"{x:.1f}" for x in r["loads"])
-        print(f"| {r['variant']} | {r['texts_per_second']:.1f} | {r['ratio_median']:.2f}x ({ratios}) | {loads} "
-              f"| {r['cosine_min']:.4f} / {r['cosine_mean']:.5f} |")
+        print(f"| {r['variant']} | {ratio_cells(r)} | {r['cosine_min']:.4f} / {r['cosine_mean']:.5f} |")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,36 @@ def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
+def round_robin(encoders: dict, texts: list[str], repeats: int) -> tuple[dict, dict]:
+    """Time each encoder (name -> TextEncoder) on ``texts``, interleaved over ``repeats`` rounds ->
+    (name -> [{"texts_per_second", "load"}] per round, name -> the vectors of its last round)."""
+    rounds = {name: [] for name in encoders}
+    vectors = {}
+    for round_ in range(repeats):
+        for name, encoder in encoders.items():
+            load = load_average()
+            start = time.perf_counter()
+            vectors[name] = encoder.encode(texts)
+            rounds[name].append({"texts_per_second": len(texts) / (time.perf_counter() - start), "load": load})
+        print(f"round {round_ + 1}/{repeats} done", file=sys.stderr)
+    return rounds, vectors
+
+
+def against(rounds: list[dict], base: list[dict]) -> dict:
+    """A variant's rounds against a base's, round by round (both ran at nearly the same load)."""
+    rates = [r["texts_per_second"] for r in rounds]
+    ratios = [r["texts_per_second"] / b["texts_per_second"] for r, b in zip(rounds, base)]
+    return {"texts_per_second": statistics.median(rates), "ratio_median": statistics.median(ratios),
+            "ratios": ratios, "rounds": rounds}
+
+
+def ratio_cells(result: dict) -> str:
+    """'texts/s | median ratio (each round) | load per round' table cells of an ``against`` result."""
+    ratios = ", ".join(f"{x:.2f}" for x in result["ratios"])
+    loads = ", ".join(f"{x['load']:.1f}" for x in result["rounds"])
+    return f"{result['texts_per_second']:.1f} | {result['ratio_median']:.2f}x ({ratios}) | {loads}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("corpus")
@@ -55,26 +85,13 @@ def main() -> None:
                 encoder = TextEncoder.load(spec, BatchPlan(threads=threads, inflight=calls))
                 encoder.encode(texts[:256])   # warm-up: onnxruntime plans its kernels on the first calls
                 encoders[name] = (encoder, precision, threads, calls)
-    rounds = {name: [] for name in encoders}
-    vectors = {}
-    for round_ in range(args.repeats):
-        for name, (encoder, *_) in encoders.items():
-            load = load_average()
-            start = time.perf_counter()
-            vectors[name] = encoder.encode(texts)
-            rounds[name].append({"texts_per_second": len(texts) / (time.perf_counter() - start), "load": load})
-        print(f"round {round_ + 1}/{args.repeats} done", file=sys.stderr)
+    rounds, vectors = round_robin({name: e[0] for name, e in encoders.items()}, texts, args.repeats)
 
     results = []
     for name, (_, precision, threads, calls) in encoders.items():
         base = f"{precision} threads={threads} calls={min(map(int, args.calls.split(',')))}"
-        rates = [r["texts_per_second"] for r in rounds[name]]
-        base_rates = [r["texts_per_second"] for r in rounds[base]]
-        ratios = [a / b for a, b in zip(rates, base_rates)]   # round by round: both ran at nearly the same load
         results.append({"variant": name, "precision": precision, "threads": threads, "calls": calls,
-                        "intra_op_threads": intra_op_threads(threads, calls),
-                        "texts_per_second": statistics.median(rates), "ratio_median": statistics.median(ratios),
-                        "ratios": ratios, "rounds": rounds[name],
+                        "intra_op_threads": intra_op_threads(threads, calls), **against(rounds[name], rounds[base]),
                         "max_abs_diff": float(abs(vectors[name] - vectors[base]).max())})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,10 +101,7 @@ def main() -> None:
     print("| variant | intra-op threads | texts/s (median) | vs fewest calls, median of rounds (each round) "
           "| load avg per round | max abs diff |\n|---|---|---|---|---|---|")
     for r in results:
-        ratios = ", ".join(f"{x:.2f}" for x in r["ratios"])
-        loads = ", ".join(f"{x['load']:.1f}" for x in r["rounds"])
-        print(f"| {r['variant']} | {r['intra_op_threads']} | {r['texts_per_second']:.1f} | {r['ratio_median']:.2f}x "
-              f"({ratios}) | {loads} | {r['max_abs_diff']:.1e} |")
+        print(f"| {r['variant']} | {r['intra_op_threads']} | {ratio_cells(r)} | {r['max_abs_diff']:.1e} |")
 
 
 if __name__ == "__main__":
