@@ -25,6 +25,8 @@ Variants (--variants picks some):
                  defaults otherwise (batch 256, onnxruntime's threads)
   ep-fp32        embedpipe encode --runner local
   ep-int8        embedpipe encode --runner local --quantize int8
+  ep-fp32-1call, ep-int8-1call  the same with --inflight 1: one onnxruntime call at a time over every
+                 core, as embedpipe ran before calls in flight (encode/inflight.py)
   ep-ray         embedpipe encode --runner ray (an embedded local Ray: its start-up is included)
   ep-ray-cluster embedpipe encode --ray-address on a running cluster (a `ray start --head` on 127.0.0.1,
                  started before the timing and stopped after it, so other variants never share the CPUs)
@@ -59,7 +61,7 @@ import pyarrow.parquet as pq
 from embedpipe.testing.services import RAY_ENV, ray_head
 
 VARIANTS = ("st-torch", "st-onnx", "st-onnx-int8", "st-openvino", "st-openvino-int8", "fastembed", "ep-fp32",
-            "ep-int8", "ep-ray", "ep-ray-cluster")
+            "ep-int8", "ep-fp32-1call", "ep-int8-1call", "ep-ray", "ep-ray-cluster")
 DEFAULT_VARIANTS = "st-torch,st-onnx-int8,st-openvino,st-openvino-int8,fastembed,ep-fp32,ep-int8"
 FP32_PEERS = ("st-torch", "st-onnx", "st-openvino", "fastembed")   # the same precision as ep-fp32
 INT8_PEERS = ("st-onnx-int8", "st-openvino-int8")                  # ... as ep-int8
@@ -286,8 +288,10 @@ def run_variant(name: str, corpus: Path, work: Path, st_model: Path, prepared: d
         out = work / f"{name}.vectors"
         command = [sys.executable, "-m", "embedpipe", "-q", "encode", str(corpus), "--out", str(out), "--overwrite",
                    "--runner", "ray" if name.startswith("ep-ray") else "local"]
-        if name == "ep-int8":
+        if name.startswith("ep-int8"):
             command += ["--quantize", "int8"]
+        if name.endswith("-1call"):
+            command += ["--inflight", "1"]
     if name == "ep-ray-cluster":
         with ray_head(work) as head:
             time.sleep(CLUSTER_SETTLE_SECONDS)
@@ -303,6 +307,11 @@ def run_variant(name: str, corpus: Path, work: Path, st_model: Path, prepared: d
         np.save(vectors, open_vectors(work / f"{name}.vectors").read_all()[1])
         report = {"encode_seconds": report["seconds"], "load_seconds": None}
     return {"wall_seconds": wall, **report}
+
+
+def load_average() -> float:
+    """The 1-minute load average as a timing begins: other engineers share these CPUs."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def timed(command: list[str], env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
@@ -359,6 +368,8 @@ def encoders_for_quality(names: list[str], st_model: Path, prepared: dict):
         "fastembed": fastembed,
         "ep-fp32": lambda: TextEncoder.load(EncoderSpec()).encode,
         "ep-int8": lambda: TextEncoder.load(EncoderSpec(quantize="int8")).encode,
+        "ep-fp32-1call": lambda: TextEncoder.load(EncoderSpec()).encode,
+        "ep-int8-1call": lambda: TextEncoder.load(EncoderSpec(quantize="int8")).encode,
     }
     return {name: makers[name] for name in names if name in makers}
 
@@ -456,9 +467,10 @@ def main() -> None:
         runs: dict[str, list[dict]] = {n: [] for n in names}
         for round_ in range(args.repeats):
             for name in names:
-                runs[name].append(run_variant(name, corpus, work, st_model, prepared))
-                print(f"round {round_ + 1}: {name} {len(texts) / runs[name][-1]['wall_seconds']:.0f} texts/s",
-                      file=sys.stderr)
+                load = load_average()
+                runs[name].append({**run_variant(name, corpus, work, st_model, prepared), "load": load})
+                print(f"round {round_ + 1}: {name} {len(texts) / runs[name][-1]['wall_seconds']:.0f} texts/s "
+                      f"(load average {load:.1f})", file=sys.stderr)
         vectors = {n: np.load(work / f"{n}.npy") for n in names}
 
     results = []
@@ -471,6 +483,8 @@ def main() -> None:
         cosines = (v * ref).sum(1)
         results.append({
             "variant": name, "wall_seconds": best["wall_seconds"], "walls": [r["wall_seconds"] for r in runs[name]],
+            "loads": [r["load"] for r in runs[name]], "load_of_best": best["load"],
+            "texts_per_second_median": len(texts) / float(np.median([r["wall_seconds"] for r in runs[name]])),
             "encode_seconds": encode_seconds,
             "texts_per_second": len(texts) / best["wall_seconds"],
             "texts_per_second_encode_only": len(texts) / encode_seconds,
@@ -541,13 +555,15 @@ def print_table(report: dict) -> None:
           f"{report['cpus']} CPUs ({report['isa']}; {' '.join(report.get('cpu_flags', []))}), "
           f"fp32 matmul peak {report['fp32_matmul_peak_gflops']:.0f} GFLOP/s, "
           f"padding waste {report['padding_waste']:.1%}, best of {report['repeats']} rounds\n")
-    print("| variant | texts/s | tokens/s | vs st-torch | vs st-onnx-int8 | encode-only texts/s (vs st-torch) "
-          "| GFLOP/s (% peak) | cos min / mean | nDCG@10 | probe acc |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| variant | texts/s best (median) | load avg per round | tokens/s | vs st-torch | vs st-onnx-int8 "
+          "| encode-only texts/s (vs st-torch) | GFLOP/s (% peak) | cos min / mean | nDCG@10 | probe acc |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in report["results"]:
         def opt(key, fmt, r=r):
             return format(r[key], fmt) if key in r else "-"
-        print(f"| {r['variant']} | {r['texts_per_second']:.0f} | {r['tokens_per_second']:.0f} "
+        loads = ", ".join(f"{x:.1f}" for x in r.get("loads", []))
+        print(f"| {r['variant']} | {r['texts_per_second']:.0f} ({r.get('texts_per_second_median', 0):.0f}) | {loads} "
+              f"| {r['tokens_per_second']:.0f} "
               f"| {opt('vs_st-torch', '.2f')}x | {opt('vs_st-onnx-int8', '.2f')}x "
               f"| {r['texts_per_second_encode_only']:.0f} ({opt('vs_st-torch_encode_only', '.2f')}x) "
               f"| {r['gflops']:.0f} ({r['gflops_share_of_fp32_peak']:.0%}) "

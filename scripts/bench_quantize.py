@@ -103,8 +103,43 @@ def build_recipes(src: Path, workdir: Path, groups: bool) -> dict:
     return out
 
 
+def build_fusions(src: Path, workdir: Path, activation_only: list[str], heads: int, hidden: int) -> dict:
+    """What --fusions builds (issue 29: the int8 graph on VNNI), each U8S8 per-channel: the weight
+    MatMuls only (embedpipe's VNNI recipe) on onnxruntime's BERT fusions without attention
+    (SkipLayerNorm, BiasGelu), or with fused attention in fp32 or int8 (QAttention), or on the plain
+    graph with the attention products (Q.K^T, softmax.V) in int8 too."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    from embedpipe.model.quantize import split_matmuls
+
+    out: dict[str, Path] = {}
+    common = dict(per_channel=True, weight_type=QuantType.QInt8,
+                  extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    for attention in (False, True):
+        options = FusionOptions("bert")
+        options.enable_attention = attention
+        fused = workdir / f"fused-attention-{attention}.onnx"
+        optimize_model(str(src), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=1,
+                       optimization_options=options).save_model_to_file(str(fused))
+        _, fused_activation_only = split_matmuls(onnx.load(str(fused), load_external_data=False).graph)
+        path = workdir / f"fused-attention-{attention}-int8.onnx"
+        quantize_dynamic(str(fused), str(path), op_types_to_quantize=["MatMul", "Attention"] if attention else
+                         ["MatMul"], nodes_to_exclude=fused_activation_only, **common)
+        label = "fused attention (QAttention), SkipLayerNorm, BiasGelu" if attention else \
+            "fused SkipLayerNorm, BiasGelu (attention unfused)"
+        out[f"{label} + U8S8 weight MatMuls"] = path
+    path = workdir / "int8-attention-products.onnx"
+    quantize_dynamic(str(src), str(path), op_types_to_quantize=["MatMul"],
+                     **{**common, "extra_options": {**common["extra_options"], "MatMulConstBOnly": False}})
+    out["U8S8 weight MatMuls + int8 attention products (Q.K^T, softmax.V)"] = path
+    return out
+
+
 def build_variants(src: Path, workdir: Path, calibration: list[dict], types: list[str], heads: int,
-                   hidden: int, only_types: bool = False) -> dict:
+                   hidden: int, only_types: bool = False, fusions: bool = False) -> dict:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.transformers.optimizer import optimize_model
@@ -130,6 +165,8 @@ def build_variants(src: Path, workdir: Path, calibration: list[dict], types: lis
         weight, reduce = TYPES[label]
         dynamic(f"dynamic per-channel, weight MatMul only, {label}", per_channel=True, op_types_to_quantize=["MatMul"],
                 nodes_to_exclude=activation_only, weight_type=getattr(QuantType, weight), reduce_range=reduce)
+    if fusions:
+        out.update(build_fusions(src, workdir, activation_only, heads, hidden))
     if only_types:
         return out
     dynamic("dynamic per-tensor, MatMul+Gather", per_channel=False, op_types_to_quantize=["MatMul", "Gather"])
@@ -174,6 +211,9 @@ def main() -> None:
     parser.add_argument("--only-types", action="store_true", help="build only the main recipe in each type")
     parser.add_argument("--groups", action="store_true",
                         help="also one MatMul group at a time in U8S8, the rest U8U8 (which groups saturate)")
+    parser.add_argument("--fusions", action="store_true",
+                        help="also onnxruntime's BERT fusions with U8S8 weight MatMuls, fused int8 attention, and "
+                             "int8 attention products (the VNNI experiments of issue 29)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all)")
     parser.add_argument("--out", default="bench_out/quantize")
     args = parser.parse_args()
@@ -201,7 +241,7 @@ def main() -> None:
         config = json.loads((exported.path / "config.json").read_text())
         print("building variants ...", file=sys.stderr)
         built = build_variants(exported.onnx_path, Path(tmp), calibration, args.types.split(","),
-                               config["num_attention_heads"], config["hidden_size"], args.only_types)
+                               config["num_attention_heads"], config["hidden_size"], args.only_types, args.fusions)
         variants = {"fp32": exported.onnx_path, **built, **build_recipes(exported.onnx_path, Path(tmp), args.groups)}
         encoders = {}
         for name, path in variants.items():
@@ -211,21 +251,32 @@ def main() -> None:
             encoder.encode(texts[:256])  # warm-up
             encoders[name] = (encoder, path.stat().st_size)
         rates = {name: [] for name in encoders}
+        # Rows per CPU-second of this process: with --threads 1 (one call, no spinning pool threads) that
+        # is the work each graph costs, much less moved by other processes than wall time on a busy machine.
+        cpu_rates = {name: [] for name in encoders}
+        loads = {name: [] for name in encoders}   # the 1-minute load average as each timing began
         vectors = {}
         for round_ in range(args.repeats):
             for name, (encoder, _) in encoders.items():
-                start = time.perf_counter()
+                loads[name].append(float(Path("/proc/loadavg").read_text().split()[0]))
+                start, cpu_start = time.perf_counter(), time.process_time()
                 vectors[name] = encoder.encode(texts)
                 rates[name].append(len(texts) / (time.perf_counter() - start))
+                cpu_rates[name].append(len(texts) / (time.process_time() - cpu_start))
             print(f"round {round_ + 1}/{args.repeats} done", file=sys.stderr)
     fp32 = vectors["fp32"]
     for name, (_, size) in encoders.items():
         cosines = (vectors[name] * fp32).sum(1)
         results.append({"variant": name, "rows_per_second": max(rates[name]), "rates": rates[name],
+                        "median_rows_per_second": float(np.median(rates[name])), "loads": loads[name],
+                        "rows_per_cpu_second": float(np.median(cpu_rates[name])), "cpu_rates": cpu_rates[name],
                         "model_mb": size / 1e6, "cosine_min": float(cosines.min()),
                         "cosine_mean": float(cosines.mean())})
     for row in results:
         row["speedup_vs_fp32"] = row["rows_per_second"] / results[0]["rows_per_second"]
+        # round by round against fp32 (timed next to it, at nearly the same load), the median of those
+        row["median_ratio_vs_fp32"] = float(np.median(np.array(row["rates"]) / np.array(results[0]["rates"])))
+        row["cpu_ratio_vs_fp32"] = row["rows_per_cpu_second"] / results[0]["rows_per_cpu_second"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"corpus": args.corpus, "rows": len(texts), "cpus": os.cpu_count(), "threads": args.threads,
@@ -233,9 +284,13 @@ def main() -> None:
               "repeats": args.repeats, "results": results}
     (out / "results.json").write_text(json.dumps(report, indent=2))
     plot(results, out / "quantize.png")
-    print("| variant | rows/s | vs fp32 | model MB | cosine min | cosine mean |\n|---|---|---|---|---|---|")
+    print("| variant | rows/s best (median) | vs fp32 best (median of rounds) | rows per CPU-second (vs fp32) "
+          "| load avg per round | model MB | cosine min | cosine mean |\n|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['variant']} | {r['rows_per_second']:.0f} | {r['speedup_vs_fp32']:.2f}x | {r['model_mb']:.0f} "
+        loads = ", ".join(f"{x:.1f}" for x in r["loads"])
+        print(f"| {r['variant']} | {r['rows_per_second']:.0f} ({r['median_rows_per_second']:.0f}) "
+              f"| {r['speedup_vs_fp32']:.2f}x ({r['median_ratio_vs_fp32']:.2f}x) "
+              f"| {r['rows_per_cpu_second']:.1f} ({r['cpu_ratio_vs_fp32']:.2f}x) | {loads} | {r['model_mb']:.0f} "
               f"| {r['cosine_min']:.4f} | {r['cosine_mean']:.5f} |")
 
 

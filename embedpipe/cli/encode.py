@@ -78,6 +78,9 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
 @from_config(EncodeJob, "workers", type=int, help="Encoder actors [default: one per --threads CPUs of the cluster].")
 @from_config(EncodeJob, "threads", type=int,
              help="onnxruntime threads per worker [default: all cores for local; 1-4 per Ray actor].")
+@from_config(EncodeJob, "inflight", type=int,
+             help="onnxruntime calls in flight at once per worker, sharing its --threads cores and one copy of "
+                  "the model [default: one per thread, at most 2].")
 @from_config(EncodeJob, "empty_text",
              help="Null or blank texts: stop before encoding anything, or leave those rows out "
                   "(counted in the manifest as skipped_rows).")
@@ -109,7 +112,7 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
 def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, file_format, out, max_length,
                batch_size, normalize, optimize, quantize, runner, ray_address, workers, threads, empty_text, dtype,
                rows_per_shard, overwrite, ray_dashboard, prompt_name, prompt, device, backend, precision,
-               gpus_per_actor, **compact):
+               gpus_per_actor, inflight, **compact):
     """Encode the texts of CORPUS into a vector directory: parquet shards of (id, vector) and a
     manifest.json written last. CORPUS is parquet, JSON Lines, CSV or a Hugging Face save_to_disk
     directory: a file, a directory or a glob of them (compressed too), a pyarrow/fsspec URL, or a
@@ -145,7 +148,7 @@ def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, fil
                        device=device, backend=backend, precision=precision)
     job = EncodeJob(corpus=corpus, out=out, spec=spec, text_column=text_column, id_column=id_column,
                     title_column=title_column, format=file_format,
-                    runner=runner, ray_address=ray_address, workers=workers, threads=threads,
+                    runner=runner, ray_address=ray_address, workers=workers, threads=threads, inflight=inflight,
                     batch_size=batch_size, empty_text=empty_text, dtype=dtype, rows_per_shard=rows_per_shard,
                     overwrite=overwrite, ray_dashboard=ray_dashboard, gpus_per_actor=gpus_per_actor, **compact)
     result = encode_corpus(job)

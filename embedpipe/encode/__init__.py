@@ -10,6 +10,7 @@
                    graph (SDPA, fp16/bf16, pinned copies, out-of-memory split)
     encoder.py     EncoderSpec (what defines a vector; spec_to_record / spec_from_record: it in a
                    manifest and back) and TextEncoder (onnxruntime + tokenizer: texts -> vectors)
+    inflight.py    several onnxruntime calls in flight on one session (InFlight), results in order
     layers.py      PoolingGridEncoder: every (pooling, layer) vector from one pass (for classify)
     codec.py       the last step before storing: truncate_dim (Matryoshka), renormalize, cast or quantize
     rows.py        WorkerConfig and RowsToVectors: a batch of corpus rows -> (id, vector, truncated)

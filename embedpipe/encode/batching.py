@@ -23,12 +23,14 @@ class BatchPlan:
     token_budget: int = 16_384     # at most this many (padded) tokens per call
     threads: int | None = None     # onnxruntime intra-op threads (= the CPUs this worker owns); None = all
     max_padding: float = 0.0       # a batch takes no row shorter than (1 - this) x its longest: 0 = no padding
+    inflight: int | None = None    # onnxruntime calls in flight at once (encode/inflight.py); None = by threads
 
     def __post_init__(self):
         checks.at_least("batch_size", self.batch_size, 1)
         checks.at_least("token_budget", self.token_budget, 1)
         checks.at_least("threads", self.threads, 1, optional=True)
         checks.number_in("max_padding", self.max_padding, 0.0, 1.0)
+        checks.at_least("inflight", self.inflight, 1, optional=True)
 
 
 def batches(order: np.ndarray, lengths: np.ndarray, plan: BatchPlan):

@@ -27,6 +27,7 @@ from ..model.recipe import ModelRecipe, read_recipe
 from ..model.resolve import local_model_dir, resolve_model
 from .batching import BatchPlan, batches
 from .devices import BACKENDS, PRECISIONS, Placement, check_placement_fields, is_cuda, resolve_placement
+from .inflight import InFlight, default_calls, intra_op_threads
 from .long_texts import CharCut
 from .modules import apply_modules
 from .pooling import MODEL_POOLING, NEEDS_POOLER_WEIGHTS, POOLING_CHOICES, check_pooling, l2_normalize, pool
@@ -142,6 +143,11 @@ class TextEncoder:
         self.module_weights = self.exported.module_weights() if self.recipe.modules else {}
         self.prompt = prompt or ""
         self.placement = placement or Placement("cpu", self.exported.info.get("backend", "onnx"), "fp32")
+        self.threads = plan.threads or os.cpu_count() or 1
+        # Batches run concurrently on one onnxruntime session; torch runs one call at a time (its own
+        # thread pool on a CPU, one stream on a GPU already fills the device)
+        torch_backend = self.exported.info.get("backend") == "torch"
+        self.calls = InFlight(1 if torch_backend else plan.inflight or default_calls(self.threads))
         try:
             self.session = self._open_session()
             self.tokenizer = Tokenizer.from_file(str(self.exported.path / "tokenizer.json"))
@@ -211,13 +217,14 @@ class TextEncoder:
                                     providers=["CPUExecutionProvider"])
 
     def session_options(self):
-        """onnxruntime options: ``plan.threads`` intra-op threads (onnxruntime otherwise takes every core
-        of the host, oversubscribing a node shared by actors), one inter-op thread, every graph
-        optimization (fusions happen here, at load, so an export need not be optimized)."""
+        """onnxruntime options: intra-op threads that, with the calls in flight, fill ``plan.threads``
+        cores (onnxruntime otherwise takes every core of the host, oversubscribing a node shared by
+        actors), one inter-op thread, every graph optimization (fusions happen here, at load, so an
+        export need not be optimized)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.plan.threads or os.cpu_count() or 1
+        options.intra_op_num_threads = intra_op_threads(self.threads, self.calls.calls)
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -256,8 +263,11 @@ class TextEncoder:
         encodings, truncated = self._encodings(texts)
         flat, starts, lengths = flatten([e.ids for e in encodings])
         order = np.argsort(-lengths, kind="stable")
-        for rows in batches(order, lengths, self.plan):
-            out[rows] = self._run(self._pack(flat, starts[rows], lengths[rows]))
+        plan = list(batches(order, lengths, self.plan))
+        # Up to plan.inflight batches at once; each result lands in its rows, in the batches' order.
+        for rows, vectors in zip(plan, self.calls.map(lambda rows: self._run(self._pack(flat, starts[rows],
+                                                                                          lengths[rows])), plan)):
+            out[rows] = vectors
         return out, truncated
 
     def feeds(self, token_ids: list[list[int]]) -> dict[str, np.ndarray]:

@@ -76,6 +76,7 @@ class EncodeJob:
     ray_address: str | None = None       # join this cluster; None = $RAY_ADDRESS for auto, else embedded local Ray
     workers: int | None = None           # encoder actors; None = one per `threads` CPUs
     threads: int | None = None           # onnxruntime threads per worker; None = local: all cores, Ray: 1-4
+    inflight: int | None = None          # onnxruntime calls in flight per worker; None = one per thread, at most 2
     batch_size: int = 128                # texts per onnxruntime call (a token budget caps it too)
     window: int = 8192                   # rows read, sorted by length and encoded together
     # null/blank text: "error" stops before encoding anything, "skip" drops those rows
@@ -106,6 +107,7 @@ class EncodeJob:
         checks.text("ray_address", self.ray_address, optional=True)
         checks.at_least("workers", self.workers, 1, optional=True)
         checks.at_least("threads", self.threads, 1, optional=True)
+        checks.at_least("inflight", self.inflight, 1, optional=True)
         checks.at_least("batch_size", self.batch_size, 1)
         checks.at_least("window", self.window, 1)
         checks.at_least("rows_per_shard", self.rows_per_shard, 1)
@@ -195,7 +197,7 @@ def _encode(job: EncodeJob) -> EncodeResult:
         todo = [p for p in pieces if p.number not in finished]
         _log_reuse(state, done, shown, base)
         config = WorkerConfig(str(exported.path), resolved.pooling, spec.normalize, max_length,
-                              BatchPlan(batch_size=job.batch_size, threads=job.threads),
+                              BatchPlan(batch_size=job.batch_size, threads=job.threads, inflight=job.inflight),
                               corpus.text_column, corpus.id_column, job.empty_text, resolved.prompt,
                               placement_of(resolved))
         config, compact = codec_for_job(job, config, corpus, base, record, exported)

@@ -141,10 +141,12 @@ class PoolingGridEncoder(TextEncoder):
             offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
             tokens = TokenStates(np.empty((int(offsets[-1]), self.exported.hidden_size), dtype=np.float16), offsets)
         order = np.argsort(-lengths, kind="stable")
-        for rows in batches(order, lengths, self.plan):
+
+        def run(rows):
             feeds = self._pack(flat, starts[rows], lengths[rows])
-            hidden = dict(zip(layers, self.session.run(names, feeds)))
-            mask = feeds["attention_mask"]
+            return rows, feeds["attention_mask"], dict(zip(layers, self.session.run(names, feeds)))
+
+        for rows, mask, hidden in self.calls.map(run, batches(order, lengths, self.plan)):
             for pooling, layer in pairs:
                 out[(pooling, layer)][rows] = self._vectors(pooling, hidden[layer], mask)
             if tokens is not None:

@@ -29,7 +29,7 @@ def test_sample_corpus_ships_with_the_package():
 
 def imported(paths) -> set[str]:
     """The top-level modules ``paths`` import (lazy imports inside functions too), less the standard
-    library and the repository's own packages."""
+    library, the repository's own packages and the scripts (one benchmark may reuse another's helpers)."""
     found = set()
     for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
@@ -37,7 +37,8 @@ def imported(paths) -> set[str]:
                 found |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found.add(node.module.split(".")[0])
-    return found - set(sys.stdlib_module_names) - {"embedpipe", "tests"}
+    scripts = {path.stem for path in (ROOT / "scripts").glob("*.py")}
+    return found - set(sys.stdlib_module_names) - {"embedpipe", "tests"} - scripts
 
 
 def names(requirements) -> set[str]:

@@ -26,9 +26,9 @@ SHARD_ROWS = 500
 RAY_ERROR_LINE = re.compile(r"^\[[^\]]* E \d+ \d+\]|\bERROR\b|core_worker\.cc|\*\*\* SIG|Traceback|\(raylet\)")
 
 
-def encode_command(corpus, model, out, runner):
+def encode_command(corpus, model, out, runner, extra_args=()):
     return [sys.executable, "-m", "embedpipe", "encode", str(corpus), "--model", str(model), "--out", str(out),
-            "--runner", runner, "--rows-per-shard", str(SHARD_ROWS)]
+            "--runner", runner, "--rows-per-shard", str(SHARD_ROWS), *extra_args]
 
 
 def signal_after_shards(process, staging: Path, signum: int, shards: int = 2, timeout: float = 240) -> int:
@@ -51,12 +51,12 @@ def default_interrupt_handling() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def stop_and_resume(model, tmp_path, runner, rows, signum=signal.SIGTERM, env_extra=None):
+def stop_and_resume(model, tmp_path, runner, rows, signum=signal.SIGTERM, env_extra=None, extra_args=()):
     """Run encode, signal it mid-run, check the stop, rerun, check the result; returns both runs' stderr."""
     corpus, out, staging = write_rows(tmp_path / "c.parquet", 0, rows), tmp_path / "v", tmp_path / ".v.partial"
     prepare(EncoderSpec(model=str(model)))
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", **(env_extra or {})}
-    process = subprocess.Popen(encode_command(corpus, model, out, runner), env=env, stdout=subprocess.PIPE,
+    process = subprocess.Popen(encode_command(corpus, model, out, runner, extra_args), env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True,
                                preexec_fn=default_interrupt_handling)
     code = signal_after_shards(process, staging, signum)
