@@ -45,6 +45,7 @@ from ..progress import Progress
 from ..signals import Interrupted, signal_received, stop_on_signals
 from ..storage.store import Store
 from .batching import BatchPlan
+from .chunking import check_chunking, chunking_record, documents_of
 from .encoder import EncoderSpec, model_path_of, prepare_resolved, spec_to_record
 from .pieces import plan_pieces
 from .pooling import MODEL_POOLING
@@ -80,6 +81,10 @@ class EncodeJob:
     rows_per_shard: int = 100_000
     overwrite: bool = False              # rebuild from scratch (the old output stays until the new one is complete)
     ray_dashboard: bool = False          # embedded local Ray only: start its dashboard (on 127.0.0.1)
+    # cut each text into windows of at most this many tokens (prompt and special tokens included), one
+    # row per window (encode/chunking.py); None = one row per text, truncated at max_length
+    chunk_tokens: int | None = None
+    chunk_overlap: int = 0               # tokens a window shares with the one before (needs chunk_tokens)
 
     def __post_init__(self):
         checks.path("corpus", self.corpus)
@@ -99,6 +104,13 @@ class EncodeJob:
         checks.at_least("rows_per_shard", self.rows_per_shard, 1)
         checks.boolean("overwrite", self.overwrite)
         checks.boolean("ray_dashboard", self.ray_dashboard)
+        checks.at_least("chunk_tokens", self.chunk_tokens, 2, optional=True)
+        checks.at_least("chunk_overlap", self.chunk_overlap, 0)
+        if self.chunk_tokens is None and self.chunk_overlap:
+            raise ConfigError("chunk_overlap", "needs chunk_tokens (the window it overlaps)")
+        if self.chunk_tokens is not None and self.chunk_overlap >= self.chunk_tokens:
+            raise ConfigError("chunk_overlap", f"must be less than chunk_tokens {self.chunk_tokens}, "
+                              f"got {self.chunk_overlap}")
 
 
 @dataclass(frozen=True)
@@ -137,7 +149,10 @@ def _encode(job: EncodeJob) -> EncodeResult:
     out = Store.at(location)
     exported, resolved = prepare_resolved(spec)
     max_length = resolved.max_length
-    record = spec_to_record(spec, max_length, exported.recipe)
+    record = {**spec_to_record(spec, max_length, exported.recipe), **chunking_record(job.chunk_tokens,
+                                                                                      job.chunk_overlap)}
+    if job.chunk_tokens is not None:   # refused here, before any output or worker exists
+        check_chunking(exported.path, job.chunk_tokens, job.chunk_overlap, max_length, resolved.prompt)
     key = corpus_run_key(encoder_identity(record, exported.info["content_hash"]), job.dtype, corpus)
     with output_lock(location):
         base = None if job.overwrite else published_manifest(out)
@@ -154,7 +169,7 @@ def _encode(job: EncodeJob) -> EncodeResult:
                 return EncodeResult(shown, base, up_to_date=True)
         _check_corpus(corpus, job.empty_text)
         coverage = _coverage(corpus, base)
-        known = _known_ids(out, coverage.known_shards, corpus)
+        known = _known_ids(out, coverage.known_shards, corpus, "doc_id" if job.chunk_tokens is not None else "id")
         todo_rows = sum(corpus.file_rows[f] for f in coverage.files)
         address = job.ray_address or (os.environ.get("RAY_ADDRESS") if job.runner == "auto" else None)
         runner, why = choose_runner(job.runner, todo_rows, address)
@@ -168,7 +183,8 @@ def _encode(job: EncodeJob) -> EncodeResult:
         _log_reuse(state, done, shown, base)
         config = WorkerConfig(str(exported.path), resolved.pooling, spec.normalize, max_length,
                               BatchPlan(batch_size=job.batch_size, threads=job.threads),
-                              corpus.text_column, corpus.id_column, job.empty_text, resolved.prompt)
+                              corpus.text_column, corpus.id_column, job.empty_text, resolved.prompt,
+                              job.chunk_tokens, job.chunk_overlap)
         started = datetime.now(UTC)
         receipts = list(done)
         try:
@@ -192,9 +208,10 @@ def _encode(job: EncodeJob) -> EncodeResult:
             encoded = sum(r["rows"] for r in new)
             reused_rows = (base["rows"] if base else 0) + sum(r["rows"] for r in done)
             already = coverage.unchanged_rows + sum(r["skipped_known"] for r in receipts)
+            documents = sum(map(documents_of, new))   # corpus rows behind the rows (chunks) written
             last_run = {"runner": runner, "encoded_rows": encoded, "reused_rows": reused_rows,
                         "reused_shards": len([r for r in done if r["rows"]]) + len(base["shards"] if base else []),
-                        "skipped_rows": corpus.rows - already - encoded - sum(r["rows"] for r in done),
+                        "skipped_rows": corpus.rows - already - documents - sum(map(documents_of, done)),
                         "truncated_rows": sum(r["truncated_rows"] for r in new),
                         "removed_ids": (len(known) if known is not None else 0)
                         - sum(r["skipped_known"] for r in receipts),
@@ -254,7 +271,7 @@ def _coverage(corpus: Corpus, base: dict | None) -> Coverage:
     unchanged = {path for path, sig in zip(corpus.files, signatures) if recorded.get(path) == sig}
     files = [i for i, path in enumerate(corpus.files) if path not in unchanged]
     known_shards = [s for s in base["shards"] if (s.get("source") or {}).get("file") not in unchanged]
-    unchanged_rows = sum(s["rows"] for s in base["shards"] if (s.get("source") or {}).get("file") in unchanged)
+    unchanged_rows = sum(documents_of(s) for s in base["shards"] if (s.get("source") or {}).get("file") in unchanged)
     return Coverage(files, set(files) if known_shards else set(), known_shards, unchanged_rows)
 
 
@@ -322,12 +339,12 @@ def _manifest_fields(job: EncodeJob, record: dict, export_info: dict, corpus: Co
     }
 
 
-def _known_ids(out: Store, shards: list[dict], corpus: Corpus) -> pa.Array | None:
-    """The ids of published ``shards`` (checksums verified), which changed files may hold again;
-    None when there are none (a fresh output, or only new files)."""
+def _known_ids(out: Store, shards: list[dict], corpus: Corpus, column: str = "id") -> pa.Array | None:
+    """The corpus ids of published ``shards`` (checksums verified; ``column`` "doc_id" for chunk
+    rows), which changed files may hold again; None when there are none (a fresh output, or only new files)."""
     if not shards:
         return None
-    chunks = read_ids(out, shards, verify=True)
+    chunks = read_ids(out, shards, verify=True, column=column)
     for chunk in chunks:
         if chunk.type != corpus.id_type:
             raise BadInput(f"ids in {corpus.location} are {corpus.id_type}, the ids already encoded in "

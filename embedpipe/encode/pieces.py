@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from ..formats.corpus import Corpus
 from ..formats.vectors import TRUNCATED_KEY, vector_array, vectors_from_column
 from ..storage.store import Store
+from .chunking import chunked_documents
 from .rows import RowsToVectors, WorkerConfig
 
 SHARD = re.compile(r"^part-(\d{5,})-([0-9a-f]{8})\.parquet$")
@@ -103,7 +104,7 @@ class ShardWriter:
         A piece whose rows are all left out (known ids, blank texts) gets a receipt and no shard.
         ``on_rows`` hears of each window of the piece's rows once it is encoded (progress)."""
         name = shard_file(piece.number, attempt)
-        rows = truncated = skipped_known = 0
+        rows = truncated = skipped_known = documents = 0
         with ExitStack() as files:
             stream = writer = None
             try:
@@ -121,7 +122,10 @@ class ShardWriter:
                     vectors = table.column("vector")
                     if self.dtype != "float32":
                         vectors = vector_array(vectors_from_column(vectors), self.dtype)
-                    out = pa.table({"id": table.column("id"), "vector": vectors})
+                    # Chunk rows keep doc_id, chunk, start, end (chunking.py) between the id and the vector.
+                    out = table.drop_columns(["truncated"]).set_column(table.schema.get_field_index("vector"),
+                                                                       "vector", vectors)
+                    documents += chunked_documents(table)
                     if writer is None:
                         stream = files.enter_context(self.staging.open_output(name))
                         writer = pq.ParquetWriter(stream, out.schema)
@@ -138,6 +142,7 @@ class ShardWriter:
         receipt = {"number": piece.number, "attempt": attempt, "file": name if rows else None, "rows": rows,
                    "sha256": stream.sha256 if rows else None, "truncated_rows": truncated, "node_id": self.node_id,
                    "source": piece.source(), "skipped_known": skipped_known,
-                   "skipped_blank": piece.rows - skipped_known - rows}
+                   "skipped_blank": piece.rows - skipped_known - documents,
+                   **({"documents": documents} if self.config.chunk_tokens is not None else {})}
         self.staging.write_json(receipt_file(piece.number, attempt), receipt)
         return receipt
