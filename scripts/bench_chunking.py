@@ -43,7 +43,8 @@ def model_tokens(vectors_dir: Path, texts: dict[str, str], encoder: TextEncoder)
     for shard in vectors.manifest["shards"]:
         table = pq.read_table(vectors_dir / shard["file"])
         if "doc_id" in table.column_names:
-            spans += [texts[d][a:b] for d, a, b in zip(*(table.column(c).to_pylist() for c in ("doc_id", "start", "end")))]
+            columns = (table.column(c).to_pylist() for c in ("doc_id", "start", "end"))
+            spans += [texts[d][a:b] for d, a, b in zip(*columns)]
         else:
             spans += [texts[i] for i in table.column("id").to_pylist()]
     return sum(len(ids) for ids in encoder.tokenize(spans))

@@ -59,7 +59,7 @@ def test_spans_lie_on_token_offsets_within_the_window_and_cover_the_text(tokeniz
         assert spans == [(0, len(text))]                  # a text that fits is one chunk, the whole text
         return
     assert spans[-1][1] == len(text) and text[:spans[0][0]].strip() == ""
-    for (a, b), (c, d) in zip(spans, spans[1:]):
+    for (a, b), (c, _) in zip(spans, spans[1:]):
         assert a in starts or a == 0
         assert b in ends and c in starts
         assert a < c <= b or text[b:c].strip() == ""      # overlapping, or only whitespace between
