@@ -4,6 +4,7 @@
     modules.py     the model's modules after pooling (Dense, LayerNorm, Normalize), in numpy
     batching.py    token ids -> length-sorted, budgeted onnxruntime calls
     long_texts.py  very long texts cut by characters first, the tokens the model sees unchanged
+    chunking.py    long texts cut into token windows at sentence / word ends (--chunk-tokens), one row each
     encoder.py     EncoderSpec (what defines a vector; spec_to_record / spec_from_record: it in a
                    manifest and back) and TextEncoder (onnxruntime + tokenizer: texts -> vectors)
     layers.py      PoolingGridEncoder: every (pooling, layer) vector from one pass (for classify)

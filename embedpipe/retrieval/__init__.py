@@ -3,6 +3,7 @@
     search.py    text queries -> hits (one text, or a queries file -> results parquet)
     evaluate.py  nDCG@10 / Recall@k / MRR@k on BEIR-style queries and qrels, next to exact search
     metrics.py   the metrics, computed as BEIR and MTEB compute them
+    documents.py  an index of chunks searched by document (best chunk, or the sum of the top chunks)
 """
 
 from .evaluate import EvaluateJob, evaluate, run_evaluate
