@@ -25,7 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from ..errors import BadInput
+from .. import checks
+from ..errors import BadInput, ConfigError
 from ..formats.vectors import vector_array
 
 SENTENCE_ENDS = ".!?"
@@ -37,6 +38,16 @@ def chunk_id(doc_id, number: int) -> str:
     """The row id of a document's chunk: ``chunk_id("doc7", 2) == "doc7#2"``; the number is
     after the last "#", so any document id reads back unambiguously."""
     return f"{doc_id}#{number}"
+
+
+def check_chunk_fields(chunk_tokens, overlap) -> None:
+    """A config's chunk_tokens (None or >= 2) and chunk_overlap (>= 0, only with chunk_tokens, below it)."""
+    checks.at_least("chunk_tokens", chunk_tokens, 2, optional=True)
+    checks.at_least("chunk_overlap", overlap, 0)
+    if chunk_tokens is None and overlap:
+        raise ConfigError("chunk_overlap", "needs chunk_tokens (the window it overlaps)")
+    if chunk_tokens is not None and overlap >= chunk_tokens:
+        raise ConfigError("chunk_overlap", f"must be less than chunk_tokens {chunk_tokens}, got {overlap}")
 
 
 def check_window(chunk_tokens: int, overlap: int, max_length: int) -> None:

@@ -45,7 +45,7 @@ from ..progress import Progress
 from ..signals import Interrupted, signal_received, stop_on_signals
 from ..storage.store import Store
 from .batching import BatchPlan
-from .chunking import check_chunking, chunking_record, documents_of
+from .chunking import check_chunk_fields, check_chunking, chunking_record, documents_of
 from .encoder import EncoderSpec, model_path_of, prepare_resolved, spec_to_record
 from .pieces import plan_pieces
 from .pooling import MODEL_POOLING
@@ -104,13 +104,7 @@ class EncodeJob:
         checks.at_least("rows_per_shard", self.rows_per_shard, 1)
         checks.boolean("overwrite", self.overwrite)
         checks.boolean("ray_dashboard", self.ray_dashboard)
-        checks.at_least("chunk_tokens", self.chunk_tokens, 2, optional=True)
-        checks.at_least("chunk_overlap", self.chunk_overlap, 0)
-        if self.chunk_tokens is None and self.chunk_overlap:
-            raise ConfigError("chunk_overlap", "needs chunk_tokens (the window it overlaps)")
-        if self.chunk_tokens is not None and self.chunk_overlap >= self.chunk_tokens:
-            raise ConfigError("chunk_overlap", f"must be less than chunk_tokens {self.chunk_tokens}, "
-                              f"got {self.chunk_overlap}")
+        check_chunk_fields(self.chunk_tokens, self.chunk_overlap)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from ..formats.columns import decoded
 from ..formats.corpus import blank_text_mask, check_utf8
 from ..formats.vectors import vector_array
 from .batching import BatchPlan
-from .chunking import Chunker, check_window, chunk_rows
+from .chunking import Chunker, check_chunk_fields, check_window, chunk_rows
 from .encoder import TextEncoder
 from .pooling import check_pooling
 
@@ -62,8 +62,7 @@ class WorkerConfig:
         checks.one_of("empty_text", self.empty_text, EMPTY_TEXT_POLICIES)
         if not isinstance(self.prompt, str):
             raise ConfigError("prompt", f"must be a text, got {self.prompt!r}")
-        checks.at_least("chunk_tokens", self.chunk_tokens, 2, optional=True)
-        checks.at_least("chunk_overlap", self.chunk_overlap, 0)
+        check_chunk_fields(self.chunk_tokens, self.chunk_overlap)
         if self.chunk_tokens is not None:
             check_window(self.chunk_tokens, self.chunk_overlap, self.max_length)
 
