@@ -84,12 +84,14 @@ class Chunker:
         self.overlap = overlap
 
     def spans_of(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
-        """Each text's chunk spans, in order."""
-        return [self.spans(text) for text in texts]
+        """Each text's chunk spans, in order (the texts tokenized in one batch)."""
+        return [self._spans(text, *found) for text, found in zip(texts, self.offsets_of(texts))]
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """The character spans (start, end) of ``text``'s chunks."""
-        starts, ends = self.offsets(text)
+        return self.spans_of([text])[0]
+
+    def _spans(self, text: str, starts: np.ndarray, ends: np.ndarray) -> list[tuple[int, int]]:
         n = len(starts)
         if n <= self.room:
             return [(0, len(text))]
@@ -105,16 +107,20 @@ class Chunker:
             first = self._next_start(text, starts, ends, first, last)
 
     def offsets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """(start, end) characters of every token of ``text``, special tokens left out, tokenized in
-        blocks cut at whitespace so no block is a whole huge text."""
-        blocks = list(_blocks(text, BLOCK_CHARS))
-        encodings = self.tokenizer.encode_batch([text[a:b] for a, b in blocks], add_special_tokens=False)
-        starts, ends = [], []
-        for (a, _), encoding in zip(blocks, encodings):
+        """(start, end) characters of every token of ``text``, special tokens left out."""
+        return self.offsets_of([text])[0]
+
+    def offsets_of(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``offsets`` of each text, all tokenized in one batch, in blocks cut at whitespace so no
+        block is a whole huge text."""
+        blocks = [(i, a, b) for i, text in enumerate(texts) for a, b in _blocks(text, BLOCK_CHARS)]
+        encodings = self.tokenizer.encode_batch([texts[i][a:b] for i, a, b in blocks], add_special_tokens=False)
+        found: list[tuple[list, list]] = [([], []) for _ in texts]
+        for (i, a, _), encoding in zip(blocks, encodings):
             spans = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
-            starts.append(spans[:, 0] + a)
-            ends.append(spans[:, 1] + a)
-        return np.concatenate(starts), np.concatenate(ends)
+            found[i][0].append(spans[:, 0] + a)
+            found[i][1].append(spans[:, 1] + a)
+        return [(np.concatenate(s), np.concatenate(e)) for s, e in found]
 
     def _window_end(self, text: str, starts, ends, first: int) -> int:
         """One past the last token of the window starting at token ``first``."""
