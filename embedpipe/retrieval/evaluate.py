@@ -26,7 +26,7 @@ from ..index.factory import is_exact
 from ..index.load import LoadedIndex, open_index
 from ..index.params import ExactTopK
 from ..progress import Progress
-from .documents import check_doc_score, doc_of, documents_wanted, is_chunked, search_documents
+from .documents import DOC_SCORES, check_doc_score, doc_of, documents_wanted, is_chunked, search_documents
 from .metrics import MAIN_SCORE, retrieval_metrics
 from .search import index_search, query_encoder
 
@@ -156,6 +156,7 @@ class EvaluateJob:
     k_values: list[int] = field(default_factory=lambda: list(K_VALUES))  # metric cut-offs
     exact: bool = True             # also evaluate exact search over the same vectors
     out: str = "evaluation.json"   # the report written (atomically)
+    doc_score: str = checks.choice("best", DOC_SCORES)  # an index of chunks: how documents are scored (documents.py)
 
     def __post_init__(self):
         checks.path("index", self.index)
@@ -166,6 +167,7 @@ class EvaluateJob:
             raise ConfigError("k_values", f"must be a list of positive cut-offs like [10, 100], got {self.k_values!r}")
         checks.boolean("exact", self.exact)
         checks.path("out", self.out)
+        checks.declared_choices(self)
 
     def check(self) -> EvaluateJob:
         """Kept for callers of the earlier API: the job checked itself when it was built."""
@@ -184,7 +186,8 @@ def evaluation_inputs(job: EvaluateJob) -> dict:
 
 def evaluation_config(job: EvaluateJob) -> dict:
     return {"index": str(job.index), "queries": str(job.queries), "qrels": str(job.qrels),
-            "k_values": sorted(set(job.k_values)), "exact": job.exact}
+            "k_values": sorted(set(job.k_values)), "exact": job.exact,
+            **({"doc_score": job.doc_score} if job.doc_score != "best" else {})}
 
 
 def run_evaluate(job: EvaluateJob) -> dict:
@@ -192,7 +195,7 @@ def run_evaluate(job: EvaluateJob) -> dict:
     out = check_output(job.out, {"index": job.index, "queries": job.queries, "qrels": job.qrels})
     check_output_file(out, overwrite=True)  # the report is ours to replace, a directory is not
     inputs = evaluation_inputs(job)
-    report = evaluate(job.index, job.queries, job.qrels, job.k_values, exact=job.exact)
+    report = evaluate(job.index, job.queries, job.qrels, job.k_values, exact=job.exact, doc_score=job.doc_score)
     report = {**report, "config": evaluation_config(job), "inputs": inputs}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, report)

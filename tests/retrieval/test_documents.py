@@ -134,3 +134,13 @@ def test_an_approximate_index_is_compared_with_exact_search_by_document(chunked)
     found = search_texts(index, QUERIES, 3)
     for query, hits in zip(query_encoder(index)(QUERIES), found):
         assert len({h.id for h in hits}) == 3 and all(h.id in dict(brute_force(vectors, query, "best")) for h in hits)
+
+
+def test_a_pipeline_evaluation_names_its_document_score(chunked):
+    from embedpipe.errors import ConfigError
+    from embedpipe.retrieval.evaluate import EvaluateJob, evaluation_config
+
+    with pytest.raises(ConfigError, match="doc_score must be one of best, sum2, sum3, chunks, got 'max'"):
+        EvaluateJob("i", "q", "r", doc_score="max")
+    assert "doc_score" not in evaluation_config(EvaluateJob("i", "q", "r"))      # earlier reports stay current
+    assert evaluation_config(EvaluateJob("i", "q", "r", doc_score="sum2"))["doc_score"] == "sum2"
