@@ -136,7 +136,7 @@ def test_an_approximate_index_is_compared_with_exact_search_by_document(chunked)
         assert len({h.id for h in hits}) == 3 and all(h.id in dict(brute_force(vectors, query, "best")) for h in hits)
 
 
-def test_a_pipeline_evaluation_names_its_document_score(chunked):
+def test_a_pipeline_evaluation_names_its_document_score():
     from embedpipe.errors import ConfigError
     from embedpipe.retrieval.evaluate import EvaluateJob, evaluation_config
 
