@@ -31,6 +31,7 @@ from ..formats.vectors import vector_array
 
 SENTENCE_ENDS = ".!?"
 BLOCK_CHARS = 65_536      # characters given to the tokenizer at a time (cut back to whitespace)
+GROUP_CHARS = 4_000_000  # documents chunked and encoded together, at most (one longer document goes alone)
 PREFER_TAIL = 0.25        # a window's boundary is sought in its last quarter: sentence end first, then word
 
 
@@ -179,7 +180,20 @@ def _blocks(text: str, size: int):
 def chunk_rows(chunker: Chunker, encoder, ids: pa.Array, texts: list[str]) -> pa.Table:
     """A batch of documents -> one row per chunk (id, doc_id, chunk, start, end, vector, truncated),
     a document's chunks together and in order; ``encoder`` (a TextEncoder) encodes each chunk as a
-    text of its own."""
+    text of its own. Documents go through in groups of about GROUP_CHARS characters, so the token
+    offsets and chunk texts held at once stay bounded whatever the batch holds."""
+    tables, start = [], 0
+    while start < len(texts) or not tables:
+        stop, chars = start, 0
+        while stop < len(texts) and (stop == start or chars + len(texts[stop]) <= GROUP_CHARS):
+            chars += len(texts[stop])
+            stop += 1
+        tables.append(_group_rows(chunker, encoder, ids.slice(start, stop - start), texts[start:stop]))
+        start = stop
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def _group_rows(chunker: Chunker, encoder, ids: pa.Array, texts: list[str]) -> pa.Table:
     spans = chunker.spans_of(texts)
     counts = np.fromiter((len(s) for s in spans), dtype=np.int64, count=len(spans))
     doc_rows = np.repeat(np.arange(len(texts)), counts)

@@ -93,7 +93,7 @@ def test_a_long_text_is_tokenized_in_blocks_with_the_whole_texts_offsets(tokeniz
     assert np.array_equal(starts, whole[:, 0]) and np.array_equal(ends, whole[:, 1])
 
 
-def test_each_chunk_is_encoded_as_its_text_alone_with_the_prompt(tiny_model_dir):
+def test_each_chunk_is_encoded_as_its_text_alone_with_the_prompt(tiny_model_dir, monkeypatch):
     import pyarrow as pa
 
     encoder = TextEncoder.load(EncoderSpec(model=str(tiny_model_dir), prompt="the "))
@@ -107,6 +107,9 @@ def test_each_chunk_is_encoded_as_its_text_alone_with_the_prompt(tiny_model_dir)
     alone = encoder.encode([texts[0 if r["doc_id"] == "long" else 1][r["start"]:r["end"]] for r in rows])
     assert np.allclose(np.stack([r["vector"] for r in rows]), alone, atol=1e-6)
     assert np.allclose(rows[-1]["vector"], encoder.encode([texts[1]])[0], atol=1e-6)   # as without chunking
+    monkeypatch.setattr(chunking, "GROUP_CHARS", 10)      # documents taken a few at a time: the same rows
+    grouped = chunk_rows(chunker, encoder, pa.array(["long", "short", "x"]), [*texts, "a cat"]).to_pylist()
+    assert grouped[:-1] == rows and grouped[-1]["id"] == "x#0"
 
 
 LONG = ["the cat sat on the mat. " * 30, "a dog runs fast", "river water. " * 50 + "sun moon star", "old book"]
