@@ -3,12 +3,16 @@
     python scripts/make_long_documents.py --out bench_out/stdlib_docs
     python scripts/bench_chunking.py --data bench_out/stdlib_docs --out bench_out/chunking
 
-For each configuration (truncation at the model's 256 tokens; --chunks windows and overlaps) the
-corpus is encoded in this process (runner local, --threads), indexed exactly (Flat) and evaluated
-(nDCG@10, Recall@10, MRR@10) by document with every aggregation (best, sum2, sum3). Throughput is
-the tokens the model was fed (special and prompt tokens included, each chunk once) per second of
-encoding; the encodes run --rounds times, interleaved, and the median is kept, with the load
-average read at each. Writes OUT/results.json and prints a table.
+Quality: for each configuration (truncation at the model's 256 tokens; --chunks windows and
+overlaps) the corpus is encoded in this process (runner local, --threads), indexed exactly (Flat)
+and evaluated (nDCG@10, Recall@10, MRR@10) by document with every aggregation (best, sum2, sum3).
+
+Throughput: the tokens the model was fed (special tokens included, each chunk once) per second of
+`encode` (chunking included), truncation over every document against chunking over the first
+documents that make about as many tokens, so the runs last alike; the runs are interleaved --rounds
+times, so each ratio compares runs under the same load (the load average is read at each), and the
+median ratio is kept. Writes OUT/results.json (quality.json / throughput.json with --no-throughput /
+--no-quality).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import statistics
 from pathlib import Path
@@ -23,6 +28,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embedpipe.encode.encoder import EncoderSpec, TextEncoder
@@ -50,16 +56,76 @@ def model_tokens(vectors_dir: Path, texts: dict[str, str], encoder: TextEncoder)
     return sum(len(ids) for ids in encoder.tokenize(spans))
 
 
+def encode_seconds(corpus: str, out: Path, threads: int, window: int | None, overlap: int) -> tuple[float, str]:
+    """(seconds the encode took, the load average when it started): a fresh output each time."""
+    load = load_average()
+    manifest = encode_corpus(EncodeJob(corpus, out=str(out), runner="local", threads=threads, chunk_tokens=window,
+                                       chunk_overlap=overlap, overwrite=True)).manifest
+    return manifest["seconds"], load
+
+
+def quality(args, configs: dict, texts: dict[str, str], encoder: TextEncoder) -> dict:
+    """Each configuration encoded once over the whole corpus, indexed (Flat) and evaluated by document."""
+    corpus, results = str(args.data / "corpus.parquet"), {}
+    for name, (window, overlap) in configs.items():
+        vectors = args.out / f"{name.replace('/', '_')}.vectors"
+        index = args.out / f"{name.replace('/', '_')}.index"
+        seconds, load = encode_seconds(corpus, vectors, args.threads, window, overlap)
+        shutil.rmtree(index, ignore_errors=True)
+        build_index(vectors, index, IndexConfig(factory="Flat"), overwrite=True)
+        scores = {}
+        for doc_score in (["best", "sum2", "sum3"] if window else ["best"]):
+            report = evaluate(index, args.data / "queries.parquet", args.data / "qrels.parquet", [10], exact=False,
+                              doc_score=doc_score)
+            scores[doc_score] = report["index"]
+        results[name] = {"chunk_tokens": window, "chunk_overlap": overlap, "rows": open_vectors(vectors).rows,
+                         "model_tokens": model_tokens(vectors, texts, encoder), "seconds": seconds,
+                         "load_average": load, "metrics": scores}
+        print(f"quality {name:<12} rows {results[name]['rows']:>5}  " + "  ".join(
+            f"{agg}: nDCG@10 {v['ndcg_at_10']:.4f} R@10 {v['recall_at_10']:.4f} MRR@10 {v['mrr_at_10']:.4f}"
+            for agg, v in scores.items()), flush=True)
+    return results
+
+
+def throughput(args, configs: dict, texts: dict[str, str], encoder: TextEncoder) -> dict:
+    """Tokens/s of truncation over every document against chunking over the first documents that make
+    about as many model tokens, the runs interleaved --rounds times (the same load for both)."""
+    corpus = str(args.data / "corpus.parquet")
+    truncated = sum(min(len(ids), encoder.max_length) for ids in encoder.tokenize(list(texts.values())))
+    subset, made = {}, 0
+    for doc, text in texts.items():        # chunked tokens ~ the text's own; stop once they pass truncation's
+        if made >= truncated:
+            break
+        subset[doc] = text
+        made += len(encoder.tokenize([text])[0])
+    small = args.out / "throughput_subset.parquet"
+    pq.write_table(pa.table({"id": list(subset), "text": list(subset.values())}), small)
+    runs: dict[str, list] = {name: [] for name in configs}
+    for _ in range(args.rounds):
+        for name, (window, overlap) in configs.items():
+            out = args.out / f"throughput_{name.replace('/', '_')}.vectors"
+            seconds, load = encode_seconds(corpus if window is None else str(small), out, args.threads, window, overlap)
+            tokens = model_tokens(out, texts, encoder)
+            runs[name].append({"tokens": tokens, "seconds": seconds, "tokens_per_second": round(tokens / seconds, 1),
+                               "load_average": load})
+            print(f"throughput {name:<12} {tokens:>7} tokens {seconds:>7.1f} s {tokens / seconds:>7.0f} tok/s "
+                  f"load {load}", flush=True)
+    base = [r["tokens_per_second"] for r in runs["truncate"]]
+    return {name: {"runs": r, "median_ratio_to_truncate": round(statistics.median(
+                x["tokens_per_second"] / b for x, b in zip(r, base)), 3)} for name, r in runs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="make_long_documents.py's output")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--chunks", default="256:32,128:16", help="WINDOW:OVERLAP pairs, comma-separated")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds")
+    parser.add_argument("--no-quality", action="store_true", help="throughput only")
+    parser.add_argument("--no-throughput", action="store_true", help="retrieval quality only")
     args = parser.parse_args()
-    corpus = str(args.data / "corpus.parquet")
-    table = pq.read_table(corpus)
+    table = pq.read_table(args.data / "corpus.parquet")
     texts = dict(zip(table.column("id").to_pylist(), table.column("text").to_pylist()))
     configs = {"truncate": (None, 0)}
     for pair in args.chunks.split(","):
@@ -67,42 +133,17 @@ def main() -> None:
         configs[f"chunk{window}/{overlap}"] = (window, overlap)
     args.out.mkdir(parents=True, exist_ok=True)
     encoder = TextEncoder.load(EncoderSpec())
-    timings: dict[str, list] = {name: [] for name in configs}
-    for _ in range(args.rounds):
-        for name, (window, overlap) in configs.items():
-            out = args.out / f"{name.replace('/', '_')}.vectors"
-            load = load_average()
-            manifest = encode_corpus(EncodeJob(corpus, out=str(out), runner="local", threads=args.threads,
-                                               chunk_tokens=window, chunk_overlap=overlap, overwrite=True)).manifest
-            timings[name].append((manifest["seconds"], load))
-    results = {}
-    for name, (window, overlap) in configs.items():
-        vectors = args.out / f"{name.replace('/', '_')}.vectors"
-        index = args.out / f"{name.replace('/', '_')}.index"
-        shutil.rmtree(index, ignore_errors=True)
-        build_index(vectors, index, IndexConfig(factory="Flat"), overwrite=True)
-        tokens = model_tokens(vectors, texts, encoder)
-        seconds = statistics.median(s for s, _ in timings[name])
-        scores = {}
-        for doc_score in (["best", "sum2", "sum3"] if window else ["best"]):
-            report = evaluate(index, args.data / "queries.parquet", args.data / "qrels.parquet", [10], exact=False,
-                              doc_score=doc_score)
-            scores[doc_score] = report["index"]
-        results[name] = {"chunk_tokens": window, "chunk_overlap": overlap, "rows": open_vectors(vectors).rows,
-                         "model_tokens": tokens, "seconds": [s for s, _ in timings[name]],
-                         "load_average": [load for _, load in timings[name]],
-                         "tokens_per_second": round(tokens / seconds, 1), "metrics": scores}
-    base = results["truncate"]["tokens_per_second"]
-    print(f"{'config':<14}{'rows':>6}{'tokens':>9}{'tok/s':>9}{'ratio':>7}  {'load':<16}"
-          f"{'agg':<6}{'nDCG@10':>9}{'R@10':>7}{'MRR@10':>8}")
-    for name, r in results.items():
-        for i, (agg, m) in enumerate(r["metrics"].items()):
-            head = (f"{name:<14}{r['rows']:>6}{r['model_tokens']:>9}{r['tokens_per_second']:>9.0f}"
-                    f"{r['tokens_per_second'] / base:>7.2f}  {','.join(r['load_average']):<16}") if not i else " " * 61
-            print(f"{head}{agg:<6}{m['ndcg_at_10']:>9.4f}{m['recall_at_10']:>7.4f}{m['mrr_at_10']:>8.4f}")
     about = json.loads((args.data / "about.json").read_text()) if (args.data / "about.json").exists() else {}
-    (args.out / "results.json").write_text(json.dumps({"data": about, "threads": args.threads,
-                                                       "results": results}, indent=2) + "\n")
+    results = {"data": about, "threads": args.threads, "cpu": platform.processor() or platform.machine()}
+    if not args.no_quality:
+        results["quality"] = quality(args, configs, texts, encoder)
+    if not args.no_throughput:
+        results["throughput"] = throughput(args, configs, texts, encoder)
+        for name, r in results["throughput"].items():
+            print(f"throughput {name:<12} median tokens/s ratio to truncate {r['median_ratio_to_truncate']:.3f}")
+    name = "results.json" if not (args.no_quality or args.no_throughput) else \
+        ("throughput.json" if args.no_quality else "quality.json")
+    (args.out / name).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
