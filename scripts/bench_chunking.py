@@ -97,7 +97,7 @@ def throughput(args, configs: dict, texts: dict[str, str], encoder: TextEncoder)
         if made >= truncated:
             break
         subset[doc] = text
-        made += len(encoder.tokenize([text])[0])
+        made += len(encoder.cut.full.encode(text).ids)   # untruncated
     small = args.out / "throughput_subset.parquet"
     pq.write_table(pa.table({"id": list(subset), "text": list(subset.values())}), small)
     runs: dict[str, list] = {name: [] for name in configs}
