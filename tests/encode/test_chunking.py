@@ -173,3 +173,22 @@ def test_refusals_are_one_line_each_and_write_nothing(tiny_model_dir, tmp_path):
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], (options, result.output)
         assert not out.exists()
+
+
+@pytest.mark.slow
+def test_ray_actors_write_the_same_chunk_rows_as_the_local_runner(tiny_model_dir, tmp_path, ray_cluster):
+    corpus = write_corpus(tmp_path / "c.parquet", LONG, ids=["a", "b", "c", "d"])
+    rows = {}
+    for runner in ("local", "ray"):
+        out = tmp_path / runner
+        manifest = encode_corpus(EncodeJob(str(corpus), out=str(out), spec=EncoderSpec(model=str(tiny_model_dir)),
+                                           runner=runner, workers=2, chunk_tokens=32, chunk_overlap=4,
+                                           rows_per_shard=1)).manifest
+        assert manifest["runner"] == runner and sum(s["documents"] for s in manifest["shards"]) == 4
+        rows[runner] = {r["id"]: r for s in manifest["shards"] for r in pq.read_table(out / s["file"]).to_pylist()}
+    assert rows["ray"].keys() == rows["local"].keys()
+    for chunk, row in rows["ray"].items():
+        local = rows["local"][chunk]
+        assert (row["doc_id"], row["chunk"], row["start"], row["end"]) == \
+            (local["doc_id"], local["chunk"], local["start"], local["end"])
+        assert np.allclose(row["vector"], local["vector"], atol=1e-5)
