@@ -147,6 +147,9 @@ def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, fil
                            "reused_rows": manifest["rows"] if result.up_to_date else last_run.get("reused_rows"),
                            "skipped_rows": manifest["skipped_rows"], "truncated_rows": manifest.get("truncated_rows"),
                            "seconds": 0 if result.up_to_date else manifest["seconds"],
-                           "rows_per_second": manifest["rows_per_second"]}))
+                           "rows_per_second": manifest["rows_per_second"],
+                           # chunked: rows are chunks; how many documents they came from
+                           **({"documents": sum(s.get("documents", 0) for s in manifest["shards"])}
+                              if manifest["encoder"].get("chunk_tokens") else {})}))
 
 

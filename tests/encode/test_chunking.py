@@ -1,6 +1,8 @@
 """encode --chunk-tokens: windows cut on the tokenizer's own offsets, at sentence or word boundaries,
 each chunk encoded as a text of its own; chunk rows, resume and append per document; the refusals."""
 
+import json
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -173,6 +175,9 @@ def test_refusals_are_one_line_each_and_write_nothing(tiny_model_dir, tmp_path):
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], (options, result.output)
         assert not out.exists()
+    result = run_cli("encode", corpus, "--model", model, "--out", out, "--runner", "local", "--chunk-tokens", 16)
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["documents"] == 4 and summary["rows"] > 4 and summary["truncated_rows"] == 0
 
 
 @pytest.mark.slow
