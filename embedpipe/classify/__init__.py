@@ -11,6 +11,7 @@ Modules, one job each:
     data.py       labeled parquet -> checked train / validation / test splits
     features.py   frozen pooled vectors (and token states), encoded once per job and cached
     compact.py    those vectors as a compact output holds them (int8 codes, sign bits, truncate_dim)
+    documents.py  document vectors from chunks (--chunk-tokens): the chunks' mean, the first chunk alone
     probes.py     linear and mlp heads on frozen vectors (MTEB's sampling in MTEB mode)
     attention.py  the attention-pooling head over frozen token states
     finetune.py   fine-tuning the whole encoder with a pooler / pre_classifier / linear head

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .. import checks
+from ..encode.chunking import check_chunk_fields
 from ..encode.encoder import EncoderSpec
 from ..encode.pooling import POOLINGS, check_pooling
 from ..errors import ConfigError
@@ -63,6 +64,10 @@ class ClassifyJob:
     out: str | None = None                   # report directory; None = TRAIN_STEM.classify
     save_model: str | None = None            # save the best probe here (safetensors + json)
     overwrite: bool = False                  # replace an existing report / saved model directory
+    # also probe whole documents: texts cut into windows of this many tokens, the mean of the chunk
+    # vectors (POOLING+chunks) and the first chunk alone (POOLING+first); None = truncated texts only
+    chunk_tokens: int | None = None
+    chunk_overlap: int = 0                   # tokens a window shares with the one before
 
     def __post_init__(self):
         checks.path("train", self.train)
@@ -108,6 +113,7 @@ class ClassifyJob:
         checks.path("out", self.out, optional=True)
         checks.path("save_model", self.save_model, optional=True)
         checks.boolean("overwrite", self.overwrite)
+        check_chunk_fields(self.chunk_tokens, self.chunk_overlap)
 
     def out_dir(self) -> Path:
         if self.out:

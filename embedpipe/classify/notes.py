@@ -34,6 +34,10 @@ def method_notes(job: ClassifyJob, last: int) -> list[str]:
         notes.append(f"layers: hidden state 0 is the embeddings, {last} the last layer; every pooling x layer "
                      "came from one encoder pass" + ("; pooler only at the last layer (BERT's pooler reads it)"
                                                      if "pooler" in job.poolings else ""))
+    if job.chunk_tokens is not None:
+        notes.append(f"documents: each text cut into windows of {job.chunk_tokens} tokens ({job.chunk_overlap} "
+                     "shared); POOLING+chunks is the mean of a text's chunk vectors, POOLING+first its first "
+                     "chunk alone (the truncation baseline at that window), at the last layer")
     if job.finetune:
         notes.append(f"fine-tuning: whole encoder, AdamW lr {job.learning_rate}, up to {job.epochs} epoch(s) "
                      f"(the best on the validation rows kept), batch {job.finetune_batch_size}, 10% linear warmup"

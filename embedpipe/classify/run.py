@@ -31,6 +31,7 @@ from ..model.resolve import local_model_dir
 from .attention import train_attention
 from .compact import stored_like
 from .data import Splits, carve_validation, limit_train, load_splits
+from .documents import document_pairs, document_vectors, from_chunks
 from .features import FeatureCache
 from .finetune import FINETUNE_POOLINGS, FinetuneOptions, default_head, finetune
 from .job import ClassifyJob
@@ -81,6 +82,11 @@ def _probe_results(job: ClassifyJob, splits: Splits, cache: FeatureCache, fit: n
                             token_limit_mb=job.token_states_limit_mb)
                for part, what in ((splits.train, "training texts"), (splits.test, "test texts"))]
     train, test = encoded
+    if job.chunk_tokens is not None and vector_heads:   # whole documents from their chunks (classify/documents.py)
+        chunked = [(p, last) for p in job.poolings]
+        for got, part in zip(encoded, (splits.train, splits.test)):
+            got.vectors.update(document_vectors(cache, spec, part, chunked, job.chunk_tokens, job.chunk_overlap))
+        pairs = pairs + document_pairs(chunked)
     encoding = {"pairs": len(pairs) if vector_heads else 0, "layers": layers, "token_states": attention,
                 "train_seconds": round(train.seconds, 3), "test_seconds": round(test.seconds, 3)}
     y_fit, y_val, y_test = splits.train.y[fit], splits.train.y[val], splits.test.y
@@ -110,7 +116,8 @@ def _probe_results(job: ClassifyJob, splits: Splits, cache: FeatureCache, fit: n
                      row["accuracy_std"])
             results.append(row)
             predictions[row["key"]] = predicted
-            heads[(pooling, layer, head)] = runs[0].head
+            if not from_chunks(pooling):   # a saved probe applies to a text's own vector only
+                heads[(pooling, layer, head)] = runs[0].head
     if attention:
         runs = [_attention_run(job, train.tokens, test.tokens, splits, fit, val, seed, mlp_options)
                 for seed in range(job.seeds)]

@@ -76,6 +76,10 @@ def _layers(ctx, param, text: str):
 @from_config(ClassifyJob, "model", metavar="NAME_OR_DIR",
              help="Hugging Face model id or local directory [default: bundled all-MiniLM-L6-v2].")
 @from_config(ClassifyJob, "max_length", type=int, help="Tokens per text [default: the model's limit].")
+@from_config(ClassifyJob, "chunk_tokens", type=int, metavar="N",
+             help="Also probe whole documents: each text cut into windows of N tokens (as encode --chunk-tokens), "
+                  "the mean of its chunk vectors (POOLING+chunks) beside its first chunk alone (POOLING+first).")
+@from_config(ClassifyJob, "chunk_overlap", type=int, metavar="M", help="Tokens each window shares with the one before.")
 @from_config(ClassifyJob, "normalize", "--normalize/--no-normalize", help="L2-normalize the frozen vectors.")
 @from_config(ClassifyJob, "vector_dtype",
              help="Probe the vectors as `encode --dtype` stores them (int8 ranges from the training rows).")

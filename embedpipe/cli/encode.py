@@ -103,6 +103,12 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
                   "(the old output stays until the new one is complete).")
 @from_config(EncodeJob, "ray_dashboard", is_flag=True,
              help="Start the embedded local Ray's dashboard (on 127.0.0.1) [default: no dashboard].")
+@from_config(EncodeJob, "chunk_tokens", type=int, metavar="N",
+             help="Cut each text into windows of at most N tokens (the prompt and special tokens included; at "
+                  "most --max-length), ending at a sentence or word boundary, one row per window: id DOC#K, "
+                  "with doc_id, chunk and the character span start/end [default: one row per text, truncated].")
+@from_config(EncodeJob, "chunk_overlap", type=int, metavar="M",
+             help="Tokens each window shares with the one before (less than the window's text tokens).")
 @prompt_options("texts (the model's document prompt by default, if it has one; the manifest records it)", EncoderSpec)
 @device_options(EncoderSpec)
 @from_config(EncodeJob, "gpus_per_actor", type=float,
@@ -111,8 +117,8 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
 @user_errors
 def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, file_format, out, max_length,
                batch_size, normalize, optimize, quantize, runner, ray_address, workers, threads, empty_text, dtype,
-               rows_per_shard, overwrite, ray_dashboard, prompt_name, prompt, device, backend, precision,
-               gpus_per_actor, inflight, **compact):
+               rows_per_shard, overwrite, ray_dashboard, chunk_tokens, chunk_overlap, prompt_name, prompt,
+               device, backend, precision, gpus_per_actor, inflight, **compact):
     """Encode the texts of CORPUS into a vector directory: parquet shards of (id, vector) and a
     manifest.json written last. CORPUS is parquet, JSON Lines, CSV or a Hugging Face save_to_disk
     directory: a file, a directory or a glob of them (compressed too), a pyarrow/fsspec URL, or a
@@ -122,7 +128,8 @@ def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, fil
     nothing; after the corpus grew it encodes only the new ids, adding shards; after a kill it
     reuses the shards it had finished. Ids must be unique. Ids removed or texts changed under the
     same id are not re-encoded: --overwrite rebuilds. Another encoder config needs --overwrite.
-    Texts longer than the model's limit are truncated (counted in the manifest as truncated_rows).
+    Texts longer than the model's limit are truncated (counted in the manifest as truncated_rows),
+    unless --chunk-tokens cuts them into windows, each encoded as a text of its own.
     An --out that is, holds or lies inside the corpus or the model directory is refused before
     anything is written.
 
@@ -150,7 +157,8 @@ def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, fil
                     title_column=title_column, format=file_format,
                     runner=runner, ray_address=ray_address, workers=workers, threads=threads, inflight=inflight,
                     batch_size=batch_size, empty_text=empty_text, dtype=dtype, rows_per_shard=rows_per_shard,
-                    overwrite=overwrite, ray_dashboard=ray_dashboard, gpus_per_actor=gpus_per_actor, **compact)
+                    overwrite=overwrite, ray_dashboard=ray_dashboard, gpus_per_actor=gpus_per_actor,
+                    chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, **compact)
     result = encode_corpus(job)
     manifest = result.manifest
     last_run = manifest.get("last_run", {})
@@ -160,6 +168,9 @@ def encode_cmd(corpus, pooling, model, text_column, id_column, title_column, fil
                            "reused_rows": manifest["rows"] if result.up_to_date else last_run.get("reused_rows"),
                            "skipped_rows": manifest["skipped_rows"], "truncated_rows": manifest.get("truncated_rows"),
                            "seconds": 0 if result.up_to_date else manifest["seconds"],
-                           "rows_per_second": manifest["rows_per_second"]}))
+                           "rows_per_second": manifest["rows_per_second"],
+                           # chunked: rows are chunks; how many documents they came from
+                           **({"documents": sum(s.get("documents", 0) for s in manifest["shards"])}
+                              if manifest["encoder"].get("chunk_tokens") else {})}))
 
 

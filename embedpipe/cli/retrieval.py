@@ -19,6 +19,7 @@ from ..formats.index_dir import INFO_FILE
 from ..formats.reports import mteb_result, trec_run_lines, trec_tag
 from ..fsio import check_output, check_output_file, file_sha256, write_text_atomic
 from ..index import IndexConfig, append_index, build_index, open_index
+from ..retrieval.documents import DOC_SCORES, show_texts
 from ..retrieval.evaluate import evaluate_with_run
 from ..retrieval.search import corpus_columns, corpus_texts, query_encoder, search_file, search_texts
 from ..storage.store import Store
@@ -111,12 +112,16 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, reca
 @from_config(search_file, "mmap", "--mmap/--no-mmap",
              help="Memory-map the index file (opens a large index in milliseconds; pages are read as searches "
                   "touch them) instead of reading it whole first.")
+@from_config(search_file, "doc_score", type=click.Choice(DOC_SCORES),
+             help="Over an index of chunks (encode --chunk-tokens): rank documents by their best chunk's score (best), "
+                  "the sum of their 2 or 3 best (sum2, sum3), or show the chunks themselves (chunks).")
 @prompt_options("queries [default: the query prompt recorded with the vectors, the model's own]", search_file)
 @device_options(search_file, "queries", backend=False)
 # --corpus is read with the columns encode recorded, so a missing one is fixed where it was chosen.
 @user_errors(flags={"k": "-k", "text_column": "encode's --text-column", "id_column": "encode's --id-column",
                     "title_column": "encode's --title-column", "format": "encode's --format"})
-def search_cmd(index_dir, query, k, as_json, corpus, queries, out, overwrite, mmap, prompt_name, prompt, device):
+def search_cmd(index_dir, query, k, as_json, corpus, queries, out, overwrite, mmap, doc_score, prompt_name, prompt,
+               device):
     """Search INDEX_DIR for QUERY (or every query of --queries) with the corpus's own encoder."""
     if (query is None) == (queries is None):
         raise click.UsageError("give either a QUERY text or --queries FILE (with --out)")
@@ -124,22 +129,21 @@ def search_cmd(index_dir, query, k, as_json, corpus, queries, out, overwrite, mm
         raise click.UsageError("--queries needs --out RESULTS.parquet")
     if queries is not None:
         summary = search_file(index_dir, queries, out, k, overwrite=overwrite, prompt_name=prompt_name, prompt=prompt,
-                              mmap=mmap, device=device)
+                              mmap=mmap, device=device, doc_score=doc_score)
         click.echo(json.dumps(summary) if as_json else f"wrote {summary['queries']} x {k} hits to {out}")
         return
     if not query.strip():
         raise BadInput("the query text is empty")
     index = open_index(index_dir, mmap=mmap)
-    hits = search_texts(index, [query], k, query_encoder(index, prompt_name, prompt, device))[0]
+    hits = search_texts(index, [query], k, query_encoder(index, prompt_name, prompt, device), doc_score)[0]
     if corpus:
-        texts = corpus_texts(corpus, {str(h.id) for h in hits}, **corpus_columns(index))
-        for hit in hits:
-            hit.text = texts.get(str(hit.id), "")
+        show_texts(index, hits, lambda ids: corpus_texts(corpus, ids, **corpus_columns(index)))
     if as_json:
         click.echo(json.dumps({"query": query, "k": k, "hits": [h.as_dict() for h in hits]}, default=str))
         return
     for hit in hits:
-        click.echo(f"{hit.rank}\t{hit.id}\t{hit.score:.4f}" + (f"\t{hit.text}" if hit.text is not None else ""))
+        span = f"\t[{hit.span[0]}:{hit.span[1]}]" if hit.span else ""
+        click.echo(f"{hit.rank}\t{hit.id}\t{hit.score:.4f}{span}" + (f"\t{hit.text}" if hit.text is not None else ""))
 
 
 def _k_values(text: str) -> list[int]:
@@ -208,11 +212,16 @@ def _compare(index_dir, others, queries, qrels, queries_columns, qrels_columns, 
                    "recall@10, bytes per vector in RAM and on disk, and queries/s, INDEX_DIR first (repeatable).")
 @click.option("--plot", type=click.Path(), default=None,
               help="With --compare: write a plot of nDCG@10 against bytes per vector (png).")
+@from_config(evaluate_with_run, "doc_score", type=click.Choice(DOC_SCORES),
+             help="Over an index of chunks (encode --chunk-tokens): rank documents by their best chunk's score (best), "
+                  "the sum of their 2 or 3 best (sum2, sum3), or show the chunks themselves (chunks). "
+                  "Qrels name documents, so the numbers compare with BEIR's.")
 @prompt_options("queries [default: the query prompt recorded with the vectors, the model's own]", evaluate_with_run)
 @device_options(evaluate_with_run, "queries", backend=False)
 @user_errors(flags={"k_values": "--k"})
 def evaluate_cmd(index_dir, queries, qrels, beir_dir, split, queries_columns, qrels_columns, k_text, exact, as_json,
-                 output_format, task_name, languages, out, overwrite, compare, plot, prompt_name, prompt, device):
+                 output_format, task_name, languages, out, overwrite, compare, plot, doc_score, prompt_name, prompt,
+                 device):
     """nDCG@10 (main score), Recall@k and MRR@k of INDEX_DIR on BEIR-style queries and qrels:
     --queries and --qrels, or a BEIR dataset folder with --beir DIR --split test.
 
@@ -235,7 +244,7 @@ def evaluate_cmd(index_dir, queries, qrels, beir_dir, split, queries_columns, qr
     started = time.monotonic()
     report, run = evaluate_with_run(index_dir, queries, qrels, k_values, exact=exact,
                                     queries_columns=queries_columns, qrels_columns=qrels_columns,
-                                    prompt_name=prompt_name, prompt=prompt, device=device)
+                                    prompt_name=prompt_name, prompt=prompt, device=device, doc_score=doc_score)
     if output_format == "table":
         columns = [c for c in ("index", "exact") if c in report]
         click.echo(f"{report['queries']} queries, {report['factory']} {report['search_params']}".rstrip())

@@ -4,6 +4,7 @@
     modules.py     the model's modules after pooling (Dense, LayerNorm, Normalize), in numpy
     batching.py    token ids -> length-sorted, budgeted onnxruntime calls
     long_texts.py  very long texts cut by characters first, the tokens the model sees unchanged
+    chunking.py    long texts cut into token windows at sentence / word ends (--chunk-tokens), one row each
     devices.py     device (auto, cpu, cuda, cuda:N), backend (onnx, torch), precision: auto resolved,
                    a GPU that is not there refused in one line
     torch_session.py  the torch backend: PyTorch runs the model's safetensors where onnxruntime runs a

@@ -46,6 +46,7 @@ from ..progress import Progress
 from ..signals import Interrupted, signal_received, stop_on_signals
 from ..storage.store import Store
 from .batching import BatchPlan
+from .chunking import check_chunk_fields, check_chunking, chunking_record, documents_of
 from .compact import codec_for_job, kept_rescore_dtype, rescore_key
 from .devices import placement_record
 from .encoder import EncoderSpec, model_path_of, placement_of, prepare_resolved, spec_to_record
@@ -93,6 +94,10 @@ class EncodeJob:
     overwrite: bool = False              # rebuild from scratch (the old output stays until the new one is complete)
     ray_dashboard: bool = False          # embedded local Ray only: start its dashboard (on 127.0.0.1)
     gpus_per_actor: float = 0.0          # Ray runner: GPUs per encoder actor (fractional: actors share one); 0 = CPUs
+    # cut each text into windows of at most this many tokens (prompt and special tokens included), one
+    # row per window (encode/chunking.py); None = one row per text, truncated at max_length
+    chunk_tokens: int | None = None
+    chunk_overlap: int = 0               # tokens a window shares with the one before (needs chunk_tokens)
 
     def __post_init__(self):
         checks.path("corpus", self.corpus)
@@ -126,6 +131,7 @@ class EncodeJob:
                                                 f"got {self.gpus_per_actor!r}")
         if self.gpus_per_actor and self.runner == "local":
             raise ConfigError("gpus_per_actor", "is for the Ray runner's actors; in this process use device cuda")
+        check_chunk_fields(self.chunk_tokens, self.chunk_overlap)
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,8 @@ def _encode(job: EncodeJob) -> EncodeResult:
     exported, resolved = prepare_resolved(spec, remote_gpus=job.gpus_per_actor)
     max_length = resolved.max_length
     record = job_record(job, max_length, exported.recipe)
+    if job.chunk_tokens is not None:   # refused here, before any output or worker exists
+        check_chunking(exported.path, job.chunk_tokens, job.chunk_overlap, max_length, resolved.prompt)
     key = {**corpus_run_key(encoder_identity(record, exported.info["content_hash"]), job.dtype, corpus),
            **rescore_key(job.rescore_dtype)}
     with output_lock(location):
@@ -182,7 +190,7 @@ def _encode(job: EncodeJob) -> EncodeResult:
                 return EncodeResult(shown, base, up_to_date=True)
         _check_corpus(corpus, job.empty_text)
         coverage = _coverage(corpus, base)
-        known = _known_ids(out, coverage.known_shards, corpus)
+        known = _known_ids(out, coverage.known_shards, corpus, "doc_id" if job.chunk_tokens is not None else "id")
         todo_rows = sum(corpus.file_rows[f] for f in coverage.files)
         address = job.ray_address or (os.environ.get("RAY_ADDRESS") if job.runner == "auto" else None)
         runner, why = choose_runner(job.runner, todo_rows, address)
@@ -199,7 +207,8 @@ def _encode(job: EncodeJob) -> EncodeResult:
         config = WorkerConfig(str(exported.path), resolved.pooling, spec.normalize, max_length,
                               BatchPlan(batch_size=job.batch_size, threads=job.threads, inflight=job.inflight),
                               corpus.text_column, corpus.id_column, job.empty_text, resolved.prompt,
-                              placement_of(resolved))
+                              placement=placement_of(resolved), chunk_tokens=job.chunk_tokens,
+                              chunk_overlap=job.chunk_overlap)
         config, compact = codec_for_job(job, config, corpus, base, record, exported)
         started = datetime.now(UTC)
         receipts = list(done)
@@ -225,10 +234,11 @@ def _encode(job: EncodeJob) -> EncodeResult:
             encoded = sum(r["rows"] for r in new)
             reused_rows = (base["rows"] if base else 0) + sum(r["rows"] for r in done)
             already = coverage.unchanged_rows + sum(r["skipped_known"] for r in receipts)
+            documents = sum(map(documents_of, new))   # corpus rows behind the rows (chunks) written
             last_run = {"runner": runner, **placement_record(placement_of(resolved)),
                         "encoded_rows": encoded, "reused_rows": reused_rows,
                         "reused_shards": len([r for r in done if r["rows"]]) + len(base["shards"] if base else []),
-                        "skipped_rows": corpus.rows - already - encoded - sum(r["rows"] for r in done),
+                        "skipped_rows": corpus.rows - already - documents - sum(map(documents_of, done)),
                         "truncated_rows": sum(r["truncated_rows"] for r in new),
                         "removed_ids": (len(known) if known is not None else 0)
                         - sum(r["skipped_known"] for r in receipts),
@@ -290,14 +300,14 @@ def _coverage(corpus: Corpus, base: dict | None) -> Coverage:
     unchanged = {path for path, sig in zip(corpus.files, signatures) if recorded.get(path) == sig}
     files = [i for i, path in enumerate(corpus.files) if path not in unchanged]
     known_shards = [s for s in base["shards"] if (s.get("source") or {}).get("file") not in unchanged]
-    unchanged_rows = sum(s["rows"] for s in base["shards"] if (s.get("source") or {}).get("file") in unchanged)
+    unchanged_rows = sum(documents_of(s) for s in base["shards"] if (s.get("source") or {}).get("file") in unchanged)
     return Coverage(files, set(files) if known_shards else set(), known_shards, unchanged_rows)
 
 
 def job_record(job: EncodeJob, max_length: int, recipe: ModelRecipe | None = None) -> dict:
-    """The manifest's 'encoder' record of ``job``: its spec's, plus truncate_dim when set (part of the
+    """The manifest's 'encoder' record of ``job``: its spec's, plus truncate_dim and the chunking when set (part of the
     identity: queries, appends and indexes must match it)."""
-    record = spec_to_record(job.spec, max_length, recipe)
+    record = {**spec_to_record(job.spec, max_length, recipe), **chunking_record(job.chunk_tokens, job.chunk_overlap)}
     if job.truncate_dim is not None:
         record["truncate_dim"] = job.truncate_dim
     return record
@@ -367,12 +377,12 @@ def _manifest_fields(job: EncodeJob, record: dict, export_info: dict, corpus: Co
     }
 
 
-def _known_ids(out: Store, shards: list[dict], corpus: Corpus) -> pa.Array | None:
-    """The ids of published ``shards`` (checksums verified), which changed files may hold again;
-    None when there are none (a fresh output, or only new files)."""
+def _known_ids(out: Store, shards: list[dict], corpus: Corpus, column: str = "id") -> pa.Array | None:
+    """The corpus ids of published ``shards`` (checksums verified; ``column`` "doc_id" for chunk
+    rows), which changed files may hold again; None when there are none (a fresh output, or only new files)."""
     if not shards:
         return None
-    chunks = read_ids(out, shards, verify=True)
+    chunks = read_ids(out, shards, verify=True, column=column)
     for chunk in chunks:
         if chunk.type != corpus.id_type:
             raise BadInput(f"ids in {corpus.location} are {corpus.id_type}, the ids already encoded in "

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from ..formats.corpus import Corpus
 from ..formats.vectors import TRUNCATED_KEY, vectors_from_column
 from ..storage.store import Store
+from .chunking import chunked_documents
 from .codec import VectorCodec
 from .rows import RowsToVectors, WorkerConfig
 
@@ -104,7 +105,7 @@ class ShardWriter:
         A piece whose rows are all left out (known ids, blank texts) gets a receipt and no shard.
         ``on_rows`` hears of each window of the piece's rows once it is encoded (progress)."""
         name = shard_file(piece.number, attempt)
-        rows = truncated = skipped_known = 0
+        rows = truncated = skipped_known = documents = 0
         with ExitStack() as files:
             stream = writer = None
             try:
@@ -119,11 +120,17 @@ class ShardWriter:
                         on_rows(source_rows)
                     if not table.num_rows:
                         continue
-                    columns = {"id": table.column("id"), "vector": table.column("vector")}
+                    vectors = table.column("vector")
+                    columns = {"vector": vectors}
                     if self.dtype != "float32" or self.config.codec is not None:
                         codec = self.config.codec or VectorCodec(self.dtype)   # truncate_dim, int8, bits (+ rescore)
-                        columns.update(codec.columns(vectors_from_column(columns["vector"])))
-                    out = pa.table(columns)
+                        columns = codec.columns(vectors_from_column(vectors))
+                    # Chunk rows keep doc_id, chunk, start, end (chunking.py) between the id and the vector.
+                    out = table.drop_columns(["truncated"]).set_column(table.schema.get_field_index("vector"),
+                                                                       "vector", columns.pop("vector"))
+                    for name, column in columns.items():   # the rescoring vectors kept beside bits
+                        out = out.append_column(name, column)
+                    documents += chunked_documents(table)
                     if writer is None:
                         stream = files.enter_context(self.staging.open_output(name))
                         writer = pq.ParquetWriter(stream, out.schema)
@@ -140,6 +147,7 @@ class ShardWriter:
         receipt = {"number": piece.number, "attempt": attempt, "file": name if rows else None, "rows": rows,
                    "sha256": stream.sha256 if rows else None, "truncated_rows": truncated, "node_id": self.node_id,
                    "source": piece.source(), "skipped_known": skipped_known,
-                   "skipped_blank": piece.rows - skipped_known - rows}
+                   "skipped_blank": piece.rows - skipped_known - documents,
+                   **({"documents": documents} if self.config.chunk_tokens is not None else {})}
         self.staging.write_json(receipt_file(piece.number, attempt), receipt)
         return receipt

@@ -139,7 +139,8 @@ def _discard(staging: Store, out: Store) -> None:
 
 
 def manifest_entry(receipt: dict) -> dict:
-    return {k: receipt[k] for k in ("file", "rows", "sha256", "truncated_rows", "node_id", "source")}
+    entry = {k: receipt[k] for k in ("file", "rows", "sha256", "truncated_rows", "node_id", "source")}
+    return {**entry, "documents": receipt["documents"]} if "documents" in receipt else entry
 
 
 def finish(state: RunState, fields: dict, dim: int, dtype: str, receipts: list[dict]) -> dict:

@@ -1,5 +1,6 @@
 """Corpus rows -> vectors, the step every worker repeats: a batch of (id, text) rows -> a table of
-(id, vector, truncated).
+(id, vector, truncated); with ``chunk_tokens``, one row per chunk (chunking.py: id, doc_id, chunk,
+start, end, vector, truncated).
 
     >>> to_vectors = RowsToVectors(WorkerConfig(export_dir, "mean", True, 256, BatchPlan(),  # doctest: +SKIP
     ...                                         "text", "id"))
@@ -24,6 +25,7 @@ from ..formats.columns import decoded
 from ..formats.corpus import blank_text_mask, check_utf8
 from ..formats.vectors import vector_array
 from .batching import BatchPlan
+from .chunking import Chunker, check_chunk_fields, check_window, chunk_rows
 from .codec import VectorCodec
 from .devices import Placement
 from .encoder import TextEncoder
@@ -47,6 +49,8 @@ class WorkerConfig:
     prompt: str = ""            # put before every text (the model's document prompt, as the job resolved it)
     placement: Placement | None = None  # device, backend, precision (encode/devices.py); None = onnxruntime on CPUs
     codec: VectorCodec | None = None  # truncate_dim and dtype applied before a shard is written (codec.py)
+    chunk_tokens: int | None = None  # cut each text into windows of this many tokens (chunking.py); None = truncate
+    chunk_overlap: int = 0      # tokens a window shares with the one before
 
     def __post_init__(self):
         # Checked here too, not only in EncodeJob: a runner builds one per actor, where a bad value
@@ -64,6 +68,9 @@ class WorkerConfig:
             raise ConfigError("prompt", f"must be a text, got {self.prompt!r}")
         if self.codec is not None and not isinstance(self.codec, VectorCodec):
             raise ConfigError("codec", f"must be a VectorCodec, got {type(self.codec).__name__}")
+        check_chunk_fields(self.chunk_tokens, self.chunk_overlap)
+        if self.chunk_tokens is not None:
+            check_window(self.chunk_tokens, self.chunk_overlap, self.max_length)
 
 
 class RowsToVectors:
@@ -79,6 +86,8 @@ class RowsToVectors:
             raise
         except Exception as e:  # onnxruntime's own types: a corrupt graph, external data outside the export
             raise CorruptArtifact(f"cannot load the encoder in {config.export_dir}: {first_line(e)}") from None
+        self.chunker = None if config.chunk_tokens is None else Chunker(
+            self.encoder.cut.full, config.chunk_tokens, config.chunk_overlap, config.max_length, config.prompt)
 
     def __call__(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
         if isinstance(batch, pa.RecordBatch):
@@ -95,5 +104,7 @@ class RowsToVectors:
                                "fix them or pass empty_text=skip", fields=("empty_text",))
             keep = pc.invert(blank)
             ids, texts = ids.filter(keep), texts.filter(keep)
+        if self.chunker is not None:
+            return chunk_rows(self.chunker, self.encoder, ids, texts.to_pylist())
         vectors, truncated = self.encoder.encode_flagging_truncation(texts.to_pylist())
         return pa.table({"id": ids, "vector": vector_array(vectors), "truncated": pa.array(truncated)})

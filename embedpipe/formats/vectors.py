@@ -359,15 +359,16 @@ def verify_shard(directory: Path | Store, shard: dict, *, checksum: bool) -> str
     return store.path(shard["file"])
 
 
-def read_ids(directory: Path | Store, shards: list[dict], verify: bool) -> list[pa.Array]:
-    """The id column of each shard (only that column is read); ``verify`` checks sha256 first."""
+def read_ids(directory: Path | Store, shards: list[dict], verify: bool, column: str = "id") -> list[pa.Array]:
+    """The id column (or ``column``: "doc_id" of chunk rows) of each shard, only that column read;
+    ``verify`` checks sha256 first."""
     store = directory if isinstance(directory, Store) else Store.at(directory)
     ids = []
     for shard in shards:
         path = verify_shard(store, shard, checksum=verify)
         try:
             with store.filesystem.open_input_file(path) as f:
-                ids.append(pq.read_table(f, columns=["id"]).column("id").combine_chunks())
+                ids.append(pq.read_table(f, columns=[column]).column(column).combine_chunks())
         except (pa.ArrowException, OSError) as e:
             raise CorruptArtifact(f"cannot read shard {store.describe(shard['file'])}: {e}") from None
     return ids

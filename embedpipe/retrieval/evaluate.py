@@ -27,6 +27,7 @@ from ..index.factory import is_exact
 from ..index.load import LoadedIndex, open_index
 from ..index.params import ExactTopK
 from ..progress import Progress
+from .documents import DOC_SCORES, check_doc_score, doc_of, documents_wanted, is_chunked, search_documents
 from .metrics import MAIN_SCORE, retrieval_metrics
 from .search import index_search, query_encoder
 
@@ -40,14 +41,18 @@ def _run(query_ids: list[str], scores: np.ndarray, hit_ids: list[list]) -> dict[
     return {q: {str(d): float(v) for d, v in zip(ids, s)} for q, s, ids in zip(query_ids, scores, hit_ids)}
 
 
-def exact_search(index: LoadedIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[list]]:
+def exact_search(index: LoadedIndex, queries: np.ndarray, k: int, doc_score: str = "best"
+                 ) -> tuple[np.ndarray, list[list]]:
     """(scores, hit ids) of exact search over the vectors the index was built from (streamed;
-    the index itself when it is Flat)."""
+    the index itself when it is Flat); over chunks, documents ranked by ``doc_score``."""
+    if documents_wanted(doc_score, is_chunked(index)):
+        return search_documents(lambda q, depth: exact_search(index, q, depth, "chunks"), queries, k,
+                                index.index.ntotal, doc_score)[:2]
     if index.info.get("compact") and index.index.store is not None:
         scores, rows = index.index.exhaustive(queries, k)   # over the vectors it rescores with (compact.py)
         return [s[r >= 0] for s, r in zip(scores, rows)], [index.ids_of(r) for r in rows]
     if not index.info.get("compact") and is_exact(index.index):
-        return index_search(index, queries, k)
+        return index_search(index, queries, k, doc_score)
     source = index.info.get("vectors")
     try:
         vectors = open_vectors(source)
@@ -88,23 +93,28 @@ def main_score(k_values) -> str:
 def evaluate(index_dir: str | os.PathLike, queries: str | os.PathLike, qrels: str | os.PathLike,
              k_values: list[int] = K_VALUES, *, exact: bool = True, batch_rows: int = 1024,
              queries_columns=None, qrels_columns=None, prompt_name: str | None = None,
-             prompt: str | None = None, device: str = "auto") -> dict:
+             prompt: str | None = None, device: str = "auto", doc_score: str = "best") -> dict:
     """Retrieval metrics of the index, and of exact search over the same vectors, on BEIR files.
-    Queries get the query prompt recorded with the vectors, or ``prompt_name`` / ``prompt`` when given."""
+    Queries get the query prompt recorded with the vectors, or ``prompt_name`` / ``prompt`` when given.
+    Over an index of chunks, documents are scored by ``doc_score`` (retrieval/documents.py) and the
+    qrels name documents."""
     return evaluate_with_run(index_dir, queries, qrels, k_values, exact=exact, batch_rows=batch_rows,
                              queries_columns=queries_columns, qrels_columns=qrels_columns,
-                             prompt_name=prompt_name, prompt=prompt, device=device)[0]
+                             prompt_name=prompt_name, prompt=prompt, device=device, doc_score=doc_score)[0]
 
 
 def evaluate_with_run(index_dir: str | os.PathLike, queries: str | os.PathLike, qrels: str | os.PathLike,
                       k_values: list[int] = K_VALUES, *, exact: bool = True, batch_rows: int = 1024,
                       queries_columns=None, qrels_columns=None, prompt_name: str | None = None,
-                      prompt: str | None = None, device: str = "auto") -> tuple[dict, dict[str, dict[str, float]]]:
+                      prompt: str | None = None, device: str = "auto", doc_score: str = "best"
+                      ) -> tuple[dict, dict[str, dict[str, float]]]:
     """``evaluate``'s report, and the index's run that it scored: {query id: {doc id: score}} (for
     a TREC run file). ``queries_columns`` / ``qrels_columns``: the files' column names; queries are
     encoded on ``device``."""
     k_values = sorted(set(k_values))
+    check_doc_score(doc_score)
     index = open_index(index_dir)
+    documents = documents_wanted(doc_score, is_chunked(index))
     query_ids, texts = read_queries(queries, queries_columns)
     judged = read_qrels(qrels, qrels_columns)
     by_id = {str(q): t for q, t in zip(query_ids, texts)}
@@ -112,7 +122,7 @@ def evaluate_with_run(index_dir: str | os.PathLike, queries: str | os.PathLike, 
     if unknown_queries:
         raise BadInput(f"{len(unknown_queries)} query id(s) in {qrels} are not in {queries} "
                              f"({examples(unknown_queries)})")
-    corpus_ids = set(map(str, index.ids.to_pylist()))
+    corpus_ids = set(map(doc_of if documents else str, index.ids.to_pylist()))
     unknown_docs = sorted({d for docs in judged.values() for d in docs if d not in corpus_ids})
     if unknown_docs:
         raise BadInput(f"{len(unknown_docs)} doc id(s) in {qrels} are not in the indexed corpus "
@@ -130,10 +140,13 @@ def evaluate_with_run(index_dir: str | os.PathLike, queries: str | os.PathLike, 
             vectors[start:start + len(chunk)] = encode([by_id[q] for q in chunk])
             progress.update(len(chunk))
     k = max(k_values)
-    run = _run(evaluated, *index_search(index, vectors, k))
+    run = _run(evaluated, *index_search(index, vectors, k, doc_score))
     report = {"index": retrieval_metrics(run, judged, k_values)}
     if exact:
-        report["exact"] = retrieval_metrics(_run(evaluated, *exact_search(index, vectors, k)), judged, k_values)
+        report["exact"] = retrieval_metrics(_run(evaluated, *exact_search(index, vectors, k, doc_score)), judged,
+                                            k_values)
+    if documents:
+        report["doc_score"] = doc_score
     return {**report, "main_score": main_score(k_values), "queries": len(evaluated), "k_values": k_values,
             "factory": index.info["factory"], "search_params": index.info.get("search_params", ""),
             "index_dir": str(index.path)}, run
@@ -150,6 +163,7 @@ class EvaluateJob:
     exact: bool = True             # also evaluate exact search over the same vectors
     out: str = "evaluation.json"   # the report written (atomically)
     device: str = "auto"           # where the queries are encoded: auto, cpu, cuda, cuda:N (not in the report's config)
+    doc_score: str = checks.choice("best", DOC_SCORES)  # an index of chunks: how documents are scored (documents.py)
 
     def __post_init__(self):
         checks.path("index", self.index)
@@ -161,6 +175,7 @@ class EvaluateJob:
         checks.boolean("exact", self.exact)
         checks.path("out", self.out)
         check_device(self.device)
+        checks.declared_choices(self)
 
     def check(self) -> EvaluateJob:
         """Kept for callers of the earlier API: the job checked itself when it was built."""
@@ -179,7 +194,8 @@ def evaluation_inputs(job: EvaluateJob) -> dict:
 
 def evaluation_config(job: EvaluateJob) -> dict:
     return {"index": str(job.index), "queries": str(job.queries), "qrels": str(job.qrels),
-            "k_values": sorted(set(job.k_values)), "exact": job.exact}
+            "k_values": sorted(set(job.k_values)), "exact": job.exact,
+            **({"doc_score": job.doc_score} if job.doc_score != "best" else {})}
 
 
 def run_evaluate(job: EvaluateJob) -> dict:
@@ -187,7 +203,8 @@ def run_evaluate(job: EvaluateJob) -> dict:
     out = check_output(job.out, {"index": job.index, "queries": job.queries, "qrels": job.qrels})
     check_output_file(out, overwrite=True)  # the report is ours to replace, a directory is not
     inputs = evaluation_inputs(job)
-    report = evaluate(job.index, job.queries, job.qrels, job.k_values, exact=job.exact, device=job.device)
+    report = evaluate(job.index, job.queries, job.qrels, job.k_values, exact=job.exact, device=job.device,
+                      doc_score=job.doc_score)
     report = {**report, "config": evaluation_config(job), "inputs": inputs}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, report)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import checks
@@ -26,6 +27,7 @@ from ..formats.corpus import open_corpus
 from ..fsio import atomic_path, check_output, check_output_file
 from ..index.load import LoadedIndex, open_index
 from ..progress import Progress
+from .documents import check_doc_score, documents_wanted, is_chunked, search_documents
 
 log = logging.getLogger("embedpipe.retrieval")
 
@@ -38,6 +40,8 @@ class Hit:
     id: object
     score: float
     text: str | None = None
+    chunk: str | None = None     # an index over chunks: the document's best chunk, id "<doc>#<n>"
+    span: tuple[int, int] | None = None   # and its characters in the document (search --corpus)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -78,20 +82,25 @@ def corpus_columns(index: LoadedIndex) -> dict[str, str | None]:
             "title_column": source.get("title_column"), "file_format": source.get("format")}
 
 
-def search_texts(index: LoadedIndex, texts: list[str], k: int = 10, encode: Encode | None = None) -> list[list[Hit]]:
-    """Top-k hits for each text."""
+def search_texts(index: LoadedIndex, texts: list[str], k: int = 10, encode: Encode | None = None,
+                 doc_score: str = "best") -> list[list[Hit]]:
+    """Top-k hits for each text; over an index of chunks, documents ranked by ``doc_score``
+    (retrieval/documents.py), each with its best chunk."""
     encode = encode or query_encoder(index)
-    scores, hit_ids = index_search(index, encode(list(texts)), k)
-    return [[Hit(rank + 1, doc_id, float(score)) for rank, (doc_id, score) in enumerate(zip(ids, s))]
-            for s, ids in zip(scores, hit_ids)]
+    scores, hit_ids, chunks = document_search(index, encode(list(texts)), k, doc_score)
+    return [[Hit(rank + 1, doc_id, float(score), chunk=best[rank] if best else None)
+             for rank, (doc_id, score) in enumerate(zip(ids, s))]
+            for s, ids, best in zip(scores, hit_ids, chunks or [None] * len(scores))]
 
 
 def search_file(index_dir: str | os.PathLike, queries: str | os.PathLike, out: str | os.PathLike, k: int = 10,
                 *, overwrite: bool = False, batch_rows: int = 1024, prompt_name: str | None = None,
-                prompt: str | None = None, mmap: bool = True, device: str = "auto") -> dict:
+                prompt: str | None = None, mmap: bool = True, device: str = "auto", doc_score: str = "best") -> dict:
     """Search every query of a queries parquet; write results parquet atomically; returns a summary.
-    The index is memory-mapped unless ``mmap`` is False (index/load.py); queries are encoded on ``device``."""
+    The index is memory-mapped unless ``mmap`` is False (index/load.py); queries are encoded on ``device``;
+    over chunks, ``doc_score`` ranks documents (retrieval/documents.py)."""
     checks.at_least("k", k, 1)
+    check_doc_score(doc_score)
     checks.at_least("batch_rows", batch_rows, 1)
     checks.boolean("overwrite", overwrite)
     out = check_output(out, {"index": index_dir, "queries": queries})
@@ -101,14 +110,15 @@ def search_file(index_dir: str | os.PathLike, queries: str | os.PathLike, out: s
     if not ids:
         raise BadInput(f"{queries} holds no queries")
     encode = query_encoder(index, prompt_name, prompt, device)
+    documents = documents_wanted(doc_score, is_chunked(index))
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp, Progress(len(ids), "queries searched", unit="queries") as progress:
         writer = None
         try:
             for start in range(0, len(ids), batch_rows):
                 batch_ids = ids[start:start + batch_rows]
-                hits = search_texts(index, texts[start:start + batch_rows], k, encode)
-                table = results_table(batch_ids, hits, index.ids.type)
+                hits = search_texts(index, texts[start:start + batch_rows], k, encode, doc_score)
+                table = results_table(batch_ids, hits, index.ids.type if not documents else pa.string())
                 writer = writer or pq.ParquetWriter(tmp, table.schema)
                 writer.write_table(table)
                 progress.update(len(batch_ids))
@@ -118,9 +128,21 @@ def search_file(index_dir: str | os.PathLike, queries: str | os.PathLike, out: s
     return {"queries": len(ids), "k": k, "out": str(out)}
 
 
-def index_search(index: LoadedIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[list]]:
-    """(scores, hit ids) of the index, dropping the -1 rows an approximate index may return."""
-    scores, rows = index.search(queries, k)
-    return [s[r >= 0] for s, r in zip(scores, rows)], [index.ids_of(r) for r in rows]
+def index_search(index: LoadedIndex, queries: np.ndarray, k: int, doc_score: str = "best"
+                 ) -> tuple[np.ndarray, list[list]]:
+    """(scores, hit ids) of the index, dropping the -1 rows an approximate index may return; over
+    an index of chunks, documents ranked by ``doc_score``."""
+    return document_search(index, queries, k, doc_score)[:2]
+
+
+def document_search(index: LoadedIndex, queries: np.ndarray, k: int, doc_score: str = "best"):
+    """``index_search``, and each document's best chunk (None when hits are not documents)."""
+    def rows(vectors: np.ndarray, depth: int):
+        scores, found = index.search(vectors, depth)
+        return [s[r >= 0] for s, r in zip(scores, found)], [index.ids_of(r) for r in found]
+
+    if not documents_wanted(doc_score, is_chunked(index)):
+        return (*rows(queries, k), None)
+    return search_documents(rows, queries, k, index.index.ntotal, doc_score)
 
 
