@@ -45,6 +45,10 @@ def _megabytes(n: int) -> str:
 @from_config(IndexConfig, "ef_construction", type=int,
              help="HNSW graphs: the construction search width (wider builds slower, a better graph) "
                   "[default: 80 for --factory auto, FAISS's 40 for a named HNSW factory].")
+@from_config(IndexConfig, "exact_store",
+             help="Where the refine step reads exact vectors: auto = RAM when they fit --max-memory, else a "
+                  "memory-mapped float16 store on local disk (exact.npy); none = as the factory says; "
+                  "float16 / float32 = always re-rank candidates from a store of that type.")
 @from_config(IndexConfig, "tuning_vectors", "--tuning-queries", "tuning_queries", type=click.Path(),
              help="Sample queries to tune on instead of held-out corpus vectors: a queries parquet (id, text), "
                   "encoded like the corpus, or a vector directory. Better when queries look unlike the documents.")
@@ -60,12 +64,13 @@ def _megabytes(n: int) -> str:
 @user_errors(flags={"tuning_vectors": "--tuning-queries", "tuning_prompt": "--prompt",
                     "tuning_prompt_name": "--prompt-name"})
 def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, recall_margin, ef_construction,
-              tuning_queries, overwrite, append, threads, as_json, prompt_name, prompt):
+              exact_store, tuning_queries, overwrite, append, threads, as_json, prompt_name, prompt):
     """Build a FAISS index over the vectors in VECTORS_DIR (an `embedpipe encode` output)."""
     if append and overwrite:
         raise click.UsageError("--append extends the index and --overwrite rebuilds it; give one of them")
     config = IndexConfig(factory=factory, metric=metric, max_memory=max_memory, target_recall=target_recall,
-                         recall_margin=recall_margin, ef_construction=ef_construction, tuning_vectors=tuning_queries,
+                         recall_margin=recall_margin, ef_construction=ef_construction, exact_store=exact_store,
+                         tuning_vectors=tuning_queries,
                          tuning_prompt_name=prompt_name, tuning_prompt=prompt)
     appended = 0
     if append and (Path(out) / INFO_FILE).exists():
@@ -82,6 +87,9 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, reca
     click.echo(f"index      {info['factory']} over {info['n']} vectors of dimension {info['dim']} ({info['metric']})")
     click.echo(f"search     {info['search_params'] or '(exact)'}: recall@10 {info['recall_at_10']:.4f} vs exact search")
     click.echo(f"memory     {_megabytes(info['memory_bytes'])}, built in {info['build_seconds']:.1f}s")
+    if info.get("exact_store"):
+        click.echo(f"refine     from {info['exact_store']['file']} ({info['exact_store']['dtype']}, "
+                   f"{_megabytes(info['exact_store']['bytes'])} on disk, memory-mapped): {info['refine']['reason']}")
     click.echo(f"wrote      {out}")
 
 

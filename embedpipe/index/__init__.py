@@ -5,6 +5,7 @@ index/; build and append sit on top):
     params.py   search parameters (nprobe / efSearch) tuned to a target recall; exact top-k; recall@k
     load.py     open an index directory for search
     exact_store.py  vectors in index order on local disk (.npy, memory-mapped) to rescore candidates exactly
+    refine.py   the refine step under max_memory: floats in RAM when they fit, else re-ranked from an exact store
     choose.py   which factory fits n vectors of dim under a memory budget (autofaiss' ladder); parse sizes
     measure.py  build and time candidate factories on a sample, for `auto`'s measured choice
     config.py   IndexConfig: what a build takes, checked when made

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from .. import __version__, checks
 from ..errors import BadInput, EmbedpipeError
-from ..formats.index_dir import FORMAT_VERSION, INFO_FILE, upload_index_dir, write_index_dir
+from ..formats.index_dir import EXACT_STORE_FILE, FORMAT_VERSION, INFO_FILE, upload_index_dir, write_index_dir
 from ..formats.vectors import VectorSet, open_vectors
 from ..fsio import check_output, check_output_dir, is_url, local_path
 from ..progress import Progress
@@ -39,16 +39,17 @@ from ..storage.store import Store
 from .choose import (
     CHOICE_SAMPLE_ROWS,
     MEASURED_CHOICE_MIN_ROWS,
-    candidate_factories,
     choose_factory,
     parse_size,
     pick_measured,
     training_rows,
 )
 from .config import IndexConfig
+from .exact_store import append_exact_store, open_exact_store, write_exact_store
 from .factory import faiss_threads, is_exact, make_index, nlist_of, prepare_auto_index, set_ef_construction, train_index
 from .measure import measure_candidates
 from .params import RECALL_K, ExactTopK, Tuning, tune_search_params
+from .refine import RefinePlan, StoreRefined, budgeted_candidates, plan_refine
 from .samples import Samples, draw_samples
 from .source import check_row_count, concat_ids, source_record
 
@@ -94,10 +95,18 @@ def _build_then_upload(vectors_dir, url: str, config: IndexConfig, overwrite: bo
 
 
 def _build_local_index_dir(vectors_dir, out, config: IndexConfig, overwrite: bool) -> dict:
-    started = time.monotonic()
     out = check_output(out, {"vectors": vectors_dir, "tuning queries": config.tuning_vectors})
     vectors = open_vectors(vectors_dir, verify=True)
     out = check_output_dir(out, overwrite, INFO_FILE)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # an exact store is written beside the output while the vectors are added (the same filesystem,
+    # so it moves into the index directory by a rename), and removed with it on any error
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.exact-") as scratch:
+        return _build_in(vectors, out, config, Path(scratch))
+
+
+def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path) -> dict:
+    started = time.monotonic()
     n, dim = vectors.rows, vectors.dim
     if n == 0:
         raise EmbedpipeError(f"{vectors.path} holds no vectors; there is nothing to index")
@@ -105,9 +114,15 @@ def _build_local_index_dir(vectors_dir, out, config: IndexConfig, overwrite: boo
     for warning in warnings:
         log.warning("warning: %s", warning)
     max_memory = parse_size(config.max_memory)
-    factory, samples, choice = _factory_for(vectors, config, max_memory)
+    chosen, samples, choice = _factory_for(vectors, config, max_memory)
+    plan = plan_refine(chosen, n, dim, max_memory, config.exact_store)
+    factory = plan.factory
     log.info("index for %d vectors of dimension %d: %s (metric %s)", n, dim, factory, config.metric)
     index = make_index(factory, dim, config.metric)
+    if plan.store_dtype and is_exact(index):
+        plan = RefinePlan(factory, None, plan.k_factor, "exact search needs no refine step")
+    log.info("refine: %s", plan.reason)
+    store_path = scratch / EXACT_STORE_FILE if plan.store_dtype else None
     if config.factory == "auto":
         prepare_auto_index(index, config.ef_construction)
     elif config.ef_construction is not None:
@@ -121,18 +136,22 @@ def _build_local_index_dir(vectors_dir, out, config: IndexConfig, overwrite: boo
         train_index(index, factory, samples.train[:trained])
     exact = ExactTopK(samples.queries, RECALL_K, config.metric) if samples is not None else None
     held_out = samples.query_rows if samples is not None else np.empty(0, dtype=np.int64)
-    ids = _add_all(index, vectors, exact, config.add_batch_rows, held_out)
+    ids, store_record = _add_all(index, vectors, exact, config.add_batch_rows, held_out, store_path, plan.store_dtype)
+    search = StoreRefined(index, open_exact_store(store_path), config.metric, plan.k_factor).search \
+        if store_path else None
 
     if samples is None:
         tuning = Tuning("", 1.0, True)
     else:
         tuning = tune_search_params(index, samples.queries, exact.result()[1], config.target_recall, RECALL_K,
-                                    margin=config.recall_margin)
+                                    margin=config.recall_margin, search=search)
         log.info("search parameters %r give recall@10 %.4f vs exact search (aimed at %.4f: the target %s + "
                  "the margin %s)", tuning.params, tuning.recall, tuning.aim, config.target_recall, config.recall_margin)
         if len(samples.query_rows):  # the held-out rows join the index last; ids.parquet follows
             index.add(samples.queries)
             ids = concat_ids([ids, pa.array(samples.query_ids, ids.type)], vectors)
+            if store_path:
+                store_record = append_exact_store(store_path, [samples.queries])
         if not tuning.reached:
             warnings.append(f"{factory} reaches recall@10 {tuning.recall:.3f} at most, below the target "
                             f"{config.target_recall}; allow more max_memory or choose a factory with less compression")
@@ -162,6 +181,8 @@ def _build_local_index_dir(vectors_dir, out, config: IndexConfig, overwrite: boo
                        "trials": tuning.trials},
             "recall_measured_at_n": n,
             "auto_choice": choice,
+            "refine": plan.record(),
+            "exact_store": store_record,
             "warnings": warnings,
             "config": json.loads(json.dumps(asdict(config))),
             **source_record(vectors),
@@ -170,7 +191,8 @@ def _build_local_index_dir(vectors_dir, out, config: IndexConfig, overwrite: boo
     tuning_sample = None
     if samples is not None:
         tuning_sample = (samples.queries, list(samples.query_ids) if len(samples.query_rows) else None)
-    info = write_index_dir(out, index, ids, describe, tuning=tuning_sample)
+    info = write_index_dir(out, index, ids, describe, tuning=tuning_sample,
+                           files={EXACT_STORE_FILE: store_path} if store_path else None)
     log.info("wrote %s (%s, %d bytes, %.1fs)", out, factory, info["memory_bytes"], info["build_seconds"])
     return info
 
@@ -183,7 +205,7 @@ def _factory_for(vectors: VectorSet, config: IndexConfig, max_memory: int) -> tu
         return config.factory, None, None
     n, dim = vectors.rows, vectors.dim
     factory = choose_factory(n, dim, max_memory)
-    candidates = candidate_factories(n, dim, max_memory)
+    candidates = budgeted_candidates(n, dim, max_memory)
     if len(candidates) == 1 or n < MEASURED_CHOICE_MIN_ROWS:
         return factory, None, None
     samples = draw_samples(vectors, None, config, sample_rows=CHOICE_SAMPLE_ROWS)
@@ -198,22 +220,35 @@ def _factory_for(vectors: VectorSet, config: IndexConfig, max_memory: int) -> tu
 
 
 def _add_all(index: faiss.Index, vectors: VectorSet, exact: ExactTopK | None, batch_rows: int,
-             held_out: np.ndarray) -> pa.Array:
+             held_out: np.ndarray, store_path: Path | None = None,
+             store_dtype: str | None = None) -> tuple[pa.Array, dict | None]:
     """Add every vector except the held-out rows in chunks, feeding the same chunks to exact
-    search; returns the ids in the order they were added (= the index's row labels)."""
+    search and, with ``store_path``, to an exact store in the same order; returns the ids in the order
+    they were added (= the index's row labels) and the store's record."""
     held_out = np.sort(held_out)
-    ids, start, added = [], 0, 0
-    with Progress(vectors.rows, "vectors added") as progress:
-        for batch_ids, batch in vectors.iter_batches(batch_rows):
-            keep = ~np.isin(np.arange(start, start + len(batch)), held_out)
-            if not keep.all():
-                batch_ids, batch = batch_ids.filter(pa.array(keep)), batch[keep]
-            index.add(batch)
-            if exact is not None:
-                exact.add(batch, added)
-            ids.append(batch_ids)
-            start += len(keep)
-            added += len(batch)
-            progress.update(len(keep))
-    check_row_count(vectors, start)
-    return concat_ids(ids, vectors)
+    ids, counts = [], {"read": 0, "added": 0}
+
+    def added_batches():
+        with Progress(vectors.rows, "vectors added") as progress:
+            for batch_ids, batch in vectors.iter_batches(batch_rows):
+                start = counts["read"]
+                keep = ~np.isin(np.arange(start, start + len(batch)), held_out)
+                if not keep.all():
+                    batch_ids, batch = batch_ids.filter(pa.array(keep)), batch[keep]
+                index.add(batch)
+                if exact is not None:
+                    exact.add(batch, counts["added"])
+                ids.append(batch_ids)
+                counts["read"] += len(keep)
+                counts["added"] += len(batch)
+                progress.update(len(keep))
+                yield batch
+
+    if store_path is None:
+        record = None
+        for _ in added_batches():
+            pass
+    else:
+        record = write_exact_store(store_path, added_batches(), store_dtype)
+    check_row_count(vectors, counts["read"])
+    return concat_ids(ids, vectors), record

@@ -13,6 +13,7 @@ from .. import checks
 from ..errors import ConfigError, EmbedpipeError
 from ..formats.index_dir import METRICS
 from .choose import parse_size
+from .refine import EXACT_STORE_CHOICES
 
 # recall_margin: nprobe / efSearch are tuned to target_recall + recall_margin on the tuning queries,
 # because a value that just reaches the target on ~1000 sample queries misses it on other queries
@@ -48,6 +49,9 @@ class IndexConfig:
     tuning_prompt: str | None = None       # model's prompt of this name, or this text ("" = none)
     ef_construction: int | None = None  # HNSW graphs' construction search width; None: HNSW_EF_CONSTRUCTION
                                         # (80, factory.py) for `auto`'s choice, FAISS's 40 for a factory given by name
+    exact_store: str = checks.choice("auto", EXACT_STORE_CHOICES)  # where the refine step reads exact vectors:
+                                        # "auto": RAM when they fit max_memory, else a memory-mapped float16 store
+                                        # on local disk (refine.py); "none": as the factory says; a dtype: a store
 
     def __post_init__(self):
         checks.text("factory", self.factory)

@@ -182,6 +182,10 @@ class ExactStore:
     def __init__(self, path: Path, codes: np.ndarray, quant: tuple[np.ndarray, np.ndarray] | None):
         self.path, self._codes, self._quant = path, codes, quant
 
+    def record(self) -> dict:
+        """What write_exact_store returned for this store: index.json's exact_store."""
+        return _record(self.path, self._codes.dtype, self.rows, self.dim, self._quant is not None)
+
     @property
     def header_bytes(self) -> int:
         return self._codes.offset
