@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict
@@ -48,6 +49,8 @@ from .config import IndexConfig
 from .exact_store import append_exact_store, open_exact_store, write_exact_store
 from .factory import faiss_threads, is_exact, make_index, nlist_of, prepare_auto_index, set_ef_construction, train_index
 from .measure import measure_candidates
+from .parallel import build_dir_of, fill_in_parallel
+from .parallel_ray import ray_units
 from .params import RECALL_K, ExactTopK, Tuning, tune_search_params
 from .refine import RefinePlan, StoreRefined, budgeted_candidates, plan_refine
 from .samples import Samples, draw_samples
@@ -114,8 +117,14 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
     for warning in warnings:
         log.warning("warning: %s", warning)
     max_memory = parse_size(config.max_memory)
-    chosen, samples, choice = _factory_for(vectors, config, max_memory)
+    runner, why = choose_index_runner(config)
+    if runner == "ray":
+        chosen, samples, choice = parallel_factory(config, n, dim, max_memory), None, None
+    else:
+        chosen, samples, choice = _factory_for(vectors, config, max_memory)
     plan = plan_refine(chosen, n, dim, max_memory, config.exact_store)
+    if runner == "ray" and plan.factory.endswith(("RFlat", "Refine(Flat)")):
+        plan = plan_refine(chosen, n, dim, max_memory, "float16")  # partial indexes hold no in-RAM refine
     factory = plan.factory
     log.info("index for %d vectors of dimension %d: %s (metric %s)", n, dim, factory, config.metric)
     index = make_index(factory, dim, config.metric)
@@ -128,22 +137,35 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
     elif config.ef_construction is not None:
         set_ef_construction(index, factory, config.ef_construction)
 
-    if samples is None and not is_exact(index):
-        samples = draw_samples(vectors, index, config)
-    trained = 0
-    if samples is not None and samples.train is not None and not index.is_trained:
-        trained = min(len(samples.train), training_rows(n, nlist_of(index)))
-        train_index(index, factory, samples.train[:trained])
-    exact = ExactTopK(samples.queries, RECALL_K, config.metric) if samples is not None else None
-    held_out = samples.query_rows if samples is not None else np.empty(0, dtype=np.int64)
-    ids, store_record = _add_all(index, vectors, exact, config.add_batch_rows, held_out, store_path, plan.store_dtype)
+    log.info("runner %s: %s", runner, why)
+    parts = {}
+    if runner == "ray":
+        with ray_units(config.ray_address) as run:
+            filled = fill_in_parallel(vectors, index, factory, config, build_dir_of(out), plan.store_dtype, run,
+                                      scratch)
+        index, ids, samples, truth = filled.index, filled.ids, filled.samples, filled.truth
+        store_path, trained = filled.store_path, filled.trained_on
+        parts = {"parts_reused": filled.reused, "parts_by_node": filled.nodes}
+        store_record = open_exact_store(store_path).record() if store_path else None
+    else:
+        if samples is None and not is_exact(index):
+            samples = draw_samples(vectors, index, config)
+        trained = 0
+        if samples is not None and samples.train is not None and not index.is_trained:
+            trained = min(len(samples.train), training_rows(n, nlist_of(index)))
+            train_index(index, factory, samples.train[:trained])
+        exact = ExactTopK(samples.queries, RECALL_K, config.metric) if samples is not None else None
+        held_out = samples.query_rows if samples is not None else np.empty(0, dtype=np.int64)
+        ids, store_record = _add_all(index, vectors, exact, config.add_batch_rows, held_out, store_path,
+                                     plan.store_dtype)
+        truth = exact.result()[1] if exact is not None else None
     search = StoreRefined(index, open_exact_store(store_path), config.metric, plan.k_factor).search \
         if store_path else None
 
     if samples is None:
         tuning = Tuning("", 1.0, True)
     else:
-        tuning = tune_search_params(index, samples.queries, exact.result()[1], config.target_recall, RECALL_K,
+        tuning = tune_search_params(index, samples.queries, truth, config.target_recall, RECALL_K,
                                     margin=config.recall_margin, search=search)
         log.info("search parameters %r give recall@10 %.4f vs exact search (aimed at %.4f: the target %s + "
                  "the margin %s)", tuning.params, tuning.recall, tuning.aim, config.target_recall, config.recall_margin)
@@ -181,6 +203,7 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
                        "trials": tuning.trials},
             "recall_measured_at_n": n,
             "auto_choice": choice,
+            "runner": {"name": runner, "why": why, **parts},
             "refine": plan.record(),
             "exact_store": store_record,
             "warnings": warnings,
@@ -193,8 +216,32 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
         tuning_sample = (samples.queries, list(samples.query_ids) if len(samples.query_rows) else None)
     info = write_index_dir(out, index, ids, describe, tuning=tuning_sample,
                            files={EXACT_STORE_FILE: store_path} if store_path else None)
+    shutil.rmtree(build_dir_of(out), ignore_errors=True)  # published: the parts are not needed again
     log.info("wrote %s (%s, %d bytes, %.1fs)", out, factory, info["memory_bytes"], info["build_seconds"])
     return info
+
+
+def choose_index_runner(config: IndexConfig) -> tuple[str, str]:
+    """(runner, why): ``auto`` is ray when a cluster is named (ray_address or $RAY_ADDRESS), else local."""
+    if config.runner != "auto":
+        return config.runner, f"runner={config.runner}"
+    address = config.ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        return "ray", f"a Ray cluster is named ({address})"
+    return "local", "no Ray cluster named: in this process"
+
+
+def parallel_factory(config: IndexConfig, n: int, dim: int, max_memory: int) -> str:
+    """The factory of a parallel build: the one named, or for ``auto`` (not measured: measuring would read a
+    sample through the driver first) the fast-scan route when it fits, else the first IVF route that does."""
+    if config.factory != "auto":
+        return config.factory
+    candidates = budgeted_candidates(n, dim, max_memory)
+    ivf = [f for f in candidates if "x4fs" in f] + [f for f in candidates if "IVF" in f]
+    if not ivf:
+        raise EmbedpipeError(f"no IVF index fits {n} vectors under max_memory for the parallel build (it merges "
+                             f"inverted lists; the choice was {candidates[0]}); use runner=local", fields=("runner",))
+    return ivf[0]
 
 
 def _factory_for(vectors: VectorSet, config: IndexConfig, max_memory: int) -> tuple[str, Samples | None, dict | None]:

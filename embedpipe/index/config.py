@@ -15,6 +15,8 @@ from ..formats.index_dir import METRICS
 from .choose import parse_size
 from .refine import EXACT_STORE_CHOICES
 
+RUNNERS = ("auto", "local", "ray")
+
 # recall_margin: nprobe / efSearch are tuned to target_recall + recall_margin on the tuning queries,
 # because a value that just reaches the target on ~1000 sample queries misses it on other queries
 # about as often as not: the sample's mean recall is a noisy estimate. Measured with
@@ -52,6 +54,10 @@ class IndexConfig:
     exact_store: str = checks.choice("auto", EXACT_STORE_CHOICES)  # where the refine step reads exact vectors:
                                         # "auto": RAM when they fit max_memory, else a memory-mapped float16 store
                                         # on local disk (refine.py); "none": as the factory says; a dtype: a store
+    runner: str = checks.choice("auto", RUNNERS)  # "local": one process; "ray": shards added by Ray tasks into
+                                        # partial indexes, merged (parallel.py); "auto": ray when ray_address is set
+    ray_address: str | None = None      # the Ray cluster to join (host:port, ray://host:port); None: $RAY_ADDRESS,
+                                        # else an embedded local Ray when runner=ray
 
     def __post_init__(self):
         checks.text("factory", self.factory)
@@ -70,6 +76,7 @@ class IndexConfig:
         if self.tuning_prompt is not None and not isinstance(self.tuning_prompt, str):
             raise ConfigError("tuning_prompt", f"must be a text, got {self.tuning_prompt!r}")
         checks.at_least("ef_construction", self.ef_construction, 1, optional=True)
+        checks.text("ray_address", self.ray_address, optional=True)
 
     def check(self) -> IndexConfig:
         """Kept for callers of the earlier API: the config checked itself when it was built."""
