@@ -49,7 +49,7 @@ from .config import IndexConfig
 from .exact_store import append_exact_store, open_exact_store, write_exact_store
 from .factory import faiss_threads, is_exact, make_index, nlist_of, prepare_auto_index, set_ef_construction, train_index
 from .measure import measure_candidates
-from .parallel import build_dir_of, fill_in_parallel
+from .parallel import build_dir_of, check_parallel_factory, fill_in_parallel
 from .parallel_ray import ray_units
 from .params import RECALL_K, ExactTopK, Tuning, tune_search_params
 from .refine import RefinePlan, StoreRefined, budgeted_candidates, plan_refine
@@ -140,6 +140,7 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
     log.info("runner %s: %s", runner, why)
     parts = {}
     if runner == "ray":
+        check_parallel_factory(index, factory)  # before Ray starts
         with ray_units(config.ray_address) as run:
             filled = fill_in_parallel(vectors, index, factory, config, build_dir_of(out), plan.store_dtype, run,
                                       scratch)

@@ -68,9 +68,7 @@ def build_dir_of(out: Path) -> Path:
 def fill_in_parallel(vectors: VectorSet, index: faiss.Index, factory: str, config: IndexConfig, build: Path,
                      store_dtype: str | None, run: Runner, scratch: Path) -> Filled:
     """Sample, train, add every shard in parallel and merge; see the module docstring."""
-    if ivf_of(index) is None:
-        raise EmbedpipeError(f"the parallel build merges inverted lists, so it needs an IVF factory, not {factory!r}; "
-                             "use runner=local for it", fields=("runner",))
+    check_parallel_factory(index, factory)
     location = str(vectors.path)
     plan_key = {"manifest_sha256": vectors.manifest_sha256(), "factory": factory, "store_dtype": store_dtype,
                 "config": {k: v for k, v in vars(config).items() if k not in ("runner", "ray_address")}}
@@ -122,6 +120,13 @@ def fill_in_parallel(vectors: VectorSet, index: faiss.Index, factory: str, confi
     query_ids = plan["query_ids"]
     samples = Samples(held_out, query_ids, queries, None)
     return Filled(merged, ids, samples, truth, store_path, plan["trained_on"], len(parts) - len(todo), nodes)
+
+
+def check_parallel_factory(index: faiss.Index, factory: str) -> None:
+    """Partial indexes merge by their inverted lists: an IVF factory, or one line saying so."""
+    if ivf_of(index) is None:
+        raise EmbedpipeError(f"the parallel build merges inverted lists, so it needs an IVF factory, not {factory!r}; "
+                             "use runner=local for it", fields=("runner",))
 
 
 def _parts(vectors: VectorSet, location: str, held_out: np.ndarray) -> list[Part]:
