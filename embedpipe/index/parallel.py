@@ -37,7 +37,7 @@ from ..fsio import atomic_path, read_json, write_json_atomic
 from .choose import training_rows
 from .config import IndexConfig
 from .exact_store import append_exact_store, open_exact_store, write_exact_store
-from .factory import ivf_of, nlist_of, train_index
+from .factory import ivf_of, make_index, nlist_of, train_index
 from .params import RECALL_K
 from .parts import PLAN_FILE, QUERIES_FILE, TRAINED_FILE, Part, add_part, read_rows, receipt_name
 from .samples import Samples
@@ -69,6 +69,9 @@ def fill_in_parallel(vectors: VectorSet, index: faiss.Index, factory: str, confi
                      store_dtype: str | None, run: Runner, scratch: Path) -> Filled:
     """Sample, train, add every shard in parallel and merge; see the module docstring."""
     check_parallel_factory(index, factory)
+    fast_scan = "fs" in factory.split(",")[-1]
+    if fast_scan:  # trained and added as plain 4-bit IVF-PQ, whose lists merge; converted after the merge
+        index = make_index(mergeable_factory(factory), index.d, config.metric)
     location = str(vectors.path)
     plan_key = {"manifest_sha256": vectors.manifest_sha256(), "factory": factory, "store_dtype": store_dtype,
                 "config": {k: v for k, v in vars(config).items() if k not in ("runner", "ray_address")}}
@@ -108,6 +111,8 @@ def fill_in_parallel(vectors: VectorSet, index: faiss.Index, factory: str, confi
             distances, rows = np.load(build / receipt["files"]["truth"])
             truth_heap.add_result(distances.astype(np.float32), rows.astype(np.int64))
     merged.ntotal = ivf.ntotal  # the wrappers (OPQ, ...) count what their IVF holds
+    if fast_scan:
+        merged = to_fast_scan(faiss.downcast_index(merged))
     store_path = None
     if store_dtype:
         store_path = scratch / "exact.npy"
@@ -122,11 +127,33 @@ def fill_in_parallel(vectors: VectorSet, index: faiss.Index, factory: str, confi
     return Filled(merged, ids, samples, truth, store_path, plan["trained_on"], len(parts) - len(todo), nodes)
 
 
+def mergeable_factory(factory: str) -> str:
+    """``IVF4096,PQ192x4fs`` -> ``IVF4096,PQ192x4``: FAISS 1.15 cannot merge fast-scan inverted lists
+    (BlockInvertedLists.add_entries copies whole blocks past the end of a list that is not empty: heap
+    corruption, seen as an abort at the 24th part), so parts hold plain 4-bit PQ codes, the same codes
+    in another layout, and the merged index is converted (IndexIVFPQFastScan(IndexIVFPQ))."""
+    return factory[:-2] if factory.endswith("x4fs") else factory
+
+
+def to_fast_scan(ivf_pq: faiss.IndexIVFPQ) -> faiss.IndexIVFPQFastScan:
+    """The same codes in fast-scan blocks; the new index takes over the coarse quantizer (the conversion
+    shares it), so freeing the IVF-PQ index and its lists leaves it alive."""
+    converted = faiss.IndexIVFPQFastScan(ivf_pq)
+    ivf_pq.own_fields, converted.own_fields = False, True
+    return converted
+
+
 def check_parallel_factory(index: faiss.Index, factory: str) -> None:
-    """Partial indexes merge by their inverted lists: an IVF factory, or one line saying so."""
+    """Partial indexes merge by their inverted lists: an IVF factory (fast-scan codes only as IVF-PQ
+    with nothing in front), or one line saying so."""
     if ivf_of(index) is None:
         raise EmbedpipeError(f"the parallel build merges inverted lists, so it needs an IVF factory, not {factory!r}; "
                              "use runner=local for it", fields=("runner",))
+    fast_scan = "fs" in factory.split(",")[-1]
+    plain_ivf_pq = isinstance(faiss.downcast_index(index), faiss.IndexIVFPQFastScan)
+    if fast_scan and not (factory.endswith("x4fs") and plain_ivf_pq):
+        raise EmbedpipeError(f"the parallel build converts fast-scan codes only for IVF…,PQ…x4fs factories, not "
+                             f"{factory!r}; use runner=local for it", fields=("runner",))
 
 
 def _parts(vectors: VectorSet, location: str, held_out: np.ndarray) -> list[Part]:

@@ -99,7 +99,7 @@ def evaluate_with_run(index_dir: str | os.PathLike, queries: str | os.PathLike, 
     """``evaluate``'s report, and the index's run that it scored: {query id: {doc id: score}} (for
     a TREC run file). ``queries_columns`` / ``qrels_columns``: the files' column names."""
     k_values = sorted(set(k_values))
-    index = open_index(index_dir)
+    index = open_index(index_dir, mmap=True)  # bounded memory: lists, codes and any exact store stay on disk
     query_ids, texts = read_queries(queries, queries_columns)
     judged = read_qrels(qrels, qrels_columns)
     by_id = {str(q): t for q, t in zip(query_ids, texts)}

@@ -12,7 +12,7 @@ from embedpipe.formats.vectors import open_vectors
 from embedpipe.index import IndexConfig, build_index
 from embedpipe.index.exact_store import open_exact_store
 from embedpipe.index.factory import make_index
-from embedpipe.index.parallel import build_dir_of, fill_in_parallel
+from embedpipe.index.parallel import build_dir_of, fill_in_parallel, to_fast_scan
 from embedpipe.index.parts import receipt_name
 from tests.index.clustered import clustered_unit_vectors, write_vectors
 
@@ -47,8 +47,10 @@ def test_parts_merge_into_the_index_rows_the_one_process_build_numbers(vectors, 
     np.testing.assert_array_equal(filled.samples.queries, x[held])
     assert filled.samples.query_ids == [f"doc{i}" for i in held]
     # the merged lists hold what adding every kept vector into the trained index in one process gives
-    one = faiss.read_index(str(tmp_path / "build" / "trained.faiss"))
+    one = faiss.read_index(str(tmp_path / "build" / "trained.faiss"))  # plain 4-bit IVF-PQ: its lists merge
     one.add_with_ids(x[kept], np.arange(5_800))
+    one = to_fast_scan(faiss.downcast_index(one))
+    assert isinstance(faiss.downcast_index(filled.index), faiss.IndexIVFPQFastScan)
     nprobe = faiss.extract_index_ivf(one)
     faiss.extract_index_ivf(filled.index).nprobe = nprobe.nprobe = 8
     d1, i1 = filled.index.search(x[held], 10)
