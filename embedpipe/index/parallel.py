@@ -39,7 +39,7 @@ from .config import IndexConfig
 from .exact_store import append_exact_store, open_exact_store, write_exact_store
 from .factory import ivf_of, make_index, nlist_of, train_index
 from .params import RECALL_K
-from .parts import PLAN_FILE, QUERIES_FILE, TRAINED_FILE, Part, add_part, read_rows, receipt_name
+from .parts import PLAN_FILE, QUERIES_FILE, TRAINED_FILE, Part, add_part, read_lists, read_rows, receipt_name
 from .samples import Samples
 from .source import concat_ids
 
@@ -104,9 +104,10 @@ def fill_in_parallel(vectors: VectorSet, index: faiss.Index, factory: str, confi
     ivf = ivf_of(merged)
     for part in parts:
         receipt = done[part.number]
-        partial = faiss.read_index(str(build / receipt["files"]["index"]))
-        ivf.merge_from(ivf_of(partial), 0)
-        del partial
+        lists = read_lists(build / receipt["files"]["lists"])
+        ivf.invlists.merge_from(lists, 0)  # the entries move over; the part's lists are left empty
+        ivf.ntotal += int(receipt["rows"])
+        del lists
         if truth_heap is not None:
             distances, rows = np.load(build / receipt["files"]["truth"])
             truth_heap.add_result(distances.astype(np.float32), rows.astype(np.int64))

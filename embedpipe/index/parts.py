@@ -7,7 +7,8 @@ build directory by whoever ran it (a Ray worker, or this process).
 Files of part N, attempt A (a rerun or a retried unit writes under a new attempt, so a dead worker's
 half-written files never mix with a live one's):
 
-    part-N-A.faiss   the partial index: the trained index with this shard's vectors, labelled by index row
+    part-N-A.lists   the partial index's inverted lists (this shard's codes, labelled by index row), without
+                     the trained quantizers every part shares (201 MB of centroids per part at 1B vectors)
     part-N-A.npy     the shard's vectors in index order for the exact store (when the build has one)
     part-N-A.truth.npy  (2, queries, k): exact scores and index rows of the tuning queries' top k here
     part-N.json      the receipt, written last (atomically): a part is finished when its receipt exists
@@ -18,6 +19,7 @@ Vectors never pass through the driver: each worker reads its own shard from the 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from ..errors import CorruptArtifact
 from ..formats.vectors import VectorSet, open_vectors
 from ..fsio import atomic_path, write_json_atomic
 from .exact_store import write_exact_store
+from .factory import ivf_of
 from .params import RECALL_K, ExactTopK
 
 TRAINED_FILE, QUERIES_FILE, PLAN_FILE = "trained.faiss", "queries.npy", "plan.json"
@@ -45,7 +48,7 @@ class Part:
 
 def part_files(number: int, attempt: str) -> dict[str, str]:
     stem = f"part-{number:05d}-{attempt}"
-    return {"index": f"{stem}.faiss", "store": f"{stem}.npy", "truth": f"{stem}.truth.npy"}
+    return {"lists": f"{stem}.lists", "store": f"{stem}.npy", "truth": f"{stem}.truth.npy"}
 
 
 def receipt_name(number: int) -> str:
@@ -56,6 +59,15 @@ def shard_set(location: str, shard: dict) -> VectorSet:
     """The vector directory at ``location`` narrowed to one shard (read by the worker itself)."""
     vectors = open_vectors(location)
     return VectorSet(vectors.store, {**vectors.manifest, "shards": [shard], "rows": int(shard["rows"])})
+
+
+def read_lists(path: Path) -> faiss.InvertedLists:
+    """A part's inverted lists, as add_part wrote them."""
+    reader = faiss.FileIOReader(str(path))
+    try:
+        return faiss.read_InvertedLists(reader)
+    finally:
+        del reader
 
 
 def read_rows(part: Part, rows: list[int], batch_rows: int = 65_536) -> np.ndarray:
@@ -71,6 +83,7 @@ def read_rows(part: Part, rows: list[int], batch_rows: int = 65_536) -> np.ndarr
 def add_part(part: Part, build_dir: str, attempt: str, metric: str, store_dtype: str | None,
              batch_rows: int = 65_536) -> dict:
     """Add ``part``'s shard into the trained index of ``build_dir``; write its files and, last, its receipt."""
+    started = time.monotonic()
     build = Path(build_dir)
     index = faiss.read_index(str(build / TRAINED_FILE))
     queries = np.load(build / QUERIES_FILE)
@@ -101,13 +114,16 @@ def add_part(part: Part, build_dir: str, attempt: str, metric: str, store_dtype:
     if counts["read"] != int(part.shard["rows"]):
         raise CorruptArtifact(f"vector shard {part.shard['file']} holds {counts['read']} rows, "
                               f"the manifest says {part.shard['rows']}")
-    with atomic_path(build / files["index"]) as tmp:
-        faiss.write_index(index, str(tmp))
+    with atomic_path(build / files["lists"]) as tmp:
+        writer = faiss.FileIOWriter(str(tmp))
+        faiss.write_InvertedLists(ivf_of(index).invlists, writer)
+        del writer  # closes the file
     if exact is not None:
         distances, rows = exact.result()
         with atomic_path(build / files["truth"]) as tmp, open(tmp, "wb") as f:
             np.save(f, np.stack([distances.astype(np.float64), rows.astype(np.float64)]))
     receipt = {"part": part.number, "attempt": attempt, "rows": counts["added"], "first_label": part.first_label,
+               "seconds": round(time.monotonic() - started, 3),
                "files": {k: v for k, v in files.items() if (build / v).exists()}}
     write_json_atomic(build / receipt_name(part.number), receipt)
     return receipt
