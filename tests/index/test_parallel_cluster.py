@@ -19,22 +19,17 @@ import pytest
 
 from embedpipe.index import IndexConfig, build_index, open_index
 from embedpipe.index.params import ExactTopK
-from embedpipe.testing.services import ray_head, ray_node, s3_server, wait_for_nodes
+from embedpipe.testing.services import ray_head, ray_node, wait_for_nodes
+from tests.encode import test_cluster
 from tests.index.clustered import clustered_unit_vectors, write_vectors
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-QUICK_HEALTH_CHECK = {"health_check_initial_delay_ms": 1000, "health_check_period_ms": 500,
-                      "health_check_timeout_ms": 1000, "health_check_failure_threshold": 4}
+# encode's cluster tests' S3 server on loopback, the AWS variables for this process, a quick health check
+s3, aws, QUICK_HEALTH_CHECK = test_cluster.s3, test_cluster.aws, test_cluster.QUICK_HEALTH_CHECK
 ROWS, SHARD_ROWS, DIM = 24_000, 1_000, 24
 FACTORY = "IVF64,PQ24x4fs,RFlat"  # with a 1MB budget: refined from a float16 exact store
 VECTORS = "s3://embedpipe/iv"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    with s3_server(tmp_path_factory.mktemp("s3-logs")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -58,17 +53,15 @@ def corpus(tmp_path_factory, s3):
     return x[:ROWS], x[ROWS:]
 
 
-@pytest.fixture
-def aws(s3, monkeypatch):
-    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-                 "AWS_REGION", "AWS_EC2_METADATA_DISABLED"):
-        monkeypatch.setenv(name, s3.env[name])
-
-
 def index_command(out, head, *extra):
     return [sys.executable, "-m", "embedpipe", "index", VECTORS, "--out", str(out), "--factory", FACTORY,
             "--max-memory", "1MB", "--runner", "ray",
             "--ray-address", head.gcs_address, "--json", *extra]
+
+
+def start_build(out, head, env) -> subprocess.Popen:
+    return subprocess.Popen(index_command(out, head), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
 
 
 def recall(index_dir, x, queries) -> float:
@@ -92,7 +85,7 @@ def run_until(process, condition, what: str, timeout: float = 240):
         if condition():
             return
         if process.poll() is not None:
-            pytest.fail(f"the build ended before {what}: {process.stdout.read()[-3000:]}")
+            pytest.fail(f"the build ended before {what}: {process.stderr.read()[-3000:]}")
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     pytest.fail(f"timed out waiting for {what}")
@@ -119,8 +112,7 @@ def test_two_nodes_add_parts_from_s3_and_the_merge_matches_one_process(cluster, 
 def test_kill_9_of_the_driver_mid_build_then_the_rerun_reuses_finished_parts(cluster, corpus, aws, tmp_path):
     head, _, env = cluster
     out = tmp_path / "killed.index"
-    first = subprocess.Popen(index_command(out, head), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, start_new_session=True)
+    first = start_build(out, head, env)
     run_until(first, lambda: finished_parts(out) >= 3, "three parts were finished")
     os.killpg(first.pid, signal.SIGKILL)                                       # the driver, kill -9
     first.wait()
@@ -137,8 +129,7 @@ def test_kill_9_of_the_driver_mid_build_then_the_rerun_reuses_finished_parts(clu
 def test_a_node_lost_mid_build_is_survived(cluster, corpus, aws, tmp_path):
     head, node, env = cluster
     out = tmp_path / "lost.index"
-    process = subprocess.Popen(index_command(out, head), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    process = start_build(out, head, env)
     run_until(process, lambda: finished_parts(out) >= 2, "two parts were finished")
     node.kill_raylet()                                                         # the second machine is gone
     stdout, stderr = process.communicate(timeout=600)
