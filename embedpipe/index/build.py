@@ -34,7 +34,7 @@ from .. import __version__, checks
 from ..errors import BadInput, EmbedpipeError
 from ..formats.index_dir import EXACT_STORE_FILE, FORMAT_VERSION, INFO_FILE, upload_index_dir, write_index_dir
 from ..formats.vectors import VectorSet, open_vectors
-from ..fsio import check_output, check_output_dir, is_url, local_path
+from ..fsio import FileLock, check_output, check_output_dir, is_url, local_path
 from ..progress import Progress
 from ..storage.store import Store
 from .choose import (
@@ -141,7 +141,9 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
     parts = {}
     if runner == "ray":
         check_parallel_factory(index, factory)  # before Ray starts
-        with ray_units(config.ray_address) as run:
+        busy = f"another build of {out} is running (its parts are in {build_dir_of(out)})"
+        with FileLock(out.with_name(f".{out.name}.build.lock"), busy, remove=True), \
+                ray_units(config.ray_address) as run:
             filled = fill_in_parallel(vectors, index, factory, config, build_dir_of(out), plan.store_dtype, run,
                                       scratch)
         index, ids, samples, truth = filled.index, filled.ids, filled.samples, filled.truth

@@ -39,7 +39,17 @@ from .config import IndexConfig
 from .exact_store import append_exact_store, open_exact_store, write_exact_store
 from .factory import ivf_of, make_index, nlist_of, train_index
 from .params import RECALL_K
-from .parts import PLAN_FILE, QUERIES_FILE, TRAINED_FILE, Part, add_part, read_lists, read_rows, receipt_name
+from .parts import (
+    PLAN_FILE,
+    QUERIES_FILE,
+    TRAINED_FILE,
+    Part,
+    add_part,
+    part_files,
+    read_lists,
+    read_rows,
+    receipt_name,
+)
 from .samples import Samples
 from .source import concat_ids
 
@@ -76,8 +86,7 @@ def fill_in_parallel(vectors: VectorSet, index: faiss.Index, factory: str, confi
     plan_key = {"manifest_sha256": vectors.manifest_sha256(), "factory": factory, "store_dtype": store_dtype,
                 "config": {k: v for k, v in vars(config).items() if k not in ("runner", "ray_address")}}
     plan = read_json(build / PLAN_FILE)
-    if plan is None or plan.get("key") != json.loads(json.dumps(plan_key, default=str)) \
-            or not (build / TRAINED_FILE).exists():
+    if not _plan_holds(plan, plan_key, build):
         shutil.rmtree(build, ignore_errors=True)
         build.mkdir(parents=True)
         plan = _plan_and_train(vectors, index, factory, config, build, plan_key, run)
@@ -169,12 +178,29 @@ def _parts(vectors: VectorSet, location: str, held_out: np.ndarray) -> list[Part
     return parts
 
 
+def _plan_holds(plan: dict | None, plan_key: dict, build: Path) -> bool:
+    """Whether an earlier run's plan.json was made for these vectors and this config, and is whole."""
+    if plan is None or plan.get("key") != json.loads(json.dumps(plan_key, default=str)):
+        return False
+    held, ids = plan.get("held_out"), plan.get("query_ids")
+    return (isinstance(held, list) and all(isinstance(r, int) and not isinstance(r, bool) for r in held)
+            and isinstance(ids, list) and len(ids) == len(held) and isinstance(plan.get("trained_on"), int)
+            and (build / TRAINED_FILE).exists() and (build / QUERIES_FILE).exists())
+
+
 def _finished(build: Path, part: Part) -> dict | None:
-    """The receipt of a part an earlier run finished, when its files are all there."""
+    """The receipt of a part an earlier run finished, when it names its own attempt's files (nothing
+    else is read) and they are all there."""
     receipt = read_json(build / receipt_name(part.number))
-    if receipt is None or receipt.get("first_label") != part.first_label:
+    if receipt is None or receipt.get("first_label") != part.first_label or receipt.get("part") != part.number:
         return None
-    if not all((build / name).exists() for name in receipt.get("files", {}).values()):
+    attempt, files = receipt.get("attempt"), receipt.get("files")
+    if not isinstance(attempt, str) or not isinstance(files, dict) or not isinstance(receipt.get("rows"), int):
+        return None
+    expected = part_files(part.number, attempt)
+    if any(expected.get(key) != name for key, name in files.items()) or "lists" not in files:
+        return None
+    if not all((build / name).is_file() for name in files.values()):
         return None
     return receipt
 
