@@ -47,6 +47,16 @@ def _megabytes(n: int) -> str:
 @from_config(IndexConfig, "ef_construction", type=int,
              help="HNSW graphs: the construction search width (wider builds slower, a better graph) "
                   "[default: 80 for --factory auto, FAISS's 40 for a named HNSW factory].")
+@from_config(IndexConfig, "exact_store",
+             help="Where the refine step reads exact vectors: auto = RAM when they fit --max-memory, else a "
+                  "memory-mapped float16 store on local disk (exact.npy); none = as the factory says; "
+                  "float16 / float32 = always re-rank candidates from a store of that type.")
+@from_config(IndexConfig, "runner",
+             help="local = build in this process; ray = each vector shard added by a Ray task into a partial "
+                  "index, merged here (IVF factories; a rerun after a kill reuses finished parts); "
+                  "auto = ray when --ray-address or $RAY_ADDRESS names a cluster.")
+@from_config(IndexConfig, "ray_address", help="The Ray cluster to join for --runner ray (host:port or "
+                                              "ray://host:port) [default: $RAY_ADDRESS, else an embedded local Ray].")
 @from_config(IndexConfig, "tuning_vectors", "--tuning-queries", "tuning_queries", type=click.Path(),
              help="Sample queries to tune on instead of held-out corpus vectors: a queries parquet (id, text), "
                   "encoded like the corpus, or a vector directory. Better when queries look unlike the documents.")
@@ -71,12 +81,14 @@ def _megabytes(n: int) -> str:
 @user_errors(flags={"tuning_vectors": "--tuning-queries", "tuning_prompt": "--prompt",
                     "tuning_prompt_name": "--prompt-name", "tuning_device": "--device"})
 def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, recall_margin, ef_construction,
-              tuning_queries, overwrite, append, threads, as_json, prompt_name, prompt, device, **compact):
+              exact_store, runner, ray_address, tuning_queries, overwrite, append, threads, as_json, prompt_name,
+              prompt, device, **compact):
     """Build a FAISS index over the vectors in VECTORS_DIR (an `embedpipe encode` output)."""
     if append and overwrite:
         raise click.UsageError("--append extends the index and --overwrite rebuilds it; give one of them")
     config = IndexConfig(factory=factory, metric=metric, max_memory=max_memory, target_recall=target_recall,
-                         recall_margin=recall_margin, ef_construction=ef_construction, tuning_vectors=tuning_queries,
+                         recall_margin=recall_margin, ef_construction=ef_construction, exact_store=exact_store,
+                         runner=runner, ray_address=ray_address, tuning_vectors=tuning_queries,
                          tuning_prompt_name=prompt_name, tuning_prompt=prompt, tuning_device=device, **compact)
     appended = 0
     if append and Store.at(out).exists(INFO_FILE):   # a path or a URL
@@ -96,6 +108,9 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, reca
     click.echo(f"memory     {_megabytes(info['memory_bytes'])}"
                + (f" (+ {_megabytes(info['disk_bytes'])} read from disk to rescore)" if info.get("disk_bytes") else "")
                + f", built in {info['build_seconds']:.1f}s")
+    if info.get("exact_store"):
+        click.echo(f"refine     from {info['exact_store']['file']} ({info['exact_store']['dtype']}, "
+                   f"{_megabytes(info['exact_store']['bytes'])} on disk, memory-mapped): {info['refine']['reason']}")
     click.echo(f"wrote      {out}")
 
 

@@ -7,6 +7,8 @@
     INDEX_DIR/tuning.parquet the queries the search parameters were tuned on (vector; id: the corpus id
                              of a held-out corpus vector, null for sample queries), so recall can be
                              measured again after an append (absent for exact indexes and older ones)
+    INDEX_DIR/exact.npy      when index.json has an exact_store: the vectors in index order, memory-mapped
+                             at search to re-rank the index's candidates (index/exact_store.py, refine.py)
 
 Readers check the three files against each other, so a truncated or swapped file is one clear line.
 
@@ -17,6 +19,7 @@ Readers check the three files against each other, so a truncated or swapped file
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +32,7 @@ from ..errors import BadInput, CorruptArtifact
 from ..fsio import staged_dir, write_json_atomic
 
 INDEX_FILE, IDS_FILE, INFO_FILE, TUNING_FILE = "index.faiss", "ids.parquet", "index.json", "tuning.parquet"
+EXACT_STORE_FILE = "exact.npy"  # the refine step's vectors in index order, when index.json names an exact_store
 # Memory-mapped reading: IO_FLAG_MMAP_IFC ("in-file codes") maps the vectors / codes of flat, HNSW,
 # IVF (inverted lists) and refine indexes from the file; what a type cannot map (an HNSW graph's
 # links, centroids) is read into memory as usual. (IO_FLAG_MMAP alone maps IVF lists too, but fails
@@ -101,11 +105,14 @@ def read_tuning(path: Path) -> tuple[np.ndarray, list | None] | None:
 
 
 def write_index_dir(out: Path, index: faiss.Index, ids: pa.Array, describe: Callable[[int], dict],
-                    tuning: tuple[np.ndarray, list | None] | None = None) -> dict:
+                    tuning: tuple[np.ndarray, list | None] | None = None, files: dict[str, Path] | None = None) -> dict:
     """index.faiss, ids.parquet, tuning.parquet (``tuning``: query vectors and their corpus ids or
-    None) and index.json (``describe(index_bytes)``), built in a staging directory that then
-    replaces ``out`` in one rename; returns what index.json holds."""
+    None), ``files`` (name -> a finished file on the same filesystem, moved in: an exact store) and
+    index.json (``describe(index_bytes)``), built in a staging directory that then replaces ``out``
+    in one rename; returns what index.json holds."""
     with staged_dir(out) as staging:
+        for name, source in (files or {}).items():
+            os.replace(source, staging / name)
         faiss.write_index(index, str(staging / INDEX_FILE))
         pq.write_table(pa.table({"id": ids}), staging / IDS_FILE)
         if tuning is not None:
@@ -123,6 +130,17 @@ def write_index_dir(out: Path, index: faiss.Index, ids: pa.Array, describe: Call
 INDEX_FILES = (INDEX_FILE, IDS_FILE, INFO_FILE)
 
 
+def extra_files(info: dict) -> list[str]:
+    """The files index.json names beside the three: an exact store and its scale file (the refine
+    step's, or the one a compact index rescores from)."""
+    stores = [info.get("exact_store") or {}, (info.get("compact") or {}).get("exact_store") or {}]
+    names = [name for store in stores for name in (store.get("file"), store.get("scale_file")) if name]
+    for name in names:  # a name from a file, maybe from elsewhere: never a path out of the directory
+        if not isinstance(name, str) or Path(name).name != name or name.startswith(".") or name in INDEX_FILES:
+            raise CorruptArtifact(f"{INFO_FILE} names the exact store file {name!r}; expected a plain file name")
+    return names
+
+
 def upload_index_dir(local: Path, url: str) -> None:
     """Copy a finished index directory to a URL (s3://...), index.json last: on an object store,
     with no rename, index.json is what makes the others the index (``open_index`` reads it first)."""
@@ -131,7 +149,7 @@ def upload_index_dir(local: Path, url: str) -> None:
     store = Store.at(url)
     store.delete([INFO_FILE])        # an earlier index stops being one before its files are replaced
     tuning = (TUNING_FILE,) if (local / TUNING_FILE).exists() else ()   # what append re-measures recall on
-    for name in (*tuning, *INDEX_FILES):
+    for name in (*tuning, *extra_files(json.loads((local / INFO_FILE).read_text())), *INDEX_FILES):
         with store.open_output(name) as out, open(local / name, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 out.write(block)
@@ -144,11 +162,14 @@ def download_index_dir(url: str, local: Path) -> Path:
     store = Store.at(url)
     if not store.exists(INFO_FILE):
         raise BadInput(f"index directory {url} does not exist (no {INFO_FILE})")
-    for name in (INFO_FILE, INDEX_FILE, IDS_FILE):
+    names = [INFO_FILE]
+    for name in names:
         data = store.read_bytes(name)
         if data is None:
             raise CorruptArtifact(f"{url}: {name} is missing; rebuild the index")
         (local / name).write_bytes(data)
+        if name == INFO_FILE:
+            names += [INDEX_FILE, IDS_FILE, *extra_files(read_info(local))]
     tuning = store.read_bytes(TUNING_FILE)   # optional: an index built before it was uploaded has none
     if tuning is not None:
         (local / TUNING_FILE).write_bytes(tuning)

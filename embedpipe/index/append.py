@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -32,9 +33,11 @@ from ..fsio import check_output, is_url, local_path, write_json_atomic
 from ..progress import Progress
 from .compact import rebuild_compact
 from .config import IndexConfig
+from .exact_store import append_exact_store, open_exact_store, scale_path
 from .factory import faiss_threads
 from .load import open_index
 from .params import RECALL_K, ExactTopK, apply_search_params
+from .refine import StoreRefined
 from .source import concat_ids, source_record
 
 log = logging.getLogger("embedpipe.index")
@@ -114,6 +117,26 @@ def _append_new_shards(index_dir, vectors_dir, batch_rows: int) -> dict:
         return info
     index, ids = loaded.index, [loaded.ids]
     added = VectorSet(vectors.store, {**vectors.manifest, "shards": shards, "rows": rows})
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.exact-") as scratch:
+        store = _store_copy(loaded, Path(scratch))
+        return _append_rows(path, loaded, vectors, added, shards, rows, index, ids, store, batch_rows, started)
+
+
+def _store_copy(loaded, scratch: Path) -> Path | None:
+    """A copy of the index's exact store to append to (the index directory is replaced whole, and the
+    one being replaced must stay as it was until then); None when the index has none."""
+    if loaded.refine is None:
+        return None
+    copy = scratch / loaded.refine.store.path.name
+    shutil.copyfile(loaded.refine.store.path, copy)
+    side = scale_path(loaded.refine.store.path)
+    if side.exists():
+        shutil.copyfile(side, scale_path(copy))
+    return copy
+
+
+def _append_rows(path, loaded, vectors, added, shards, rows, index, ids, store, batch_rows, started) -> dict:
+    info = loaded.info
     with Progress(rows, "vectors appended") as progress:
         for batch_ids, batch in added.iter_batches(batch_rows):
             clash = pc.is_in(batch_ids, value_set=loaded.ids)
@@ -122,11 +145,17 @@ def _append_new_shards(index_dir, vectors_dir, batch_rows: int) -> dict:
                 raise EmbedpipeError(f"id {first!r} of a new shard in {vectors.path} is already in the index; "
                                      "rebuild the index without append", fields=("append",))
             index.add(batch)
+            if store is not None:
+                append_exact_store(store, [batch])
             ids.append(batch_ids)
             progress.update(len(batch))
     ids = concat_ids(ids, vectors)
     tuning = read_tuning(path)
-    recall = None if tuning is None else recall_on_tuning_queries(index, ids, vectors, tuning, info, batch_rows)
+    search = None
+    if store is not None:
+        search = StoreRefined(index, open_exact_store(store), info["metric"], loaded.refine.k_factor).search
+    recall = None if tuning is None else recall_on_tuning_queries(index, ids, vectors, tuning, info, batch_rows,
+                                                                  search)
     append = {"rows": rows, "shards": [shard_key(s)[0] for s in shards],
               "at": datetime.now(UTC).isoformat(timespec="seconds"),
               "seconds": round(time.monotonic() - started, 3), "recall_at_10": recall}
@@ -145,22 +174,28 @@ def _append_new_shards(index_dir, vectors_dir, batch_rows: int) -> dict:
         else:
             log.info("recall@10 on the tuning queries after the append: %.4f (target %s)", recall, target)
 
+    store_record = {} if store is None else {"exact_store": {**info["exact_store"],
+                                                              **open_exact_store(store).record()}}
+
     def describe(index_bytes: int) -> dict:
-        return {**info, "n": int(index.ntotal), "memory_bytes": index_bytes, **source_record(vectors),
+        return {**info, "n": int(index.ntotal), "memory_bytes": index_bytes, **source_record(vectors), **store_record,
                 "appends": [*info.get("appends", []), append],
                 "recall_measured_at_n": info.get("recall_measured_at_n", info["n"]), **measured}
 
-    info = write_index_dir(path, index, ids, describe, tuning=tuning)
+    moved = {} if store is None else {p.name: p for p in (store, scale_path(store)) if p.exists()}
+    info = write_index_dir(path, index, ids, describe, tuning=tuning, files=moved)
     log.info("appended %d vectors from %d new shard(s) to %s: %d in all", rows, len(shards), path, info["n"])
     return info
 
 
 def recall_on_tuning_queries(index: faiss.Index, ids: pa.Array, vectors: VectorSet,
-                             tuning: tuple[np.ndarray, list | None], info: dict, batch_rows: int) -> float | None:
+                             tuning: tuple[np.ndarray, list | None], info: dict, batch_rows: int,
+                             search=None) -> float | None:
     """Recall@10 of ``index`` (its search parameters as recorded) on the tuning queries, against exact
     search over every vector of ``vectors``, compared by corpus id (the index's rows are not in the
     vector directory's order). Held-out corpus vectors were added to the index after tuning, so each
-    one's own id is left out of both lists, and the next hit counts instead."""
+    one's own id is left out of both lists, and the next hit counts instead. ``search``: what answers
+    the queries (default ``index.search``; an index with an exact store re-ranks through it)."""
     queries, query_ids = tuning
     k = RECALL_K + (query_ids is not None)
     exact = ExactTopK(queries, k, info["metric"])
@@ -172,7 +207,7 @@ def recall_on_tuning_queries(index: faiss.Index, ids: pa.Array, vectors: VectorS
     corpus_ids = concat_ids(chunks, vectors).to_pylist()
     truth_rows = exact.result()[1]
     apply_search_params(index, info.get("search_params", ""))
-    _, found_rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    _, found_rows = (search or index.search)(np.ascontiguousarray(queries, dtype=np.float32), k)
     index_ids = ids.to_pylist()
     hits = []
     for i in range(len(queries)):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -32,15 +33,14 @@ from .. import __version__, checks
 from ..encode.resume import output_lock
 from ..errors import BadInput, EmbedpipeError
 from ..formats.codes import COMPACT
-from ..formats.index_dir import FORMAT_VERSION, INFO_FILE, upload_index_dir, write_index_dir
+from ..formats.index_dir import EXACT_STORE_FILE, FORMAT_VERSION, INFO_FILE, upload_index_dir, write_index_dir
 from ..formats.vectors import VectorSet, open_vectors
-from ..fsio import check_output, check_output_dir, is_url, local_path
+from ..fsio import FileLock, check_output, check_output_dir, is_url, local_path
 from ..progress import Progress
 from ..storage.store import Store
 from .choose import (
     CHOICE_SAMPLE_ROWS,
     MEASURED_CHOICE_MIN_ROWS,
-    candidate_factories,
     choose_factory,
     parse_size,
     pick_measured,
@@ -48,9 +48,13 @@ from .choose import (
 )
 from .compact import build_compact_index
 from .config import IndexConfig
+from .exact_store import append_exact_store, open_exact_store, write_exact_store
 from .factory import faiss_threads, is_exact, make_index, nlist_of, prepare_auto_index, set_ef_construction, train_index
 from .measure import measure_candidates
+from .parallel import build_dir_of, check_parallel_factory, fill_in_parallel
+from .parallel_ray import ray_units
 from .params import RECALL_K, ExactTopK, Tuning, tune_search_params
+from .refine import RefinePlan, StoreRefined, budgeted_candidates, plan_refine
 from .samples import Samples, draw_samples
 from .source import check_row_count, concat_ids, source_record
 
@@ -99,15 +103,26 @@ def _build_then_upload(vectors_dir, url: str, config: IndexConfig, overwrite: bo
 
 
 def _build_local_index_dir(vectors_dir, out, config: IndexConfig, overwrite: bool) -> dict:
-    started = time.monotonic()
     out = check_output(out, {"vectors": vectors_dir, "tuning queries": config.tuning_vectors,
                              "rescoring vectors": config.rescore_from})
     vectors = open_vectors(vectors_dir, verify=True)
     out = check_output_dir(out, overwrite, INFO_FILE)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # an exact store is written beside the output while the vectors are added (the same filesystem,
+    # so it moves into the index directory by a rename), and removed with it on any error
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.exact-") as scratch:
+        return _build_in(vectors, out, config, Path(scratch))
+
+
+def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path) -> dict:
+    started = time.monotonic()
     n, dim = vectors.rows, vectors.dim
     if n == 0:
         raise EmbedpipeError(f"{vectors.path} holds no vectors; there is nothing to index")
     if vectors.dtype in COMPACT:   # int8 / binary codes: their own indexes, rescored (compact.py)
+        if config.runner == "ray" or config.ray_address:
+            raise BadInput(f"{vectors.path} holds {vectors.dtype} codes, which are indexed in one process; the "
+                           "parallel build on Ray is for float vectors: pass runner=local", fields=("runner",))
         return build_compact_index(vectors, out, config, started)
     if config.rescore_from is not None:
         raise BadInput(f"rescore_from applies to int8 and binary vectors; {vectors.path} holds {vectors.dtype}",
@@ -116,34 +131,66 @@ def _build_local_index_dir(vectors_dir, out, config: IndexConfig, overwrite: boo
     for warning in warnings:
         log.warning("warning: %s", warning)
     max_memory = parse_size(config.max_memory)
-    factory, samples, choice = _factory_for(vectors, config, max_memory)
+    runner, why = choose_index_runner(config)
+    if runner == "ray":
+        chosen, samples, choice = parallel_factory(config, n, dim, max_memory), None, None
+    else:
+        chosen, samples, choice = _factory_for(vectors, config, max_memory)
+    plan = plan_refine(chosen, n, dim, max_memory, config.exact_store)
+    if runner == "ray" and plan.factory.endswith(("RFlat", "Refine(Flat)")):
+        plan = plan_refine(chosen, n, dim, max_memory, "float16")  # partial indexes hold no in-RAM refine
+    factory = plan.factory
     log.info("index for %d vectors of dimension %d: %s (metric %s)", n, dim, factory, config.metric)
     index = make_index(factory, dim, config.metric)
+    if plan.store_dtype and is_exact(index):
+        plan = RefinePlan(factory, None, plan.k_factor, "exact search needs no refine step")
+    log.info("refine: %s", plan.reason)
+    store_path = scratch / EXACT_STORE_FILE if plan.store_dtype else None
     if config.factory == "auto":
         prepare_auto_index(index, config.ef_construction)
     elif config.ef_construction is not None:
         set_ef_construction(index, factory, config.ef_construction)
 
-    if samples is None and not is_exact(index):
-        samples = draw_samples(vectors, index, config)
-    trained = 0
-    if samples is not None and samples.train is not None and not index.is_trained:
-        trained = min(len(samples.train), training_rows(n, nlist_of(index)))
-        train_index(index, factory, samples.train[:trained])
-    exact = ExactTopK(samples.queries, RECALL_K, config.metric) if samples is not None else None
-    held_out = samples.query_rows if samples is not None else np.empty(0, dtype=np.int64)
-    ids = _add_all(index, vectors, exact, config.add_batch_rows, held_out)
+    log.info("runner %s: %s", runner, why)
+    parts = {}
+    if runner == "ray":
+        check_parallel_factory(index, factory)  # before Ray starts
+        busy = f"another build of {out} is running (its parts are in {build_dir_of(out)})"
+        with FileLock(out.with_name(f".{out.name}.build.lock"), busy, remove=True), \
+                ray_units(config.ray_address) as run:
+            filled = fill_in_parallel(vectors, index, factory, config, build_dir_of(out), plan.store_dtype, run,
+                                      scratch)
+        index, ids, samples, truth = filled.index, filled.ids, filled.samples, filled.truth
+        store_path, trained = filled.store_path, filled.trained_on
+        parts = {"parts_reused": filled.reused, "parts_by_node": filled.nodes}
+        store_record = open_exact_store(store_path).record() if store_path else None
+    else:
+        if samples is None and not is_exact(index):
+            samples = draw_samples(vectors, index, config)
+        trained = 0
+        if samples is not None and samples.train is not None and not index.is_trained:
+            trained = min(len(samples.train), training_rows(n, nlist_of(index)))
+            train_index(index, factory, samples.train[:trained])
+        exact = ExactTopK(samples.queries, RECALL_K, config.metric) if samples is not None else None
+        held_out = samples.query_rows if samples is not None else np.empty(0, dtype=np.int64)
+        ids, store_record = _add_all(index, vectors, exact, config.add_batch_rows, held_out, store_path,
+                                     plan.store_dtype)
+        truth = exact.result()[1] if exact is not None else None
+    search = StoreRefined(index, open_exact_store(store_path), config.metric, plan.k_factor).search \
+        if store_path else None
 
     if samples is None:
         tuning = Tuning("", 1.0, True)
     else:
-        tuning = tune_search_params(index, samples.queries, exact.result()[1], config.target_recall, RECALL_K,
-                                    margin=config.recall_margin)
+        tuning = tune_search_params(index, samples.queries, truth, config.target_recall, RECALL_K,
+                                    margin=config.recall_margin, search=search)
         log.info("search parameters %r give recall@10 %.4f vs exact search (aimed at %.4f: the target %s + "
                  "the margin %s)", tuning.params, tuning.recall, tuning.aim, config.target_recall, config.recall_margin)
         if len(samples.query_rows):  # the held-out rows join the index last; ids.parquet follows
             index.add(samples.queries)
             ids = concat_ids([ids, pa.array(samples.query_ids, ids.type)], vectors)
+            if store_path:
+                store_record = append_exact_store(store_path, [samples.queries])
         if not tuning.reached:
             warnings.append(f"{factory} reaches recall@10 {tuning.recall:.3f} at most, below the target "
                             f"{config.target_recall}; allow more max_memory or choose a factory with less compression")
@@ -173,6 +220,9 @@ def _build_local_index_dir(vectors_dir, out, config: IndexConfig, overwrite: boo
                        "trials": tuning.trials},
             "recall_measured_at_n": n,
             "auto_choice": choice,
+            "runner": {"name": runner, "why": why, **parts},
+            "refine": plan.record(),
+            "exact_store": store_record,
             "warnings": warnings,
             "config": json.loads(json.dumps(config.record())),
             **source_record(vectors),
@@ -181,9 +231,34 @@ def _build_local_index_dir(vectors_dir, out, config: IndexConfig, overwrite: boo
     tuning_sample = None
     if samples is not None:
         tuning_sample = (samples.queries, list(samples.query_ids) if len(samples.query_rows) else None)
-    info = write_index_dir(out, index, ids, describe, tuning=tuning_sample)
+    info = write_index_dir(out, index, ids, describe, tuning=tuning_sample,
+                           files={EXACT_STORE_FILE: store_path} if store_path else None)
+    shutil.rmtree(build_dir_of(out), ignore_errors=True)  # published: the parts are not needed again
     log.info("wrote %s (%s, %d bytes, %.1fs)", out, factory, info["memory_bytes"], info["build_seconds"])
     return info
+
+
+def choose_index_runner(config: IndexConfig) -> tuple[str, str]:
+    """(runner, why): ``auto`` is ray when a cluster is named (ray_address or $RAY_ADDRESS), else local."""
+    if config.runner != "auto":
+        return config.runner, f"runner={config.runner}"
+    address = config.ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        return "ray", f"a Ray cluster is named ({address})"
+    return "local", "no Ray cluster named: in this process"
+
+
+def parallel_factory(config: IndexConfig, n: int, dim: int, max_memory: int) -> str:
+    """The factory of a parallel build: the one named, or for ``auto`` (not measured: measuring would read a
+    sample through the driver first) the fast-scan route when it fits, else the first IVF route that does."""
+    if config.factory != "auto":
+        return config.factory
+    candidates = budgeted_candidates(n, dim, max_memory)
+    ivf = [f for f in candidates if "x4fs" in f] + [f for f in candidates if "IVF" in f]
+    if not ivf:
+        raise EmbedpipeError(f"no IVF index fits {n} vectors under max_memory for the parallel build (it merges "
+                             f"inverted lists; the choice was {candidates[0]}); use runner=local", fields=("runner",))
+    return ivf[0]
 
 
 def _factory_for(vectors: VectorSet, config: IndexConfig, max_memory: int) -> tuple[str, Samples | None, dict | None]:
@@ -194,7 +269,7 @@ def _factory_for(vectors: VectorSet, config: IndexConfig, max_memory: int) -> tu
         return config.factory, None, None
     n, dim = vectors.rows, vectors.dim
     factory = choose_factory(n, dim, max_memory)
-    candidates = candidate_factories(n, dim, max_memory)
+    candidates = budgeted_candidates(n, dim, max_memory)
     if len(candidates) == 1 or n < MEASURED_CHOICE_MIN_ROWS:
         return factory, None, None
     samples = draw_samples(vectors, None, config, sample_rows=CHOICE_SAMPLE_ROWS)
@@ -209,22 +284,35 @@ def _factory_for(vectors: VectorSet, config: IndexConfig, max_memory: int) -> tu
 
 
 def _add_all(index: faiss.Index, vectors: VectorSet, exact: ExactTopK | None, batch_rows: int,
-             held_out: np.ndarray) -> pa.Array:
+             held_out: np.ndarray, store_path: Path | None = None,
+             store_dtype: str | None = None) -> tuple[pa.Array, dict | None]:
     """Add every vector except the held-out rows in chunks, feeding the same chunks to exact
-    search; returns the ids in the order they were added (= the index's row labels)."""
+    search and, with ``store_path``, to an exact store in the same order; returns the ids in the order
+    they were added (= the index's row labels) and the store's record."""
     held_out = np.sort(held_out)
-    ids, start, added = [], 0, 0
-    with Progress(vectors.rows, "vectors added") as progress:
-        for batch_ids, batch in vectors.iter_batches(batch_rows):
-            keep = ~np.isin(np.arange(start, start + len(batch)), held_out)
-            if not keep.all():
-                batch_ids, batch = batch_ids.filter(pa.array(keep)), batch[keep]
-            index.add(batch)
-            if exact is not None:
-                exact.add(batch, added)
-            ids.append(batch_ids)
-            start += len(keep)
-            added += len(batch)
-            progress.update(len(keep))
-    check_row_count(vectors, start)
-    return concat_ids(ids, vectors)
+    ids, counts = [], {"read": 0, "added": 0}
+
+    def added_batches():
+        with Progress(vectors.rows, "vectors added") as progress:
+            for batch_ids, batch in vectors.iter_batches(batch_rows):
+                start = counts["read"]
+                keep = ~np.isin(np.arange(start, start + len(batch)), held_out)
+                if not keep.all():
+                    batch_ids, batch = batch_ids.filter(pa.array(keep)), batch[keep]
+                index.add(batch)
+                if exact is not None:
+                    exact.add(batch, counts["added"])
+                ids.append(batch_ids)
+                counts["read"] += len(keep)
+                counts["added"] += len(batch)
+                progress.update(len(keep))
+                yield batch
+
+    if store_path is None:
+        record = None
+        for _ in added_batches():
+            pass
+    else:
+        record = write_exact_store(store_path, added_batches(), store_dtype)
+    check_row_count(vectors, counts["read"])
+    return concat_ids(ids, vectors), record

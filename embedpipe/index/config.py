@@ -15,6 +15,9 @@ from ..encode.devices import check_device
 from ..errors import ConfigError, EmbedpipeError
 from ..formats.index_dir import METRICS
 from .choose import parse_size
+from .refine import EXACT_STORE_CHOICES
+
+RUNNERS = ("auto", "local", "ray")
 
 NOT_RECORDED = ("tuning_device",)
 # recall_margin: nprobe / efSearch are tuned to target_recall + recall_margin on the tuning queries,
@@ -56,6 +59,13 @@ class IndexConfig:
     rescore_multiplier: int = 4      # candidates taken from a compact index per result wanted, then rescored
     ef_construction: int | None = None  # HNSW graphs' construction search width; None: HNSW_EF_CONSTRUCTION
                                         # (80, factory.py) for `auto`'s choice, FAISS's 40 for a factory given by name
+    exact_store: str = checks.choice("auto", EXACT_STORE_CHOICES)  # where the refine step reads exact vectors:
+                                        # "auto": RAM when they fit max_memory, else a memory-mapped float16 store
+                                        # on local disk (refine.py); "none": as the factory says; a dtype: a store
+    runner: str = checks.choice("auto", RUNNERS)  # "local": one process; "ray": shards added by Ray tasks into
+                                        # partial indexes, merged (parallel.py); "auto": ray when ray_address is set
+    ray_address: str | None = None      # the Ray cluster to join (host:port, ray://host:port); None: $RAY_ADDRESS,
+                                        # else an embedded local Ray when runner=ray
 
     def record(self) -> dict:
         """The fields index.json records (what the index is built with): all but where the tuning
@@ -83,6 +93,7 @@ class IndexConfig:
         checks.boolean("rescore", self.rescore)
         checks.path("rescore_from", self.rescore_from, optional=True)
         checks.at_least("rescore_multiplier", self.rescore_multiplier, 1)
+        checks.text("ray_address", self.ray_address, optional=True)
 
     def check(self) -> IndexConfig:
         """Kept for callers of the earlier API: the config checked itself when it was built."""

@@ -2,6 +2,7 @@
 (row i = the index's id i), to re-rank an index's top candidates without holding every vector in RAM.
 
     write_exact_store(path, batches, dtype)  stream rows into one ``.npy`` file (tmp + rename); -> a record
+    append_exact_store(path, batches)        rows added at the end (an appended index), row count last
     open_exact_store(path)                   -> ExactStore: .rows .dim .dtype .disk_bytes
     ExactStore.vectors(ids)                  the rows, dequantized to float32
     ExactStore.rescore(queries, cands, k)    exact scores of each query's candidates, best first
@@ -110,23 +111,11 @@ def write_exact_store(path: str | os.PathLike, batches: Iterable[np.ndarray], dt
     if dtype not in DTYPES:
         raise BadInput(f"exact store dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     np_dtype = np.dtype(dtype)
-    rows, dim, quant = 0, None, None
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(b"\0" * _HEADER_BYTES)
-            for batch in batches:
-                batch = np.asarray(batch)
-                if batch.ndim != 2:
-                    raise BadInput(f"exact store batches must be (rows, dim) arrays, got shape {batch.shape}")
-                if dim is None:
-                    if batch.shape[1] < 1:
-                        raise BadInput("exact store vectors must have at least one dimension")
-                    dim = batch.shape[1]
-                    quant = _quantization(dtype, dim, offset, scale)
-                elif batch.shape[1] != dim:
-                    raise BadInput(f"exact store rows {rows}.. have dimension {batch.shape[1]}, earlier rows {dim}")
-                np.ascontiguousarray(_codes(batch, np_dtype, quant, rows)).tofile(f)
-                rows += len(batch)
+            rows, dim, quant = _write_rows(f, batches, np_dtype, 0, None,
+                                           lambda d: _quantization(dtype, d, offset, scale))
             if dim is None:
                 raise BadInput("an exact store needs at least one batch of vectors (none were given)")
             f.seek(0)
@@ -134,9 +123,57 @@ def write_exact_store(path: str | os.PathLike, batches: Iterable[np.ndarray], dt
         if quant is not None:  # beside it first: the .npy appearing is what makes the store complete
             with atomic_path(scale_path(path)) as scale_tmp, open(scale_tmp, "wb") as f:
                 np.save(f, np.stack(quant))
-    files = [path] + ([scale_path(path)] if quant is not None else [])
-    return {"dtype": dtype, "rows": rows, "dim": dim, "bytes": sum(p.stat().st_size for p in files),
-            "file": path.name, "scale_file": scale_path(path).name if quant is not None else None}
+    return _record(path, np_dtype, rows, dim, quant is not None)
+
+
+def append_exact_store(path: str | os.PathLike, batches: Iterable[np.ndarray]) -> dict:
+    """Add rows at the end of the store at ``path`` (an index grown by an append), quantized with its
+    own offset and scale. The rows go to disk first and the header's row count last: a write cut
+    short leaves the store as it was (the bytes past its rows are ignored, and cut off next time).
+    Returns the store's new record."""
+    store = open_exact_store(path)
+    if store.header_bytes != _HEADER_BYTES:
+        raise BadInput(f"exact store {store.path} has a {store.header_bytes}-byte header, not the "
+                       f"{_HEADER_BYTES} bytes write_exact_store writes; rewrite it to append")
+    np_dtype, dim, quant = store._codes.dtype, store.dim, store._quant
+    rows = store.rows
+    del store
+    with open(path, "r+b") as f:
+        f.truncate(_HEADER_BYTES + rows * dim * np_dtype.itemsize)
+        f.seek(0, os.SEEK_END)
+        rows, _, _ = _write_rows(f, batches, np_dtype, rows, dim, lambda d: quant)
+        f.flush()
+        os.fsync(f.fileno())
+        f.seek(0)
+        f.write(_header(np_dtype, rows, dim))
+        f.flush()
+        os.fsync(f.fileno())
+    return _record(Path(path), np_dtype, rows, dim, quant is not None)
+
+
+def _write_rows(f, batches: Iterable[np.ndarray], np_dtype: np.dtype, rows: int, dim: int | None, quant_for):
+    """Write each batch's codes to ``f``; -> (rows in all, dim, the quantization used)."""
+    quant = quant_for(dim) if dim is not None else None
+    for batch in batches:
+        batch = np.asarray(batch)
+        if batch.ndim != 2:
+            raise BadInput(f"exact store batches must be (rows, dim) arrays, got shape {batch.shape}")
+        if dim is None:
+            if batch.shape[1] < 1:
+                raise BadInput("exact store vectors must have at least one dimension")
+            dim = batch.shape[1]
+            quant = quant_for(dim)
+        elif batch.shape[1] != dim:
+            raise BadInput(f"exact store rows {rows}.. have dimension {batch.shape[1]}, earlier rows {dim}")
+        np.ascontiguousarray(_codes(batch, np_dtype, quant, rows)).tofile(f)
+        rows += len(batch)
+    return rows, dim, quant
+
+
+def _record(path: Path, np_dtype: np.dtype, rows: int, dim: int, scaled: bool) -> dict:
+    files = [path] + ([scale_path(path)] if scaled else [])
+    return {"dtype": np_dtype.name, "rows": rows, "dim": dim, "bytes": sum(p.stat().st_size for p in files),
+            "file": path.name, "scale_file": scale_path(path).name if scaled else None}
 
 
 class ExactStore:
@@ -144,6 +181,14 @@ class ExactStore:
 
     def __init__(self, path: Path, codes: np.ndarray, quant: tuple[np.ndarray, np.ndarray] | None):
         self.path, self._codes, self._quant = path, codes, quant
+
+    def record(self) -> dict:
+        """What write_exact_store returned for this store: index.json's exact_store."""
+        return _record(self.path, self._codes.dtype, self.rows, self.dim, self._quant is not None)
+
+    @property
+    def header_bytes(self) -> int:
+        return self._codes.offset
 
     @property
     def rows(self) -> int:

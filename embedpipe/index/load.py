@@ -17,11 +17,13 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
-from ..errors import EmbedpipeError
-from ..formats.index_dir import INFO_FILE, download_index_dir, read_faiss, read_ids, read_info
+from ..errors import CorruptArtifact, EmbedpipeError
+from ..formats.index_dir import INFO_FILE, download_index_dir, extra_files, read_faiss, read_ids, read_info
 from ..fsio import is_url, local_path
 from .compact import open_compact_index
-from .params import apply_search_params
+from .exact_store import open_exact_store
+from .params import REFINE_K_FACTOR, apply_search_params
+from .refine import StoreRefined
 
 PUBLISH_WAIT_S = 5.0   # how long a reader waits out a publish (the moment between its two renames)
 
@@ -76,6 +78,7 @@ class LoadedIndex:
     ids: pa.Array
     info: dict
     _id_list: list | None = field(default=None, repr=False)
+    refine: StoreRefined | None = None   # the exact store that re-ranks the index's candidates, if any
 
     @property
     def dim(self) -> int:
@@ -98,6 +101,8 @@ class LoadedIndex:
             raise EmbedpipeError(f"k must be at least 1, got {k}")
         if self.info.get("compact"):   # compact codes, rescored: scores come oriented (compact.py)
             return self.index.search(queries, k)
+        if self.refine is not None:
+            return self.refine.search(queries, min(k, self.index.ntotal))
         distances, rows = self.index.search(queries, min(k, self.index.ntotal))
         return (distances if self.metric == "ip" else -distances), rows
 
@@ -114,7 +119,8 @@ def open_index(path: str | os.PathLike, *, mmap: bool = False) -> LoadedIndex:
 
     ``mmap``: map the index file instead of reading it (formats/index_dir.py, MMAP_FLAGS): a large
     index opens in milliseconds and only the pages searches touch are read; for searching only
-    (a local index: one at a URL is read whole)."""
+    (a local index: one at a URL is read whole). An index with an exact store (index.json's
+    exact_store) re-ranks its candidates from that store, memory-mapped either way."""
     if is_url(path) and local_path(path) is None:
         with tempfile.TemporaryDirectory(prefix="embedpipe-index-") as local:
             loaded = open_index(download_index_dir(str(path), Path(local)))
@@ -129,4 +135,18 @@ def open_index(path: str | os.PathLike, *, mmap: bool = False) -> LoadedIndex:
     except RuntimeError:
         raise EmbedpipeError(f"{path / INFO_FILE}: search parameters {info.get('search_params')!r} "
                              f"do not apply to a {info['factory']} index") from None
-    return LoadedIndex(path, index, ids, info)
+    return LoadedIndex(path, index, ids, info, refine=_refine_of(path, index, info))
+
+
+def _refine_of(path: Path, index: faiss.Index, info: dict) -> StoreRefined | None:
+    """The exact store index.json names, memory-mapped and checked against the index; None without one."""
+    names = extra_files(info)
+    if not names:
+        return None
+    if not (path / names[0]).is_file():
+        raise CorruptArtifact(f"{path}: the exact store {names[0]} that {INFO_FILE} names is missing; "
+                              "rebuild the index")
+    k_factor = (info.get("refine") or {}).get("k_factor") or REFINE_K_FACTOR
+    if isinstance(k_factor, bool) or not isinstance(k_factor, int) or k_factor < 1:
+        raise CorruptArtifact(f"{path / INFO_FILE}: refine k_factor {k_factor!r} is not a whole number of at least 1")
+    return StoreRefined(index, open_exact_store(path / names[0]), info["metric"], k_factor)

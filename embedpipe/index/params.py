@@ -96,9 +96,11 @@ def apply_search_params(index: faiss.Index, params: str) -> None:
         faiss.ParameterSpace().set_index_parameters(index, params)
 
 
-def measure_recall(index: faiss.Index, params: str, queries: np.ndarray, truth: np.ndarray, k: int) -> float:
+def measure_recall(index: faiss.Index, params: str, queries: np.ndarray, truth: np.ndarray, k: int,
+                   search=None) -> float:
+    """``search``: what answers the queries (default ``index.search``; refine.StoreRefined re-ranks)."""
     apply_search_params(index, params)
-    _, found = index.search(queries, k)
+    _, found = (search or index.search)(queries, k)
     return recall_at_k(found, truth)
 
 
@@ -112,7 +114,7 @@ def tuning_aim(target: float, margin: float) -> float:
 
 
 def tune_search_params(index: faiss.Index, queries: np.ndarray, truth: np.ndarray, target: float,
-                       k: int = 10, margin: float = 0.0) -> Tuning:
+                       k: int = 10, margin: float = 0.0, search=None) -> Tuning:
     """Smallest nprobe / efSearch whose recall@k on ``queries`` reaches ``target`` + ``margin``
     (binary search on a grid, then the value halfway to the grid step below); ``reached`` says
     whether it reaches ``target``.
@@ -123,21 +125,21 @@ def tune_search_params(index: faiss.Index, queries: np.ndarray, truth: np.ndarra
     ``queries`` must not be in ``index`` (an indexed point is found by its own graph links and
     cells, which flatters recall); ``truth`` is their exact top-k in it. When the aim cannot be
     reached (compressed codes), the largest value is kept, and ``reached`` is False when even that
-    misses the target.
+    misses the target. ``search``: what answers the queries, as in measure_recall.
     """
     if not len(queries):
         raise EmbedpipeError("no tuning queries to measure recall on; give tuning queries that hold rows")
     aim = tuning_aim(target, margin)
     knob = tunable_parameter(index)
     if knob is None:
-        recall = measure_recall(index, "", queries, truth, k)
+        recall = measure_recall(index, "", queries, truth, k, search)
         return Tuning("", recall, recall >= target, aim=aim)
     name, grid = knob
     trials: dict[int, float] = {}
 
     def recall_of(value: int) -> float:
         if value not in trials:
-            trials[value] = measure_recall(index, parameter_string(index, name, value), queries, truth, k)
+            trials[value] = measure_recall(index, parameter_string(index, name, value), queries, truth, k, search)
         return trials[value]
 
     lo, hi = 0, len(grid) - 1

@@ -167,9 +167,12 @@ class IndexStage(Stage):
         info = read_json(stage.out / INFO_FILE)
         if info is None:
             return Status("run", "no index yet")
-        wanted = _plain(stage.config.record())
-        if info.get("config") != wanted:
-            changed = _changes(info.get("config") or {}, wanted) if info.get("config") else "not recorded"
+        # where the index is built (runner, cluster) is not what is built: changing it rebuilds nothing
+        where = ("runner", "ray_address")
+        wanted = {k: v for k, v in _plain(stage.config.record()).items() if k not in where}
+        recorded = {k: v for k, v in (info.get("config") or {}).items() if k not in where}
+        if recorded != wanted:
+            changed = _changes(recorded, wanted) if info.get("config") else "not recorded"
             return Status("run", f"index config changed ({changed}): rebuilds")
         if info.get("source_manifest_sha256") == vectors.sha256(MANIFEST) and not upstream_runs:
             return Status("skip", f"{info.get('n')} vectors, built from these vectors with this config")

@@ -113,7 +113,7 @@ def evaluate_with_run(index_dir: str | os.PathLike, queries: str | os.PathLike, 
     encoded on ``device``."""
     k_values = sorted(set(k_values))
     check_doc_score(doc_score)
-    index = open_index(index_dir)
+    index = open_index(index_dir, mmap=True)  # bounded memory: lists, codes and any exact store stay on disk
     documents = documents_wanted(doc_score, is_chunked(index))
     query_ids, texts = read_queries(queries, queries_columns)
     judged = read_qrels(qrels, qrels_columns)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embedpipe.errors import BadInput, CorruptArtifact, EmbedpipeError
-from embedpipe.index.exact_store import open_exact_store, scale_path, write_exact_store
+from embedpipe.index.exact_store import append_exact_store, open_exact_store, scale_path, write_exact_store
 
 
 def _vectors(n=600, dim=16, seed=0):
@@ -207,3 +207,39 @@ def test_damaged_stores_are_refused_in_one_line(tmp_path):
         open_exact_store(tmp_path / "c.npy")
     with pytest.raises(BadInput, match="does not exist"):
         open_exact_store(tmp_path / "none.npy")
+
+
+@pytest.mark.parametrize("dtype,kwargs", [("float16", {}), ("uint8", {"offset": np.full(16, -4.0),
+                                                                      "scale": np.full(16, 8 / 255)})])
+def test_append_adds_rows_at_the_end_with_the_stores_own_quantization(tmp_path, dtype, kwargs):
+    x = _vectors()
+    write_exact_store(tmp_path / "exact.npy", [x[:500]], dtype, **kwargs)
+    record = append_exact_store(tmp_path / "exact.npy", _batches(x[500:], 40))
+    assert (record["rows"], record["dim"], record["dtype"]) == (600, 16, dtype)
+    whole = tmp_path / "whole.npy"
+    write_exact_store(whole, [x], dtype, **kwargs)
+    assert (tmp_path / "exact.npy").read_bytes() == whole.read_bytes()  # the same file as one write makes
+    assert open_exact_store(tmp_path / "exact.npy").rows == 600
+
+
+def test_an_append_cut_short_leaves_the_store_as_it_was_and_the_next_one_cuts_the_rest_off(tmp_path):
+    x = _vectors()
+    write_exact_store(tmp_path / "exact.npy", [x[:300]], "float32")
+    before = (tmp_path / "exact.npy").read_bytes()
+
+    def batches():
+        yield x[300:400]
+        raise KeyboardInterrupt  # the run stopped half way through
+
+    with pytest.raises(KeyboardInterrupt):
+        append_exact_store(tmp_path / "exact.npy", batches())
+    store = open_exact_store(tmp_path / "exact.npy")
+    assert store.rows == 300 and (tmp_path / "exact.npy").stat().st_size > len(before)
+    np.testing.assert_array_equal(store.vectors(np.arange(300)), x[:300])
+    append_exact_store(tmp_path / "exact.npy", [x[300:]])
+    np.testing.assert_array_equal(open_exact_store(tmp_path / "exact.npy").vectors(np.arange(600)), x)
+    with pytest.raises(BadInput, match="dimension 8, earlier rows 16"):
+        append_exact_store(tmp_path / "exact.npy", [x[:5, :8]])
+    np.save(tmp_path / "numpy.npy", x[:10])  # numpy's own 2-d files have the same 128-byte header
+    append_exact_store(tmp_path / "numpy.npy", [x[10:20]])
+    np.testing.assert_array_equal(np.load(tmp_path / "numpy.npy"), x[:20])

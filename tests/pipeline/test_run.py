@@ -84,6 +84,9 @@ def test_run_then_rerun_skips_every_stage(project):
 def test_a_changed_config_reruns_only_what_depends_on_it(project):
     assert run(project)[0].exit_code == 0
     vectors_manifest = (project / "out" / "vectors" / "manifest.json").read_text()
+    where = CliRunner().invoke(main, ["run", str(project / "spec.yaml"), "--dry-run", "--set", "index.runner=ray",
+                                      "--set", "index.ray_address=127.0.0.1:6379"])
+    assert "index     up" in where.output  # where an index is built is not what is built: nothing to redo
     plan = CliRunner().invoke(main, ["run", str(project / "spec.yaml"), "--dry-run", "--set", "index.metric=l2"])
     assert "index     run         index config changed (metric 'ip' -> 'l2'): rebuilds" in plan.output
     assert "evaluate  run         after index" in plan.output
