@@ -179,3 +179,38 @@ def test_an_index_inside_its_rescoring_vectors_is_refused(encoded, tmp_path):
     with pytest.raises(BadInput, match="rescoring vectors"):
         build_index(encoded["binary"], encoded["float32"] / "idx", IndexConfig(rescore_from=str(encoded["float32"])))
     assert not (encoded["float32"] / "idx").exists()
+
+
+def test_compact_codes_on_ray_are_refused_before_ray_starts(encoded, tmp_path):
+    # The parallel build on Ray adds float vectors into partial IVF indexes; codes build in one process
+    with pytest.raises(BadInput, match="indexed in one process.*runner=local"):
+        build_index(encoded["int8"], tmp_path / "idx", IndexConfig(runner="ray"))
+    assert not (tmp_path / "idx").exists()
+
+
+def test_chunked_compact_vectors_search_by_document(encoded, tmp_path):
+    # Chunk rows (doc_id, chunk, span) and int8 codes in one output: the index answers with documents
+    from embedpipe.retrieval.documents import show_texts
+    from embedpipe.retrieval.search import corpus_columns, corpus_texts, query_encoder, search_texts
+
+    long_texts = [" ".join(MORE[i:i + 12]) for i in range(0, 12, 3)]
+    corpus = write_corpus(tmp_path / "long.parquet", long_texts, ids=[f"doc{i}" for i in range(len(long_texts))])
+    out = encode_corpus(EncodeJob(str(corpus), out=str(tmp_path / "v"), runner="local", dtype="int8",
+                                  chunk_tokens=16, chunk_overlap=4,
+                                  spec=EncoderSpec(model=str(encoded_model(encoded))))).out
+    vectors = open_vectors(out)
+    assert vectors.rows > len(long_texts)   # several chunks a document
+    build_index(out, tmp_path / "idx", IndexConfig())
+    index = open_index(tmp_path / "idx")
+    hits = search_texts(index, [long_texts[2]], 3, query_encoder(index))[0]
+    assert len({h.id for h in hits}) == len(hits) and {h.id for h in hits} <= {f"doc{i}" for i in range(4)}
+    assert all(h.chunk is not None for h in hits)
+    show_texts(index, hits, lambda ids: corpus_texts(corpus, ids, **corpus_columns(index)))
+    by_id = dict(zip([f"doc{i}" for i in range(len(long_texts))], long_texts))
+    for hit in hits:   # the best chunk's characters, read back through the codes' vector directory
+        start, end = hit.span
+        assert 0 <= start < end <= len(by_id[hit.id]) and hit.text == by_id[hit.id][start:end]
+
+
+def encoded_model(encoded) -> str:
+    return json.loads((encoded["float32"] / "manifest.json").read_text())["encoder"]["model"]
