@@ -66,7 +66,7 @@ TABLES = [
         "batch_size": [0, -5, True, "128"],
         "window": [0, False],
         "empty_text": ["drop", True],
-        "dtype": ["int8", "float64", None],
+        "dtype": ["int4", "float64", None],
         "rows_per_shard": [0, -1, True, 1.5, NAN, None],
         "overwrite": ["yes", 1, None],
         "ray_dashboard": [None, "no"],

@@ -54,7 +54,8 @@ def _megabytes(n: int) -> str:
 @from_config(IndexConfig, "runner",
              help="local = build in this process; ray = each vector shard added by a Ray task into a partial "
                   "index, merged here (IVF factories; a rerun after a kill reuses finished parts); "
-                  "auto = ray when --ray-address or $RAY_ADDRESS names a cluster.")
+                  "auto = ray when --ray-address or $RAY_ADDRESS names a cluster and the index has inverted "
+                  "lists (IVF), else local.")
 @from_config(IndexConfig, "ray_address", help="The Ray cluster to join for --runner ray (host:port or "
                                               "ray://host:port) [default: $RAY_ADDRESS, else an embedded local Ray].")
 @from_config(IndexConfig, "tuning_vectors", "--tuning-queries", "tuning_queries", type=click.Path(),

@@ -120,7 +120,7 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
     if n == 0:
         raise EmbedpipeError(f"{vectors.path} holds no vectors; there is nothing to index")
     if vectors.dtype in COMPACT:   # int8 / binary codes: their own indexes, rescored (compact.py)
-        if config.runner == "ray" or config.ray_address:
+        if config.runner == "ray":
             raise BadInput(f"{vectors.path} holds {vectors.dtype} codes, which are indexed in one process; the "
                            "parallel build on Ray is for float vectors: pass runner=local", fields=("runner",))
         return build_compact_index(vectors, out, config, started)
@@ -131,7 +131,7 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
     for warning in warnings:
         log.warning("warning: %s", warning)
     max_memory = parse_size(config.max_memory)
-    runner, why = choose_index_runner(config)
+    runner, why = choose_index_runner(config, n, dim, max_memory)
     if runner == "ray":
         chosen, samples, choice = parallel_factory(config, n, dim, max_memory), None, None
     else:
@@ -238,14 +238,30 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
     return info
 
 
-def choose_index_runner(config: IndexConfig) -> tuple[str, str]:
-    """(runner, why): ``auto`` is ray when a cluster is named (ray_address or $RAY_ADDRESS), else local."""
+def choose_index_runner(config: IndexConfig, n: int, dim: int, max_memory: int) -> tuple[str, str]:
+    """(runner, why): ``auto`` is ray when a cluster is named (ray_address or $RAY_ADDRESS) and the
+    index has inverted lists to build in parts, else local. A pipeline run as a Ray job has
+    $RAY_ADDRESS set: its small Flat or HNSW index is still built here rather than refused."""
     if config.runner != "auto":
         return config.runner, f"runner={config.runner}"
     address = config.ray_address or os.environ.get("RAY_ADDRESS")
-    if address:
-        return "ray", f"a Ray cluster is named ({address})"
-    return "local", "no Ray cluster named: in this process"
+    if not address:
+        return "local", "no Ray cluster named: in this process"
+    factory = _parallel_route(config, n, dim, max_memory)
+    if factory is None:
+        named = config.factory if config.factory != "auto" else choose_factory(n, dim, max_memory)
+        return "local", (f"a Ray cluster is named ({address}), but {named} has no inverted lists to build "
+                         "in parts: in this process")
+    return "ray", f"a Ray cluster is named ({address})"
+
+
+def _parallel_route(config: IndexConfig, n: int, dim: int, max_memory: int) -> str | None:
+    """The IVF factory a parallel build would use (fast-scan first), or None when there is none."""
+    if config.factory != "auto":
+        return config.factory if "IVF" in config.factory else None
+    candidates = budgeted_candidates(n, dim, max_memory)
+    ivf = [f for f in candidates if "x4fs" in f] + [f for f in candidates if "IVF" in f]
+    return ivf[0] if ivf else None
 
 
 def parallel_factory(config: IndexConfig, n: int, dim: int, max_memory: int) -> str:
@@ -253,12 +269,12 @@ def parallel_factory(config: IndexConfig, n: int, dim: int, max_memory: int) -> 
     sample through the driver first) the fast-scan route when it fits, else the first IVF route that does."""
     if config.factory != "auto":
         return config.factory
-    candidates = budgeted_candidates(n, dim, max_memory)
-    ivf = [f for f in candidates if "x4fs" in f] + [f for f in candidates if "IVF" in f]
-    if not ivf:
+    factory = _parallel_route(config, n, dim, max_memory)
+    if factory is None:
         raise EmbedpipeError(f"no IVF index fits {n} vectors under max_memory for the parallel build (it merges "
-                             f"inverted lists; the choice was {candidates[0]}); use runner=local", fields=("runner",))
-    return ivf[0]
+                             f"inverted lists; the choice was {choose_factory(n, dim, max_memory)}); use runner=local",
+                             fields=("runner",))
+    return factory
 
 
 def _factory_for(vectors: VectorSet, config: IndexConfig, max_memory: int) -> tuple[str, Samples | None, dict | None]:

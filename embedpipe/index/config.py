@@ -63,7 +63,8 @@ class IndexConfig:
                                         # "auto": RAM when they fit max_memory, else a memory-mapped float16 store
                                         # on local disk (refine.py); "none": as the factory says; a dtype: a store
     runner: str = checks.choice("auto", RUNNERS)  # "local": one process; "ray": shards added by Ray tasks into
-                                        # partial indexes, merged (parallel.py); "auto": ray when ray_address is set
+                                        # partial indexes, merged (parallel.py); "auto": ray when a cluster
+                                        # is named and the index is IVF, else local
     ray_address: str | None = None      # the Ray cluster to join (host:port, ray://host:port); None: $RAY_ADDRESS,
                                         # else an embedded local Ray when runner=ray
 

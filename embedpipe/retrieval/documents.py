@@ -13,7 +13,7 @@ document's best chunk outranks all its others), and the fetch grows until they d
 a document's chunks below the fetched depth are left out of its sum.
 
     >>> scores, docs, best = by_document([np.array([0.9, 0.8, 0.5])], [["a#2", "b#0", "a#0"]], 2, "sum2")
-    >>> docs, [s.round(2).tolist() for s in scores], best
+    >>> docs, [[round(float(x), 2) for x in s] for s in scores], best
     ([['a', 'b']], [[1.4, 0.8]], [['a#2', 'b#0']])
 """
 

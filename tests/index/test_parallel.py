@@ -106,3 +106,14 @@ def test_a_parallel_build_needs_an_ivf_factory(vectors, tmp_path):
     with pytest.raises(Exception, match="needs an IVF factory, not 'HNSW16'; use runner=local"):
         build_index(vectors[0], tmp_path / "i", IndexConfig(factory="HNSW16", runner="ray"))
     assert not build_dir_of(tmp_path / "i").exists() and not (tmp_path / "i").exists()
+
+
+@pytest.mark.parametrize("factory", ["auto", "HNSW16", "Flat"])
+def test_auto_runner_with_a_cluster_named_builds_an_index_without_lists_here(vectors, tmp_path, monkeypatch, factory):
+    # A pipeline run as a Ray job has $RAY_ADDRESS set; a small corpus's Flat (auto's choice for 6,000
+    # vectors) or an HNSW graph has no inverted lists to build in parts: built here, not refused. The
+    # address is unreachable, so any attempt to join it would fail the test.
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    info = build_index(vectors[0], tmp_path / "i", IndexConfig(factory=factory))
+    assert info["runner"]["name"] == "local" and "no inverted lists" in info["runner"]["why"]
+    assert info["n"] == 6_000
