@@ -93,7 +93,9 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
              help="int8/uint8 calibration ranges: an int8/uint8 vector directory of the same encoder, or a .npy "
                   "of shape (2, dim) [default: learned from --calibration-rows of the corpus, then kept in "
                   "the manifest].")
-@from_config(EncodeJob, "calibration_rows", type=int)
+@from_config(EncodeJob, "calibration_rows", type=int,
+             help="int8/uint8 without --ranges: how many corpus rows (a spread sample) are encoded to learn the "
+                  "per-dimension ranges.")
 @from_config(EncodeJob, "rescore_dtype",
              help="binary/ubinary: also keep the vectors in this dtype beside the bits, which `index` then "
                   "rescores with (int8 ranges learned as for --dtype int8) [default: none].")
