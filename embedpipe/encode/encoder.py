@@ -146,8 +146,7 @@ class TextEncoder:
         self.threads = plan.threads or os.cpu_count() or 1
         # Batches run concurrently on one onnxruntime session; torch runs one call at a time (its own
         # thread pool on a CPU, one stream on a GPU already fills the device)
-        torch_backend = self.exported.info.get("backend") == "torch"
-        self.calls = InFlight(1 if torch_backend else plan.inflight or default_calls(self.threads))
+        self.calls = InFlight(1 if self.runs_torch else plan.inflight or default_calls(self.threads))
         try:
             self.session = self._open_session()
             self.tokenizer = Tokenizer.from_file(str(self.exported.path / "tokenizer.json"))
@@ -204,10 +203,15 @@ class TextEncoder:
                            quantize=None if device != "cpu" else spec.quantize)
         return cls.load(spec, BatchPlan(threads=threads or min(4, os.cpu_count() or 1)))
 
+    @property
+    def runs_torch(self) -> bool:
+        """Whether the export is a torch-backend one (model/torch_export.py): no graph, the model's weights."""
+        return self.exported.info.get("backend") == "torch"
+
     def _open_session(self):
         """onnxruntime's session over the graph, or for a torch-backend export (model/torch_export.py)
         PyTorch running the model's own weights (encode/torch_session.py)."""
-        if self.exported.info.get("backend") == "torch":
+        if self.runs_torch:
             from .torch_session import TorchSession
 
             return TorchSession(self.exported, self.placement, self.plan.threads)
