@@ -5,6 +5,12 @@ embedded local Ray on 127.0.0.1). Ray is imported only here.
     >>> with ray_units("127.0.0.1:6379") as run:                      # doctest: +SKIP
     ...     receipts = list(run(add_part, [(part, build_dir, attempt, "ip", "float16"), ...]))
 
+Every alive node that can run a unit is given one of the first units (soft node affinity), the rest go
+where CPUs free up: a node whose first worker process starts cold would otherwise find the queue
+drained by a warm node's worker, and a cluster of N nodes would build on one. The affinity is soft and
+spills when the node's CPUs are held (by another job): a node that dies, or is busy, hands its unit on
+rather than keeping the build waiting.
+
 A task lost with its worker or node (killed, out of memory, node gone) is submitted again once, under a
 new attempt name for add_part (its files never mix with the lost one's); an error the unit raised
 itself (a corrupt shard) is shown as its one line, not retried.
@@ -39,8 +45,14 @@ def ray_units(address: str | None, threads: int | None = None):
 
 
 def _run(ray, function: Callable, calls: list[tuple], threads: int | None) -> Iterator:
-    remote = ray.remote(_with_threads).options(num_cpus=threads or 1, max_retries=0)
-    pending = {remote.remote(function, call, threads or 1): (call, 0) for call in calls}
+    cpus = threads or 1
+    unit = ray.remote(_with_threads)
+    remote = unit.options(num_cpus=cpus, max_retries=0)
+    seeds = _seed_strategies(ray, cpus)
+    pending = {}
+    for k, call in enumerate(calls):
+        task = unit.options(num_cpus=cpus, max_retries=0, scheduling_strategy=seeds[k]) if k < len(seeds) else remote
+        pending[task.remote(function, call, cpus)] = (call, 0)
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         ref = done[0]
@@ -57,7 +69,15 @@ def _run(ray, function: Callable, calls: list[tuple], threads: int | None) -> It
             call = _new_attempt(call)
             log.warning("a unit of the parallel build was lost with its worker (%s); running it again",
                         type(e).__name__)
-            pending[remote.remote(function, call, threads or 1)] = (call, tries + 1)
+            pending[remote.remote(function, call, cpus)] = (call, tries + 1)
+
+
+def _seed_strategies(ray, cpus: float) -> list:
+    """One soft node-affinity strategy per alive node with ``cpus`` CPUs: the first units, one per node."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0.0) >= cpus]
+    return [NodeAffinitySchedulingStrategy(node, soft=True, _spill_on_unavailable=True) for node in nodes]
 
 
 def _new_attempt(call: tuple) -> tuple:
