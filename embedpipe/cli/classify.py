@@ -33,8 +33,8 @@ def _layers(ctx, param, text: str):
              help="Labeled test file [default: hold out --test-fraction].")
 @from_config(ClassifyJob, "test_fraction", type=float,
              help="Share of TRAIN held out (stratified by label) when there is no --test.")
-@from_config(ClassifyJob, "label_column")
-@from_config(ClassifyJob, "text_column")
+@from_config(ClassifyJob, "label_column", help="Column of the class labels (TRAIN and TEST).")
+@from_config(ClassifyJob, "text_column", help="Column of the texts (TRAIN and TEST).")
 @from_config(ClassifyJob, "poolings", "--pooling", help="Poolings to probe.")
 @from_config(ClassifyJob, "heads", "--head",
              help="linear: logistic regression (scikit-learn); mlp: DistilBERT's head, "
@@ -120,7 +120,7 @@ def classify_cmd(as_json, **options):
 @click.argument("model_dir", type=click.Path())
 @click.argument("data")
 @click.option("--out", required=True, type=click.Path(), help="Predictions parquet: id, label, score.")
-@from_config(predict_file, "text_column")
+@from_config(predict_file, "text_column", help="Column of the texts to label.")
 @from_config(predict_file, "threads", type=int, help="onnxruntime threads [default: all cores].")
 @from_config(predict_file, "overwrite", is_flag=True, help="Replace an existing --out file.")
 @device_options(predict_file, "texts", backend=False)

@@ -49,7 +49,7 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
              help="How token vectors become one vector per text: 'model' is the model's own "
                   "(its sentence-transformers config; mean for a plain transformers model).")
 @model_option(EncoderSpec)
-@from_config(EncodeJob, "text_column")
+@from_config(EncodeJob, "text_column", help="Column of the texts to encode.")
 @from_config(EncodeJob, "id_column", help="Column of the ids (BEIR's _id where the corpus has no id column).")
 @from_config(EncodeJob, "title_column",
              help="Join this column before the text, with a space, as BEIR does [default: none; "
@@ -99,7 +99,9 @@ def export_cmd(model, out, optimize, quantize, trust_remote_code):
 @from_config(EncodeJob, "rescore_dtype",
              help="binary/ubinary: also keep the vectors in this dtype beside the bits, which `index` then "
                   "rescores with (int8 ranges learned as for --dtype int8) [default: none].")
-@from_config(EncodeJob, "rows_per_shard", type=int)
+@from_config(EncodeJob, "rows_per_shard", type=int,
+             help="Rows per output shard, the unit a rerun resumes from (cut smaller on Ray so the pool "
+                  "balances the work).")
 @from_config(EncodeJob, "overwrite", is_flag=True,
              help="Rebuild the output from scratch, e.g. for another model or pooling, or after texts changed "
                   "(the old output stays until the new one is complete).")

@@ -89,3 +89,11 @@ def test_the_library_refuses_what_the_cli_does_not_offer():
         ClassifyJob(train="t.parquet", device="tpu")
     with pytest.raises(ConfigError, match="metric must be one of ip, l2"):
         IndexConfig(metric="cosine")
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_every_option_says_what_it_is_for(name):
+    """`--help` (and docs/cli.md, generated from it) explains every option: none is a bare flag."""
+    bare = [p.opts[0] for p in main.commands[name].params
+            if isinstance(p, click.Option) and not (p.help or "").strip() and not p.hidden]
+    assert not bare, f"{name}: options without help text: {bare}"

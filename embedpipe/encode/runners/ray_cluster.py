@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from contextlib import contextmanager
+import sys
+from contextlib import contextmanager, redirect_stdout
 
 from ...errors import EmbedpipeError, first_line
 from ...signals import keep_handler_across
@@ -61,12 +62,16 @@ def ray_session(address: str | None, dashboard: bool = False):
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "an embedded local Ray"
         raise EmbedpipeError(f"cannot start or join {where}: {first_line(e)}") from None
-    try:
-        yield ray
-    finally:
-        if not address:
-            _stop_autoscaler_monitor(ray)
-        ray.shutdown()
+    # Ray prints what the cluster reports to the driver (a raylet that died, a worker's error) on
+    # sys.stdout from a thread of its own; stdout is for results (`index --json` must parse), so for the
+    # session's life, until shutdown has stopped that thread, those lines go to stderr with Ray's logs.
+    with redirect_stdout(sys.stderr):
+        try:
+            yield ray
+        finally:
+            if not address:
+                _stop_autoscaler_monitor(ray)
+            ray.shutdown()
 
 
 def _check_connected_to(ray, address: str) -> None:
