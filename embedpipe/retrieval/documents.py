@@ -19,6 +19,8 @@ a document's chunks below the fetched depth are left out of its sum.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +30,8 @@ from .. import checks
 from ..encode.chunking import chunking_of
 from ..errors import EmbedpipeError
 from ..formats.vectors import open_vectors
+
+log = logging.getLogger(__name__)
 
 DOC_SCORES = ("best", "sum2", "sum3", "chunks")
 FETCH = 8          # chunks fetched per document wanted, at first (then 4x more while too few documents)
@@ -87,7 +91,9 @@ def chunk_spans(index, chunk_ids: set[str]) -> dict[str, tuple[int, int]]:
     index was built from (only its id, start and end columns); {} when that directory is gone."""
     try:
         vectors = open_vectors(index.info.get("vectors"))
-    except (EmbedpipeError, TypeError):
+    except (EmbedpipeError, TypeError) as e:
+        log.warning("showing whole documents: the chunks' spans are read from the vectors the index was "
+                    "built from, which cannot be opened (%s)", e)
         return {}
     wanted = pa.array(sorted(map(str, chunk_ids)), pa.string())
     spans = {}

@@ -4,6 +4,7 @@ random BERT) -> real FAISS -> documents ranked as a brute-force aggregation of e
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +17,7 @@ from embedpipe.errors import BadInput
 from embedpipe.formats.vectors import open_vectors
 from embedpipe.index import IndexConfig, build_index, open_index
 from embedpipe.retrieval import search_texts
-from embedpipe.retrieval.documents import doc_of
+from embedpipe.retrieval.documents import doc_of, show_texts
 from embedpipe.retrieval.evaluate import evaluate
 from embedpipe.retrieval.metrics import retrieval_metrics
 from embedpipe.retrieval.search import query_encoder, search_file
@@ -91,6 +92,19 @@ def test_search_corpus_shows_the_best_chunks_span(chunked):
     table = run_cli("search", index_dir, QUERIES[0], "-k", 2, "--corpus", corpus)
     first = table.output.splitlines()[0].split("\t")
     assert first[1] == hits[0]["id"] and first[3] == f"[{hits[0]['span'][0]}:{hits[0]['span'][1]}]"
+
+
+def test_with_the_vectors_gone_hits_show_whole_documents_and_say_why(chunked, tmp_path, caplog):
+    _, vectors, _, docs = chunked
+    copy = tmp_path / "copy.vectors"
+    shutil.copytree(vectors, copy)
+    build_index(copy, tmp_path / "flat.index", IndexConfig(factory="Flat"))
+    shutil.rmtree(copy)                                            # the vectors the spans come from
+    index = open_index(tmp_path / "flat.index")
+    hits = search_texts(index, QUERIES[:1], 3)[0]
+    show_texts(index, hits, lambda ids: {i: docs[i] for i in ids})
+    assert [h.text for h in hits] == [docs[h.id] for h in hits] and all(h.span is None for h in hits)
+    assert "showing whole documents" in caplog.text and str(copy) in caplog.text
 
 
 def test_search_file_writes_document_ids(chunked, tmp_path):
