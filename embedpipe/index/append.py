@@ -115,7 +115,7 @@ def _append_new_shards(index_dir, vectors_dir, batch_rows: int) -> dict:
         write_json_atomic(path / INFO_FILE, info)
         log.info("%s already holds every shard of %s: nothing to append", path, vectors.path)
         return info
-    index, ids = loaded.index, [loaded.ids]
+    index, ids = loaded.index, [loaded.ids.to_array()]   # every id in RAM: append writes them all again
     added = VectorSet(vectors.store, {**vectors.manifest, "shards": shards, "rows": rows})
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.exact-") as scratch:
         store = _store_copy(loaded, Path(scratch))
@@ -139,7 +139,7 @@ def _append_rows(path, loaded, vectors, added, shards, rows, index, ids, store, 
     info = loaded.info
     with Progress(rows, "vectors appended") as progress:
         for batch_ids, batch in added.iter_batches(batch_rows):
-            clash = pc.is_in(batch_ids, value_set=loaded.ids)
+            clash = pc.is_in(batch_ids, value_set=ids[0])
             if pc.any(clash).as_py():
                 first = batch_ids.filter(clash)[0].as_py()
                 raise EmbedpipeError(f"id {first!r} of a new shard in {vectors.path} is already in the index; "

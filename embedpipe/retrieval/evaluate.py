@@ -21,13 +21,14 @@ from ..encode.devices import check_device
 from ..errors import BadInput, ConfigError, EmbedpipeError
 from ..formats.beir import examples, read_qrels, read_queries
 from ..formats.index_dir import INFO_FILE
+from ..formats.index_ids import IndexIds
 from ..formats.vectors import open_vectors
 from ..fsio import check_output, check_output_file, file_sha256, write_json_atomic
 from ..index.factory import is_exact
 from ..index.load import LoadedIndex, open_index
 from ..index.params import ExactTopK
 from ..progress import Progress
-from .documents import DOC_SCORES, check_doc_score, doc_of, documents_wanted, is_chunked, search_documents
+from .documents import DOC_SCORES, check_doc_score, documents_wanted, is_chunked, not_indexed, search_documents
 from .metrics import MAIN_SCORE, retrieval_metrics
 from .search import index_search, query_encoder
 
@@ -65,16 +66,17 @@ def exact_search(index: LoadedIndex, queries: np.ndarray, k: int, doc_score: str
                              f"{index.index.ntotal} x {index.dim}); pass exact=false or rebuild the index",
                              fields=("exact",))
     exact = ExactTopK(queries, min(k, vectors.rows), index.metric)
-    ids, start = [], 0
+    ids, start = [], 0      # the vectors' ids as Arrow batches (their order may not be the index's)
     with Progress(vectors.rows, "exact search", unit="vectors") as progress:
         for batch_ids, batch in vectors.iter_batches():
             exact.add(batch, start)
-            ids.extend(batch_ids.to_pylist())
+            ids.append(batch_ids)
             start += len(batch)
             progress.update(len(batch))
     distances, rows = exact.result()
     scores = distances if index.metric == "ip" else -distances
-    return [s[r >= 0] for s, r in zip(scores, rows)], [[ids[i] for i in r if i >= 0] for r in rows]
+    found = IndexIds(ids, ids[0].type if ids else None)
+    return [s[r >= 0] for s, r in zip(scores, rows)], [found.take(r) for r in rows]
 
 
 def main_score(k_values) -> str:
@@ -122,8 +124,7 @@ def evaluate_with_run(index_dir: str | os.PathLike, queries: str | os.PathLike, 
     if unknown_queries:
         raise BadInput(f"{len(unknown_queries)} query id(s) in {qrels} are not in {queries} "
                              f"({examples(unknown_queries)})")
-    corpus_ids = set(map(doc_of if documents else str, index.ids.to_pylist()))
-    unknown_docs = sorted({d for docs in judged.values() for d in docs if d not in corpus_ids})
+    unknown_docs = not_indexed(index, {d for docs in judged.values() for d in docs}, documents)
     if unknown_docs:
         raise BadInput(f"{len(unknown_docs)} doc id(s) in {qrels} are not in the indexed corpus "
                              f"({examples(unknown_docs)})")
