@@ -15,6 +15,8 @@ pointing outside it) is also one line, never a read past the mapping.
     >>> ids = open_ids_file(Path("corpus.index/ids.arrow"), n=1000, id_type=pa.string())   # doctest: +SKIP
     >>> ids.take(np.array([3, -1, 7]))                                                       # doctest: +SKIP
     ['doc3', 'doc7']
+    >>> ids.take_each(np.array([[3, 7], [5, -1]]))                                           # doctest: +SKIP
+    [['doc3', 'doc7'], ['doc5']]
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class IndexIds:
     def __init__(self, chunks: list[pa.Array], id_type: pa.DataType, where: Path | None = None):
         self.chunks, self.type, self.where = chunks, id_type, where
         self._starts = np.cumsum([0] + [len(c) for c in chunks], dtype=np.int64)   # row where each chunk starts
+        self._offsets: dict[int, tuple[np.ndarray, int]] = {}    # a string chunk's offsets (a view) and data size
 
     @classmethod
     def in_memory(cls, ids: pa.Array) -> IndexIds:
@@ -70,7 +73,7 @@ class IndexIds:
             at = np.flatnonzero(which == chunk_number)
             local = rows[at] - self._starts[chunk_number]
             chunk = self.chunks[chunk_number]
-            self._check_offsets(chunk, local)
+            self._check_offsets(int(chunk_number), local)
             try:
                 values = chunk.take(_int64_array(local)).to_pylist()
             except (UnicodeDecodeError, pa.ArrowException) as e:
@@ -79,16 +82,27 @@ class IndexIds:
                 found[position] = value
         return found
 
-    def _check_offsets(self, chunk: pa.Array, local: np.ndarray) -> None:
+    def take_each(self, rows: np.ndarray) -> list[list]:
+        """``take`` of each row of a (queries, k) matrix, in one lookup (a batch of queries' hits
+        share the batches of ids they fall in)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        flat = iter(self.take(rows))
+        return [[next(flat) for _ in range(int(count))] for count in (rows >= 0).sum(axis=1)]
+
+    def _check_offsets(self, chunk_number: int, local: np.ndarray) -> None:
         """A variable-length id's offsets must lie inside its batch's data: checked for the rows
         taken only (cheap), where Arrow's own full check would read every id of the file."""
-        offset_type = OFFSET_TYPES.get(chunk.type)
+        offset_type = OFFSET_TYPES.get(self.type)
         if self.where is None or offset_type is None:
             return
-        _, offsets_buffer, data = chunk.buffers()
-        offsets = np.frombuffer(offsets_buffer, dtype=offset_type)[chunk.offset:]
+        if chunk_number not in self._offsets:
+            chunk = self.chunks[chunk_number]
+            _, offsets_buffer, data = chunk.buffers()
+            self._offsets[chunk_number] = (np.frombuffer(offsets_buffer, dtype=offset_type)[chunk.offset:],
+                                           data.size if data else 0)
+        offsets, size = self._offsets[chunk_number]
         starts, ends = offsets[local], offsets[local + 1]
-        if len(local) and ((starts < 0).any() or (ends < starts).any() or (ends > (data.size if data else 0)).any()):
+        if (starts < 0).any() or (ends < starts).any() or (ends > size).any():
             raise CorruptArtifact(f"{self.where} is corrupt (an id's offsets point outside its data); "
                                   "rebuild the index")
 

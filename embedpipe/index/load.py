@@ -110,6 +110,10 @@ class LoadedIndex:
         """Corpus ids of one result row (skipping -1)."""
         return self.ids.take(rows)
 
+    def ids_of_each(self, rows: np.ndarray) -> list[list]:
+        """``ids_of`` each row of ``search``'s (queries, k) rows, looked up together."""
+        return self.ids.take_each(rows)
+
 
 def open_index(path: str | os.PathLike, *, mmap: bool = False) -> LoadedIndex:
     """Load INDEX_DIR, a local path or a URL (s3://...: its files are read into memory), checking

@@ -51,7 +51,7 @@ def exact_search(index: LoadedIndex, queries: np.ndarray, k: int, doc_score: str
                                 index.index.ntotal, doc_score)[:2]
     if index.info.get("compact") and index.index.store is not None:
         scores, rows = index.index.exhaustive(queries, k)   # over the vectors it rescores with (compact.py)
-        return [s[r >= 0] for s, r in zip(scores, rows)], [index.ids_of(r) for r in rows]
+        return [s[r >= 0] for s, r in zip(scores, rows)], index.ids_of_each(rows)
     if not index.info.get("compact") and is_exact(index.index):
         return index_search(index, queries, k, doc_score)
     source = index.info.get("vectors")
@@ -76,7 +76,7 @@ def exact_search(index: LoadedIndex, queries: np.ndarray, k: int, doc_score: str
     distances, rows = exact.result()
     scores = distances if index.metric == "ip" else -distances
     found = IndexIds(ids, ids[0].type if ids else None)
-    return [s[r >= 0] for s, r in zip(scores, rows)], [found.take(r) for r in rows]
+    return [s[r >= 0] for s, r in zip(scores, rows)], found.take_each(rows)
 
 
 def main_score(k_values) -> str:

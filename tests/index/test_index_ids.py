@@ -56,6 +56,8 @@ def test_hits_come_back_with_the_ids_of_ids_parquet_in_any_number_of_batches(tmp
     every = parquet_ids(tmp_path / "i")
     assert len(loaded.ids.chunks) == 11 and loaded.ids.to_pylist() == every
     assert loaded.ids_of(np.array([96, -1, 97, 0, 999])) == [every[96], every[97], every[0], every[999]]
+    assert loaded.ids_of_each(np.array([[96, 97, -1], [-1, -1, -1], [999, 0, 500]])) == [
+        [every[96], every[97]], [], [every[999], every[0], every[500]]]
     for mmap in (True, False):
         hits_match_parquet(tmp_path / "i", QUERIES, mmap=mmap)
 
