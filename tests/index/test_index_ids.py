@@ -17,10 +17,11 @@ from embedpipe.errors import CorruptArtifact
 from embedpipe.formats import index_ids
 from embedpipe.formats.index_dir import write_index_dir
 from embedpipe.formats.vectors import VectorWriter
-from embedpipe.index import IndexConfig, build_index, open_index
+from embedpipe.index import IndexConfig, append_index, build_index, open_index
 from embedpipe.retrieval.documents import doc_of, not_indexed
 from tests.helpers import assert_one_line_error, entries, run_cli
 from tests.index.clustered import DIM, clustered_unit_vectors, write_vectors
+from tests.reliability.support import add_shard
 
 
 def parquet_ids(index_dir: Path) -> list:
@@ -69,6 +70,22 @@ def test_an_index_written_before_ids_arrow_opens_and_searches_as_before(small_in
     (small_index / "index.json").write_text(json.dumps(info))
     (small_index / "ids.arrow").unlink()
     assert hits_match_parquet(small_index, QUERIES) == want
+
+
+def test_append_to_an_index_written_before_ids_arrow_adds_it(tmp_path):
+    x = clustered_unit_vectors(1_100)
+    vectors = write_vectors(tmp_path / "v", x[:1_000])
+    build_index(vectors, tmp_path / "i", IndexConfig(factory="Flat"))
+    info = json.loads((tmp_path / "i" / "index.json").read_text())
+    (tmp_path / "i" / "index.json").write_text(json.dumps({k: v for k, v in info.items() if k != "ids_file"}))
+    (tmp_path / "i" / "ids.arrow").unlink()
+    add_shard(vectors, [f"new{i}" for i in range(100)], x[1_000:])
+    append_index(tmp_path / "i")
+    assert "ids.arrow" in entries(tmp_path / "i")
+    loaded = open_index(tmp_path / "i")
+    assert loaded.info["ids_file"] == "ids.arrow" and loaded.ids.where is not None   # memory-mapped now
+    assert loaded.ids_of(loaded.search(x[1_000:1_003], 1)[1][:, 0]) == ["new0", "new1", "new2"]
+    hits_match_parquet(tmp_path / "i", QUERIES)
 
 
 def million_id_index(tmp_path: Path) -> tuple[Path, int]:
