@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from .. import checks
 from ..encode.devices import check_device
-from ..errors import BadInput, ConfigError, EmbedpipeError
+from ..errors import BadInput, ConfigError, CorruptArtifact, EmbedpipeError
 from ..formats.beir import examples, read_qrels, read_queries
 from ..formats.index_dir import INFO_FILE
-from ..formats.index_ids import IndexIds
-from ..formats.vectors import open_vectors
+from ..formats.vectors import VectorSet, open_vectors, read_ids
 from ..fsio import check_output, check_output_file, file_sha256, write_json_atomic
 from ..index.factory import is_exact
 from ..index.load import LoadedIndex, open_index
@@ -66,17 +66,33 @@ def exact_search(index: LoadedIndex, queries: np.ndarray, k: int, doc_score: str
                              f"{index.index.ntotal} x {index.dim}); pass exact=false or rebuild the index",
                              fields=("exact",))
     exact = ExactTopK(queries, min(k, vectors.rows), index.metric)
-    ids, start = [], 0      # the vectors' ids as Arrow batches (their order may not be the index's)
+    start = 0
     with Progress(vectors.rows, "exact search", unit="vectors") as progress:
-        for batch_ids, batch in vectors.iter_batches():
+        for _, batch in vectors.iter_batches():
             exact.add(batch, start)
-            ids.append(batch_ids)
             start += len(batch)
             progress.update(len(batch))
     distances, rows = exact.result()
     scores = distances if index.metric == "ip" else -distances
-    found = IndexIds(ids, ids[0].type if ids else None)
-    return [s[r >= 0] for s, r in zip(scores, rows)], found.take_each(rows)
+    return [s[r >= 0] for s, r in zip(scores, rows)], _vector_ids(vectors, rows)
+
+
+def _vector_ids(vectors: VectorSet, rows: np.ndarray) -> list[list]:
+    """The ids of exact search's hits, ``rows`` of the vector directory (whose order need not be the
+    index's), read from the id column of the shards holding them, one shard at a time: never every
+    id at once."""
+    wanted, found, start = np.unique(rows[rows >= 0]), {}, 0
+    for shard in vectors.manifest["shards"]:
+        count = int(shard["rows"])
+        inside = wanted[(wanted >= start) & (wanted < start + count)]
+        if len(inside):
+            column = read_ids(vectors.store, [shard], verify=False)[0]
+            if len(column) != count:
+                raise CorruptArtifact(f"vector shard {vectors.store.describe(shard['file'])} holds {len(column)} "
+                                      f"rows, the manifest says {count}")
+            found.update(zip(inside.tolist(), column.take(pa.array(inside - start)).to_pylist()))
+        start += count
+    return [[found[r] for r in row.tolist() if r >= 0] for row in rows]
 
 
 def main_score(k_values) -> str:

@@ -194,3 +194,27 @@ def test_integer_ids_are_compared_as_python_prints_them(tmp_path):
     assert loaded.ids_of(loaded.search(np.eye(2, dtype=np.float32)[[1]], 1)[1][0]) == [-3]
     assert not_indexed(loaded, {"7", "-3", "8"}, documents=False) == ["8"]
 
+
+
+def test_exact_search_over_the_vectors_reads_only_the_ids_of_its_hits_shard_by_shard(tmp_path, monkeypatch):
+    """evaluate's exhaustive comparison over a non-Flat index: hits are rows of the vector directory
+    (not the index's order); their ids come from the shards holding them, every other shard unread."""
+    import importlib
+
+    from embedpipe.formats import vectors as vector_format
+    evaluate = importlib.import_module("embedpipe.retrieval.evaluate")   # the module: the package exports the function
+
+    x = clustered_unit_vectors(1_000)
+    write_vectors(tmp_path / "v", x, rows_per_shard=100)
+    build_index(tmp_path / "v", tmp_path / "i", IndexConfig(factory="IVF8,Flat", target_recall=0.9,
+                                                           tuning_queries=50))
+    queries = x[[5, 250, 251]] + 0.001
+    read = []
+    real_read_ids = vector_format.read_ids
+    monkeypatch.setattr(evaluate, "read_ids", lambda store, shards, **kw: read.append(shards[0]["file"])
+                        or real_read_ids(store, shards, **kw))
+    scores, ids = evaluate.exact_search(open_index(tmp_path / "i"), queries, 3)
+    want = np.argsort(-(queries @ x.T), axis=1, kind="stable")[:, :3]
+    assert ids == [[f"doc{i}" for i in row] for row in want]
+    np.testing.assert_allclose(scores, np.take_along_axis(queries @ x.T, want, 1), rtol=1e-5)
+    assert len(read) == len({int(i) // 100 for i in want.ravel()}) < 10
