@@ -28,6 +28,7 @@ from ..encode.resume import output_lock
 from ..errors import EmbedpipeError
 from ..formats.codes import COMPACT
 from ..formats.index_dir import INFO_FILE, download_index_dir, read_tuning, upload_index_dir, write_index_dir
+from ..formats.index_ids import IndexIds
 from ..formats.vectors import VectorSet, identity_of, open_vectors
 from ..fsio import check_output, is_url, local_path, write_json_atomic
 from ..progress import Progress
@@ -204,16 +205,17 @@ def recall_on_tuning_queries(index: faiss.Index, ids: pa.Array, vectors: VectorS
         exact.add(batch, start)
         chunks.append(batch_ids)
         start += len(batch)
-    corpus_ids = concat_ids(chunks, vectors).to_pylist()
     truth_rows = exact.result()[1]
     apply_search_params(index, info.get("search_params", ""))
     _, found_rows = (search or index.search)(np.ascontiguousarray(queries, dtype=np.float32), k)
-    index_ids = ids.to_pylist()
+    # only the hits' ids become Python objects (a list of every id was ~100 bytes of RAM per vector, twice)
+    truth_ids = IndexIds(chunks, ids.type).take_each(truth_rows)
+    found_ids = IndexIds.in_memory(ids).take_each(found_rows)
     hits = []
     for i in range(len(queries)):
         own = query_ids[i] if query_ids is not None else None
-        truth = [corpus_ids[r] for r in truth_rows[i] if r >= 0 and corpus_ids[r] != own][:RECALL_K]
-        found = [index_ids[r] for r in found_rows[i] if r >= 0 and index_ids[r] != own][:RECALL_K]
+        truth = [doc for doc in truth_ids[i] if doc != own][:RECALL_K]
+        found = [doc for doc in found_ids[i] if doc != own][:RECALL_K]
         if truth:
             hits.append(len(set(truth) & set(found)) / len(truth))
     return float(np.mean(hits)) if hits else None   # no query had a neighbour left: nothing measured
