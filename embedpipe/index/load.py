@@ -117,7 +117,8 @@ class LoadedIndex:
 
 def open_index(path: str | os.PathLike, *, mmap: bool = False) -> LoadedIndex:
     """Load INDEX_DIR, a local path or a URL (s3://...: its files are read into memory), checking
-    index.json, index.faiss and ids.parquet against each other.
+    index.json, index.faiss and the ids against each other. The ids are memory-mapped from ids.arrow
+    whatever ``mmap`` says (an index written before it reads ids.parquet whole).
 
     ``mmap``: map the index file instead of reading it (formats/index_dir.py, MMAP_FLAGS): a large
     index opens in milliseconds and only the pages searches touch are read; for searching only
