@@ -52,7 +52,9 @@ def _read_one_version(path: Path, mmap: bool) -> tuple[dict, faiss.Index, IndexI
                 info = read_info(pinned)
                 index = (open_compact_index(pinned, info, mmap=mmap) if info.get("compact")
                          else read_faiss(pinned, info, mmap=mmap))
-                return info, index, open_ids(pinned, info)   # ids.arrow stays mapped: a swap cannot change it
+                ids = open_ids(pinned, info)     # ids.arrow stays mapped: a later swap cannot change it
+                ids.where = ids.where and path / ids.where.name   # a lookup's error names it as the user would
+                return info, index, ids
             except EmbedpipeError as e:
                 if pinned == path or _same_directory(path, fd) or time.monotonic() > deadline:
                     raise type(e)(str(e).replace(str(pinned), str(path))) from None   # named as the user named it
