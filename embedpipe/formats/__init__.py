@@ -10,6 +10,7 @@
     vectors.py     a vector directory: (id, vector) shards + manifest.json; what defines a vector
     export_dir.py  an ONNX export: graph, tokenizer, pooler weights, export.json and its model recipe
     index_dir.py   an index directory: index.faiss, ids.parquet, index.json
+    index_ids.py   ids.arrow: the index's ids memory-mapped, read only for the rows a search returns
     beir.py        retrieval evaluation files: queries, qrels, search results
     reports.py     the evaluation report a pipeline writes and reads back; MTEB JSON, TREC run files
     labeled.py     labeled parquet for classification

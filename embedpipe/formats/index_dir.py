@@ -2,6 +2,9 @@
 
     INDEX_DIR/index.faiss    the FAISS index; row i of the index is row i of ids.parquet
     INDEX_DIR/ids.parquet    id: the corpus id of every row
+    INDEX_DIR/ids.arrow      the same ids, uncompressed Arrow IPC, memory-mapped at search so only the
+                             hits' ids are read (formats/index_ids.py; index.json's ids_file; absent in
+                             indexes written before it, which read ids.parquet whole)
     INDEX_DIR/index.json     factory, metric, n, dim, build seconds, memory, search parameters,
                              measured recall@10 vs exact search, and the encoder manifest (written last)
     INDEX_DIR/tuning.parquet the queries the search parameters were tuned on (vector; id: the corpus id
@@ -30,6 +33,7 @@ import pyarrow.parquet as pq
 
 from ..errors import BadInput, CorruptArtifact
 from ..fsio import staged_dir, write_json_atomic
+from .index_ids import IDS_ARROW_FILE, IndexIds, open_ids_file, write_ids_file
 
 INDEX_FILE, IDS_FILE, INFO_FILE, TUNING_FILE = "index.faiss", "ids.parquet", "index.json", "tuning.parquet"
 EXACT_STORE_FILE = "exact.npy"  # the refine step's vectors in index order, when index.json names an exact_store
@@ -77,7 +81,29 @@ def read_faiss(path: Path, info: dict, mmap: bool = False) -> faiss.Index:
     return index
 
 
+def open_ids(path: Path, info: dict) -> IndexIds:
+    """The ids of the index's rows: memory-mapped from ids.arrow when index.json names it (only
+    ids.parquet's footer is read, to check it agrees), else read whole from ids.parquet (an index
+    written before ids.arrow)."""
+    n = int(info["n"])
+    if not info.get("ids_file"):
+        return IndexIds.in_memory(read_ids(path, n))
+    if info["ids_file"] != IDS_ARROW_FILE:
+        raise CorruptArtifact(f"{INFO_FILE} names the ids file {info['ids_file']!r}; expected {IDS_ARROW_FILE!r}")
+    ids_path = path / IDS_FILE
+    try:
+        parquet = pq.ParquetFile(ids_path)
+        rows, schema = parquet.metadata.num_rows, parquet.schema_arrow
+    except (OSError, pa.ArrowException) as e:
+        raise CorruptArtifact(f"cannot read {ids_path}: {e}") from None
+    if "id" not in schema.names or rows != n:
+        raise CorruptArtifact(f"{ids_path} must hold one 'id' per indexed vector ({n}); "
+                             f"it has columns {schema.names} and {rows} rows")
+    return open_ids_file(path / IDS_ARROW_FILE, n, schema.field("id").type)
+
+
 def read_ids(path: Path, n: int) -> pa.Array:
+    """Every id of ids.parquet, in RAM."""
     ids_path = path / IDS_FILE
     try:
         table = pq.read_table(ids_path)
@@ -115,6 +141,7 @@ def write_index_dir(out: Path, index: faiss.Index, ids: pa.Array, describe: Call
             os.replace(source, staging / name)
         faiss.write_index(index, str(staging / INDEX_FILE))
         pq.write_table(pa.table({"id": ids}), staging / IDS_FILE)
+        write_ids_file(staging / IDS_ARROW_FILE, ids)
         if tuning is not None:
             vectors, query_ids = tuning
             id_column = pa.array(query_ids, ids.type) if query_ids is not None else pa.nulls(len(vectors), ids.type)
@@ -122,7 +149,7 @@ def write_index_dir(out: Path, index: faiss.Index, ids: pa.Array, describe: Call
             pq.write_table(pa.table({"id": id_column,
                                      "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])}),
                            staging / TUNING_FILE)
-        info = describe((staging / INDEX_FILE).stat().st_size)
+        info = {**describe((staging / INDEX_FILE).stat().st_size), "ids_file": IDS_ARROW_FILE}
         write_json_atomic(staging / INFO_FILE, info)
     return info
 
@@ -141,6 +168,11 @@ def extra_files(info: dict) -> list[str]:
     return names
 
 
+def ids_files(info: dict) -> list[str]:
+    """ids.arrow when index.json names it (never the name as written there: it comes from a file)."""
+    return [IDS_ARROW_FILE] if info.get("ids_file") else []
+
+
 def upload_index_dir(local: Path, url: str) -> None:
     """Copy a finished index directory to a URL (s3://...), index.json last: on an object store,
     with no rename, index.json is what makes the others the index (``open_index`` reads it first)."""
@@ -149,7 +181,8 @@ def upload_index_dir(local: Path, url: str) -> None:
     store = Store.at(url)
     store.delete([INFO_FILE])        # an earlier index stops being one before its files are replaced
     tuning = (TUNING_FILE,) if (local / TUNING_FILE).exists() else ()   # what append re-measures recall on
-    for name in (*tuning, *extra_files(json.loads((local / INFO_FILE).read_text())), *INDEX_FILES):
+    info = json.loads((local / INFO_FILE).read_text())
+    for name in (*tuning, *extra_files(info), *ids_files(info), *INDEX_FILES):
         with store.open_output(name) as out, open(local / name, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 out.write(block)
@@ -169,7 +202,8 @@ def download_index_dir(url: str, local: Path) -> Path:
             raise CorruptArtifact(f"{url}: {name} is missing; rebuild the index")
         (local / name).write_bytes(data)
         if name == INFO_FILE:
-            names += [INDEX_FILE, IDS_FILE, *extra_files(read_info(local))]
+            info = read_info(local)
+            names += [INDEX_FILE, IDS_FILE, *extra_files(info), *ids_files(info)]
     tuning = store.read_bytes(TUNING_FILE)   # optional: an index built before it was uploaded has none
     if tuning is not None:
         (local / TUNING_FILE).write_bytes(tuning)

@@ -28,6 +28,7 @@ from ..encode.resume import output_lock
 from ..errors import EmbedpipeError
 from ..formats.codes import COMPACT
 from ..formats.index_dir import INFO_FILE, download_index_dir, read_tuning, upload_index_dir, write_index_dir
+from ..formats.index_ids import IndexIds
 from ..formats.vectors import VectorSet, identity_of, open_vectors
 from ..fsio import check_output, is_url, local_path, write_json_atomic
 from ..progress import Progress
@@ -115,7 +116,7 @@ def _append_new_shards(index_dir, vectors_dir, batch_rows: int) -> dict:
         write_json_atomic(path / INFO_FILE, info)
         log.info("%s already holds every shard of %s: nothing to append", path, vectors.path)
         return info
-    index, ids = loaded.index, [loaded.ids]
+    index, ids = loaded.index, [loaded.ids.to_array()]   # every id in RAM: append writes them all again
     added = VectorSet(vectors.store, {**vectors.manifest, "shards": shards, "rows": rows})
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.exact-") as scratch:
         store = _store_copy(loaded, Path(scratch))
@@ -139,7 +140,7 @@ def _append_rows(path, loaded, vectors, added, shards, rows, index, ids, store, 
     info = loaded.info
     with Progress(rows, "vectors appended") as progress:
         for batch_ids, batch in added.iter_batches(batch_rows):
-            clash = pc.is_in(batch_ids, value_set=loaded.ids)
+            clash = pc.is_in(batch_ids, value_set=ids[0])
             if pc.any(clash).as_py():
                 first = batch_ids.filter(clash)[0].as_py()
                 raise EmbedpipeError(f"id {first!r} of a new shard in {vectors.path} is already in the index; "
@@ -204,16 +205,17 @@ def recall_on_tuning_queries(index: faiss.Index, ids: pa.Array, vectors: VectorS
         exact.add(batch, start)
         chunks.append(batch_ids)
         start += len(batch)
-    corpus_ids = concat_ids(chunks, vectors).to_pylist()
     truth_rows = exact.result()[1]
     apply_search_params(index, info.get("search_params", ""))
     _, found_rows = (search or index.search)(np.ascontiguousarray(queries, dtype=np.float32), k)
-    index_ids = ids.to_pylist()
+    # only the hits' ids become Python objects (a list of every id was ~100 bytes of RAM per vector, twice)
+    truth_ids = IndexIds(chunks, ids.type).take_each(truth_rows)
+    found_ids = IndexIds.in_memory(ids).take_each(found_rows)
     hits = []
     for i in range(len(queries)):
         own = query_ids[i] if query_ids is not None else None
-        truth = [corpus_ids[r] for r in truth_rows[i] if r >= 0 and corpus_ids[r] != own][:RECALL_K]
-        found = [index_ids[r] for r in found_rows[i] if r >= 0 and index_ids[r] != own][:RECALL_K]
+        truth = [doc for doc in truth_ids[i] if doc != own][:RECALL_K]
+        found = [doc for doc in found_ids[i] if doc != own][:RECALL_K]
         if truth:
             hits.append(len(set(truth) & set(found)) / len(truth))
     return float(np.mean(hits)) if hits else None   # no query had a neighbour left: nothing measured

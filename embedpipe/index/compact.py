@@ -34,6 +34,7 @@ from .. import __version__
 from ..errors import BadInput, CorruptArtifact, EmbedpipeError
 from ..formats.codes import PACKED, QUANTIZED, bytes_per_vector, ranges_from_record, sign_bits
 from ..formats.index_dir import FORMAT_VERSION, IDS_FILE, INDEX_FILE, INFO_FILE
+from ..formats.index_ids import IDS_ARROW_FILE, write_ids_file
 from ..formats.vectors import VectorSet, identity_of, open_vectors
 from ..fsio import staged_dir, write_json_atomic
 from ..progress import Progress
@@ -160,6 +161,7 @@ def build_compact_index(vectors: VectorSet, out: Path, config, started: float) -
     with staged_dir(out) as staging:
         (faiss.write_index_binary if binary else faiss.write_index)(index, str(staging / INDEX_FILE))
         pq.write_table(pa.table({"id": id_column}), staging / IDS_FILE)
+        write_ids_file(staging / IDS_ARROW_FILE, id_column)
         store = None
         if source is not None:
             store = write_exact_store(staging / EXACT_FILE, _store_batches(source, ids, config.add_batch_rows),
@@ -189,7 +191,7 @@ def build_compact_index(vectors: VectorSet, out: Path, config, started: float) -
                         "rescore": store is not None, "rescore_multiplier": config.rescore_multiplier,
                         "exact_store": store},
             "warnings": [], "config": json.loads(json.dumps(asdict(config))),
-            **source_record(vectors),
+            **source_record(vectors), "ids_file": IDS_ARROW_FILE,
         }
         write_json_atomic(staging / INFO_FILE, info)
     log.info("wrote %s (%s, %d bytes in RAM, %d on disk for rescoring)", out, factory, index_bytes, info["disk_bytes"])

@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
-import pyarrow as pa
 
 from ..errors import CorruptArtifact, EmbedpipeError
-from ..formats.index_dir import INFO_FILE, download_index_dir, extra_files, read_faiss, read_ids, read_info
+from ..formats.index_dir import INFO_FILE, download_index_dir, extra_files, open_ids, read_faiss, read_info
+from ..formats.index_ids import IndexIds
 from ..fsio import is_url, local_path
 from .compact import open_compact_index
 from .exact_store import open_exact_store
@@ -28,8 +28,8 @@ from .refine import StoreRefined
 PUBLISH_WAIT_S = 5.0   # how long a reader waits out a publish (the moment between its two renames)
 
 
-def _read_one_version(path: Path, mmap: bool) -> tuple[dict, faiss.Index, pa.Array]:
-    """index.json, index.faiss and ids.parquet of one published version of ``path``, while an append
+def _read_one_version(path: Path, mmap: bool) -> tuple[dict, faiss.Index, IndexIds]:
+    """index.json, index.faiss and the ids of one published version of ``path``, while an append
     or a rebuild may publish another: the directory is opened once and every file read through that
     handle (``/proc/self/fd``), so all come from the same directory even if it is swapped meanwhile.
     A published directory is never changed in place, only replaced, so one directory is one version.
@@ -52,7 +52,9 @@ def _read_one_version(path: Path, mmap: bool) -> tuple[dict, faiss.Index, pa.Arr
                 info = read_info(pinned)
                 index = (open_compact_index(pinned, info, mmap=mmap) if info.get("compact")
                          else read_faiss(pinned, info, mmap=mmap))
-                return info, index, read_ids(pinned, int(info["n"]))
+                ids = open_ids(pinned, info)     # ids.arrow stays mapped: a later swap cannot change it
+                ids.where = ids.where and path / ids.where.name   # a lookup's error names it as the user would
+                return info, index, ids
             except EmbedpipeError as e:
                 if pinned == path or _same_directory(path, fd) or time.monotonic() > deadline:
                     raise type(e)(str(e).replace(str(pinned), str(path))) from None   # named as the user named it
@@ -71,13 +73,13 @@ def _same_directory(path: Path, fd: int) -> bool:
 
 @dataclass
 class LoadedIndex:
-    """An index directory in memory: the FAISS index with its search parameters set, ids and info."""
+    """An index directory in memory: the FAISS index with its search parameters set, ids (memory-mapped
+    from ids.arrow: ``ids_of`` reads only the rows asked for) and info."""
 
     path: Path | str            # a local directory, or the URL it was read from
     index: faiss.Index
-    ids: pa.Array
+    ids: IndexIds
     info: dict
-    _id_list: list | None = field(default=None, repr=False)
     refine: StoreRefined | None = None   # the exact store that re-ranks the index's candidates, if any
 
     @property
@@ -108,14 +110,17 @@ class LoadedIndex:
 
     def ids_of(self, rows: np.ndarray) -> list:
         """Corpus ids of one result row (skipping -1)."""
-        if self._id_list is None:
-            self._id_list = self.ids.to_pylist()
-        return [self._id_list[r] for r in rows if r >= 0]
+        return self.ids.take(rows)
+
+    def ids_of_each(self, rows: np.ndarray) -> list[list]:
+        """``ids_of`` each row of ``search``'s (queries, k) rows, looked up together."""
+        return self.ids.take_each(rows)
 
 
 def open_index(path: str | os.PathLike, *, mmap: bool = False) -> LoadedIndex:
     """Load INDEX_DIR, a local path or a URL (s3://...: its files are read into memory), checking
-    index.json, index.faiss and ids.parquet against each other.
+    index.json, index.faiss and the ids against each other. The ids are memory-mapped from ids.arrow
+    whatever ``mmap`` says (an index written before it reads ids.parquet whole).
 
     ``mmap``: map the index file instead of reading it (formats/index_dir.py, MMAP_FLAGS): a large
     index opens in milliseconds and only the pages searches touch are read; for searching only

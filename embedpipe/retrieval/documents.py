@@ -34,6 +34,7 @@ from ..formats.vectors import open_vectors
 log = logging.getLogger(__name__)
 
 DOC_SCORES = ("best", "sum2", "sum3", "chunks")
+NAME_BATCH_ROWS = 65_536   # ids compared at a time by not_indexed
 FETCH = 8          # chunks fetched per document wanted, at first (then 4x more while too few documents)
 
 
@@ -49,6 +50,33 @@ def is_chunked(index) -> bool:
 def doc_of(chunk_id) -> str:
     """The document id of a chunk id: everything before the last "#" (``doc_of("a#b#3") == "a#b"``)."""
     return str(chunk_id).rpartition("#")[0]
+
+
+def not_indexed(index, names: set[str], documents: bool) -> list[str]:
+    """Those of ``names`` (ids as strings; over chunks with ``documents``, document ids) that no row of
+    the index holds, sorted. The index's ids are read one batch at a time (memory-mapped ids.arrow:
+    never all in RAM) and compared in Arrow; only the matches become Python strings."""
+    missing = set(names)
+    wanted = pa.array(sorted(missing), pa.string())
+    for batch in index.ids.batches():
+        for start in range(0, len(batch), NAME_BATCH_ROWS):
+            found = _names_of(batch.slice(start, NAME_BATCH_ROWS), documents)
+            missing.difference_update(found.filter(pc.is_in(found, value_set=wanted)).to_pylist())
+        if not missing:
+            break
+    return sorted(missing)
+
+
+def _names_of(ids: pa.Array, documents: bool) -> pa.Array:
+    """``str(id)`` (``doc_of(id)`` with ``documents``) of each id, as Arrow strings."""
+    if pa.types.is_integer(ids.type) or pa.types.is_large_string(ids.type):
+        ids = ids.cast(pa.string())            # integers print as Python prints them
+    elif not pa.types.is_string(ids.type):     # other id types: as Python writes them, this batch only
+        ids = pa.array([str(i) for i in ids.to_pylist()], pa.string())
+    if not documents:
+        return ids
+    doc = pc.struct_field(pc.extract_regex(ids, r"^(?P<doc>.*)#[^#]*$"), [0])   # before the last "#"
+    return pc.fill_null(doc, "")              # no "#": doc_of gives ""
 
 
 def documents_wanted(doc_score: str, chunked: bool) -> bool:

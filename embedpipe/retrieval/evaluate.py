@@ -15,19 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from .. import checks
 from ..encode.devices import check_device
-from ..errors import BadInput, ConfigError, EmbedpipeError
+from ..errors import BadInput, ConfigError, CorruptArtifact, EmbedpipeError
 from ..formats.beir import examples, read_qrels, read_queries
 from ..formats.index_dir import INFO_FILE
-from ..formats.vectors import open_vectors
+from ..formats.vectors import VectorSet, open_vectors, read_ids
 from ..fsio import check_output, check_output_file, file_sha256, write_json_atomic
 from ..index.factory import is_exact
 from ..index.load import LoadedIndex, open_index
 from ..index.params import ExactTopK
 from ..progress import Progress
-from .documents import DOC_SCORES, check_doc_score, doc_of, documents_wanted, is_chunked, search_documents
+from .documents import DOC_SCORES, check_doc_score, documents_wanted, is_chunked, not_indexed, search_documents
 from .metrics import MAIN_SCORE, retrieval_metrics
 from .search import index_search, query_encoder
 
@@ -50,7 +51,7 @@ def exact_search(index: LoadedIndex, queries: np.ndarray, k: int, doc_score: str
                                 index.index.ntotal, doc_score)[:2]
     if index.info.get("compact") and index.index.store is not None:
         scores, rows = index.index.exhaustive(queries, k)   # over the vectors it rescores with (compact.py)
-        return [s[r >= 0] for s, r in zip(scores, rows)], [index.ids_of(r) for r in rows]
+        return [s[r >= 0] for s, r in zip(scores, rows)], index.ids_of_each(rows)
     if not index.info.get("compact") and is_exact(index.index):
         return index_search(index, queries, k, doc_score)
     source = index.info.get("vectors")
@@ -65,16 +66,33 @@ def exact_search(index: LoadedIndex, queries: np.ndarray, k: int, doc_score: str
                              f"{index.index.ntotal} x {index.dim}); pass exact=false or rebuild the index",
                              fields=("exact",))
     exact = ExactTopK(queries, min(k, vectors.rows), index.metric)
-    ids, start = [], 0
+    start = 0
     with Progress(vectors.rows, "exact search", unit="vectors") as progress:
-        for batch_ids, batch in vectors.iter_batches():
+        for _, batch in vectors.iter_batches():
             exact.add(batch, start)
-            ids.extend(batch_ids.to_pylist())
             start += len(batch)
             progress.update(len(batch))
     distances, rows = exact.result()
     scores = distances if index.metric == "ip" else -distances
-    return [s[r >= 0] for s, r in zip(scores, rows)], [[ids[i] for i in r if i >= 0] for r in rows]
+    return [s[r >= 0] for s, r in zip(scores, rows)], _vector_ids(vectors, rows)
+
+
+def _vector_ids(vectors: VectorSet, rows: np.ndarray) -> list[list]:
+    """The ids of exact search's hits, ``rows`` of the vector directory (whose order need not be the
+    index's), read from the id column of the shards holding them, one shard at a time: never every
+    id at once."""
+    wanted, found, start = np.unique(rows[rows >= 0]), {}, 0
+    for shard in vectors.manifest["shards"]:
+        count = int(shard["rows"])
+        inside = wanted[(wanted >= start) & (wanted < start + count)]
+        if len(inside):
+            column = read_ids(vectors.store, [shard], verify=False)[0]
+            if len(column) != count:
+                raise CorruptArtifact(f"vector shard {vectors.store.describe(shard['file'])} holds {len(column)} "
+                                      f"rows, the manifest says {count}")
+            found.update(zip(inside.tolist(), column.take(pa.array(inside - start)).to_pylist()))
+        start += count
+    return [[found[r] for r in row.tolist() if r >= 0] for row in rows]
 
 
 def main_score(k_values) -> str:
@@ -122,8 +140,7 @@ def evaluate_with_run(index_dir: str | os.PathLike, queries: str | os.PathLike, 
     if unknown_queries:
         raise BadInput(f"{len(unknown_queries)} query id(s) in {qrels} are not in {queries} "
                              f"({examples(unknown_queries)})")
-    corpus_ids = set(map(doc_of if documents else str, index.ids.to_pylist()))
-    unknown_docs = sorted({d for docs in judged.values() for d in docs if d not in corpus_ids})
+    unknown_docs = not_indexed(index, {d for docs in judged.values() for d in docs}, documents)
     if unknown_docs:
         raise BadInput(f"{len(unknown_docs)} doc id(s) in {qrels} are not in the indexed corpus "
                              f"({examples(unknown_docs)})")

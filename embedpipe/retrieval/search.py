@@ -139,7 +139,7 @@ def document_search(index: LoadedIndex, queries: np.ndarray, k: int, doc_score: 
     """``index_search``, and each document's best chunk (None when hits are not documents)."""
     def rows(vectors: np.ndarray, depth: int):
         scores, found = index.search(vectors, depth)
-        return [s[r >= 0] for s, r in zip(scores, found)], [index.ids_of(r) for r in found]
+        return [s[r >= 0] for s, r in zip(scores, found)], index.ids_of_each(found)
 
     if not documents_wanted(doc_score, is_chunked(index)):
         return (*rows(queries, k), None)

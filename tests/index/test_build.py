@@ -42,7 +42,7 @@ def test_auto_index_agrees_with_exact_search(corpus, auto_index, tmp_path):
 def test_index_directory_holds_what_design_says(corpus, auto_index):
     vectors_dir, x = corpus
     out, info = auto_index
-    assert entries(out) == {"index.faiss", "ids.parquet", "index.json", "tuning.parquet"}
+    assert entries(out) == {"index.faiss", "ids.parquet", "ids.arrow", "index.json", "tuning.parquet"}
     on_disk = json.loads((out / "index.json").read_text())
     assert on_disk == json.loads(json.dumps(info))
     for key in ("factory", "metric", "n", "dim", "build_seconds", "memory_bytes", "search_params",
@@ -145,7 +145,8 @@ def test_index_cli_prints_a_summary(corpus, tmp_path):
     assert result.exit_code == 0, result.output
     assert "IVF64,Flat over 12000 vectors of dimension 24" in result.output
     assert "nprobe=" in result.output and "recall@10" in result.output
-    assert entries(tmp_path / "cli.index") == {"index.faiss", "ids.parquet", "index.json", "tuning.parquet"}
+    assert entries(tmp_path / "cli.index") == {"index.faiss", "ids.parquet", "ids.arrow", "index.json",
+                                               "tuning.parquet"}
     assert faiss.omp_get_max_threads() == threads  # --threads applied to the build only
 
 

@@ -113,8 +113,9 @@ def test_an_append_rebuilds_the_codes_and_their_store(encoded, tmp_path):
     info = append_index(tmp_path / "idx")
     assert info["n"] == len(MORE) and info["appends"][-1]["rows"] == len(MORE) - 12
     assert info["compact"]["exact_store"]["rows"] == len(MORE)
-    ids = open_index(tmp_path / "idx").ids.to_pylist()
+    ids = open_index(tmp_path / "idx").ids.to_pylist()      # from the memory-mapped ids.arrow
     assert ids == [f"m{i}" for i in range(len(MORE))]
+    assert ids == pq.read_table(tmp_path / "idx" / "ids.parquet")["id"].to_pylist()
 
 
 def test_appending_vectors_of_another_precision_is_refused(encoded, tmp_path):
