@@ -5,6 +5,8 @@
     INDEX_DIR/ids.arrow      the same ids, uncompressed Arrow IPC, memory-mapped at search so only the
                              hits' ids are read (formats/index_ids.py; index.json's ids_file; absent in
                              indexes written before it, which read ids.parquet whole)
+    INDEX_DIR/spans.arrow    over chunks only: each row's typed doc_id and character span (start, end),
+                             memory-mapped at search (formats/index_spans.py; index.json's spans_file)
     INDEX_DIR/index.json     factory, metric, n, dim, build seconds, memory, search parameters,
                              measured recall@10 vs exact search, and the encoder manifest (written last)
     INDEX_DIR/tuning.parquet the queries the search parameters were tuned on (vector; id: the corpus id
@@ -34,6 +36,7 @@ import pyarrow.parquet as pq
 from ..errors import BadInput, CorruptArtifact
 from ..fsio import staged_dir, write_json_atomic
 from .index_ids import IDS_ARROW_FILE, IndexIds, open_ids_file, write_ids_file
+from .index_spans import SPANS_FILE, SPANS_KEY, write_spans_file
 
 INDEX_FILE, IDS_FILE, INFO_FILE, TUNING_FILE = "index.faiss", "ids.parquet", "index.json", "tuning.parquet"
 EXACT_STORE_FILE = "exact.npy"  # the refine step's vectors in index order, when index.json names an exact_store
@@ -131,11 +134,12 @@ def read_tuning(path: Path) -> tuple[np.ndarray, list | None] | None:
 
 
 def write_index_dir(out: Path, index: faiss.Index, ids: pa.Array, describe: Callable[[int], dict],
-                    tuning: tuple[np.ndarray, list | None] | None = None, files: dict[str, Path] | None = None) -> dict:
+                    tuning: tuple[np.ndarray, list | None] | None = None, files: dict[str, Path] | None = None,
+                    spans: pa.Table | None = None) -> dict:
     """index.faiss, ids.parquet, tuning.parquet (``tuning``: query vectors and their corpus ids or
-    None), ``files`` (name -> a finished file on the same filesystem, moved in: an exact store) and
-    index.json (``describe(index_bytes)``), built in a staging directory that then replaces ``out``
-    in one rename; returns what index.json holds."""
+    None), spans.arrow (``spans``: an index over chunks), ``files`` (name -> a finished file on the
+    same filesystem, moved in: an exact store) and index.json (``describe(index_bytes)``), built in a
+    staging directory that then replaces ``out`` in one rename; returns what index.json holds."""
     with staged_dir(out) as staging:
         for name, source in (files or {}).items():
             os.replace(source, staging / name)
@@ -150,6 +154,10 @@ def write_index_dir(out: Path, index: faiss.Index, ids: pa.Array, describe: Call
                                      "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])}),
                            staging / TUNING_FILE)
         info = {**describe((staging / INDEX_FILE).stat().st_size), "ids_file": IDS_ARROW_FILE}
+        info.pop(SPANS_KEY, None)       # an append's describe starts from the index.json it replaces
+        if spans is not None:
+            write_spans_file(staging / SPANS_FILE, spans)
+            info[SPANS_KEY] = SPANS_FILE
         write_json_atomic(staging / INFO_FILE, info)
     return info
 
@@ -169,8 +177,9 @@ def extra_files(info: dict) -> list[str]:
 
 
 def ids_files(info: dict) -> list[str]:
-    """ids.arrow when index.json names it (never the name as written there: it comes from a file)."""
-    return [IDS_ARROW_FILE] if info.get("ids_file") else []
+    """ids.arrow and spans.arrow when index.json names them (never the names as written there: they
+    come from a file)."""
+    return [IDS_ARROW_FILE] * bool(info.get("ids_file")) + [SPANS_FILE] * bool(info.get(SPANS_KEY))
 
 
 def upload_index_dir(local: Path, url: str) -> None:

@@ -37,12 +37,15 @@ OFFSET_TYPES = {pa.string(): np.int32, pa.binary(): np.int32, pa.large_string():
 
 def write_ids_file(path: Path, ids: pa.Array | pa.ChunkedArray) -> None:
     """``ids`` as an uncompressed Arrow IPC file of one 'id' column (the caller stages and publishes it)."""
-    schema = pa.schema([pa.field("id", ids.type)])
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-        for start in range(0, len(ids), BATCH_ROWS):
-            piece = ids.slice(start, BATCH_ROWS)
-            piece = piece.combine_chunks() if isinstance(piece, pa.ChunkedArray) else piece
-            writer.write_batch(pa.record_batch([piece], schema=schema))
+    write_mapped_table(path, pa.table({"id": ids}))
+
+
+def write_mapped_table(path: Path, table: pa.Table) -> None:
+    """``table`` as an uncompressed Arrow IPC file in batches of ``BATCH_ROWS`` rows, to be memory-mapped
+    by ``read_mapped_table`` (ids.arrow, spans.arrow)."""
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        for start in range(0, table.num_rows, BATCH_ROWS):
+            writer.write_table(table.slice(start, BATCH_ROWS).combine_chunks())   # one batch each
 
 
 class IndexIds:
@@ -129,27 +132,39 @@ def _int64_array(rows: np.ndarray) -> pa.Array:
 def open_ids_file(path: Path, n: int, id_type: pa.DataType) -> IndexIds:
     """ids.arrow at ``path``, memory-mapped and checked: one 'id' column of ``id_type`` (ids.parquet's),
     ``n`` rows (index.json's)."""
+    schema, batches = read_mapped_table(path)
+    if schema.names != ["id"] or schema.field("id").type != id_type:
+        raise CorruptArtifact(f"{path} must hold one 'id' column of type {id_type} as ids.parquet does; "
+                              f"it has {schema}")
+    ids = mapped_column(path, [batch.column(0) for batch in batches], id_type)
+    if len(ids) != n:
+        raise CorruptArtifact(f"{path} holds {len(ids)} ids, index.json says {n}: truncated or replaced; "
+                              "rebuild the index")
+    return ids
+
+
+def read_mapped_table(path: Path) -> tuple[pa.Schema, list[pa.RecordBatch]]:
+    """The schema and batches of an Arrow IPC file, memory-mapped (nothing read until a lookup touches
+    a page); each batch's buffer sizes are checked against its lengths (cheap: no values read)."""
     if not path.is_file():
         raise CorruptArtifact(f"{path} is missing (index.json names it); rebuild the index")
     try:
         reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
-        schema = reader.schema
-        chunks = [reader.get_batch(i).column(0) for i in range(reader.num_record_batches)]
-        for chunk in chunks:
-            chunk.validate()   # buffer sizes against lengths: O(1) a batch, reads no ids
+        batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
+        for batch in batches:
+            batch.validate()   # buffer sizes against lengths: O(1) a batch, reads no values
     except (OSError, pa.ArrowException) as e:
         raise CorruptArtifact(f"cannot read {path} (truncated or corrupt: {e}); rebuild the index") from None
-    if schema.names != ["id"] or schema.field("id").type != id_type:
-        raise CorruptArtifact(f"{path} must hold one 'id' column of type {id_type} as ids.parquet does; "
-                              f"it has {schema}")
-    ids = IndexIds(chunks, id_type, path)
-    if len(ids) != n:
-        raise CorruptArtifact(f"{path} holds {len(ids)} ids, index.json says {n}: truncated or replaced; "
-                              "rebuild the index")
-    if id_type not in OFFSET_TYPES and not pa.types.is_primitive(id_type):
-        for chunk in chunks:       # nested or dictionary ids (rare): no per-row check, so all of it now
+    return reader.schema, batches
+
+
+def mapped_column(path: Path, chunks: list[pa.Array], column_type: pa.DataType) -> IndexIds:
+    """One column of a memory-mapped file, as ``IndexIds`` (its ``take`` checks the offsets of the rows
+    it reads); a nested or dictionary column (rare), which has no per-row check, is checked whole now."""
+    if column_type not in OFFSET_TYPES and not pa.types.is_primitive(column_type):
+        for chunk in chunks:
             try:
                 chunk.validate(full=True)
             except pa.ArrowException as e:
                 raise CorruptArtifact(f"{path} is corrupt ({e}); rebuild the index") from None
-    return ids
+    return IndexIds(chunks, column_type, path)

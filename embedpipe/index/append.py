@@ -40,6 +40,7 @@ from .load import open_index
 from .params import RECALL_K, ExactTopK, apply_search_params
 from .refine import StoreRefined
 from .source import concat_ids, source_record
+from .spans import check_same_chunking, spans_in_index_order
 
 log = logging.getLogger("embedpipe.index")
 
@@ -101,6 +102,7 @@ def _append_new_shards(index_dir, vectors_dir, batch_rows: int) -> dict:
     source = vectors_dir or info.get("vectors") or ""
     check_output(path, {"vectors": source})  # the index is replaced as a whole: it must not hold its source
     vectors = open_vectors(source, verify=True)
+    check_same_chunking(info, vectors)
     if info.get("compact") or vectors.dtype in COMPACT:   # codes and their exact store are rebuilt whole
         return rebuild_compact(path, info, vectors, started)
     if vectors.dim != loaded.dim:
@@ -184,7 +186,8 @@ def _append_rows(path, loaded, vectors, added, shards, rows, index, ids, store, 
                 "recall_measured_at_n": info.get("recall_measured_at_n", info["n"]), **measured}
 
     moved = {} if store is None else {p.name: p for p in (store, scale_path(store)) if p.exists()}
-    info = write_index_dir(path, index, ids, describe, tuning=tuning, files=moved)
+    info = write_index_dir(path, index, ids, describe, tuning=tuning, files=moved,
+                           spans=spans_in_index_order(vectors, ids))
     log.info("appended %d vectors from %d new shard(s) to %s: %d in all", rows, len(shards), path, info["n"])
     return info
 

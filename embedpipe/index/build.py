@@ -57,6 +57,7 @@ from .params import RECALL_K, ExactTopK, Tuning, tune_search_params
 from .refine import RefinePlan, StoreRefined, budgeted_candidates, plan_refine
 from .samples import Samples, draw_samples
 from .source import check_row_count, concat_ids, source_record
+from .spans import spans_in_index_order
 
 log = logging.getLogger("embedpipe.index")
 
@@ -232,7 +233,8 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
     if samples is not None:
         tuning_sample = (samples.queries, list(samples.query_ids) if len(samples.query_rows) else None)
     info = write_index_dir(out, index, ids, describe, tuning=tuning_sample,
-                           files={EXACT_STORE_FILE: store_path} if store_path else None)
+                           files={EXACT_STORE_FILE: store_path} if store_path else None,
+                           spans=spans_in_index_order(vectors, ids))
     shutil.rmtree(build_dir_of(out), ignore_errors=True)  # published: the parts are not needed again
     log.info("wrote %s (%s, %d bytes, %.1fs)", out, factory, info["memory_bytes"], info["build_seconds"])
     return info

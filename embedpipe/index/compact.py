@@ -35,6 +35,7 @@ from ..errors import BadInput, CorruptArtifact, EmbedpipeError
 from ..formats.codes import PACKED, QUANTIZED, bytes_per_vector, ranges_from_record, sign_bits
 from ..formats.index_dir import FORMAT_VERSION, IDS_FILE, INDEX_FILE, INFO_FILE
 from ..formats.index_ids import IDS_ARROW_FILE, write_ids_file
+from ..formats.index_spans import SPANS_FILE, SPANS_KEY, write_spans_file
 from ..formats.vectors import VectorSet, identity_of, open_vectors
 from ..fsio import staged_dir, write_json_atomic
 from ..progress import Progress
@@ -42,6 +43,7 @@ from .choose import parse_size
 from .exact_store import open_exact_store, write_exact_store
 from .params import RECALL_K, ExactTopK, recall_at_k
 from .source import check_row_count, concat_ids, source_record
+from .spans import spans_in_index_order
 
 log = logging.getLogger("embedpipe.index")
 
@@ -162,6 +164,9 @@ def build_compact_index(vectors: VectorSet, out: Path, config, started: float) -
         (faiss.write_index_binary if binary else faiss.write_index)(index, str(staging / INDEX_FILE))
         pq.write_table(pa.table({"id": id_column}), staging / IDS_FILE)
         write_ids_file(staging / IDS_ARROW_FILE, id_column)
+        spans = spans_in_index_order(vectors, id_column)
+        if spans is not None:
+            write_spans_file(staging / SPANS_FILE, spans)
         store = None
         if source is not None:
             store = write_exact_store(staging / EXACT_FILE, _store_batches(source, ids, config.add_batch_rows),
@@ -192,6 +197,7 @@ def build_compact_index(vectors: VectorSet, out: Path, config, started: float) -
                         "exact_store": store},
             "warnings": [], "config": json.loads(json.dumps(asdict(config))),
             **source_record(vectors), "ids_file": IDS_ARROW_FILE,
+            **({SPANS_KEY: SPANS_FILE} if spans is not None else {}),
         }
         write_json_atomic(staging / INFO_FILE, info)
     log.info("wrote %s (%s, %d bytes in RAM, %d on disk for rescoring)", out, factory, index_bytes, info["disk_bytes"])

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import CorruptArtifact, EmbedpipeError
 from ..formats.index_dir import INFO_FILE, download_index_dir, extra_files, open_ids, read_faiss, read_info
 from ..formats.index_ids import IndexIds
+from ..formats.index_spans import IndexSpans, open_spans
 from ..fsio import is_url, local_path
 from .compact import open_compact_index
 from .exact_store import open_exact_store
@@ -28,8 +29,8 @@ from .refine import StoreRefined
 PUBLISH_WAIT_S = 5.0   # how long a reader waits out a publish (the moment between its two renames)
 
 
-def _read_one_version(path: Path, mmap: bool) -> tuple[dict, faiss.Index, IndexIds]:
-    """index.json, index.faiss and the ids of one published version of ``path``, while an append
+def _read_one_version(path: Path, mmap: bool) -> tuple[dict, faiss.Index, IndexIds, IndexSpans | None]:
+    """index.json, index.faiss, the ids and any spans of one published version of ``path``, while an append
     or a rebuild may publish another: the directory is opened once and every file read through that
     handle (``/proc/self/fd``), so all come from the same directory even if it is swapped meanwhile.
     A published directory is never changed in place, only replaced, so one directory is one version.
@@ -54,7 +55,10 @@ def _read_one_version(path: Path, mmap: bool) -> tuple[dict, faiss.Index, IndexI
                          else read_faiss(pinned, info, mmap=mmap))
                 ids = open_ids(pinned, info)     # ids.arrow stays mapped: a later swap cannot change it
                 ids.where = ids.where and path / ids.where.name   # a lookup's error names it as the user would
-                return info, index, ids
+                spans = open_spans(pinned, info)   # over chunks: mapped like the ids
+                if spans is not None:
+                    spans.rename(path / spans.docs.where.name)
+                return info, index, ids, spans
             except EmbedpipeError as e:
                 if pinned == path or _same_directory(path, fd) or time.monotonic() > deadline:
                     raise type(e)(str(e).replace(str(pinned), str(path))) from None   # named as the user named it
@@ -81,6 +85,7 @@ class LoadedIndex:
     ids: IndexIds
     info: dict
     refine: StoreRefined | None = None   # the exact store that re-ranks the index's candidates, if any
+    spans: IndexSpans | None = None      # over chunks: each row's typed doc id and span (spans.arrow)
 
     @property
     def dim(self) -> int:
@@ -132,15 +137,15 @@ def open_index(path: str | os.PathLike, *, mmap: bool = False) -> LoadedIndex:
         loaded.path = str(path)
         return loaded
     path = local_path(path)
-    info, index, ids = _read_one_version(path, mmap)
+    info, index, ids, spans = _read_one_version(path, mmap)
     if info.get("compact"):
-        return LoadedIndex(path, index, ids, info)
+        return LoadedIndex(path, index, ids, info, spans=spans)
     try:
         apply_search_params(index, info.get("search_params", ""))
     except RuntimeError:
         raise EmbedpipeError(f"{path / INFO_FILE}: search parameters {info.get('search_params')!r} "
                              f"do not apply to a {info['factory']} index") from None
-    return LoadedIndex(path, index, ids, info, refine=_refine_of(path, index, info))
+    return LoadedIndex(path, index, ids, info, refine=_refine_of(path, index, info), spans=spans)
 
 
 def _refine_of(path: Path, index: faiss.Index, info: dict) -> StoreRefined | None:

@@ -12,6 +12,10 @@ Under ``best`` the top-k documents are exact whenever the chunks fetched name k 
 document's best chunk outranks all its others), and the fetch grows until they do; under ``sum*``
 a document's chunks below the fetched depth are left out of its sum.
 
+An index written with spans.arrow (formats/index_spans.py) gives each hit's document id as the corpus
+typed it (an int64 stays int64) and its best chunk's span from the index directory itself, reading
+only the hits' rows; an older one gives document ids as strings and reads spans from the vectors.
+
     >>> scores, docs, best = by_document([np.array([0.9, 0.8, 0.5])], [["a#2", "b#0", "a#0"]], 2, "sum2")
     >>> docs, [[round(float(x), 2) for x in s] for s in scores], best
     ([['a', 'b']], [[1.4, 0.8]], [['a#2', 'b#0']])
@@ -24,12 +28,12 @@ import logging
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .. import checks
 from ..encode.chunking import chunking_of
 from ..errors import EmbedpipeError
 from ..formats.vectors import open_vectors
+from ..index.spans import read_shard_columns
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +87,17 @@ def documents_wanted(doc_score: str, chunked: bool) -> bool:
     return chunked and check_doc_score(doc_score) != "chunks"
 
 
-def by_document(scores: list[np.ndarray], ids: list[list], k: int, doc_score: str
-                ) -> tuple[list[np.ndarray], list[list[str]], list[list]]:
+def by_document(scores: list[np.ndarray], ids: list[list], k: int, doc_score: str, docs: list[list] | None = None
+                ) -> tuple[list[np.ndarray], list[list], list[list]]:
     """Each query's chunk hits (best first) -> its top-k documents: (scores, document ids, the best
-    chunk of each document)."""
+    chunk of each document). ``docs``: each hit's document id as typed (spans.arrow), else
+    ``doc_of`` its chunk id."""
     take = {"best": 1, "sum2": 2, "sum3": 3}[doc_score]
     out_scores, out_docs, out_best = [], [], []
-    for row_scores, row_ids in zip(scores, ids):
-        found: dict[str, list] = {}
-        for score, chunk in zip(row_scores.tolist(), row_ids):
-            entry = found.setdefault(doc_of(chunk), [chunk, 0.0, 0])
+    for row_scores, row_ids, row_docs in zip(scores, ids, docs or [None] * len(ids)):
+        found: dict = {}
+        for score, chunk, doc in zip(row_scores.tolist(), row_ids, row_docs or map(doc_of, row_ids)):
+            entry = found.setdefault(doc, [chunk, 0.0, 0])
             if entry[2] < take:
                 entry[1] += score
                 entry[2] += 1
@@ -104,19 +109,21 @@ def by_document(scores: list[np.ndarray], ids: list[list], k: int, doc_score: st
 
 
 def search_documents(search, queries: np.ndarray, k: int, total: int, doc_score: str):
-    """``search(queries, depth) -> (scores, chunk ids)`` asked deep enough that every query finds k
-    documents (or every chunk was fetched) -> ``by_document``'s (scores, document ids, best chunks)."""
+    """``search(queries, depth) -> (scores, chunk ids[, typed document ids])`` asked deep enough that
+    every query finds k documents (or every chunk was fetched) -> ``by_document``'s (scores, document
+    ids, best chunks)."""
     depth = min(total, k * FETCH)
     while True:
-        scores, ids = search(queries, depth)
+        scores, ids, *docs = search(queries, depth)
         if depth >= total or all(len({doc_of(c) for c in row}) >= k for row in ids):
-            return by_document(scores, ids, k, doc_score)
+            return by_document(scores, ids, k, doc_score, *docs)
         depth = min(total, depth * 4)
 
 
 def chunk_spans(index, chunk_ids: set[str]) -> dict[str, tuple[int, int]]:
     """The character spans (start, end) of the given chunks, read from the vector directory the
-    index was built from (only its id, start and end columns); {} when that directory is gone."""
+    index was built from (only its id, start and end columns, of every shard: for an index written
+    before spans.arrow); {} when that directory is gone."""
     try:
         vectors = open_vectors(index.info.get("vectors"))
     except (EmbedpipeError, TypeError) as e:
@@ -125,9 +132,7 @@ def chunk_spans(index, chunk_ids: set[str]) -> dict[str, tuple[int, int]]:
         return {}
     wanted = pa.array(sorted(map(str, chunk_ids)), pa.string())
     spans = {}
-    for shard in vectors.manifest["shards"]:
-        with vectors.store.filesystem.open_input_file(vectors.store.path(shard["file"])) as f:
-            table = pq.read_table(f, columns=["id", "start", "end"])
+    for table in read_shard_columns(vectors, ["id", "start", "end"]):
         table = table.filter(pc.is_in(table.column("id"), value_set=wanted))
         for chunk, start, end in zip(*(table.column(c).to_pylist() for c in ("id", "start", "end"))):
             spans[chunk] = (start, end)
@@ -136,8 +141,8 @@ def chunk_spans(index, chunk_ids: set[str]) -> dict[str, tuple[int, int]]:
 
 def show_texts(index, hits: list, read_texts) -> None:
     """Set each hit's ``text`` from the corpus: the document's text, or over an index of chunks the
-    best chunk's span of it (and the hit's ``span``). ``read_texts(ids) -> {id: text}`` reads the
-    corpus (ids as strings)."""
+    best chunk's span of it (the hit's ``span``: set by the search from spans.arrow, else read from
+    the vectors here). ``read_texts(ids) -> {id: text}`` reads the corpus (ids as strings)."""
     if not is_chunked(index):
         texts = read_texts({str(h.id) for h in hits})
         for hit in hits:
@@ -145,8 +150,9 @@ def show_texts(index, hits: list, read_texts) -> None:
         return
     chunks = [hit.chunk or str(hit.id) for hit in hits]     # doc_score "chunks": the hit is the chunk
     texts = read_texts({doc_of(c) for c in chunks})
-    spans = chunk_spans(index, set(chunks))
+    unknown = {c for hit, c in zip(hits, chunks) if hit.span is None}
+    spans = chunk_spans(index, unknown) if unknown else {}
     for hit, chunk in zip(hits, chunks):
         text = texts.get(doc_of(chunk), "")
-        hit.span = spans.get(chunk)
+        hit.span = hit.span or spans.get(chunk)
         hit.text = text[hit.span[0]:hit.span[1]] if hit.span else text

@@ -41,7 +41,7 @@ class Hit:
     score: float
     text: str | None = None
     chunk: str | None = None     # an index over chunks: the document's best chunk, id "<doc>#<n>"
-    span: tuple[int, int] | None = None   # and its characters in the document (search --corpus)
+    span: tuple[int, int] | None = None   # and its characters in the document (spans.arrow, or search --corpus)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -87,10 +87,12 @@ def search_texts(index: LoadedIndex, texts: list[str], k: int = 10, encode: Enco
     """Top-k hits for each text; over an index of chunks, documents ranked by ``doc_score``
     (retrieval/documents.py), each with its best chunk."""
     encode = encode or query_encoder(index)
-    scores, hit_ids, chunks = document_search(index, encode(list(texts)), k, doc_score)
-    return [[Hit(rank + 1, doc_id, float(score), chunk=best[rank] if best else None)
+    scores, hit_ids, chunks, spans = document_search(index, encode(list(texts)), k, doc_score)
+    none = [None] * len(scores)
+    return [[Hit(rank + 1, doc_id, float(score), chunk=best[rank] if best else None,
+                 span=where[rank] if where else None)
              for rank, (doc_id, score) in enumerate(zip(ids, s))]
-            for s, ids, best in zip(scores, hit_ids, chunks or [None] * len(scores))]
+            for s, ids, best, where in zip(scores, hit_ids, chunks or none, spans or none)]
 
 
 def search_file(index_dir: str | os.PathLike, queries: str | os.PathLike, out: str | os.PathLike, k: int = 10,
@@ -118,7 +120,7 @@ def search_file(index_dir: str | os.PathLike, queries: str | os.PathLike, out: s
             for start in range(0, len(ids), batch_rows):
                 batch_ids = ids[start:start + batch_rows]
                 hits = search_texts(index, texts[start:start + batch_rows], k, encode, doc_score)
-                table = results_table(batch_ids, hits, index.ids.type if not documents else pa.string())
+                table = results_table(batch_ids, hits, doc_id_type(index) if documents else index.ids.type)
                 writer = writer or pq.ParquetWriter(tmp, table.schema)
                 writer.write_table(table)
                 progress.update(len(batch_ids))
@@ -136,13 +138,31 @@ def index_search(index: LoadedIndex, queries: np.ndarray, k: int, doc_score: str
 
 
 def document_search(index: LoadedIndex, queries: np.ndarray, k: int, doc_score: str = "best"):
-    """``index_search``, and each document's best chunk (None when hits are not documents)."""
+    """``index_search``, each document's best chunk and that chunk's span (None when hits are not
+    documents; the spans None for an index without spans.arrow)."""
+    documents = documents_wanted(doc_score, is_chunked(index))
+    fetched: dict[str, tuple[int, int]] = {}   # chunk id -> span, of the rows the last fetch found
+
     def rows(vectors: np.ndarray, depth: int):
         scores, found = index.search(vectors, depth)
-        return [s[r >= 0] for s, r in zip(scores, found)], index.ids_of_each(found)
+        hits = [s[r >= 0] for s, r in zip(scores, found)], index.ids_of_each(found)
+        if not documents or index.spans is None:
+            return hits
+        docs, spans = index.spans.take_each(found)   # only the fetched rows are read
+        fetched.clear()
+        fetched.update((c, span) for row_ids, row_spans in zip(hits[1], spans) for c, span in zip(row_ids, row_spans))
+        return (*hits, docs)
 
-    if not documents_wanted(doc_score, is_chunked(index)):
-        return (*rows(queries, k), None)
-    return search_documents(rows, queries, k, index.index.ntotal, doc_score)
+    if not documents:
+        return (*rows(queries, k), None, None)
+    scores, docs, best = search_documents(rows, queries, k, index.index.ntotal, doc_score)
+    spans = [[fetched[c] for c in row] for row in best] if index.spans is not None else None
+    return scores, docs, best, spans
+
+
+def doc_id_type(index: LoadedIndex) -> pa.DataType:
+    """The type of the document ids an index of chunks answers with: the corpus's, kept in spans.arrow;
+    strings for an index written before it (parsed from the chunk ids)."""
+    return index.spans.doc_type if index.spans is not None else pa.string()
 
 

@@ -94,13 +94,22 @@ def test_search_corpus_shows_the_best_chunks_span(chunked):
     assert first[1] == hits[0]["id"] and first[3] == f"[{hits[0]['span'][0]}:{hits[0]['span'][1]}]"
 
 
-def test_with_the_vectors_gone_hits_show_whole_documents_and_say_why(chunked, tmp_path, caplog):
+def test_an_index_written_before_spans_arrow_reads_spans_from_the_vectors_and_without_them_says_why(
+        chunked, tmp_path, caplog):
     _, vectors, _, docs = chunked
     copy = tmp_path / "copy.vectors"
     shutil.copytree(vectors, copy)
-    build_index(copy, tmp_path / "flat.index", IndexConfig(factory="Flat"))
+    out = tmp_path / "flat.index"
+    build_index(copy, out, IndexConfig(factory="Flat"))
+    info = json.loads((out / "index.json").read_text())
+    (out / "index.json").write_text(json.dumps({k: v for k, v in info.items() if k != "spans_file"}))
+    (out / "spans.arrow").unlink()                                 # as an index written before it
+    index = open_index(out)
+    hits = search_texts(index, QUERIES[:1], 3)[0]
+    assert index.spans is None and all(h.span is None for h in hits)
+    show_texts(index, hits, lambda ids: {i: docs[i] for i in ids})
+    assert all(h.text == docs[h.id][h.span[0]:h.span[1]] for h in hits) and "showing whole" not in caplog.text
     shutil.rmtree(copy)                                            # the vectors the spans come from
-    index = open_index(tmp_path / "flat.index")
     hits = search_texts(index, QUERIES[:1], 3)[0]
     show_texts(index, hits, lambda ids: {i: docs[i] for i in ids})
     assert [h.text for h in hits] == [docs[h.id] for h in hits] and all(h.span is None for h in hits)
