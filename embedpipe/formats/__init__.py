@@ -11,6 +11,7 @@
     export_dir.py  an ONNX export: graph, tokenizer, pooler weights, export.json and its model recipe
     index_dir.py   an index directory: index.faiss, ids.parquet, index.json
     index_ids.py   ids.arrow: the index's ids memory-mapped, read only for the rows a search returns
+    index_spans.py  spans.arrow: over chunks, each index row's typed doc id and span, memory-mapped
     beir.py        retrieval evaluation files: queries, qrels, search results
     reports.py     the evaluation report a pipeline writes and reads back; MTEB JSON, TREC run files
     labeled.py     labeled parquet for classification

@@ -11,6 +11,7 @@ index/; build and append sit on top):
     measure.py  build and time candidate factories on a sample, for `auto`'s measured choice
     config.py   IndexConfig: what a build takes, checked when made
     source.py   the vector directory an index holds: ids joined, rows counted, provenance for index.json
+    spans.py    over chunks: each row's doc id and span in index order (spans.arrow); chunked vs whole refused
     samples.py  the tuning queries and training sample a build draws from the vectors
     parts.py    one unit of a parallel build: a vector shard added into a partial index, receipt last
     parallel.py  the parallel build: train once on a sample, parts added by workers, merged; a rerun resumes

@@ -208,7 +208,8 @@ def test_chunked_compact_vectors_search_by_document(encoded, tmp_path):
     assert all(h.chunk is not None for h in hits)
     show_texts(index, hits, lambda ids: corpus_texts(corpus, ids, **corpus_columns(index)))
     by_id = dict(zip([f"doc{i}" for i in range(len(long_texts))], long_texts))
-    for hit in hits:   # the best chunk's characters, read back through the codes' vector directory
+    assert index.spans is not None     # the spans are in the index directory (spans.arrow)
+    for hit in hits:   # the best chunk's characters
         start, end = hit.span
         assert 0 <= start < end <= len(by_id[hit.id]) and hit.text == by_id[hit.id][start:end]
 
