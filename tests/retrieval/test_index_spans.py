@@ -149,3 +149,26 @@ def test_a_spans_file_of_another_row_count_or_columns_or_missing_is_refused(inde
     (index_copy / "index.json").write_text(json.dumps({**info, "spans_file": "../elsewhere.arrow"}))
     with pytest.raises(CorruptArtifact, match="names the spans file '../elsewhere.arrow'"):
         open_index(index_copy)
+
+
+def test_an_index_at_an_s3_url_carries_its_spans(chunked, tmp_path, monkeypatch):
+    from embedpipe.testing.services import s3_server
+
+    _, vectors, _ = chunked
+    with s3_server(tmp_path) as server:
+        for name, value in server.env.items():
+            if name.startswith("AWS_"):
+                monkeypatch.setenv(name, value)
+        build_index(vectors, "s3://embedpipe/chunks.index", IndexConfig(factory="Flat"))
+        index = open_index("s3://embedpipe/chunks.index")     # downloaded: spans.arrow with the rest
+        assert index.spans is not None
+        assert index_spans(index) == [shard_spans(vectors)[c] for c in index.ids.to_pylist()]
+
+
+@pytest.mark.slow
+def test_a_ray_built_index_of_chunks_has_its_spans(chunked, tmp_path):
+    _, vectors, _ = chunked     # an embedded local Ray: parts merged in the order they finish
+    info = build_index(vectors, tmp_path / "ray.index", IndexConfig(factory="IVF2,Flat", runner="ray"))
+    index = open_index(tmp_path / "ray.index")
+    assert info["runner"]["name"] == "ray" and index.spans is not None
+    assert index_spans(index) == [shard_spans(vectors)[c] for c in index.ids.to_pylist()]
