@@ -138,26 +138,27 @@ def index_search(index: LoadedIndex, queries: np.ndarray, k: int, doc_score: str
 
 
 def document_search(index: LoadedIndex, queries: np.ndarray, k: int, doc_score: str = "best"):
-    """``index_search``, each document's best chunk and that chunk's span (None when hits are not
-    documents; the spans None for an index without spans.arrow)."""
+    """``index_search``, each document's best chunk (None when hits are not documents) and the span of
+    each hit's chunk (None for an index without spans.arrow: one over whole texts, or an older one)."""
     documents = documents_wanted(doc_score, is_chunked(index))
     fetched: dict[str, tuple[int, int]] = {}   # chunk id -> span, of the rows the last fetch found
 
     def rows(vectors: np.ndarray, depth: int):
         scores, found = index.search(vectors, depth)
         hits = [s[r >= 0] for s, r in zip(scores, found)], index.ids_of_each(found)
-        if not documents or index.spans is None:
+        if index.spans is None:
             return hits
         docs, spans = index.spans.take_each(found)   # only the fetched rows are read
         fetched.clear()
         fetched.update((c, span) for row_ids, row_spans in zip(hits[1], spans) for c, span in zip(row_ids, row_spans))
-        return (*hits, docs)
+        return (*hits, docs) if documents else hits
 
-    if not documents:
-        return (*rows(queries, k), None, None)
-    scores, docs, best = search_documents(rows, queries, k, index.index.ntotal, doc_score)
-    spans = [[fetched[c] for c in row] for row in best] if index.spans is not None else None
-    return scores, docs, best, spans
+    if documents:
+        scores, hit_ids, best = search_documents(rows, queries, k, index.index.ntotal, doc_score)
+    else:
+        (scores, hit_ids), best = rows(queries, k), None
+    spans = [[fetched[c] for c in row] for row in best or hit_ids] if index.spans is not None else None
+    return scores, hit_ids, best, spans
 
 
 def doc_id_type(index: LoadedIndex) -> pa.DataType:

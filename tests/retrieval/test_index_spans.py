@@ -73,6 +73,8 @@ def test_spans_and_int_ids_come_from_the_index_directory_with_the_vectors_gone(c
         assert (hit.id, *hit.span) == want[hit.chunk]
     show_texts(index, hits[0], lambda ids: {str(i): docs[i] for i in DOC_IDS if str(i) in ids})
     assert all(h.text == docs[h.id][h.span[0]:h.span[1]] for h in hits[0])
+    for hit in search_texts(index, QUERIES[:1], 4, doc_score="chunks")[0]:   # chunks as hits: spans too
+        assert hit.chunk is None and (int(doc_of(hit.id)), *hit.span) == want[hit.id]
     assert "showing whole documents" not in caplog.text
     result = run_cli("search", out, QUERIES[0], "-k", 2, "--corpus", corpus, "--json")
     assert result.exit_code == 0, result.output
