@@ -174,3 +174,14 @@ def test_a_ray_built_index_of_chunks_has_its_spans(chunked, tmp_path):
     index = open_index(tmp_path / "ray.index")
     assert info["runner"]["name"] == "ray" and index.spans is not None
     assert index_spans(index) == [shard_spans(vectors)[c] for c in index.ids.to_pylist()]
+
+
+def test_chunks_that_do_not_match_the_index_rows_one_to_one_are_refused(chunked):
+    from embedpipe.index.spans import spans_in_index_order
+
+    vectors = open_vectors(chunked[1])
+    ids = vectors.read_all()[0]
+    assert spans_in_index_order(vectors, ids.take(np.arange(len(ids))[::-1])).num_rows == len(ids)
+    for wrong in (ids.slice(1), pa.concat_arrays([ids.slice(1), pa.array(["nope#0"])])):
+        with pytest.raises(EmbedpipeError, match="do not match the index's .* ids one to one"):
+            spans_in_index_order(vectors, wrong)
