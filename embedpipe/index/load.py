@@ -141,7 +141,7 @@ def open_index(path: str | os.PathLike, *, mmap: bool = False) -> LoadedIndex:
 def _refine_of(path: Path, index: faiss.Index, info: dict) -> StoreRefined | None:
     """The exact store index.json names, memory-mapped and checked against the index; None without one."""
     names = extra_files(info)
-    if not names:
+    if not names or not info.get("exact_store"):   # extra files without a store: on-disk lists (ondisk.py)
         return None
     if not (path / names[0]).is_file():
         raise CorruptArtifact(f"{path}: the exact store {names[0]} that {INFO_FILE} names is missing; "
