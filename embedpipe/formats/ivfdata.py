@@ -41,7 +41,10 @@ def on_disk_file(info: dict) -> str | None:
     lists = info.get("inverted_lists") or {}
     if not isinstance(lists, dict) or lists.get("on") != "disk":
         return None
-    return lists.get("file")
+    if lists.get("file") != IVFDATA_FILE:   # the one name FAISS looks for beside index.faiss; never a path
+        raise CorruptArtifact(f"index.json names the inverted lists file {lists.get('file')!r}; "
+                              f"expected {IVFDATA_FILE}")
+    return IVFDATA_FILE
 
 
 def check_ivfdata(path: Path, info: dict) -> None:
