@@ -10,6 +10,7 @@
     vectors.py     a vector directory: (id, vector) shards + manifest.json; what defines a vector
     export_dir.py  an ONNX export: graph, tokenizer, pooler weights, export.json and its model recipe
     index_dir.py   an index directory: index.faiss, ids.parquet, index.json
+    ivfdata.py     index.ivfdata: an index's inverted lists on disk, found beside index.faiss, size-checked
     beir.py        retrieval evaluation files: queries, qrels, search results
     reports.py     the evaluation report a pipeline writes and reads back; MTEB JSON, TREC run files
     labeled.py     labeled parquet for classification
