@@ -175,10 +175,8 @@ def download_index_dir(url: str, local: Path) -> Path:
         raise BadInput(f"index directory {url} does not exist (no {INFO_FILE})")
     names = [INFO_FILE]
     for name in names:
-        data = store.read_bytes(name)
-        if data is None:
+        if not store.copy_to(name, local / name):   # streamed: on-disk lists may exceed RAM
             raise CorruptArtifact(f"{url}: {name} is missing; rebuild the index")
-        (local / name).write_bytes(data)
         if name == INFO_FILE:
             names += [INDEX_FILE, IDS_FILE, *extra_files(read_info(local))]
     tuning = store.read_bytes(TUNING_FILE)   # optional: an index built before it was uploaded has none

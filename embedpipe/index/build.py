@@ -155,6 +155,10 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
         plan = plan_refine(chosen, n, dim, max_memory, "float16")  # partial indexes hold no in-RAM refine
         lists = _plan_lists(plan.factory, n, dim, max_memory, config)
     factory = lists.factory
+    if (runner == "ray" or lists.on_disk) and config.tuning_vectors:   # parts tune on held-out corpus vectors
+        raise BadInput("tuning_vectors (sample queries) are not used by a build in parts (runner=ray, or inverted "
+                       "lists on disk), which tunes on held-out corpus vectors; leave them out, or pass "
+                       "runner=local with inverted_lists=ram", fields=("tuning_vectors",))
     if lists.on_disk and runner == "local":
         why += "; the inverted lists go on disk, so the shards are added as parts here and merged on disk"
     log.info("index for %d vectors of dimension %d: %s (metric %s)", n, dim, factory, config.metric)
@@ -292,8 +296,8 @@ def _parallel_route(config: IndexConfig, n: int, dim: int, max_memory: int) -> s
     except EmbedpipeError:   # nothing fits in RAM at all
         candidates = []
     fast = [f for f in candidates if "x4fs" in f]
-    if not fast and config.inverted_lists != "ram" and n >= FLAT_MAX_ROWS and ondisk_route(n, dim):
-        return ondisk_route(n, dim)
+    if not fast and config.inverted_lists != "ram" and n >= FLAT_MAX_ROWS and ondisk_route(n, dim, max_memory):
+        return ondisk_route(n, dim, max_memory)
     ivf = fast + [f for f in candidates if "IVF" in f]
     return ivf[0] if ivf else None
 
@@ -325,7 +329,14 @@ def _factory_for(vectors: VectorSet, config: IndexConfig, max_memory: int) -> tu
     if config.factory != "auto":
         return config.factory, None, None
     n, dim = vectors.rows, vectors.dim
-    factory = choose_factory(n, dim, max_memory)
+    try:
+        factory = choose_factory(n, dim, max_memory)
+    except EmbedpipeError:   # no index fits in RAM: its lists on disk, when that much fits
+        on_disk = ondisk_route(n, dim, max_memory) if config.inverted_lists != "ram" else None
+        if on_disk is None:
+            raise
+        log.info("auto: no index fits max_memory in RAM; %s with its inverted lists on disk", on_disk)
+        return on_disk, None, None
     candidates = budgeted_candidates(n, dim, max_memory)
     if len(candidates) == 1 or n < MEASURED_CHOICE_MIN_ROWS:
         return factory, None, None

@@ -89,14 +89,24 @@ def plan_lists(factory: str, nlist: int | None, code_size: int, n: int, dim: int
     return ListsPlan(True, plain, need, why)
 
 
-def ondisk_route(n: int, dim: int) -> str | None:
-    """The factory a parallel build takes when no route's lists fit the budget: 4-bit PQ codes of dim/2
-    sub-quantizers (dim/4 bytes) kept on disk, refined by exact scores (moved to the exact store).
+def ondisk_ram_bytes(n: int, dim: int) -> int:
+    """What an on-disk IVF-PQ index holds in RAM at search: the centroids, where each list lies
+    (size, capacity, offset: 24 bytes a list) and the 4-bit PQ tables."""
+    nlist = ivf_centroids(n)
+    return nlist * (dim * 4 + 24) + dim * 16 * 4
 
-    >>> ondisk_route(1_000_000_000, 384)
+
+def ondisk_route(n: int, dim: int, max_memory: int) -> str | None:
+    """The factory `auto` takes when no route's lists fit the budget: 4-bit PQ codes of dim/2
+    sub-quantizers (dim/4 bytes) kept on disk, refined by exact scores (moved to the exact store);
+    None when even its RAM at search (ondisk_ram_bytes) exceeds ``max_memory``, or dim is odd.
+
+    >>> ondisk_route(1_000_000_000, 384, 16 * 10**9)
     'IVF131072,PQ192x4fs,RFlat'
     """
-    return f"IVF{ivf_centroids(n)},PQ{dim // 2}x4fs,RFlat" if dim % 2 == 0 else None
+    if dim % 2 or ondisk_ram_bytes(n, dim) > max_memory:
+        return None
+    return f"IVF{ivf_centroids(n)},PQ{dim // 2}x4fs,RFlat"
 
 
 def refuse_append(info: dict, where: str) -> None:

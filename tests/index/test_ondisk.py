@@ -171,3 +171,19 @@ def test_faiss_prints_stay_off_standard_output(vectors, tmp_path):
                            "open_index(sys.argv[1]); print('opened')", str(out)],
                           capture_output=True, text=True, env=env, timeout=120)
     assert read.returncode == 0 and read.stdout == "opened\n", (read.stdout, read.stderr[-2000:])
+
+
+def test_auto_with_no_index_fitting_in_ram_keeps_its_lists_on_disk(corpus, tmp_path):
+    """12,000 vectors under 40 KB: even 4-byte codes' lists (144 KB) exceed it, the centroids do not."""
+    info = build_index(corpus[0], tmp_path / "a.index", IndexConfig(max_memory="40KB", tuning_queries=200))
+    assert info["factory"] == "IVF256,PQ12x4" and info["inverted_lists"]["on"] == "disk"
+    assert info["refine"]["from"] == "exact_store" and info["memory_bytes"] <= 40_000
+    with pytest.raises(Exception, match="raise max_memory"):   # with the lists kept in RAM, nothing fits
+        build_index(corpus[0], tmp_path / "b.index", IndexConfig(max_memory="40KB", inverted_lists="ram"))
+
+
+def test_sample_queries_are_refused_by_a_build_in_parts(vectors, tmp_path):
+    config = IndexConfig(factory=PLAIN, inverted_lists="disk", tuning_vectors=str(vectors[0]))
+    with pytest.raises(BadInput, match="tuning_vectors .* are not used by a build in parts"):
+        build_index(vectors[0], tmp_path / "t.index", config)
+    assert not (tmp_path / "t.index").exists()
