@@ -20,7 +20,7 @@ process holds after opening it and answering every query (RssAnon: what is its o
 queries/s on a cold first pass (the index's files evicted from the page cache first, posix_fadvise).
 
     OMP_WAIT_POLICY=PASSIVE python scripts/bench_index_scale.py --synthetic --rows 300000 --max-memory 20MB \\
-        --runners "ram=IVF1024,PQ192x4fs,RFlat@ram;ram-plain=IVF1024,PQ192x4,RFlat@ram;\\
+        --runners "ram=IVF1024,PQ192x4fs,RFlat@ram;ram-plain=IVF1024,PQ192x4np,RFlat@ram;\\
                    disk=IVF1024,PQ192x4fs,RFlat@auto" --out bench_out/ondisk
 """
 

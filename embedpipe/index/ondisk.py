@@ -5,13 +5,14 @@ list, where it lies in the file.
 
     >>> plan = plan_lists("IVF131072,PQ192x4fs", 131072, 96, 1_000_000_000, 384, 16 * 10**9, "auto")
     >>> plan.on_disk, plan.factory
-    (True, 'IVF131072,PQ192x4')
+    (True, 'IVF131072,PQ192x4np')
     >>> plan_lists("IVF4096,PQ192x4fs", 4096, 96, 1_000_000, 384, 4 * 10**9, "auto").on_disk
     False
 
 Fast-scan lists (``...x4fs``) cannot live on disk (FAISS keeps them in interleaved blocks in RAM), so
-an on-disk index holds the same 4-bit codes as plain IVF-PQ (``...x4``): the codes the parallel build
-trains and adds anyway (parallel.mergeable_factory), searched without fast-scan's SIMD kernels.
+an on-disk index holds the same 4-bit codes as plain IVF-PQ (``...x4np``: no polysemous training, which
+fast-scan does not do either): the codes the parallel build trains and adds anyway
+(parallel.mergeable_factory), searched without fast-scan's SIMD kernels.
 
 The merge (``merge_on_disk``) reads every part's lists memory-mapped (IO_FLAG_MMAP) and writes each
 list once into the file at its final size. Every entry goes in by that one merge, the held-out tuning
@@ -80,7 +81,7 @@ def plan_lists(factory: str, nlist: int | None, code_size: int, n: int, dim: int
     else:
         why = (f"the inverted lists ({need} bytes) and centroids ({quantizer}) exceed max_memory ({max_memory}): "
                f"memory-mapped from {IVFDATA_FILE} on disk")
-    plain = _FAST_SCAN.sub(r"\1", factory)
+    plain = _FAST_SCAN.sub(r"\1np", factory)
     if plain != factory:
         why += f"; fast-scan lists cannot be on disk, so the same 4-bit codes as plain IVF-PQ ({plain})"
     elif "fs" in factory.split(",")[-1]:

@@ -170,11 +170,13 @@ def _queries_lists(build: Path, queries: np.ndarray, first_label: int) -> Path:
 
 
 def mergeable_factory(factory: str) -> str:
-    """``IVF4096,PQ192x4fs`` -> ``IVF4096,PQ192x4``: FAISS 1.15 cannot merge fast-scan inverted lists
+    """``IVF4096,PQ192x4fs`` -> ``IVF4096,PQ192x4np`` (``np``: without the polysemous training plain IVF-PQ
+    does by default, which fast-scan does not do and which only slows training): FAISS 1.15 cannot merge
+    fast-scan inverted lists
     (BlockInvertedLists.add_entries copies whole blocks past the end of a list that is not empty: heap
     corruption, seen as an abort at the 24th part), so parts hold plain 4-bit PQ codes, the same codes
     in another layout, and the merged index is converted (IndexIVFPQFastScan(IndexIVFPQ))."""
-    return factory[:-2] if factory.endswith("x4fs") else factory
+    return factory[:-2] + "np" if factory.endswith("x4fs") else factory
 
 
 def to_fast_scan(ivf_pq: faiss.IndexIVFPQ) -> faiss.IndexIVFPQFastScan:

@@ -28,7 +28,7 @@ from embedpipe.testing.services import s3_server
 from tests.helpers import assert_one_line_error, run_cli
 from tests.index.clustered import clustered_unit_vectors, write_vectors
 
-PLAIN = "IVF32,PQ24x4"          # what an on-disk index of IVF32,PQ24x4fs holds
+PLAIN = "IVF32,PQ24x4np"        # what an on-disk index of IVF32,PQ24x4fs holds
 TINY = "40KB"                   # below the 6,000 vectors' 120 KB of lists: they go on disk
 
 
@@ -176,7 +176,7 @@ def test_faiss_prints_stay_off_standard_output(vectors, tmp_path):
 def test_auto_with_no_index_fitting_in_ram_keeps_its_lists_on_disk(corpus, tmp_path):
     """12,000 vectors under 40 KB: even 4-byte codes' lists (144 KB) exceed it, the centroids do not."""
     info = build_index(corpus[0], tmp_path / "a.index", IndexConfig(max_memory="40KB", tuning_queries=200))
-    assert info["factory"] == "IVF256,PQ12x4" and info["inverted_lists"]["on"] == "disk"
+    assert info["factory"] == "IVF256,PQ12x4np" and info["inverted_lists"]["on"] == "disk"
     assert info["refine"]["from"] == "exact_store" and info["memory_bytes"] <= 40_000
     with pytest.raises(Exception, match="raise max_memory"):   # with the lists kept in RAM, nothing fits
         build_index(corpus[0], tmp_path / "b.index", IndexConfig(max_memory="40KB", inverted_lists="ram"))

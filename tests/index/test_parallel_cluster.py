@@ -136,10 +136,10 @@ def test_lists_merged_on_disk_from_both_nodes_go_to_s3_and_back(cluster, corpus,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     info = json.loads(result.stdout)                        # FAISS's prints kept off stdout
-    assert info["inverted_lists"]["on"] == "disk" and info["factory"] == "IVF64,PQ24x4"
+    assert info["inverted_lists"]["on"] == "disk" and info["factory"] == "IVF64,PQ24x4np"
     assert len(info["runner"]["parts_by_node"]) == 2
     assert aws.get_file_info("embedpipe/ondisk.index/index.ivfdata").size == info["inverted_lists"]["bytes"]
-    local = build_index(VECTORS, tmp_path / "ram.index", IndexConfig(factory="IVF64,PQ24x4,RFlat", max_memory="1MB",
+    local = build_index(VECTORS, tmp_path / "ram.index", IndexConfig(factory="IVF64,PQ24x4np,RFlat", max_memory="1MB",
                                                                       runner="local", inverted_lists="ram"))
     assert local["inverted_lists"]["on"] == "ram"
     assert abs(recall(url, x, queries) - recall(tmp_path / "ram.index", x, queries)) <= 0.01
