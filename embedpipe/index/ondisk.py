@@ -21,7 +21,8 @@ merge leaves the space it filled marked free, so an add overwrites lists), and g
 double it in place. Tuning then searches with the queries' labels masked out (``without_rows``), which
 finds exactly what the index without them finds.
 
-auto picks it (build.py) when even the fast-scan route's codes exceed max_memory: ``ondisk_route``.
+`auto` goes on disk (build.py) when even the fast-scan route's codes exceed max_memory, with codes of
+the same size that scan faster from disk: ``ondisk_route``.
 """
 
 from __future__ import annotations
@@ -91,23 +92,25 @@ def plan_lists(factory: str, nlist: int | None, code_size: int, n: int, dim: int
 
 
 def ondisk_ram_bytes(n: int, dim: int) -> int:
-    """What an on-disk IVF-PQ index holds in RAM at search: the centroids, where each list lies
-    (size, capacity, offset: 24 bytes a list) and the 4-bit PQ tables."""
+    """What ``ondisk_route``'s index holds in RAM at search: the centroids, where each list lies (size,
+    capacity, offset: 24 bytes a list) and the PQ tables (256 centroids of 4 dims per byte of code)."""
     nlist = ivf_centroids(n)
-    return nlist * (dim * 4 + 24) + dim * 16 * 4
+    return nlist * (dim * 4 + 24) + dim * 256 * 4
 
 
 def ondisk_route(n: int, dim: int, max_memory: int) -> str | None:
-    """The factory `auto` takes when no route's lists fit the budget: 4-bit PQ codes of dim/2
-    sub-quantizers (dim/4 bytes) kept on disk, refined by exact scores (moved to the exact store);
-    None when even its RAM at search (ondisk_ram_bytes) exceeds ``max_memory``, or dim is odd.
+    """The factory `auto` takes when no route's lists fit the budget: dim/4-byte codes as in the fast-scan
+    route, but 8-bit PQ over 4 dimensions (plain 4-bit codes scan ~3.7x slower than 8-bit ones of the same
+    size off disk; scripts/bench_index_scale.py), kept on disk and refined by exact scores (moved to the
+    exact store); None when even its RAM at search (ondisk_ram_bytes) exceeds ``max_memory``, or 4 does
+    not divide dim.
 
     >>> ondisk_route(1_000_000_000, 384, 16 * 10**9)
-    'IVF131072,PQ192x4fs,RFlat'
+    'IVF131072,PQ96x8np,RFlat'
     """
-    if dim % 2 or ondisk_ram_bytes(n, dim) > max_memory:
+    if dim % 4 or ondisk_ram_bytes(n, dim) > max_memory:
         return None
-    return f"IVF{ivf_centroids(n)},PQ{dim // 2}x4fs,RFlat"
+    return f"IVF{ivf_centroids(n)},PQ{dim // 4}x8np,RFlat"
 
 
 def refuse_append(info: dict, where: str) -> None:

@@ -174,12 +174,13 @@ def test_faiss_prints_stay_off_standard_output(vectors, tmp_path):
 
 
 def test_auto_with_no_index_fitting_in_ram_keeps_its_lists_on_disk(corpus, tmp_path):
-    """12,000 vectors under 40 KB: even 4-byte codes' lists (144 KB) exceed it, the centroids do not."""
-    info = build_index(corpus[0], tmp_path / "a.index", IndexConfig(max_memory="40KB", tuning_queries=200))
-    assert info["factory"] == "IVF256,PQ12x4np" and info["inverted_lists"]["on"] == "disk"
-    assert info["refine"]["from"] == "exact_store" and info["memory_bytes"] <= 40_000
+    """12,000 vectors under 80 KB: even 4-byte codes' lists (144 KB) exceed it, the quantizers do not."""
+    info = build_index(corpus[0], tmp_path / "a.index", IndexConfig(max_memory="80KB", tuning_queries=200))
+    assert info["factory"] == "IVF256,PQ6x8np" and info["inverted_lists"]["on"] == "disk"
+    assert info["refine"]["from"] == "exact_store" and info["memory_bytes"] <= 80_000
+    assert info["recall_reached"], info["recall_at_10"]
     with pytest.raises(Exception, match="raise max_memory"):   # with the lists kept in RAM, nothing fits
-        build_index(corpus[0], tmp_path / "b.index", IndexConfig(max_memory="40KB", inverted_lists="ram"))
+        build_index(corpus[0], tmp_path / "b.index", IndexConfig(max_memory="80KB", inverted_lists="ram"))
 
 
 def test_sample_queries_are_refused_by_a_build_in_parts(vectors, tmp_path):
