@@ -288,7 +288,7 @@ def choose_index_runner(config: IndexConfig, n: int, dim: int, max_memory: int) 
 
 def _parallel_route(config: IndexConfig, n: int, dim: int, max_memory: int) -> str | None:
     """The IVF factory a parallel build would use (fast-scan first; when even its codes exceed the budget,
-    the same codes on disk unless inverted_lists=ram), or None when there is none."""
+    ondisk.ondisk_route unless inverted_lists=ram), or None when there is none."""
     if config.factory != "auto":
         return config.factory if "IVF" in config.factory else None
     try:
