@@ -63,7 +63,7 @@ from .factory import (
     train_index,
 )
 from .measure import measure_candidates
-from .ondisk import ListsPlan, WithoutRows, on_disk_bytes, ondisk_route, plan_lists
+from .ondisk import ListsPlan, WithoutRows, auto_candidates, on_disk_bytes, ondisk_route, plan_lists
 from .parallel import build_dir_of, check_parallel_factory, fill_in_parallel, in_this_process
 from .parallel_ray import ray_units
 from .params import RECALL_K, ExactTopK, Tuning, tune_search_params
@@ -337,7 +337,7 @@ def _factory_for(vectors: VectorSet, config: IndexConfig, max_memory: int) -> tu
             raise
         log.info("auto: no index fits max_memory in RAM; %s with its inverted lists on disk", on_disk)
         return on_disk, None, None
-    candidates = budgeted_candidates(n, dim, max_memory)
+    candidates = auto_candidates(n, dim, max_memory, config.inverted_lists)
     if len(candidates) == 1 or n < MEASURED_CHOICE_MIN_ROWS:
         return factory, None, None
     samples = draw_samples(vectors, None, config, sample_rows=CHOICE_SAMPLE_ROWS)

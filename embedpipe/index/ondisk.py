@@ -38,6 +38,7 @@ from ..errors import BadInput, EmbedpipeError
 from ..formats.ivfdata import IVFDATA_FILE, c_stdout_aside, on_disk_file
 from .choose import ID_BYTES, ivf_centroids
 from .factory import ivf_of
+from .refine import budgeted_candidates
 
 # inverted_lists settings: "auto" keeps the lists in RAM when they fit max_memory, else on disk;
 # "ram" / "disk" force either (an index without inverted lists has nothing to place)
@@ -111,6 +112,20 @@ def ondisk_route(n: int, dim: int, max_memory: int) -> str | None:
     if dim % 4 or ondisk_ram_bytes(n, dim) > max_memory:
         return None
     return f"IVF{ivf_centroids(n)},PQ{dim // 4}x8np,RFlat"
+
+
+def auto_candidates(n: int, dim: int, max_memory: int, setting: str = "auto") -> list[str]:
+    """The routes `auto` measures (refine.budgeted_candidates), plus ``ondisk_route`` when no fast-scan
+    route's lists fit the budget (what fits in RAM then has tiny codes, which miss the recall target).
+
+    >>> auto_candidates(10**9, 384, 16 * 10**9)
+    ['OPQ4_28,IVF131072_HNSW32,PQ4x8np', 'IVF131072,PQ96x8np,RFlat']
+    """
+    candidates = budgeted_candidates(n, dim, max_memory)
+    route = ondisk_route(n, dim, max_memory) if setting != "ram" else None
+    if route and candidates != ["Flat"] and not any("x4fs" in f for f in candidates):
+        candidates.append(route)
+    return candidates
 
 
 def refuse_append(info: dict, where: str) -> None:
