@@ -158,12 +158,13 @@ def test_lists_plans():
         IndexConfig(inverted_lists="tape")
 
 
-def test_faiss_prints_stay_off_standard_output(vectors, tmp_path):
+def test_faiss_prints_stay_off_standard_output(tmp_path):
     """`index --json` and a reader print only their JSON: FAISS's C prints go to stderr or nowhere."""
+    small = write_vectors(tmp_path / "s.vectors", clustered_unit_vectors(2_000, seed=5), rows_per_shard=1_000)
     out = tmp_path / "json.index"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    built = subprocess.run([sys.executable, "-m", "embedpipe", "index", str(vectors[0]), "--out", str(out),
-                            "--factory", PLAIN, "--inverted-lists", "disk", "--json"],
+    built = subprocess.run([sys.executable, "-m", "embedpipe", "index", str(small), "--out", str(out),
+                            "--factory", "IVF8,PQ24x4np", "--inverted-lists", "disk", "--json"],
                            capture_output=True, text=True, env=env, timeout=300)
     assert built.returncode == 0, built.stderr[-3000:]
     assert json.loads(built.stdout)["inverted_lists"]["on"] == "disk"
