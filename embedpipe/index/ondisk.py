@@ -18,7 +18,7 @@ The merge (``merge_on_disk``) reads every part's lists memory-mapped (IO_FLAG_MM
 list once into the file at its final size. Every entry goes in by that one merge, the held-out tuning
 queries too (as a last part): FAISS 1.15's OnDiskInvertedLists cannot be added to after a merge (the
 merge leaves the space it filled marked free, so an add overwrites lists), and growing a list would
-double it in place. Tuning then searches with the queries' labels masked out (``without_rows``), which
+double it in place. Tuning then searches with the queries' labels masked out (``WithoutRows``), which
 finds exactly what the index without them finds.
 
 `auto` goes on disk (build.py) when even the fast-scan route's codes exceed max_memory, with codes of
