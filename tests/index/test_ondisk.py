@@ -85,6 +85,7 @@ def test_an_index_over_the_budget_keeps_its_lists_on_disk_and_maps_them(on_disk,
     loaded = open_index(out)
     held = faiss.downcast_InvertedLists(ivf_of(loaded.index).invlists)
     assert isinstance(held, faiss.OnDiskInvertedLists) and held.read_only      # mapped, not read
+    assert held.filename.startswith("/proc/self/fd/")   # through the directory handle of one published version
     # its recall on unseen points is what tuning measured, give or take the sample
     x = vectors[1]
     unseen = clustered_unit_vectors(6_300, seed=7)[6_000:]
