@@ -133,7 +133,7 @@ def refuse_append(info: dict, where: str) -> None:
     (readers map it), and a new version would copy or re-merge the whole file for a few new vectors."""
     if on_disk_file(info) is not None:
         raise BadInput(f"{where} keeps its inverted lists on disk ({on_disk_file(info)}), which append cannot extend; "
-                       "rebuild the index without --append (finished parts of an interrupted build are reused)",
+                       "rebuild the index over all the vectors (--overwrite without --append)",
                        fields=("append",))
 
 

@@ -119,7 +119,7 @@ def test_an_s3_round_trip_carries_the_lists(on_disk, tmp_path, monkeypatch):
         loaded = open_index(url)
         np.testing.assert_array_equal(loaded.search(queries, 10)[1], open_index(out).search(queries, 10)[1])
         line = assert_one_line_error(run_cli("index", "unused.vectors", "--out", url, "--append"), "on disk",
-                                     "rebuild the index without --append")
+                                     "rebuild the index over all the vectors")
         assert url in line
 
 
@@ -143,7 +143,7 @@ def test_missing_or_truncated_lists_are_one_line(on_disk, tmp_path):
 
 def test_append_to_on_disk_lists_is_refused(on_disk, vectors):
     out, _ = on_disk
-    with pytest.raises(BadInput, match="keeps its inverted lists on disk .* rebuild the index without --append"):
+    with pytest.raises(BadInput, match="keeps its inverted lists on disk .* rebuild the index over all the vectors"):
         append_index(out, vectors[0])
 
 
