@@ -51,6 +51,10 @@ def _megabytes(n: int) -> str:
              help="Where the refine step reads exact vectors: auto = RAM when they fit --max-memory, else a "
                   "memory-mapped float16 store on local disk (exact.npy); none = as the factory says; "
                   "float16 / float32 = always re-rank candidates from a store of that type.")
+@from_config(IndexConfig, "inverted_lists",
+             help="Where an IVF index keeps its inverted lists (codes + ids): auto = RAM when they fit "
+                  "--max-memory, else memory-mapped from index.ivfdata on disk (built in parts, merged on disk; "
+                  "fast-scan codes become plain IVF-PQ); ram; disk.")
 @from_config(IndexConfig, "runner",
              help="local = build in this process; ray = each vector shard added by a Ray task into a partial "
                   "index, merged here (IVF factories; a rerun after a kill reuses finished parts); "
@@ -82,14 +86,15 @@ def _megabytes(n: int) -> str:
 @user_errors(flags={"tuning_vectors": "--tuning-queries", "tuning_prompt": "--prompt",
                     "tuning_prompt_name": "--prompt-name", "tuning_device": "--device"})
 def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, recall_margin, ef_construction,
-              exact_store, runner, ray_address, tuning_queries, overwrite, append, threads, as_json, prompt_name,
-              prompt, device, **compact):
+              exact_store, inverted_lists, runner, ray_address, tuning_queries, overwrite, append, threads, as_json,
+              prompt_name, prompt, device, **compact):
     """Build a FAISS index over the vectors in VECTORS_DIR (an `embedpipe encode` output)."""
     if append and overwrite:
         raise click.UsageError("--append extends the index and --overwrite rebuilds it; give one of them")
     config = IndexConfig(factory=factory, metric=metric, max_memory=max_memory, target_recall=target_recall,
                          recall_margin=recall_margin, ef_construction=ef_construction, exact_store=exact_store,
-                         runner=runner, ray_address=ray_address, tuning_vectors=tuning_queries,
+                         inverted_lists=inverted_lists, runner=runner, ray_address=ray_address,
+                         tuning_vectors=tuning_queries,
                          tuning_prompt_name=prompt_name, tuning_prompt=prompt, tuning_device=device, **compact)
     appended = 0
     if append and Store.at(out).exists(INFO_FILE):   # a path or a URL
@@ -112,6 +117,9 @@ def index_cmd(vectors_dir, out, factory, metric, max_memory, target_recall, reca
     if info.get("exact_store"):
         click.echo(f"refine     from {info['exact_store']['file']} ({info['exact_store']['dtype']}, "
                    f"{_megabytes(info['exact_store']['bytes'])} on disk, memory-mapped): {info['refine']['reason']}")
+    if (info.get("inverted_lists") or {}).get("on") == "disk":
+        click.echo(f"lists      in {info['inverted_lists']['file']} ({_megabytes(info['inverted_lists']['bytes'])} "
+                   f"on disk, memory-mapped): {info['inverted_lists']['reason']}")
     click.echo(f"wrote      {out}")
 
 

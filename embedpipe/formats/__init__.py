@@ -12,6 +12,7 @@
     index_dir.py   an index directory: index.faiss, ids.parquet, index.json
     index_ids.py   ids.arrow: the index's ids memory-mapped, read only for the rows a search returns
     index_spans.py  spans.arrow: over chunks, each index row's typed doc id and span, memory-mapped
+    ivfdata.py     index.ivfdata: an index's inverted lists on disk, found beside index.faiss, size-checked
     beir.py        retrieval evaluation files: queries, qrels, search results
     reports.py     the evaluation report a pipeline writes and reads back; MTEB JSON, TREC run files
     labeled.py     labeled parquet for classification

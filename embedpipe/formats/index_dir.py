@@ -14,6 +14,8 @@
                              measured again after an append (absent for exact indexes and older ones)
     INDEX_DIR/exact.npy      when index.json has an exact_store: the vectors in index order, memory-mapped
                              at search to re-rank the index's candidates (index/exact_store.py, refine.py)
+    INDEX_DIR/index.ivfdata  when index.json's inverted_lists are on disk: the lists' codes and ids,
+                             memory-mapped at search (formats/ivfdata.py, index/ondisk.py)
 
 Readers check the three files against each other, so a truncated or swapped file is one clear line.
 
@@ -37,6 +39,7 @@ from ..errors import BadInput, CorruptArtifact
 from ..fsio import staged_dir, write_json_atomic
 from .index_ids import IDS_ARROW_FILE, IndexIds, open_ids_file, write_ids_file
 from .index_spans import SPANS_FILE, SPANS_KEY, write_spans_file
+from .ivfdata import ONDISK_READ_FLAGS, c_stdout_aside, check_ivfdata, on_disk_file
 
 INDEX_FILE, IDS_FILE, INFO_FILE, TUNING_FILE = "index.faiss", "ids.parquet", "index.json", "tuning.parquet"
 EXACT_STORE_FILE = "exact.npy"  # the refine step's vectors in index order, when index.json names an exact_store
@@ -72,8 +75,15 @@ def read_faiss(path: Path, info: dict, mmap: bool = False) -> faiss.Index:
     if expected is not None and size != expected:
         raise CorruptArtifact(f"{index_path} has {size} bytes, {INFO_FILE} says {expected}: "
                              "truncated or replaced; rebuild it with `embedpipe index`")
+    on_disk = on_disk_file(info) is not None
+    if on_disk:   # its lists are mapped from index.ivfdata whatever ``mmap`` says
+        check_ivfdata(path, info)
+    # ONDISK_READ_FLAGS also when index.json names no on-disk lists: on-disk lists in index.faiss are
+    # then only ever looked for in its own directory, read-only (never at the path the file records)
+    flags = MMAP_FLAGS if mmap and not on_disk else ONDISK_READ_FLAGS
     try:
-        index = faiss.read_index(str(index_path), MMAP_FLAGS if mmap else 0)
+        with c_stdout_aside(drop=True):   # FAISS says where it found index.ivfdata
+            index = faiss.read_index(str(index_path), flags)
     except RuntimeError:
         raise CorruptArtifact(f"{index_path} cannot be read by FAISS (truncated or corrupt); "
                              "rebuild it with `embedpipe index`") from None
@@ -167,13 +177,14 @@ INDEX_FILES = (INDEX_FILE, IDS_FILE, INFO_FILE)
 
 def extra_files(info: dict) -> list[str]:
     """The files index.json names beside the three: an exact store and its scale file (the refine
-    step's, or the one a compact index rescores from)."""
+    step's, or the one a compact index rescores from), then on-disk inverted lists."""
     stores = [info.get("exact_store") or {}, (info.get("compact") or {}).get("exact_store") or {}]
     names = [name for store in stores for name in (store.get("file"), store.get("scale_file")) if name]
-    for name in names:  # a name from a file, maybe from elsewhere: never a path out of the directory
+    lists = on_disk_file(info)
+    for name in [*names, *([lists] if lists is not None else [])]:  # from a file, maybe from elsewhere:
         if not isinstance(name, str) or Path(name).name != name or name.startswith(".") or name in INDEX_FILES:
-            raise CorruptArtifact(f"{INFO_FILE} names the exact store file {name!r}; expected a plain file name")
-    return names
+            raise CorruptArtifact(f"{INFO_FILE} names the file {name!r}; expected a plain file name")   # no path out
+    return names + ([lists] if lists is not None else [])
 
 
 def ids_files(info: dict) -> list[str]:
@@ -206,10 +217,8 @@ def download_index_dir(url: str, local: Path) -> Path:
         raise BadInput(f"index directory {url} does not exist (no {INFO_FILE})")
     names = [INFO_FILE]
     for name in names:
-        data = store.read_bytes(name)
-        if data is None:
+        if not store.copy_to(name, local / name):   # streamed: on-disk lists may exceed RAM
             raise CorruptArtifact(f"{url}: {name} is missing; rebuild the index")
-        (local / name).write_bytes(data)
         if name == INFO_FILE:
             info = read_info(local)
             names += [INDEX_FILE, IDS_FILE, *extra_files(info), *ids_files(info)]

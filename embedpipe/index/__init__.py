@@ -13,6 +13,7 @@ index/; build and append sit on top):
     source.py   the vector directory an index holds: ids joined, rows counted, provenance for index.json
     spans.py    over chunks: each row's doc id and span in index order (spans.arrow); chunked vs whole refused
     samples.py  the tuning queries and training sample a build draws from the vectors
+    ondisk.py   inverted lists beyond max_memory: merged into index.ivfdata on disk, memory-mapped at search
     parts.py    one unit of a parallel build: a vector shard added into a partial index, receipt last
     parallel.py  the parallel build: train once on a sample, parts added by workers, merged; a rerun resumes
     parallel_ray.py  the parallel build's units as Ray tasks (encode's cluster joining), lost ones rerun once

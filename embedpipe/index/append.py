@@ -32,11 +32,13 @@ from ..formats.index_ids import IndexIds
 from ..formats.vectors import VectorSet, identity_of, open_vectors
 from ..fsio import check_output, is_url, local_path, write_json_atomic
 from ..progress import Progress
+from ..storage.store import Store
 from .compact import rebuild_compact
 from .config import IndexConfig
 from .exact_store import append_exact_store, open_exact_store, scale_path
 from .factory import faiss_threads
 from .load import open_index
+from .ondisk import refuse_append
 from .params import RECALL_K, ExactTopK, apply_search_params
 from .refine import StoreRefined
 from .source import concat_ids, source_record
@@ -86,6 +88,7 @@ def append_index(index_dir: str | os.PathLike, vectors_dir: str | os.PathLike | 
 def _append_at_url(url: str, vectors_dir, batch_rows: int) -> dict:
     """An index on an object store: copied here, extended, uploaded back (index.json last, as a build
     uploads one); the vectors are those it was built from unless ``vectors_dir`` names others."""
+    refuse_append(Store.at(url).read_json(INFO_FILE) or {}, url)   # before downloading its lists
     with output_lock(url), tempfile.TemporaryDirectory(prefix="embedpipe-append-") as local:
         path = download_index_dir(url, Path(local))
         info = _append_new_shards(path, vectors_dir, batch_rows)
@@ -99,6 +102,7 @@ def _append_new_shards(index_dir, vectors_dir, batch_rows: int) -> dict:
     path = Path(index_dir)
     loaded = open_index(path)
     info = loaded.info
+    refuse_append(info, str(path))
     source = vectors_dir or info.get("vectors") or ""
     check_output(path, {"vectors": source})  # the index is replaced as a whole: it must not hold its source
     vectors = open_vectors(source, verify=True)

@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import faiss
@@ -34,12 +35,14 @@ from ..encode.resume import output_lock
 from ..errors import BadInput, EmbedpipeError
 from ..formats.codes import COMPACT
 from ..formats.index_dir import EXACT_STORE_FILE, FORMAT_VERSION, INFO_FILE, upload_index_dir, write_index_dir
+from ..formats.ivfdata import IVFDATA_FILE
 from ..formats.vectors import VectorSet, open_vectors
 from ..fsio import FileLock, check_output, check_output_dir, is_url, local_path
 from ..progress import Progress
 from ..storage.store import Store
 from .choose import (
     CHOICE_SAMPLE_ROWS,
+    FLAT_MAX_ROWS,
     MEASURED_CHOICE_MIN_ROWS,
     choose_factory,
     parse_size,
@@ -49,9 +52,19 @@ from .choose import (
 from .compact import build_compact_index
 from .config import IndexConfig
 from .exact_store import append_exact_store, open_exact_store, write_exact_store
-from .factory import faiss_threads, is_exact, make_index, nlist_of, prepare_auto_index, set_ef_construction, train_index
+from .factory import (
+    faiss_threads,
+    is_exact,
+    ivf_of,
+    make_index,
+    nlist_of,
+    prepare_auto_index,
+    set_ef_construction,
+    train_index,
+)
 from .measure import measure_candidates
-from .parallel import build_dir_of, check_parallel_factory, fill_in_parallel
+from .ondisk import ListsPlan, WithoutRows, auto_candidates, on_disk_bytes, ondisk_route, plan_lists
+from .parallel import build_dir_of, check_parallel_factory, fill_in_parallel, in_this_process
 from .parallel_ray import ray_units
 from .params import RECALL_K, ExactTopK, Tuning, tune_search_params
 from .refine import RefinePlan, StoreRefined, budgeted_candidates, plan_refine
@@ -138,11 +151,20 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
     else:
         chosen, samples, choice = _factory_for(vectors, config, max_memory)
     plan = plan_refine(chosen, n, dim, max_memory, config.exact_store)
-    if runner == "ray" and plan.factory.endswith(("RFlat", "Refine(Flat)")):
+    lists = _plan_lists(plan.factory, n, dim, max_memory, config)
+    if (runner == "ray" or lists.on_disk) and plan.factory.endswith(("RFlat", "Refine(Flat)")):
         plan = plan_refine(chosen, n, dim, max_memory, "float16")  # partial indexes hold no in-RAM refine
-    factory = plan.factory
+        lists = _plan_lists(plan.factory, n, dim, max_memory, config)
+    factory = lists.factory
+    if (runner == "ray" or lists.on_disk) and config.tuning_vectors:   # parts tune on held-out corpus vectors
+        raise BadInput("tuning_vectors (sample queries) are not used by a build in parts (runner=ray, or inverted "
+                       "lists on disk), which tunes on held-out corpus vectors; leave them out, or pass "
+                       "runner=local with inverted_lists=ram", fields=("tuning_vectors",))
+    if lists.on_disk and runner == "local":
+        why += "; the inverted lists go on disk, so the shards are added as parts here and merged on disk"
     log.info("index for %d vectors of dimension %d: %s (metric %s)", n, dim, factory, config.metric)
     index = make_index(factory, dim, config.metric)
+    log.info("inverted lists: %s", lists.reason)
     if plan.store_dtype and is_exact(index):
         plan = RefinePlan(factory, None, plan.k_factor, "exact search needs no refine step")
     log.info("refine: %s", plan.reason)
@@ -153,15 +175,16 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
         set_ef_construction(index, factory, config.ef_construction)
 
     log.info("runner %s: %s", runner, why)
-    parts = {}
-    if runner == "ray":
+    parts, queries_added = {}, False
+    if runner == "ray" or lists.on_disk:
         check_parallel_factory(index, factory)  # before Ray starts
         busy = f"another build of {out} is running (its parts are in {build_dir_of(out)})"
-        with FileLock(out.with_name(f".{out.name}.build.lock"), busy, remove=True), \
-                ray_units(config.ray_address) as run:
+        units = ray_units(config.ray_address) if runner == "ray" else nullcontext(in_this_process)
+        with FileLock(out.with_name(f".{out.name}.build.lock"), busy, remove=True), units as run:
             filled = fill_in_parallel(vectors, index, factory, config, build_dir_of(out), plan.store_dtype, run,
-                                      scratch)
+                                      scratch, on_disk=lists.on_disk)
         index, ids, samples, truth = filled.index, filled.ids, filled.samples, filled.truth
+        queries_added = filled.queries_added
         store_path, trained = filled.store_path, filled.trained_on
         parts = {"parts_reused": filled.reused, "parts_by_node": filled.nodes}
         store_record = open_exact_store(store_path).record() if store_path else None
@@ -177,8 +200,10 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
         ids, store_record = _add_all(index, vectors, exact, config.add_batch_rows, held_out, store_path,
                                      plan.store_dtype)
         truth = exact.result()[1] if exact is not None else None
-    search = StoreRefined(index, open_exact_store(store_path), config.metric, plan.k_factor).search \
-        if store_path else None
+    # on disk, the tuning queries are in the index already: tuning searches it without them
+    searched = WithoutRows(index, index.ntotal - len(samples.queries)) if queries_added else index
+    search = StoreRefined(searched, open_exact_store(store_path), config.metric, plan.k_factor).search \
+        if store_path else (searched.search if queries_added else None)
 
     if samples is None:
         tuning = Tuning("", 1.0, True)
@@ -188,7 +213,8 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
         log.info("search parameters %r give recall@10 %.4f vs exact search (aimed at %.4f: the target %s + "
                  "the margin %s)", tuning.params, tuning.recall, tuning.aim, config.target_recall, config.recall_margin)
         if len(samples.query_rows):  # the held-out rows join the index last; ids.parquet follows
-            index.add(samples.queries)
+            if not queries_added:
+                index.add(samples.queries)
             ids = concat_ids([ids, pa.array(samples.query_ids, ids.type)], vectors)
             if store_path:
                 store_record = append_exact_store(store_path, [samples.queries])
@@ -207,7 +233,8 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
             "n": n,
             "dim": dim,
             "build_seconds": round(time.monotonic() - started, 3),
-            "memory_bytes": index_bytes,  # the serialized index, which is what search holds in memory
+            "memory_bytes": index_bytes,  # the serialized index, which is what search holds in memory (on-disk
+                                          # lists: the quantizers and where each list lies; the lists apart)
             "max_memory": max_memory,
             "search_params": tuning.params,
             "recall_at_10": tuning.recall,
@@ -224,6 +251,8 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
             "runner": {"name": runner, "why": why, **parts},
             "refine": plan.record(),
             "exact_store": store_record,
+            "inverted_lists": {**lists.record(), **({"file": IVFDATA_FILE, "bytes": on_disk_bytes(index)}
+                                                     if lists.on_disk else {})},
             "warnings": warnings,
             "config": json.loads(json.dumps(config.record())),
             **source_record(vectors),
@@ -232,8 +261,10 @@ def _build_in(vectors: VectorSet, out: Path, config: IndexConfig, scratch: Path)
     tuning_sample = None
     if samples is not None:
         tuning_sample = (samples.queries, list(samples.query_ids) if len(samples.query_rows) else None)
-    info = write_index_dir(out, index, ids, describe, tuning=tuning_sample,
-                           files={EXACT_STORE_FILE: store_path} if store_path else None,
+    files = {EXACT_STORE_FILE: store_path} if store_path else {}
+    if lists.on_disk:
+        files[IVFDATA_FILE] = scratch / IVFDATA_FILE
+    info = write_index_dir(out, index, ids, describe, tuning=tuning_sample, files=files,
                            spans=spans_in_index_order(vectors, ids))
     shutil.rmtree(build_dir_of(out), ignore_errors=True)  # published: the parts are not needed again
     log.info("wrote %s (%s, %d bytes, %.1fs)", out, factory, info["memory_bytes"], info["build_seconds"])
@@ -258,12 +289,26 @@ def choose_index_runner(config: IndexConfig, n: int, dim: int, max_memory: int) 
 
 
 def _parallel_route(config: IndexConfig, n: int, dim: int, max_memory: int) -> str | None:
-    """The IVF factory a parallel build would use (fast-scan first), or None when there is none."""
+    """The IVF factory a parallel build would use (fast-scan first; when even its codes exceed the budget,
+    ondisk.ondisk_route unless inverted_lists=ram), or None when there is none."""
     if config.factory != "auto":
         return config.factory if "IVF" in config.factory else None
-    candidates = budgeted_candidates(n, dim, max_memory)
-    ivf = [f for f in candidates if "x4fs" in f] + [f for f in candidates if "IVF" in f]
+    try:
+        candidates = budgeted_candidates(n, dim, max_memory)
+    except EmbedpipeError:   # nothing fits in RAM at all
+        candidates = []
+    fast = [f for f in candidates if "x4fs" in f]
+    if not fast and config.inverted_lists != "ram" and n >= FLAT_MAX_ROWS and ondisk_route(n, dim, max_memory):
+        return ondisk_route(n, dim, max_memory)
+    ivf = fast + [f for f in candidates if "IVF" in f]
     return ivf[0] if ivf else None
+
+
+def _plan_lists(factory: str, n: int, dim: int, max_memory: int, config: IndexConfig) -> ListsPlan:
+    """Where ``factory``'s inverted lists go (ondisk.plan_lists), read off an empty index of it."""
+    ivf = ivf_of(make_index(factory, dim, config.metric))
+    return plan_lists(factory, None if ivf is None else ivf.nlist, 0 if ivf is None else ivf.code_size,
+                      n, dim, max_memory, config.inverted_lists)
 
 
 def parallel_factory(config: IndexConfig, n: int, dim: int, max_memory: int) -> str:
@@ -286,8 +331,15 @@ def _factory_for(vectors: VectorSet, config: IndexConfig, max_memory: int) -> tu
     if config.factory != "auto":
         return config.factory, None, None
     n, dim = vectors.rows, vectors.dim
-    factory = choose_factory(n, dim, max_memory)
-    candidates = budgeted_candidates(n, dim, max_memory)
+    try:
+        factory = choose_factory(n, dim, max_memory)
+    except EmbedpipeError:   # no index fits in RAM: its lists on disk, when that much fits
+        on_disk = ondisk_route(n, dim, max_memory) if config.inverted_lists != "ram" else None
+        if on_disk is None:
+            raise
+        log.info("auto: no index fits max_memory in RAM; %s with its inverted lists on disk", on_disk)
+        return on_disk, None, None
+    candidates = auto_candidates(n, dim, max_memory, config.inverted_lists)
     if len(candidates) == 1 or n < MEASURED_CHOICE_MIN_ROWS:
         return factory, None, None
     samples = draw_samples(vectors, None, config, sample_rows=CHOICE_SAMPLE_ROWS)

@@ -15,6 +15,7 @@ from ..encode.devices import check_device
 from ..errors import ConfigError, EmbedpipeError
 from ..formats.index_dir import METRICS
 from .choose import parse_size
+from .ondisk import LISTS_CHOICES
 from .refine import EXACT_STORE_CHOICES
 
 RUNNERS = ("auto", "local", "ray")
@@ -62,6 +63,9 @@ class IndexConfig:
     exact_store: str = checks.choice("auto", EXACT_STORE_CHOICES)  # where the refine step reads exact vectors:
                                         # "auto": RAM when they fit max_memory, else a memory-mapped float16 store
                                         # on local disk (refine.py); "none": as the factory says; a dtype: a store
+    inverted_lists: str = checks.choice("auto", LISTS_CHOICES)  # where an IVF index keeps its lists: "auto": RAM
+                                        # when they fit max_memory, else memory-mapped from index.ivfdata on disk
+                                        # (ondisk.py; built in parts and merged there); "ram"; "disk"
     runner: str = checks.choice("auto", RUNNERS)  # "local": one process; "ray": shards added by Ray tasks into
                                         # partial indexes, merged (parallel.py); "auto": ray when a cluster
                                         # is named and the index is IVF, else local

@@ -59,8 +59,12 @@ def _read_one_version(path: Path, mmap: bool) -> tuple[dict, faiss.Index, IndexI
                 if spans is not None:
                     spans.rename(path / spans.docs.where.name)
                 return info, index, ids, spans
-            except EmbedpipeError as e:
+            except (EmbedpipeError, FileNotFoundError) as e:
+                # A file checked, then gone before it was read (the swap's cleanup deleting this version
+                # between a check and a read) is another version in place too: read again.
                 if pinned == path or _same_directory(path, fd) or time.monotonic() > deadline:
+                    if isinstance(e, FileNotFoundError):
+                        raise CorruptArtifact(f"{path}: {Path(e.filename or '?').name} is missing") from None
                     raise type(e)(str(e).replace(str(pinned), str(path))) from None   # named as the user named it
         finally:
             os.close(fd)
@@ -151,7 +155,7 @@ def open_index(path: str | os.PathLike, *, mmap: bool = False) -> LoadedIndex:
 def _refine_of(path: Path, index: faiss.Index, info: dict) -> StoreRefined | None:
     """The exact store index.json names, memory-mapped and checked against the index; None without one."""
     names = extra_files(info)
-    if not names:
+    if not names or not info.get("exact_store"):   # extra files without a store: on-disk lists (ondisk.py)
         return None
     if not (path / names[0]).is_file():
         raise CorruptArtifact(f"{path}: the exact store {names[0]} that {INFO_FILE} names is missing; "

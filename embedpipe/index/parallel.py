@@ -12,8 +12,10 @@ a killed run: a rerun with the same vectors and config reuses the trained index 
 Index rows: the shards' rows in order without the held-out tuning queries, then the tuning queries
 (added by build.py after tuning), as the one-process build numbers them.
 
-The merge holds the merged inverted lists in RAM: what the index needs at search anyway, which
-max_memory bounds (the float vectors stay on disk in the exact store).
+The merge holds the merged inverted lists in RAM when they fit max_memory (what the index needs at
+search anyway; the float vectors stay on disk in the exact store); otherwise (``on_disk``) it writes
+them into index.ivfdata from the parts' lists mapped, never all in RAM (ondisk.py), the held-out tuning
+queries' codes merged in as a last part.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import CorruptArtifact, EmbedpipeError
+from ..formats.ivfdata import IVFDATA_FILE
 from ..formats.vectors import VectorSet
 from ..fsio import atomic_path, read_json, write_json_atomic
 from .choose import training_rows
 from .config import IndexConfig
 from .exact_store import append_exact_store, open_exact_store, write_exact_store
 from .factory import ivf_of, make_index, nlist_of, train_index
+from .ondisk import merge_on_disk
 from .params import RECALL_K
 from .parts import (
     PLAN_FILE,
@@ -49,6 +53,7 @@ from .parts import (
     read_lists,
     read_rows,
     receipt_name,
+    write_lists,
 )
 from .samples import Samples
 from .source import concat_ids
@@ -69,6 +74,13 @@ class Filled:
     trained_on: int
     reused: int                   # parts finished by an earlier run and reused
     nodes: dict                   # Ray node id -> parts it added in this run
+    queries_added: bool = False   # on disk: the tuning queries are in the index already, as its last rows
+
+
+def in_this_process(function: Callable, calls: list[tuple]) -> Iterator:
+    """The Runner of a parallel build run here (the local runner's on-disk build): one unit after another."""
+    for call in calls:
+        yield function(*call)
 
 
 def build_dir_of(out: Path) -> Path:
@@ -76,8 +88,9 @@ def build_dir_of(out: Path) -> Path:
 
 
 def fill_in_parallel(vectors: VectorSet, index: faiss.Index, factory: str, config: IndexConfig, build: Path,
-                     store_dtype: str | None, run: Runner, scratch: Path) -> Filled:
-    """Sample, train, add every shard in parallel and merge; see the module docstring."""
+                     store_dtype: str | None, run: Runner, scratch: Path, on_disk: bool = False) -> Filled:
+    """Sample, train, add every shard in parallel and merge (``on_disk``: into scratch/index.ivfdata);
+    see the module docstring."""
     check_parallel_factory(index, factory)
     fast_scan = "fs" in factory.split(",")[-1]
     if fast_scan:  # trained and added as plain 4-bit IVF-PQ, whose lists merge; converted after the merge
@@ -113,15 +126,23 @@ def fill_in_parallel(vectors: VectorSet, index: faiss.Index, factory: str, confi
     ivf = ivf_of(merged)
     for part in parts:
         receipt = done[part.number]
-        lists = read_lists(build / receipt["files"]["lists"])
-        ivf.invlists.merge_from(lists, 0)  # the entries move over; the part's lists are left empty
-        ivf.ntotal += int(receipt["rows"])
-        del lists
+        if not on_disk:
+            lists = read_lists(build / receipt["files"]["lists"])
+            ivf.invlists.merge_from(lists, 0)  # the entries move over; the part's lists are left empty
+            ivf.ntotal += int(receipt["rows"])
+            del lists
         if truth_heap is not None:
             distances, rows = np.load(build / receipt["files"]["truth"])
             truth_heap.add_result(distances.astype(np.float32), rows.astype(np.int64))
-    merged.ntotal = ivf.ntotal  # the wrappers (OPQ, ...) count what their IVF holds
-    if fast_scan:
+    if on_disk:
+        kept = sum(int(done[p.number]["rows"]) for p in parts)
+        lists = [build / done[p.number]["files"]["lists"] for p in parts]
+        if len(queries):
+            lists.append(_queries_lists(build, queries, kept))
+        merged = merge_on_disk(merged, lists, scratch / IVFDATA_FILE)
+    else:
+        merged.ntotal = ivf.ntotal  # the wrappers (OPQ, ...) count what their IVF holds
+    if fast_scan and not on_disk:   # (on disk, build.py passes the plain factory: ondisk.plan_lists)
         merged = to_fast_scan(faiss.downcast_index(merged))
     store_path = None
     if store_dtype:
@@ -134,15 +155,28 @@ def fill_in_parallel(vectors: VectorSet, index: faiss.Index, factory: str, confi
         truth = truth_heap.I
     query_ids = plan["query_ids"]
     samples = Samples(held_out, query_ids, queries, None)
-    return Filled(merged, ids, samples, truth, store_path, plan["trained_on"], len(parts) - len(todo), nodes)
+    return Filled(merged, ids, samples, truth, store_path, plan["trained_on"], len(parts) - len(todo), nodes,
+                  queries_added=on_disk and len(queries) > 0)
+
+
+def _queries_lists(build: Path, queries: np.ndarray, first_label: int) -> Path:
+    """The held-out tuning queries added into a copy of the trained index as labels from ``first_label``
+    (after every part's rows), its lists written as one more part's."""
+    index = faiss.read_index(str(build / TRAINED_FILE))
+    index.add_with_ids(queries, np.arange(first_label, first_label + len(queries)))
+    path = build / "queries.lists"
+    write_lists(ivf_of(index).invlists, path)
+    return path
 
 
 def mergeable_factory(factory: str) -> str:
-    """``IVF4096,PQ192x4fs`` -> ``IVF4096,PQ192x4``: FAISS 1.15 cannot merge fast-scan inverted lists
+    """``IVF4096,PQ192x4fs`` -> ``IVF4096,PQ192x4np`` (``np``: without the polysemous training plain IVF-PQ
+    does by default, which fast-scan does not do and which only slows training): FAISS 1.15 cannot merge
+    fast-scan inverted lists
     (BlockInvertedLists.add_entries copies whole blocks past the end of a list that is not empty: heap
     corruption, seen as an abort at the 24th part), so parts hold plain 4-bit PQ codes, the same codes
     in another layout, and the merged index is converted (IndexIVFPQFastScan(IndexIVFPQ))."""
-    return factory[:-2] if factory.endswith("x4fs") else factory
+    return factory[:-2] + "np" if factory.endswith("x4fs") else factory
 
 
 def to_fast_scan(ivf_pq: faiss.IndexIVFPQ) -> faiss.IndexIVFPQFastScan:
@@ -225,8 +259,10 @@ def _plan_and_train(vectors: VectorSet, index: faiss.Index, factory: str, config
     for number, picked in run(_sample_part, args):
         by_part[number] = picked
     sample = np.concatenate([by_part[p.number] for p in parts if p.number in by_part])  # rows in `wanted` order
+    del by_part   # the sample is held once while training (at 1M: 315 MB a copy)
     is_query = np.isin(wanted, held_out)
     queries, train = sample[is_query], sample[~is_query]
+    del sample
     query_ids = _ids_at(vectors, parts, held_out)
     trained = min(len(train), n_train)
     train_index(index, factory, train[:trained])

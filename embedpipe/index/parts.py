@@ -70,6 +70,14 @@ def read_lists(path: Path) -> faiss.InvertedLists:
         del reader
 
 
+def write_lists(lists: faiss.InvertedLists, path: Path) -> None:
+    """Inverted lists to ``path`` (atomically), in the layout read_lists and ondisk.read_lists_mapped read."""
+    with atomic_path(path) as tmp:
+        writer = faiss.FileIOWriter(str(tmp))
+        faiss.write_InvertedLists(lists, writer)
+        del writer  # closes the file
+
+
 def read_rows(part: Part, rows: list[int], batch_rows: int = 65_536) -> np.ndarray:
     """The vectors at ``rows`` (0-based in the part's shard, sorted) for the training sample."""
     wanted, out, start = np.asarray(rows, dtype=np.int64), [], 0
@@ -114,10 +122,7 @@ def add_part(part: Part, build_dir: str, attempt: str, metric: str, store_dtype:
     if counts["read"] != int(part.shard["rows"]):
         raise CorruptArtifact(f"vector shard {part.shard['file']} holds {counts['read']} rows, "
                               f"the manifest says {part.shard['rows']}")
-    with atomic_path(build / files["lists"]) as tmp:
-        writer = faiss.FileIOWriter(str(tmp))
-        faiss.write_InvertedLists(ivf_of(index).invlists, writer)
-        del writer  # closes the file
+    write_lists(ivf_of(index).invlists, build / files["lists"])
     if exact is not None:
         distances, rows = exact.result()
         with atomic_path(build / files["truth"]) as tmp, open(tmp, "wb") as f:

@@ -171,6 +171,9 @@ class IndexStage(Stage):
         where = ("runner", "ray_address")
         wanted = {k: v for k, v in _plain(stage.config.record()).items() if k not in where}
         recorded = {k: v for k, v in (info.get("config") or {}).items() if k not in where}
+        if recorded:   # a field added since the index was built (inverted_lists) counts as its default
+            defaults = _plain(dataclasses.asdict(type(stage.config)()))
+            recorded = {**{k: v for k, v in defaults.items() if k in wanted}, **recorded}
         if recorded != wanted:
             changed = _changes(recorded, wanted) if info.get("config") else "not recorded"
             return Status("run", f"index config changed ({changed}): rebuilds")

@@ -71,6 +71,18 @@ class Store:
         except FileNotFoundError:
             return None
 
+    def copy_to(self, name: str, local: Path, block: int = 1 << 22) -> bool:
+        """Stream ``name`` into the local file ``local`` a block at a time (never whole in memory: an index's
+        on-disk lists can be larger than RAM); False when ``name`` is missing."""
+        try:
+            with storage_errors("read", self.describe(name)), self.filesystem.open_input_stream(self.path(name)) as f, \
+                    open(local, "wb") as out:
+                while chunk := f.read(block):
+                    out.write(chunk)
+            return True
+        except FileNotFoundError:
+            return False
+
     def read_json(self, name: str) -> dict | None:
         """The JSON object in ``name``; None when it is missing or not an object."""
         data = self.read_bytes(name)

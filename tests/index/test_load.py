@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import embedpipe.index.load as load
 from embedpipe.errors import EmbedpipeError
 from embedpipe.index import IndexConfig, build_index, open_index
 from tests.index.clustered import DIM, clustered_unit_vectors, write_vectors
@@ -70,4 +71,34 @@ def test_query_vectors_of_another_dimension(small_index):
 def test_ids_file_that_does_not_match(small_index):
     pq.write_table(pa.table({"id": ["a", "b"]}), small_index / "ids.parquet")
     with pytest.raises(EmbedpipeError, match="one 'id' per indexed vector"):
+        open_index(small_index)
+
+
+def test_a_file_deleted_between_its_check_and_its_read_by_a_publish_is_read_again(small_index, tmp_path,
+                                                                                  monkeypatch):
+    """A publish swaps the directory and deletes the old version: a reader that found index.json there
+    and then could not read it (FileNotFoundError, not a refusal) reads the new version."""
+    newer = tmp_path / "newer"
+    build_index(write_vectors(tmp_path / "v2", clustered_unit_vectors(1_200)), newer, IndexConfig())
+    real_read_info, calls = load.read_info, []
+
+    def read_info_during_a_publish(path):
+        calls.append(path)
+        if len(calls) == 1:                     # the swap, between the reader's check and its read
+            small_index.rename(tmp_path / "old")
+            newer.rename(small_index)
+            (tmp_path / "old" / "index.json").unlink()
+            raise FileNotFoundError(2, "No such file or directory", str(path / "index.json"))
+        return real_read_info(path)
+
+    monkeypatch.setattr(load, "read_info", read_info_during_a_publish)
+    assert open_index(small_index).info["n"] == 1_200 and len(calls) == 2
+
+
+def test_a_file_missing_without_a_publish_is_one_refusal(small_index, monkeypatch):
+    def gone(path):
+        raise FileNotFoundError(2, "No such file or directory", str(path / "index.json"))
+
+    monkeypatch.setattr(load, "read_info", gone)
+    with pytest.raises(EmbedpipeError, match="index.json is missing"):
         open_index(small_index)

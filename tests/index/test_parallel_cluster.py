@@ -2,8 +2,8 @@
 on loopback (moto): `embedpipe index s3://... --ray-address` adds parts on both nodes and merges them,
 with recall@10 on held-out queries within 0.01 of the same factory built in one process; kill -9 of
 the driver mid-build, then the same command, finishes and reuses the finished parts; a node lost
-mid-build is survived. The cluster is shared by the module; the node-loss test, which ends the second
-node, runs last."""
+mid-build is survived; inverted lists merged on disk make the s3:// round trip. The cluster is shared
+by the module; the node-loss test, which ends the second node, runs last."""
 
 import json
 import os
@@ -124,6 +124,25 @@ def test_kill_9_of_the_driver_mid_build_then_the_rerun_reuses_finished_parts(clu
     assert info["runner"]["parts_reused"] >= min(done_before, 3) and info["n"] == ROWS
     assert "reusing the trained index" in second.stderr
     assert sorted(open_index(out).ids.to_pylist()) == sorted(f"doc{i}" for i in range(ROWS))
+
+
+def test_lists_merged_on_disk_from_both_nodes_go_to_s3_and_back(cluster, corpus, aws, tmp_path):
+    """--inverted-lists disk: the parts' lists merged into index.ivfdata, uploaded with the index to s3://,
+    searched from there with the recall of the same codes kept in RAM by one process."""
+    head, _, env = cluster
+    x, queries = corpus
+    url = "s3://embedpipe/ondisk.index"
+    result = subprocess.run(index_command(url, head, "--inverted-lists", "disk"), env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    info = json.loads(result.stdout)                        # FAISS's prints kept off stdout
+    assert info["inverted_lists"]["on"] == "disk" and info["factory"] == "IVF64,PQ24x4np"
+    assert len(info["runner"]["parts_by_node"]) == 2
+    assert aws.get_file_info("embedpipe/ondisk.index/index.ivfdata").size == info["inverted_lists"]["bytes"]
+    local = build_index(VECTORS, tmp_path / "ram.index", IndexConfig(factory="IVF64,PQ24x4np,RFlat", max_memory="1MB",
+                                                                      runner="local", inverted_lists="ram"))
+    assert local["inverted_lists"]["on"] == "ram"
+    assert abs(recall(url, x, queries) - recall(tmp_path / "ram.index", x, queries)) <= 0.01
 
 
 def test_a_node_lost_mid_build_is_survived(cluster, corpus, aws, tmp_path):
