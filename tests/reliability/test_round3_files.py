@@ -155,9 +155,11 @@ def test_memory_stays_bounded_on_a_line_that_never_ends(tmp_path, name, head):
     assert "longer than" in out[0], out
     peak_mb = int(out[-1])
     # The interpreter with pyarrow is ~80 MB; JSONL holds a line up to the limit, in pieces, plus one
-    # block (~110 MB measured); Arrow's CSV parser takes ~10x its 16 MiB block on a row of NULs (~310 MB).
-    # Before the fix both grew with the file: past 2 GB.
-    assert peak_mb < 400, peak_mb
+    # block (~110 MB measured); Arrow's CSV parser takes 10-25x its 16 MiB block on a row of NULs, and
+    # how much varies from run to run (260-470 MB over 12 runs, the same for a 4 GiB file as for this
+    # 1 GiB one). Before the fix both grew with the file: past 2 GB. Memory that grew with the file
+    # would pass the file's 1024 MB; a bound below it, above the parser's spread, tells the two apart.
+    assert peak_mb < 700, peak_mb
 
 
 def test_the_limit_is_what_the_docs_state():
