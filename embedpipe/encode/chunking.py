@@ -102,7 +102,12 @@ class Chunker:
             begin = int(starts[first]) if first else 0
             while begin < len(text) and text[begin].isspace():   # a byte-level token may hold the space before
                 begin += 1
-            spans.append((begin, int(ends[last - 1]) if last < n else len(text)))
+            end = int(ends[last - 1]) if last < n else len(text)
+            # Characters no token covers (a combining accent the normalizer strips, a control character
+            # it drops) belong to the word they follow: the span runs on to the next space or token.
+            while last < n and end < starts[last] and not text[end].isspace():
+                end += 1
+            spans.append((begin, end))
             if last >= n:
                 return spans
             first = self._next_start(text, starts, ends, first, last)

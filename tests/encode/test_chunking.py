@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
@@ -49,6 +49,8 @@ def token_count(tokenizer: Tokenizer, text: str) -> int:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=documents(), window=st.sampled_from([6, 16, 40]), overlap=st.sampled_from([0, 1, 3]),
        which=st.sampled_from(["tiny", "minilm"]))
+# a combining accent the tiny tokenizer strips (no token covers it) at a window's end: CI found it
+@example(text="the the the the the the the e\u0301. ", window=6, overlap=0, which="tiny")
 def test_spans_lie_on_token_offsets_within_the_window_and_cover_the_text(tokenizers, text, window, overlap, which):
     tokenizer = tokenizers[which]
     chunker = Chunker(tokenizer, window, overlap, max_length=64)
@@ -63,7 +65,12 @@ def test_spans_lie_on_token_offsets_within_the_window_and_cover_the_text(tokeniz
     assert spans[-1][1] == len(text) and text[:spans[0][0]].strip() == ""
     for (a, b), (c, _) in zip(spans, spans[1:]):
         assert a in starts or a == 0
-        assert b in ends and c in starts
+        assert c in starts
+        # a token's end, or run on over characters no token covers (an accent the normalizer strips)
+        token_end = max(e for e in ends if e <= b)
+        uncovered = text[token_end:b]
+        assert b in ends or (not any(ch.isspace() for ch in uncovered)
+                             and not any(token_end <= t < b for t in starts))
         assert a < c <= b or text[b:c].strip() == ""      # overlapping, or only whitespace between
         shared = token_count(tokenizer, text[c:b]) if c < b else 0
         assert shared <= overlap
