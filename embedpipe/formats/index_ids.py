@@ -61,6 +61,12 @@ class IndexIds:
     def in_memory(cls, ids: pa.Array) -> IndexIds:
         return cls([ids], ids.type)
 
+    def named_in(self, directory: Path) -> None:
+        """Name the mapped file as in ``directory`` in errors (it was opened through another path:
+        load.py's pinned read); ids read whole into memory have no file to name."""
+        if self.where is not None:
+            self.where = directory / self.where.name
+
     def __len__(self) -> int:
         return int(self._starts[-1])
 

@@ -48,10 +48,10 @@ class IndexSpans:
     def doc_type(self) -> pa.DataType:
         return self.docs.type
 
-    def rename(self, path: Path) -> None:
-        """Name the file ``path`` in errors (it was opened through another path: load.py's pinned read)."""
+    def named_in(self, directory: Path) -> None:
+        """Name the file as in ``directory`` in errors (``IndexIds.named_in``)."""
         for column in (self.docs, self.starts, self.ends):
-            column.where = path
+            column.named_in(directory)
 
     def take_each(self, rows: np.ndarray) -> tuple[list[list], list[list[tuple[int, int]]]]:
         """(document ids, spans) of each row of a (queries, k) matrix of index rows (-1 skipped)."""

@@ -54,10 +54,10 @@ def _read_one_version(path: Path, mmap: bool) -> tuple[dict, faiss.Index, IndexI
                 index = (open_compact_index(pinned, info, mmap=mmap) if info.get("compact")
                          else read_faiss(pinned, info, mmap=mmap))
                 ids = open_ids(pinned, info)     # ids.arrow stays mapped: a later swap cannot change it
-                ids.where = ids.where and path / ids.where.name   # a lookup's error names it as the user would
                 spans = open_spans(pinned, info)   # over chunks: mapped like the ids
-                if spans is not None:
-                    spans.rename(path / spans.docs.where.name)
+                for mapped in (ids, spans):   # a lookup's error names the file as the user would
+                    if mapped is not None:
+                        mapped.named_in(path)
                 return info, index, ids, spans
             except (EmbedpipeError, FileNotFoundError) as e:
                 # A file checked, then gone before it was read (the swap's cleanup deleting this version
